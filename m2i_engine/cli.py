@@ -1,0 +1,291 @@
+"""The ``m2i`` command: analyse or visualise a song from the terminal with the same engine the bots use.
+
+Options for ``visualize`` are generated from :class:`~m2i_engine.options.VisualizeOptions`, so the
+CLI, bots and HTTP API always offer the same choices. Other packages (the bots, the HTTP server)
+add sub-commands through the ``m2i.commands`` entry-point group; the engine never imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import io
+import json
+import logging
+import sys
+import time
+import types
+import typing
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from m2i_engine.config import Settings
+from m2i_engine.engine import Engine, Progress, Stage, VisualizeResult
+from m2i_engine.errors import InputError, InvalidOptionError, M2IError, describe
+from m2i_engine.options import VisualizeOptions
+from m2i_engine.tags import Classification, Tags
+
+out = Console()
+err = Console(stderr=True)
+
+_STAGE_TEXT = {
+    Stage.queued: "Waiting in the queue…",
+    Stage.decoding: "Decoding audio…",
+    Stage.analysing: "Listening (tempo, key, loudness, genre, emotion)…",
+    Stage.drawing: "Drawing…",
+    Stage.done: "Done.",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        err.print("[yellow]Interrupted.[/]")
+        return 130
+    except M2IError as exc:
+        return _report_error(exc, args)
+    except Exception as exc:  # never a traceback for a user; -v shows it
+        logging.getLogger("m2i").debug("unexpected error", exc_info=True)
+        return _report_error(describe(exc), args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="m2i", description="Music to image: hear a song, draw it.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log details (to stderr).")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    vis = sub.add_parser("visualize", help="Tag a song and draw an image from it.",
+                         description="Tag a song and draw an image from it. Without SONG, a built-in "
+                                     "demo clip is used.")
+    _add_song_args(vis)
+    vis.add_argument("-o", "--out", type=Path, help="Image path (default: m2i-<song>.png here).")
+    add_option_flags(vis)
+    vis.set_defaults(func=_cmd_visualize)
+
+    ana = sub.add_parser("analyze", help="Tag a song (no image).")
+    _add_song_args(ana)
+    ana.set_defaults(func=_cmd_analyze)
+
+    demo = sub.add_parser("demo-audio", help="Write the built-in demo clip as a WAV file.")
+    demo.add_argument("out", type=Path, nargs="?", default=Path("m2i-demo.wav"))
+    demo.set_defaults(func=_cmd_demo_audio)
+
+    for ep in entry_points(group="m2i.commands"):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # an optional front end with missing extras must not break m2i
+            logging.getLogger("m2i").debug("command %s unavailable: %s", ep.name, exc)
+    return parser
+
+
+def add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per :class:`VisualizeOptions` field, with its type, choices and help."""
+    for name, field in VisualizeOptions.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        kind = _base_type(field.annotation)
+        kwargs: dict[str, Any] = {"dest": f"opt_{name}", "default": None,
+                                  "help": f"{field.description} (default: {_default_text(field.default)})"}
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            kwargs["choices"] = [m.value for m in kind]
+        elif kind in (int, float):
+            kwargs["type"] = kind
+            kwargs["metavar"] = "N"
+        else:
+            kwargs["metavar"] = "TEXT"
+        parser.add_argument(flag, **kwargs)
+
+
+def options_from_args(args: argparse.Namespace) -> VisualizeOptions:
+    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
+    try:
+        return VisualizeOptions(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidOptionError(f"Invalid --{field.replace('_', '-')}: {first['msg']}.") from exc
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def _cmd_visualize(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    source, name = _song(args)
+    t0 = time.perf_counter()
+    result = asyncio.run(_run(lambda eng, cb: eng.visualize(source, options, progress=cb), args))
+    total_s = time.perf_counter() - t0
+    paths = _save_images(result, args.out or Path(f"m2i-{name}.png"))
+    if args.json:
+        print(json.dumps(_result_json(result, paths), indent=2))
+        return 0
+    _print_tags(result.tags, name)
+    out.print(f"[bold]Prompt[/]    {result.prompt.text}")
+    out.print(f"[bold]Negative[/]  [dim]{result.prompt.negative}[/]")
+    for note in result.notes:
+        out.print(f"[yellow]Note[/]      {note}")
+    for p, img in zip(paths, result.images, strict=True):
+        out.print(f"[bold green]Image[/]     {p}  ({img.image.width}×{img.image.height}, "
+                  f"{result.backend}, style {result.prompt.style.value}, seed {img.seed})")
+    out.print(f"[dim]Took {total_s:.2f} s "
+              f"({', '.join(f'{k[:-3]} {v:.0f} ms' for k, v in result.timings_ms.items())}).[/]")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    source, name = _song(args)
+    result = asyncio.run(_run(lambda eng, cb: eng.analyze(source, progress=cb), args))
+    if args.json:
+        print(json.dumps({"song": name, "tags": result.tags.model_dump(mode="json"),
+                          "timings_ms": result.timings_ms}, indent=2))
+    else:
+        _print_tags(result.tags, name)
+    return 0
+
+
+def _cmd_demo_audio(args: argparse.Namespace) -> int:
+    args.out.write_bytes(_demo_wav())
+    out.print(f"Wrote the demo clip to {args.out}")
+    return 0
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _add_song_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("song", nargs="?", type=Path, help="Audio file (any common format). "
+                   "Omit to use the built-in demo clip.")
+    p.add_argument("--json", action="store_true", help="Print machine-readable JSON on stdout.")
+
+
+def _song(args: argparse.Namespace) -> tuple[bytes | Path, str]:
+    if args.song is None:
+        return _demo_wav(), "demo"
+    if not args.song.is_file():
+        raise InputError(f"{args.song}: no such file.")
+    return args.song, args.song.stem
+
+
+def _demo_wav() -> bytes:
+    import soundfile as sf
+
+    from m2i_engine.synth import demo_song
+
+    buf = io.BytesIO()
+    sf.write(buf, demo_song(sr=44_100), 44_100, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+async def _run(call: Any, args: argparse.Namespace) -> Any:
+    """Run ``call(engine, progress)`` with a spinner on an interactive terminal."""
+    quiet = args.json or not err.is_terminal
+    async with Engine(Settings()) as engine:
+        if quiet:
+            return await call(engine, None)
+        with err.status(_STAGE_TEXT[Stage.decoding]) as status:
+            def on_progress(p: Progress) -> None:
+                text = _STAGE_TEXT[p.stage]
+                if p.queue_position:
+                    text = f"Waiting in the queue (position {p.queue_position})…"
+                status.update(text)
+            return await call(engine, on_progress)
+
+
+def _save_images(result: VisualizeResult, first: Path) -> list[Path]:
+    from m2i_engine.imaging.renderer import encode_png
+
+    paths = []
+    for i, img in enumerate(result.images):
+        path = first if i == 0 else first.with_name(f"{first.stem}-{i + 1}{first.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode_png(img.image))
+        paths.append(path)
+    return paths
+
+
+def _print_tags(tags: Tags, name: str) -> None:
+    a = tags.audio
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    window = f", analysed {a.analysed_s:.0f} s" if a.analysed_s + 0.5 < a.duration_s else ""
+    table.add_row("Song", f"{name} ({a.duration_s:.1f} s{window}; {a.codec} {a.sample_rate_hz} Hz, "
+                          f"{a.channels} ch)")
+    t = tags.tempo
+    metre = f" · {t.beats_per_bar} beats/bar" if t.beats_per_bar else ""
+    table.add_row("Tempo", f"{t.bpm:.1f} BPM (confidence {t.confidence:.2f}){metre}")
+    table.add_row("Key", f"{tags.key.name} (confidence {tags.key.confidence:.2f})")
+    lo = tags.loudness
+    table.add_row("Loudness", f"{lo.integrated_lufs:.1f} LUFS · peak {lo.peak_dbfs:.1f} dBFS · "
+                              f"dynamics {lo.dynamic_range_db:.1f} dB · energy {lo.energy:.2f}")
+    table.add_row("Timbre", f"brightness {tags.timbre.brightness:.2f} · percussive "
+                            f"{tags.timbre.percussiveness:.2f} · {tags.timbre.onset_rate_hz:.1f} onsets/s")
+    table.add_row("Genre", _classification_text(tags.genre, "genre"))
+    table.add_row("Emotion", _classification_text(tags.emotion, "emotion"))
+    m = tags.mood
+    src = "from the emotion model" if m.source == "emotion_model" else "estimated from the signal"
+    table.add_row("Mood", f"valence {m.valence:+.2f} · arousal {m.arousal:+.2f} ({src})")
+    out.print(table)
+
+
+def _classification_text(c: Classification, what: str) -> str:
+    if c.status == "model_missing":
+        return f"[dim]no {what} model installed[/]"
+    if c.status == "error":
+        return f"[yellow]{what} model failed to load or run[/]"
+    return ", ".join(f"{ls.label} {ls.score:.2f}" for ls in c.labels[:3])
+
+
+def _result_json(result: VisualizeResult, paths: list[Path]) -> dict[str, Any]:
+    return {
+        "tags": result.tags.model_dump(mode="json"),
+        "prompt": result.prompt.text,
+        "negative_prompt": result.prompt.negative,
+        "style": result.prompt.style.value,
+        "backend": result.backend,
+        "seed": result.seed,
+        "images": [{"path": str(p), "seed": img.seed, "width": img.image.width,
+                    "height": img.image.height} for p, img in zip(paths, result.images, strict=True)],
+        "notes": result.notes,
+        "timings_ms": result.timings_ms,
+    }
+
+
+def _report_error(exc: M2IError, args: argparse.Namespace) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": exc.to_dict()}))
+    else:
+        err.print(f"[bold red]Error[/] [dim]({exc.code})[/]: {exc.message}")
+    return exc.exit_code
+
+
+def _base_type(annotation: Any) -> Any:
+    """``int | None`` → ``int``; ``Style`` → ``Style``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if args else str
+    return annotation
+
+
+def _default_text(default: Any) -> str:
+    if isinstance(default, enum.Enum):
+        return str(default.value)
+    return "none" if default is None else str(default)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

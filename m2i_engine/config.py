@@ -1,0 +1,49 @@
+"""One typed place for every setting: environment variables (``M2I_*``) or a ``.env`` file.
+
+Front ends read :class:`Settings` once and pass it to the engine; nothing else reads the
+environment, so a deployment is fully described by its variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AudioLimits(BaseModel):
+    """Bounds checked before the expensive work starts."""
+
+    max_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest upload accepted, in bytes.")
+    max_duration_s: float = Field(15 * 60, gt=0, description="Longest audio accepted, in seconds.")
+    min_duration_s: float = Field(2.0, ge=0, description="Shortest audio accepted, in seconds.")
+    analysis_s: float = Field(
+        90.0,
+        gt=0,
+        description="Seconds of audio analysed; longer songs are analysed on representative windows.",
+    )
+    max_channels: int = Field(8, ge=1)
+    min_sample_rate: int = Field(8_000, gt=0)
+    max_sample_rate: int = Field(192_000, gt=0)
+
+
+class Settings(BaseSettings):
+    """m2i configuration. Every field can be set as ``M2I_<NAME>`` (nested: ``M2I_LIMITS__MAX_BYTES``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="M2I_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    limits: AudioLimits = AudioLimits()
+    workers: int = Field(2, ge=1, description="CPU worker threads for analysis and rendering.")
+    max_queue: int = Field(64, ge=1, description="Requests waiting beyond this are refused as busy.")
+    request_timeout_s: float = Field(300.0, gt=0)
+    cache_entries: int = Field(256, ge=0, description="Analyses kept in memory for re-rolls.")
+    model_dir: Path | None = Field(
+        None, description="Folder with genre/emotion models; defaults to the weights in the package."
+    )
+    backend: Literal["auto", "renderer", "sd"] = "auto"
+    sd_model: str | None = Field(None, description="Stable Diffusion folder or hub id.")
+    data_dir: Path = Field(Path("../shared/data"), description="Training/evaluation data.")

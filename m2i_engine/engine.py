@@ -1,0 +1,310 @@
+"""The one async API every front end uses: audio + options in, tags + prompt + images out.
+
+The engine owns the things that must exist once per process: loaded models, image backends, a
+bounded worker pool for CPU-heavy steps, an admission queue with positions, and a cache of
+analyses so re-rolls of the same song skip straight to drawing. CLI, bots and HTTP all call
+:meth:`Engine.analyze` / :meth:`Engine.visualize` and render :class:`~m2i_engine.errors.M2IError`
+the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from m2i_engine.audio import read_audio_bytes
+from m2i_engine.config import Settings
+from m2i_engine.errors import (
+    BackendUnavailableError,
+    BusyError,
+    RequestTimeoutError,
+)
+from m2i_engine.imaging.base import GeneratedImage, ImageBackend, Prompt
+from m2i_engine.models import ModelRegistry
+from m2i_engine.options import MAX_SEED, Backend, VisualizeOptions
+from m2i_engine.pipeline import Timings, analyse_audio, draw
+from m2i_engine.tags import Tags
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+AudioSource = bytes | str | os.PathLike[str]
+
+
+class Stage(StrEnum):
+    queued = "queued"
+    decoding = "decoding"
+    analysing = "analysing"
+    drawing = "drawing"
+    done = "done"
+
+
+@dataclass(frozen=True)
+class Progress:
+    stage: Stage
+    #: 1-based place in the queue while ``stage`` is ``queued``
+    queue_position: int | None = None
+
+
+ProgressCallback = Callable[[Progress], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    tags: Tags
+    audio_sha256: str
+    cached: bool
+    timings_ms: Timings
+
+
+@dataclass(frozen=True)
+class VisualizeResult:
+    analysis: AnalysisResult
+    prompt: Prompt
+    images: list[GeneratedImage]
+    backend: str
+    seed: int
+    notes: list[str] = field(default_factory=list)
+    timings_ms: Timings = field(default_factory=dict)
+
+    @property
+    def tags(self) -> Tags:
+        return self.analysis.tags
+
+
+class Engine:
+    """Create once per process; use as ``async with Engine() as engine: ...``."""
+
+    def __init__(self, settings: Settings | None = None, *, models: ModelRegistry | None = None,
+                 backends: dict[str, ImageBackend] | None = None) -> None:
+        self.settings = settings or Settings()
+        self._models = models
+        self._backends: dict[str, ImageBackend] = dict(backends or {})
+        self._pool: ThreadPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(self.settings.workers)
+        self._waiting: list[object] = []
+        self._running = 0
+        self._cache: OrderedDict[str, Tags] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[Tags]] = {}
+        self._start_lock = asyncio.Lock()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> Engine:
+        """Create the worker pool and load models (once; later calls return at once)."""
+        async with self._start_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="m2i")
+            if self._models is None:
+                self._models = await self._run_blocking(ModelRegistry.load, self.settings.model_dir)
+        return self
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def __aenter__(self) -> Engine:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def models(self) -> ModelRegistry:
+        if self._models is None:
+            raise RuntimeError("Engine.start() has not been awaited")
+        return self._models
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._waiting)
+
+    # --- public API -----------------------------------------------------------------------------
+
+    async def analyze(self, audio: AudioSource, *,
+                      progress: ProgressCallback | None = None) -> AnalysisResult:
+        """Tags for ``audio`` (bytes or a path). Raises an ``M2IError`` on bad input or overload."""
+        await self.start()
+        async with self._deadline():
+            data = await self._read(audio)
+            return await self._analysis(data, progress)
+
+    async def visualize(self, audio: AudioSource, options: VisualizeOptions | None = None, *,
+                        progress: ProgressCallback | None = None) -> VisualizeResult:
+        """Tags, prompt and images for ``audio``; the same audio + options + seed repeat exactly."""
+        await self.start()
+        options = options or VisualizeOptions()
+        backend, notes = self._pick_backend(options.backend)
+        async with self._deadline():
+            data = await self._read(audio)
+            analysis = await self._analysis(data, progress)
+            seed = options.seed if options.seed is not None else _seed_from(analysis.audio_sha256)
+            width, height = options.aspect.size(options.size)
+            async with self._slot(progress):
+                await _notify(progress, Progress(Stage.drawing))
+                prompt, images, t_draw = await self._run_blocking(
+                    draw, analysis.tags, options, backend=backend, seed=seed, width=width,
+                    height=height)
+            await _notify(progress, Progress(Stage.done))
+        return VisualizeResult(analysis=analysis, prompt=prompt, images=images, backend=backend.name,
+                               seed=seed, notes=notes, timings_ms={**analysis.timings_ms, **t_draw})
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _deadline(self) -> _Deadline:
+        return _Deadline(self.settings.request_timeout_s)
+
+    async def _read(self, audio: AudioSource) -> bytes:
+        if isinstance(audio, bytes | bytearray | memoryview):
+            return bytes(audio)
+        return await self._run_blocking(read_audio_bytes, audio, limits=self.settings.limits)
+
+    async def _analysis(self, data: bytes, progress: ProgressCallback | None) -> AnalysisResult:
+        """Tags for ``data``: from the cache, from an identical request in flight, or computed."""
+        key = self._cache_key(data)
+        sha = key.split(":", 1)[0]
+        while True:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return AnalysisResult(self._cache[key], sha, cached=True, timings_ms={})
+            pending = self._inflight.get(key)
+            if pending is None:
+                break
+            try:  # the same song is being analysed for someone else: share that work
+                return AnalysisResult(await asyncio.shield(pending), sha, cached=True, timings_ms={})
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # we were cancelled ourselves
+                # the other request was cancelled: loop and compute it ourselves
+        fut: asyncio.Future[Tags] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = fut
+        try:
+            async with self._slot(progress):
+                tags, timings = await self._run_blocking(
+                    analyse_audio, data, limits=self.settings.limits, models=self.models,
+                    on_stage=self._stage_reporter(progress))
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark as retrieved: only the waiters re-raise it
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        fut.set_result(tags)
+        if self.settings.cache_entries:
+            self._cache[key] = tags
+            while len(self._cache) > self.settings.cache_entries:
+                self._cache.popitem(last=False)
+        return AnalysisResult(tags, sha, cached=False, timings_ms=timings)
+
+    def _cache_key(self, data: bytes) -> str:
+        ids = ",".join(f"{t}={c.name}" for t, c in sorted(self.models.classifiers.items()))
+        return f"{hashlib.sha256(data).hexdigest()}:{self.settings.limits.model_dump_json()}:{ids}"
+
+    def _stage_reporter(self, progress: ProgressCallback | None) -> Callable[[str], None]:
+        """A thread-safe callback the blocking pipeline calls when it enters a stage."""
+        if progress is None:
+            return lambda _s: None
+        loop = asyncio.get_running_loop()
+
+        def report(stage: str) -> None:
+            asyncio.run_coroutine_threadsafe(_notify(progress, Progress(Stage(stage))), loop)
+
+        return report
+
+    def _slot(self, progress: ProgressCallback | None) -> _Slot:
+        return _Slot(self, progress)
+
+    async def _run_blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._pool is None:
+            raise RuntimeError("engine is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def _pick_backend(self, wanted: Backend) -> tuple[ImageBackend, list[str]]:
+        notes: list[str] = []
+        if wanted in (Backend.sd, Backend.auto):
+            sd = self._backends.get("sd")
+            if sd is not None:
+                return sd, notes
+            if wanted is Backend.sd:
+                raise BackendUnavailableError(
+                    "Stable Diffusion isn't set up on this server; use the built-in renderer instead.")
+            notes.append("Drawn by the built-in renderer (no Stable Diffusion model is configured).")
+        if "renderer" not in self._backends:
+            from m2i_engine.imaging.renderer import Renderer
+
+            self._backends["renderer"] = Renderer()
+        return self._backends["renderer"], notes
+
+
+class _Slot:
+    """Admission control: a bounded queue with positions in front of ``workers`` running slots."""
+
+    def __init__(self, engine: Engine, progress: ProgressCallback | None) -> None:
+        self.engine = engine
+        self.progress = progress
+        self.ticket = object()
+
+    async def __aenter__(self) -> None:
+        eng = self.engine
+        if len(eng._waiting) >= eng.settings.max_queue:
+            raise BusyError()
+        eng._waiting.append(self.ticket)
+        try:
+            if eng._slots.locked():
+                await _notify(self.progress, Progress(Stage.queued, eng._waiting.index(self.ticket) + 1))
+            await eng._slots.acquire()
+        finally:
+            eng._waiting.remove(self.ticket)
+        eng._running += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.engine._running -= 1
+        self.engine._slots.release()
+
+
+class _Deadline:
+    """``asyncio.timeout`` that surfaces as the user-facing :class:`RequestTimeoutError`."""
+
+    def __init__(self, seconds: float) -> None:
+        self._cm = asyncio.timeout(seconds)
+
+    async def __aenter__(self) -> None:
+        await self._cm.__aenter__()
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: object) -> bool:
+        try:
+            await self._cm.__aexit__(et, e, tb)  # type: ignore[arg-type]
+        except TimeoutError as exc:
+            raise RequestTimeoutError() from exc
+        return False
+
+
+async def _notify(progress: ProgressCallback | None, event: Progress) -> None:
+    """Call a progress callback (sync or async); its failure never fails the request."""
+    if progress is None:
+        return
+    try:
+        res = progress(event)
+        if inspect.isawaitable(res):
+            await res
+    except Exception:
+        log.exception("progress callback failed")
+
+
+def _seed_from(sha256_hex: str) -> int:
+    return int(sha256_hex[:8], 16) % (MAX_SEED + 1)

@@ -1,0 +1,55 @@
+"""The one interface every image backend implements (built-in renderer, Stable Diffusion, …).
+
+Like a diffusers pipeline, a backend is built once with its components and called many times; the
+engine picks one by configuration and never needs to know which it got.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from m2i_engine.options import Style
+from m2i_engine.tags import Tags
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """Text for a text-to-image model, plus the structure it was built from."""
+
+    text: str
+    negative: str
+    style: Style
+    #: ordered (phrase, weight) pairs the text was assembled from; weight ~ the tag's confidence
+    phrases: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    tags: Tags
+    prompt: Prompt
+    width: int
+    height: int
+    seed: int
+    num_images: int = 1
+
+
+@dataclass
+class GeneratedImage:
+    image: Image.Image
+    seed: int
+    backend: str
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+class ImageBackend(ABC):
+    """Turns an :class:`ImageRequest` into images. ``generate`` is blocking; the engine runs it
+    off the event loop."""
+
+    name: str = "backend"
+
+    @abstractmethod
+    def generate(self, request: ImageRequest) -> list[GeneratedImage]:
+        """Return ``request.num_images`` images; image *i* uses seed ``request.seed + i``."""

@@ -1,0 +1,39 @@
+"""From GEMS emotion scores to the valence/arousal reading users see.
+
+The nine GEMS emotions (Zentner et al. 2008) are placed on the valence/arousal plane; a song's
+reading is the score-weighted mean of its emotions' positions.
+"""
+
+from __future__ import annotations
+
+from m2i_engine.tags import Classification, Mood
+
+GEMS = ("amazement", "solemnity", "tenderness", "nostalgia", "calmness", "power",
+        "joyful_activation", "tension", "sadness")
+
+#: (valence, arousal) of each GEMS emotion, after the circumplex placement in Zentner et al.
+GEMS_VALENCE_AROUSAL: dict[str, tuple[float, float]] = {
+    "amazement": (0.6, 0.6),
+    "solemnity": (-0.1, -0.2),
+    "tenderness": (0.6, -0.4),
+    "nostalgia": (-0.1, -0.4),
+    "calmness": (0.4, -0.7),
+    "power": (0.3, 0.8),
+    "joyful_activation": (0.8, 0.7),
+    "tension": (-0.6, 0.6),
+    "sadness": (-0.8, -0.5),
+}
+
+
+def mood_from_emotions(emotion: Classification) -> Mood | None:
+    """Score-weighted valence/arousal, or ``None`` when the emotion model gave no answer."""
+    if emotion.status != "ok":
+        return None
+    pairs = [(GEMS_VALENCE_AROUSAL[ls.label], ls.score) for ls in emotion.labels
+             if ls.label in GEMS_VALENCE_AROUSAL]
+    total = sum(w for _, w in pairs)
+    if total <= 0:
+        return None
+    v = sum(va[0] * w for va, w in pairs) / total
+    a = sum(va[1] * w for va, w in pairs) / total
+    return Mood(valence=max(-1.0, min(1.0, v)), arousal=max(-1.0, min(1.0, a)), source="emotion_model")

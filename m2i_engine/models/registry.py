@@ -1,0 +1,128 @@
+"""The model registry: finds the trained genre/emotion classifiers at start-up and loads them once.
+
+Each model lives in its own folder with a ``manifest.json`` (task, name, version, labels, format,
+file). The registry knows nothing about a model's internals: a *loader* per format turns a folder
+into a :class:`Classifier`. A missing model is not an error — its tags say ``model_missing`` so
+the output states plainly that it is not installed instead of inventing a label.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+from m2i_engine.tags import Classification
+
+log = logging.getLogger(__name__)
+
+TASKS = ("genre", "emotion")
+
+
+class Classifier(Protocol):
+    """A loaded model: analysis features in, scored labels out."""
+
+    name: str
+    labels: tuple[str, ...]
+
+    def predict(self, features: Any) -> Classification: ...
+
+
+@dataclass(frozen=True)
+class Manifest:
+    task: str
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    format: str
+    file: str
+    folder: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        raw = json.loads((folder / "manifest.json").read_text())
+        known = {"task", "name", "version", "labels", "format", "file"}
+        return cls(task=raw["task"], name=raw["name"], version=str(raw["version"]),
+                   labels=tuple(raw["labels"]), format=raw["format"], file=raw["file"],
+                   folder=folder, extra={k: v for k, v in raw.items() if k not in known})
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+Loader = Callable[[Manifest], Classifier]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register_loader(fmt: str) -> Callable[[Loader], Loader]:
+    """Decorator: make ``fn`` the loader for model folders whose manifest says ``format: fmt``."""
+
+    def deco(fn: Loader) -> Loader:
+        _LOADERS[fmt] = fn
+        return fn
+
+    return deco
+
+
+def default_model_dir() -> Path:
+    """The weights shipped inside the package."""
+    return Path(str(resources.files("m2i_engine.models") / "weights"))
+
+
+@dataclass
+class ModelRegistry:
+    """The classifiers available to the engine, by task; absent tasks answer ``model_missing``."""
+
+    classifiers: dict[str, Classifier] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None) -> ModelRegistry:
+        root = model_dir or default_model_dir()
+        reg = cls()
+        for task in TASKS:
+            folder = root / task
+            if not (folder / "manifest.json").is_file():
+                continue
+            try:
+                manifest = Manifest.read(folder)
+                loader = _LOADERS.get(manifest.format)
+                if loader is None:
+                    _import_builtin_loaders()
+                    loader = _LOADERS.get(manifest.format)
+                if loader is None:
+                    raise LookupError(f"no loader for model format {manifest.format!r}")
+                reg.classifiers[task] = loader(manifest)
+                log.info("loaded %s model %s", task, manifest.id)
+            except Exception as exc:  # a broken model must not take the service down
+                log.warning("could not load %s model from %s: %s", task, folder, exc)
+                reg.problems[task] = f"{type(exc).__name__}: {exc}"
+        return reg
+
+    def classify(self, task: str, features: Any) -> Classification:
+        clf = self.classifiers.get(task)
+        if clf is None:
+            return Classification(status="error" if task in self.problems else "model_missing")
+        try:
+            return clf.predict(features)
+        except Exception as exc:
+            log.exception("%s model %s failed", task, clf.name)
+            self.problems[task] = f"{type(exc).__name__}: {exc}"
+            return Classification(status="error", model=clf.name)
+
+
+def _import_builtin_loaders() -> None:
+    """Import the modules that register loaders; they may need optional extras (keras)."""
+    import importlib
+
+    for mod in ("m2i_engine.models.keras_loader",):
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            log.info("model loader %s unavailable: %s", mod, exc)

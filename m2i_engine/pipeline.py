@@ -1,0 +1,67 @@
+"""The blocking steps of one request, in order: decode → analyse → classify → prompt → draw.
+
+These functions are plain and synchronous so they can be tested and benchmarked directly; the
+async :class:`~m2i_engine.engine.Engine` runs them on its worker pool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from m2i_engine.analysis import analyze_signal, signal_mood
+from m2i_engine.audio import decode_audio
+from m2i_engine.config import AudioLimits
+from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest, Prompt
+from m2i_engine.models import ModelRegistry, mood_from_emotions
+from m2i_engine.options import VisualizeOptions
+from m2i_engine.prompt import build_prompt
+from m2i_engine.tags import Tags
+
+#: analysis sample rate: every feature and model is defined at this rate
+ANALYSIS_SR = 22_050
+
+Timings = dict[str, float]
+
+
+@contextmanager
+def timed(timings: Timings, name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round((time.perf_counter() - t0) * 1000.0, 2)
+
+
+def analyse_audio(data: bytes, *, limits: AudioLimits, models: ModelRegistry,
+                  on_stage: Callable[[str], None] = lambda _s: None) -> tuple[Tags, Timings]:
+    """Decode ``data`` and describe it; raises :class:`~m2i_engine.errors.InputError` on bad audio."""
+    timings: Timings = {}
+    on_stage("decoding")
+    with timed(timings, "decode_ms"):
+        audio = decode_audio(data, limits=limits, target_sr=ANALYSIS_SR)
+    on_stage("analysing")
+    with timed(timings, "signal_ms"):
+        sig = analyze_signal(y=audio.samples, sr=audio.sample_rate_hz)
+    with timed(timings, "models_ms"):
+        genre = models.classify("genre", sig.features)
+        emotion = models.classify("emotion", sig.features)
+    mood = mood_from_emotions(emotion) or signal_mood(
+        tempo=sig.tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre)
+    tags = Tags(audio=audio.info, tempo=sig.tempo, key=sig.key, loudness=sig.loudness,
+                timbre=sig.timbre, mood=mood, genre=genre, emotion=emotion,
+                energy_curve=sig.energy_curve)
+    return tags, timings
+
+
+def draw(tags: Tags, options: VisualizeOptions, *, backend: ImageBackend, seed: int,
+         width: int, height: int) -> tuple[Prompt, list[GeneratedImage], Timings]:
+    """Build the prompt and let ``backend`` draw ``options.num_images`` images."""
+    timings: Timings = {}
+    prompt = build_prompt(tags, options)
+    request = ImageRequest(tags=tags, prompt=prompt, width=width, height=height, seed=seed,
+                           num_images=options.num_images)
+    with timed(timings, "draw_ms"):
+        images = backend.generate(request)
+    return prompt, images, timings

@@ -1,0 +1,124 @@
+"""Tags + user options → the words an image model gets: deterministic, readable, weighted.
+
+The prompt is assembled from short phrases, each with a weight taken from the confidence of the
+tag it came from; phrases below a confidence floor are left out rather than asserted. The same tags
+and options always give the same prompt, so a user's re-roll changes the seed, never the words.
+"""
+
+from __future__ import annotations
+
+from m2i_engine.imaging.base import Prompt
+from m2i_engine.options import VisualizeOptions
+from m2i_engine.prompt.styles import BASE_NEGATIVE, preset, resolve_style
+from m2i_engine.tags import Tags
+
+#: a classifier label is only put into words above this score
+MIN_LABEL_SCORE = 0.2
+#: CLIP-based models read about 77 tokens; stop adding optional phrases beyond this many words
+MAX_WORDS = 60
+
+GENRE_IMAGERY: dict[str, str] = {
+    "blues": "smoky late-night blues bar, deep indigo haze",
+    "classical": "grand concert hall, flowing ribbons of light",
+    "country": "open prairie at golden hour, dusty roads",
+    "disco": "mirror-ball glitter, dance floor lights",
+    "electronic": "pulsing geometric light grid, synth waves",
+    "hiphop": "urban street art, bold graffiti shapes",
+    "jazz": "intimate jazz club, brass glints and swirling smoke",
+    "metal": "jagged steel shards, storm and fire",
+    "pop": "glossy candy-colored bubbles, bright stage",
+    "reggae": "sunlit tropical waves, warm green gold and red",
+    "rock": "roaring stage lights, electric guitars, raw energy",
+}
+
+EMOTION_WORDS: dict[str, str] = {
+    "amazement": "awe-struck, wondrous",
+    "solemnity": "solemn, majestic",
+    "tenderness": "tender, gentle",
+    "nostalgia": "nostalgic, wistful",
+    "calmness": "calm, serene",
+    "power": "powerful, triumphant",
+    "joyful_activation": "joyful, exuberant",
+    "tension": "tense, ominous",
+    "sadness": "melancholic, sorrowful",
+}
+
+
+def mood_words(valence: float, arousal: float) -> str:
+    """Words for a point of the valence/arousal plane (used when no emotion model answered)."""
+    if arousal >= 0.25:
+        return "euphoric, vibrant" if valence >= 0.0 else "tense, restless"
+    if arousal <= -0.25:
+        return "serene, warm" if valence >= 0.0 else "melancholic, hushed"
+    return "bright, easygoing" if valence >= 0.0 else "moody, brooding"
+
+
+def tempo_words(bpm: float, energy: float) -> str:
+    if bpm < 80:
+        feel = "slow, swaying rhythm"
+    elif bpm < 110:
+        feel = "relaxed groove"
+    elif bpm < 140:
+        feel = "steady driving pulse"
+    else:
+        feel = "fast, frantic rhythm"
+    density = "dense layered forms" if energy >= 0.6 else "sparse airy forms" if energy <= 0.3 else ""
+    return f"{feel}, {density}" if density else feel
+
+
+def key_words(mode: str) -> str:
+    return "luminous major-key light" if mode == "major" else "deep minor-key shadows"
+
+
+def build_prompt(tags: Tags, options: VisualizeOptions | None = None) -> Prompt:
+    """Compose the prompt for ``tags`` under ``options``.
+
+    Order, most important first: medium/framing from the style, the user's own words, emotion,
+    genre imagery, rhythm and density, tonality, then the style's finish.
+    """
+    options = options or VisualizeOptions()
+    style = resolve_style(options.style, tags)
+    p = preset(style)
+    phrases: list[tuple[str, float]] = [(p.lead, 1.0)]
+    if options.prompt:
+        phrases.append((options.prompt, 1.2))
+
+    if tags.emotion.status == "ok":
+        for ls in tags.emotion.labels[:2]:
+            if ls.score >= MIN_LABEL_SCORE and ls.label in EMOTION_WORDS:
+                phrases.append((EMOTION_WORDS[ls.label], _weight(ls.score)))
+    if not any(w in EMOTION_WORDS.values() for w, _ in phrases):
+        phrases.append((mood_words(tags.mood.valence, tags.mood.arousal), 0.8))
+
+    top = tags.genre.top
+    if top is not None and top.score >= MIN_LABEL_SCORE and top.label in GENRE_IMAGERY:
+        phrases.append((GENRE_IMAGERY[top.label], _weight(top.score)))
+
+    phrases.append((tempo_words(tags.tempo.bpm, tags.loudness.energy), _weight(tags.tempo.confidence)))
+    phrases.append((key_words(tags.key.mode), _weight(tags.key.confidence)))
+    phrases.append((p.finish, 0.8))
+
+    text = _join_within(phrases, MAX_WORDS, keep=2 if options.prompt else 1)
+    negative = ", ".join(x for x in (options.negative, p.negative, BASE_NEGATIVE) if x)
+    return Prompt(text=text, negative=negative, style=style, phrases=tuple(phrases))
+
+
+def _weight(confidence: float) -> float:
+    """Map a 0..1 confidence to an emphasis weight in 0.6..1.2 (A1111/compel convention)."""
+    return round(0.6 + 0.6 * max(0.0, min(1.0, confidence)), 2)
+
+
+def _join_within(phrases: list[tuple[str, float]], max_words: int, *, keep: int) -> str:
+    """Join phrases in order, skipping optional ones that would exceed ``max_words``.
+
+    The first ``keep`` phrases (framing, and the user's own words) are always kept.
+    """
+    out: list[str] = []
+    words = 0
+    for i, (phrase, _) in enumerate(phrases):
+        n = len(phrase.split())
+        if i >= keep and words + n > max_words:
+            continue
+        out.append(phrase)
+        words += n
+    return ", ".join(out)

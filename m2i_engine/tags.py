@@ -1,0 +1,103 @@
+"""What m2i hears in a song: the typed contract between analysis, prompt building and imaging.
+
+Every field a user sees is here, with its unit in the name. Classifier outputs say plainly when a
+model is missing instead of inventing a label.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class Classification(BaseModel):
+    """A trained model's answer, or the honest statement that none is installed."""
+
+    status: Literal["ok", "model_missing", "error"] = "model_missing"
+    labels: list[LabelScore] = Field(default_factory=list, description="Best first.")
+    model: str | None = Field(None, description="Name and version of the model that answered.")
+
+    @property
+    def top(self) -> LabelScore | None:
+        return self.labels[0] if self.status == "ok" and self.labels else None
+
+    def score_of(self, label: str) -> float:
+        return next((ls.score for ls in self.labels if ls.label == label), 0.0)
+
+
+class Tempo(BaseModel):
+    bpm: float = Field(gt=0)
+    confidence: float = Field(ge=0.0, le=1.0)
+    beats_s: list[float] = Field(default_factory=list)
+    downbeats_s: list[float] = Field(default_factory=list)
+    beats_per_bar: int | None = None
+
+
+class Key(BaseModel):
+    tonic: str = Field(description="Pitch class, sharps only: C, C#, … B.")
+    mode: Literal["major", "minor"]
+    confidence: float = Field(ge=0.0, le=1.0)
+
+    @property
+    def name(self) -> str:
+        return f"{self.tonic} {self.mode}"
+
+    @property
+    def tonic_index(self) -> int:
+        return PITCH_CLASSES.index(self.tonic)
+
+
+class Loudness(BaseModel):
+    integrated_lufs: float = Field(description="ITU-R BS.1770 integrated loudness.")
+    peak_dbfs: float
+    dynamic_range_db: float = Field(ge=0.0, description="Spread of short-term loudness (LRA-like).")
+    energy: float = Field(ge=0.0, le=1.0, description="Perceived intensity, 0 calm … 1 intense.")
+
+
+class Timbre(BaseModel):
+    brightness: float = Field(ge=0.0, le=1.0, description="Spectral centroid, normalised.")
+    percussiveness: float = Field(ge=0.0, le=1.0, description="Share of percussive energy.")
+    onset_rate_hz: float = Field(ge=0.0, description="Note/drum onsets per second.")
+
+
+class Mood(BaseModel):
+    """Valence (sad … happy) and arousal (calm … excited), each in -1 … 1."""
+
+    valence: float = Field(ge=-1.0, le=1.0)
+    arousal: float = Field(ge=-1.0, le=1.0)
+    source: Literal["emotion_model", "signal"] = Field(
+        description="'emotion_model' when derived from the emotion model, else estimated from the signal."
+    )
+
+
+class AudioInfo(BaseModel):
+    container: str
+    codec: str
+    sample_rate_hz: int
+    channels: int
+    duration_s: float
+    analysed_s: float = Field(description="Seconds actually analysed (windows of long songs).")
+
+
+class Tags(BaseModel):
+    """Everything m2i reports about one song."""
+
+    audio: AudioInfo
+    tempo: Tempo
+    key: Key
+    loudness: Loudness
+    timbre: Timbre
+    mood: Mood
+    genre: Classification = Field(default_factory=Classification)
+    emotion: Classification = Field(default_factory=Classification)
+    energy_curve: list[float] = Field(
+        default_factory=list, description="Energy 0..1 at evenly spaced points over the analysed audio."
+    )
