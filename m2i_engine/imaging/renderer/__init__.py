@@ -1,0 +1,19 @@
+"""The built-in renderer: the default image backend when no Stable Diffusion model or GPU exists.
+
+It draws each song as generative artwork from its tags alone. Modules, in the order a picture is
+made:
+
+- :mod:`.look` — tags → drawing parameters (every music-to-picture mapping lives here);
+- :mod:`.palette` — key, mood and genre → colours;
+- :mod:`.treatment` — what each style preset does to the drawing;
+- :mod:`.composition` — ground, light, framing per style, particles;
+- :mod:`.motifs` — one shape family per genre (ribbons, shards, circles, pulses, …);
+- :mod:`.ink`, :mod:`.geometry`, :mod:`.scene` — drawing surfaces, paths, what a motif draws with;
+- :mod:`.texture` — flattening, paper, glow, vignette, grading, grain;
+- :mod:`.backend` — :class:`Renderer`, :func:`render`, :func:`encode_png`.
+"""
+
+from m2i_engine.imaging.renderer.backend import Renderer, encode_png, render
+from m2i_engine.imaging.renderer.look import Look, Motif, look_from_tags
+
+__all__ = ["Look", "Motif", "Renderer", "encode_png", "look_from_tags", "render"]
