@@ -1,0 +1,112 @@
+"""The platform-neutral half of every m2i chat bot, written once; adapters only translate.
+
+A platform adapter (``bot/telegram``, ``bot/discord``) turns a platform event into an
+:class:`AudioRequest`, calls :class:`BotService`, and lays out what comes back. Everything else —
+option parsing, size/type checks, rate limits, the fair queue, every user-facing text, the reply
+model and the button encoding — lives here.
+
+API
+---
+Requests (``service``)::
+
+    service = BotService(engine, BotSettings())          # once per process, shared by platforms
+    req = AudioRequest(platform=Platform("discord", max_download_bytes=None),
+                       user_id=..., chat_id=..., fetch=attachment.read,      # async () -> bytes
+                       meta=AudioMeta(kind="attachment", file_name=..., mime_type=..., file_size=...),
+                       options="style=neon seed=42")      # raw text, or VisualizeOptions (buttons)
+    outcome = await service.visualize(req, progress=on_status)  # Reply | Failure, never raises
+    outcome = await service.describe(req)                 # prompt & tags only, no image
+
+  ``on_status(Status)`` (sync or async) gets ``Status(stage: BotStage, text, queue_position)`` once
+  per change: queued (position N) → downloading → decoding → analysing → drawing → sending.
+  ``Failure(request_id, code, text, silent)``: show ``text`` unless ``silent`` (a flood already told).
+
+Replies (``reply``)::
+
+    reply.images[0].png, reply.title, reply.tag_lines, reply.prompt, reply.seed, reply.notes
+    reply.text(budget=1024)          # caption within a budget (UTF-16 units, as Telegram counts)
+    reply.details(budget=4096)       # full prompt + every tag, for the "prompt & tags" button
+    reply.embed()                    # EmbedParts(title, description, fields, footer) for Discord
+    reply.buttons                    # (ReplyButton(label, action), …) — re-roll, variations, prompt
+
+Buttons (``actions``)::
+
+    data = encode_action(button.action, max_bytes=100)    # Discord custom_id; Telegram: 64 (default)
+    action = decode_action(data)                          # ActionExpiredError if from an older build
+    options = options_for(action, variations=3)          # new seed / nearby seeds / same image
+    # find the audio again from the message the button's message replies to, then
+    # service.visualize(AudioRequest(..., options=options)) or service.describe(...) for prompt.
+
+Options, limits, texts: :func:`parse_options`, :func:`options_help`; :class:`AudioMeta`,
+:class:`Platform`; :mod:`bot.core.messages` (``start_text()``, ``help_text(options_help())``,
+``error_text(err)``, ``progress_text(stage, position)``, button labels).
+"""
+
+from __future__ import annotations
+
+from bot.core import messages
+from bot.core.actions import (
+    DISCORD_CUSTOM_ID_MAX_CHARS,
+    TELEGRAM_CALLBACK_DATA_MAX_BYTES,
+    Action,
+    ActionExpiredError,
+    ActionKind,
+    decode_action,
+    encode_action,
+    is_action,
+    options_for,
+)
+from bot.core.limits import TELEGRAM_DOWNLOAD_LIMIT_BYTES, AudioMeta, Platform
+from bot.core.messages import BotStage
+from bot.core.options import options_help, parse_options
+from bot.core.ratelimit import FairScheduler, Rate, RateLimitedError, RateLimiter, UserQueueFullError
+from bot.core.reply import (
+    DISCORD_EMBED_LIMITS,
+    TELEGRAM_CAPTION_LIMIT,
+    TELEGRAM_MESSAGE_LIMIT,
+    EmbedParts,
+    Reply,
+    ReplyButton,
+    ReplyImage,
+    TagLine,
+)
+from bot.core.service import AudioRequest, BotService, DownloadFailedError, Failure, Status
+from bot.core.settings import BotSettings
+
+__all__ = [
+    "DISCORD_CUSTOM_ID_MAX_CHARS",
+    "DISCORD_EMBED_LIMITS",
+    "TELEGRAM_CALLBACK_DATA_MAX_BYTES",
+    "TELEGRAM_CAPTION_LIMIT",
+    "TELEGRAM_DOWNLOAD_LIMIT_BYTES",
+    "TELEGRAM_MESSAGE_LIMIT",
+    "Action",
+    "ActionExpiredError",
+    "ActionKind",
+    "AudioMeta",
+    "AudioRequest",
+    "BotService",
+    "BotSettings",
+    "BotStage",
+    "DownloadFailedError",
+    "EmbedParts",
+    "Failure",
+    "FairScheduler",
+    "Platform",
+    "Rate",
+    "RateLimitedError",
+    "RateLimiter",
+    "Reply",
+    "ReplyButton",
+    "ReplyImage",
+    "Status",
+    "TagLine",
+    "UserQueueFullError",
+    "decode_action",
+    "encode_action",
+    "is_action",
+    "messages",
+    "options_for",
+    "options_help",
+    "parse_options",
+]

@@ -1,0 +1,241 @@
+"""Turns what a user typed in a chat (a caption, a command) into validated ``VisualizeOptions``.
+
+Chat users write options the way they think of them: ``style=neon seed=42 aspect=9:16 "a red fox"``,
+``--style neon --seed 42``, ``ar=16:9``. Everything here is derived from the fields of
+:class:`~m2i_engine.options.VisualizeOptions` — option names, enum choices, number ranges and text
+lengths — so a new option or a new style shows up in parsing, error messages and help at once.
+
+Offers
+------
+- :func:`parse_options` — free text → ``VisualizeOptions`` (raises :class:`InvalidOptionError`).
+- :func:`options_help` — one line per option with its choices or range, for ``/help``.
+- :func:`option_names` — the canonical option names, in declaration order.
+- :func:`describe_choices` — "auto, cover, abstract, …" or "a whole number from 0 to 4294967295".
+
+Words that are not options become the prompt (``a red fox``); ``prompt=...`` may be used too.
+Unknown ``name=value`` pairs are refused with the list of options rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import types
+import typing
+from typing import Any
+
+from annotated_types import Ge, Le, MaxLen
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+from bot.core import messages
+from m2i_engine.errors import InvalidOptionError
+from m2i_engine.options import VisualizeOptions
+
+__all__ = ["describe_choices", "option_names", "options_help", "parse_options"]
+
+#: short names people use in other image tools; each maps to a real field of VisualizeOptions
+ALIASES: dict[str, str] = {"ar": "aspect", "n": "num_images", "images": "num_images", "neg": "negative"}
+#: values that clear an optional field (e.g. ``seed=none`` → the song picks the seed)
+_NONE_WORDS = frozenset({"none", "null", "default"})
+
+_QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "＂": '"'})
+_TOKEN = re.compile(
+    r'--(?P<flag>[A-Za-z][\w-]*)(?:=(?P<flag_val>"[^"]*"|\S+))?'  # --style neon / --style=neon
+    r'|(?P<key>[A-Za-z][\w-]*)[=:](?P<val>"[^"]*"|\S+)'  # style=neon / style:neon
+    r'|"(?P<quoted>[^"]*)"'  # "a red fox"
+    r"|(?P<word>\S+)"
+)
+
+
+def option_names() -> list[str]:
+    """Canonical option names in declaration order (``style``, ``prompt``, … ``num_images``)."""
+    return list(VisualizeOptions.model_fields)
+
+
+def parse_options(text: str | None, *, base: VisualizeOptions | None = None) -> VisualizeOptions:
+    """Options from chat text, on top of ``base`` (the bot's defaults).
+
+    Parameters
+    ----------
+    text
+        What the user typed, without the command or mention (``/visualize``, ``@bot``). ``None``
+        or blank text gives ``base``.
+    base
+        Defaults the user's options override; ``VisualizeOptions()`` when not given.
+
+    Returns
+    -------
+    VisualizeOptions
+        Validated options.
+
+    Raises
+    ------
+    InvalidOptionError
+        With a message that names the bad option and lists the valid choices.
+
+    Examples
+    --------
+    >>> parse_options('style=neon seed=42 aspect=9:16 "a red fox"').style.value
+    'neon'
+    >>> parse_options("--size 512 --ar 16:9").aspect.value
+    '16:9'
+    """
+    base = base or VisualizeOptions()
+    given = _tokens_to_values(text or "")
+    if not given:
+        return base
+    merged = {**base.model_dump(), **given}
+    try:
+        return VisualizeOptions.model_validate(merged)
+    except ValidationError as exc:
+        raise _friendly_error(exc, given) from exc
+
+
+def describe_choices(name: str) -> str:
+    """What ``name`` accepts, in words: its enum values, its number range or its maximum length."""
+    info = VisualizeOptions.model_fields[name]
+    kind = _base_type(info.annotation)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return ", ".join(str(m.value) for m in kind)
+    lo, hi, max_len = _bounds(info)
+    if kind is int:
+        if lo is not None and hi is not None:
+            return f"a whole number from {lo} to {hi}"
+        return "a whole number"
+    if max_len is not None:
+        return f"text, up to {max_len} characters"
+    return "text"
+
+
+def options_help() -> list[str]:
+    """One line per option: ``style — Look of the image… (auto, cover, …)``."""
+    lines = []
+    for name, info in VisualizeOptions.model_fields.items():
+        lines.append(f"{name} — {info.description or ''} ({describe_choices(name)})".replace(" — ()", ""))
+    return lines
+
+
+# --- private helpers -----------------------------------------------------------------------------
+
+
+def _tokens_to_values(text: str) -> dict[str, Any]:
+    """``{"style": "neon", "prompt": "a red fox"}`` from the raw text, names resolved, values raw."""
+    given: dict[str, Any] = {}
+    words: list[str] = []
+    tokens = list(_TOKEN.finditer(text.translate(_QUOTES)))
+    i = 0
+    while i < len(tokens):
+        m = tokens[i]
+        i += 1
+        if m["flag"] is not None:
+            name = _resolve_name(m["flag"], strict=True)
+            raw = m["flag_val"]
+            if raw is None:  # --style neon: the value is the next token
+                if i >= len(tokens):
+                    raise InvalidOptionError(messages.option_needs_value(m["flag"], describe_choices(name)))
+                raw = tokens[i][0]
+                i += 1
+            given[name] = _convert(name, _unquote(raw))
+        elif m["key"] is not None:
+            name = _resolve_name(m["key"], strict=m[0][len(m["key"])] == "=")
+            if name is None:  # "note:this" is text, not an option
+                words.append(m[0])
+                continue
+            given[name] = _convert(name, _unquote(m["val"]))
+        elif m["quoted"] is not None:
+            words.append(m["quoted"])
+        else:
+            words.append(m["word"].strip('"'))
+    free = " ".join(w for w in words if w)
+    if free:
+        given["prompt"] = f"{given['prompt']} {free}" if given.get("prompt") else free
+    return given
+
+
+def _resolve_name(raw: str, *, strict: bool) -> str:
+    """Field name for ``raw`` (``num-images`` → ``num_images``, ``ar`` → ``aspect``).
+
+    With ``strict`` an unknown name is an error; otherwise ``None`` is returned (typed as ``str``
+    for the strict callers' convenience).
+    """
+    key = raw.lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key in VisualizeOptions.model_fields:
+        return key
+    if strict:
+        raise InvalidOptionError(messages.unknown_option(raw, option_names()))
+    return None  # type: ignore[return-value]
+
+
+def _convert(name: str, raw: str) -> Any:
+    """``raw`` as the field's type where the chat spelling differs from the model's (enums, None)."""
+    info = VisualizeOptions.model_fields[name]
+    kind = _base_type(info.annotation)
+    optional = _is_optional(info.annotation)
+    if optional and raw.lower() in _NONE_WORDS:
+        return None
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return _enum_member(kind, name, raw)
+    if kind is int:
+        try:
+            return int(raw.replace("_", ""))
+        except ValueError:
+            raise InvalidOptionError(messages.bad_option_value(name, raw, describe_choices(name))) from None
+    return raw
+
+
+def _enum_member(kind: type[enum.Enum], name: str, raw: str) -> enum.Enum:
+    """Member of ``kind`` by value or name, case-insensitive; ``9x16``/``9/16`` for ``9:16``."""
+    wanted = raw.lower()
+    candidates = [wanted]
+    if any(":" in str(m.value) for m in kind):
+        candidates.append(re.sub(r"[x×/]", ":", wanted))
+    for cand in candidates:
+        for member in kind:
+            if cand in (str(member.value).lower(), member.name.lower()):
+                return member
+    raise InvalidOptionError(messages.bad_choice(name, raw, describe_choices(name)))
+
+
+def _friendly_error(exc: ValidationError, given: dict[str, Any]) -> InvalidOptionError:
+    first = exc.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else ""
+    if name in VisualizeOptions.model_fields:
+        value = given.get(name)
+        shown = value.value if isinstance(value, enum.Enum) else value
+        if first["type"] == "string_too_long":
+            return InvalidOptionError(messages.option_too_long(name, describe_choices(name)), detail=str(exc))
+        return InvalidOptionError(messages.bad_option_value(name, shown, describe_choices(name)),
+                                  detail=str(exc))
+    return InvalidOptionError(detail=str(exc))
+
+
+def _bounds(info: FieldInfo) -> tuple[int | None, int | None, int | None]:
+    lo = hi = max_len = None
+    for meta in info.metadata:
+        if isinstance(meta, Ge):
+            lo = meta.ge
+        elif isinstance(meta, Le):
+            hi = meta.le
+        elif isinstance(meta, MaxLen):
+            max_len = meta.max_length
+    return lo, hi, max_len  # type: ignore[return-value]
+
+
+def _unquote(raw: str) -> str:
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        return raw[1:-1]
+    return raw
+
+
+def _is_optional(annotation: Any) -> bool:
+    return type(None) in typing.get_args(annotation)
+
+
+def _base_type(annotation: Any) -> Any:
+    """``int | None`` → ``int``; ``Style`` → ``Style``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if args else str
+    return annotation

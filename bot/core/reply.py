@@ -1,0 +1,290 @@
+"""The answer to a song, once, in a platform-neutral shape that each chat platform only lays out.
+
+:func:`build_reply` turns an engine :class:`~m2i_engine.engine.VisualizeResult` into a
+:class:`Reply`: PNG bytes, a title, one line per tag (genre, emotion, tempo, key, loudness/energy,
+mood — saying plainly when a model is not installed), the prompt, the seed, backend notes and the
+buttons. Platforms render it with :meth:`Reply.text` (any length budget: Telegram's 1024-character
+caption, a 4096-character message), :meth:`Reply.details` (everything, for "show prompt") or
+:meth:`Reply.embed` (Discord embed pieces within Discord's limits).
+
+Lengths are counted in UTF-16 code units by default, as Telegram counts them (an emoji is 2); that
+is never less than Python's ``len``, so the same budget is also safe for Discord.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from bot.core import messages
+from bot.core.actions import Action, ActionKind
+from m2i_engine.engine import VisualizeResult
+from m2i_engine.imaging.base import Prompt
+from m2i_engine.options import VisualizeOptions
+from m2i_engine.tags import Classification, Tags
+
+__all__ = [
+    "DISCORD_EMBED_LIMITS",
+    "TELEGRAM_CAPTION_LIMIT",
+    "TELEGRAM_MESSAGE_LIMIT",
+    "EmbedParts",
+    "Reply",
+    "ReplyButton",
+    "ReplyImage",
+    "TagLine",
+    "build_reply",
+    "tag_lines",
+    "utf16_len",
+]
+
+TELEGRAM_CAPTION_LIMIT = 1024
+TELEGRAM_MESSAGE_LIMIT = 4096
+DISCORD_EMBED_LIMITS: Mapping[str, int] = {
+    "title": 256, "description": 4096, "fields": 25, "field_name": 256, "field_value": 1024,
+    "footer": 2048, "total": 6000,
+}
+
+Length = Callable[[str], int]
+
+
+def utf16_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+@dataclass(frozen=True)
+class ReplyImage:
+    png: bytes
+    seed: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class TagLine:
+    """One thing m2i heard: ``key`` is stable (``"genre"``), ``label`` and ``value`` are for people."""
+
+    key: str
+    label: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.value}"
+
+
+@dataclass(frozen=True)
+class ReplyButton:
+    label: str
+    action: Action
+
+
+@dataclass(frozen=True)
+class EmbedParts:
+    """A Discord embed's pieces, each already within Discord's limits."""
+
+    title: str
+    description: str
+    fields: list[tuple[str, str]]
+    footer: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Everything a platform needs to answer one request."""
+
+    request_id: str
+    title: str
+    tag_lines: tuple[TagLine, ...]
+    prompt: str
+    negative_prompt: str
+    style: str
+    seed: int
+    #: the image backend that drew it; ``None`` when nothing was drawn (prompt & tags only)
+    backend: str | None
+    options: VisualizeOptions
+    images: tuple[ReplyImage, ...] = ()
+    notes: tuple[str, ...] = ()
+    details_lines: tuple[TagLine, ...] = ()
+    buttons: tuple[ReplyButton, ...] = ()
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def footer(self) -> str:
+        return messages.footer(style=self.style, seed=self.seed, backend=self.backend)
+
+    def text(self, budget: int = TELEGRAM_CAPTION_LIMIT, *, length: Length = utf16_len,
+             with_prompt: bool = True) -> str:
+        """Title, tag lines, seed line, notes and prompt, shortened to fit ``budget``.
+
+        What gives way first: the prompt is shortened (then dropped), then the notes, then the tag
+        lines are shortened; the result never exceeds ``budget``.
+        """
+        prompt = [f"{messages.LABELS['prompt']}: {self.prompt}"] if with_prompt and self.prompt else []
+        return _fit_sections(
+            head=[self.title, *map(str, self.tag_lines), self.footer],
+            optional=[[messages.note_line(n) for n in self.notes], prompt],
+            budget=budget, length=length,
+        )
+
+    def details(self, budget: int = TELEGRAM_MESSAGE_LIMIT, *, length: Length = utf16_len) -> str:
+        """The full prompt and every tag, for the "show prompt & tags" button."""
+        lines = [
+            self.title,
+            f"{messages.LABELS['prompt']}: {self.prompt}",
+            f"{messages.LABELS['negative']}: {self.negative_prompt}",
+            "",
+            *map(str, self.tag_lines),
+            *map(str, self.details_lines),
+            self.footer,
+        ]
+        return _fit_sections(head=lines, optional=[[messages.note_line(n) for n in self.notes]],
+                             budget=budget, length=length,
+                             shorten_first=1)
+
+    def embed(self) -> EmbedParts:
+        """Discord embed pieces: prompt as description, tags as fields, seed and notes as footer."""
+        lim = DISCORD_EMBED_LIMITS
+        title = _cut(self.title, lim["title"], utf16_len)
+        fields = [(_cut(t.label, lim["field_name"], utf16_len), _cut(t.value, lim["field_value"], utf16_len))
+                  for t in self.tag_lines[: lim["fields"]]]
+        footer = _cut("\n".join([self.footer, *self.notes]), lim["footer"], utf16_len)
+        used = utf16_len(title) + utf16_len(footer) + sum(utf16_len(a) + utf16_len(b) for a, b in fields)
+        room = min(lim["description"], lim["total"] - used)
+        description = _cut(f"{messages.LABELS['prompt']}: {self.prompt}", max(room, 0), utf16_len)
+        return EmbedParts(title=title, description=description, fields=fields, footer=footer)
+
+
+def build_reply(result: VisualizeResult, *, options: VisualizeOptions, title: str, request_id: str,
+                with_buttons: bool = True) -> Reply:
+    """A :class:`Reply` from an engine result; encodes each image as PNG (blocking: run off-loop).
+
+    Buttons are added when ``with_buttons`` and there is exactly one image (albums of variations
+    can't carry buttons on every platform).
+    """
+    from m2i_engine.imaging.renderer import encode_png
+
+    images = tuple(ReplyImage(png=encode_png(g.image), seed=g.seed, width=g.image.width,
+                              height=g.image.height) for g in result.images)
+    used = options.model_copy(update={"seed": result.seed})
+    buttons: tuple[ReplyButton, ...] = ()
+    if with_buttons and len(images) == 1:
+        shown = images[0].seed
+        buttons = (
+            ReplyButton(messages.BUTTON_REROLL, Action(ActionKind.reroll, shown, used)),
+            ReplyButton(messages.BUTTON_VARIATIONS, Action(ActionKind.variations, shown, used)),
+            ReplyButton(messages.BUTTON_PROMPT, Action(ActionKind.prompt, shown, used)),
+        )
+    return _reply(result.tags, result.prompt, options=used, title=title, request_id=request_id,
+                  seed=result.seed, backend=result.backend, images=images, notes=tuple(result.notes),
+                  buttons=buttons, timings_ms=dict(result.timings_ms))
+
+
+def build_details_reply(tags: Tags, prompt: Prompt, *, options: VisualizeOptions, title: str,
+                        request_id: str, seed: int) -> Reply:
+    """A text-only :class:`Reply` (no image) for "show prompt & tags"."""
+    return _reply(tags, prompt, options=options, title=title, request_id=request_id, seed=seed,
+                  backend=None)
+
+
+def tag_lines(tags: Tags) -> tuple[TagLine, ...]:
+    """The lines shown under every image: genre, emotion, tempo, key, loudness/energy, mood."""
+    L = messages.LABELS
+    t, lo, m = tags.tempo, tags.loudness, tags.mood
+    metre = f", {t.beats_per_bar} beats/bar" if t.beats_per_bar else ""
+    source = "from the emotion model" if m.source == "emotion_model" else "estimated from the signal"
+    return (
+        TagLine("genre", L["genre"], _classification(tags.genre, "genre")),
+        TagLine("emotion", L["emotion"], _classification(tags.emotion, "emotion")),
+        TagLine("tempo", L["tempo"], f"{t.bpm:.0f} BPM{metre}"),
+        TagLine("key", L["key"], tags.key.name),
+        TagLine("loudness", L["loudness"],
+                f"{lo.integrated_lufs:.1f} LUFS · energy {lo.energy:.2f} ({_energy_word(lo.energy)})"),
+        TagLine("mood", L["mood"], f"{_mood_words(m.valence, m.arousal)} ({source})"),
+    )
+
+
+# --- private helpers -----------------------------------------------------------------------------
+
+
+def _reply(tags: Tags, prompt: Prompt, *, options: VisualizeOptions, title: str, request_id: str,
+           seed: int, backend: str | None, **extra: object) -> Reply:
+    a, tb = tags.audio, tags.timbre
+    details = (
+        TagLine("timbre", messages.LABELS["timbre"],
+                f"brightness {tb.brightness:.2f} · percussive {tb.percussiveness:.2f} · "
+                f"{tb.onset_rate_hz:.1f} onsets/s"),
+        TagLine("audio", "🎧 Audio", f"{a.duration_s:.1f} s · {a.codec} · {a.sample_rate_hz} Hz · "
+                                    f"{a.channels} ch"),
+    )
+    return Reply(request_id=request_id, title=title, tag_lines=tag_lines(tags), prompt=prompt.text,
+                 negative_prompt=prompt.negative, style=prompt.style.value, seed=seed, backend=backend,
+                 options=options, details_lines=details, **extra)  # type: ignore[arg-type]
+
+
+def _classification(c: Classification, what: str) -> str:
+    if c.status == "model_missing":
+        return messages.model_missing(what)
+    if c.status == "error":
+        return messages.model_failed(what)
+    return " · ".join(f"{ls.label} {ls.score:.0%}" for ls in c.labels[:3]) or "—"
+
+
+def _energy_word(energy: float) -> str:
+    return "calm" if energy < 0.33 else "moderate" if energy < 0.66 else "intense"
+
+
+def _mood_words(valence: float, arousal: float) -> str:
+    v = "bright" if valence > 0.2 else "dark" if valence < -0.2 else "neutral"
+    a = "energetic" if arousal > 0.2 else "calm" if arousal < -0.2 else "steady"
+    return f"{v}, {a} · valence {valence:+.2f}, arousal {arousal:+.2f}"
+
+
+def _cut(text: str, budget: int, length: Length) -> str:
+    """``text`` shortened with an ellipsis to at most ``budget`` units."""
+    if length(text) <= budget:
+        return text
+    if budget <= 0:
+        return ""
+    lo, hi = 0, len(text)
+    while lo < hi:  # longest prefix whose length + "…" fits
+        mid = (lo + hi + 1) // 2
+        if length(text[:mid].rstrip() + "…") <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return (text[:lo].rstrip() + "…") if lo else text[:0]
+
+
+def _fit_sections(*, head: list[str], optional: list[list[str]], budget: int, length: Length,
+                  shorten_first: int | None = None) -> str:
+    """Join ``head`` and the ``optional`` groups line by line within ``budget``.
+
+    Optional groups give way last-first: the last is shortened (then dropped) before the one before
+    it; then head lines are shortened, longest first (or line ``shorten_first`` first).
+    """
+    groups = [list(g) for g in optional if g]
+
+    def total() -> str:
+        return "\n".join([*head, *(line for g in groups for line in g)])
+
+    while groups and length(total()) > budget:
+        last = groups[-1]
+        over = length(total()) - budget
+        tail = last[-1]
+        if length(tail) - over >= 40:  # still worth showing a shortened line
+            last[-1] = _cut(tail, length(tail) - over, length)
+        else:
+            last.pop()
+            if not last:
+                groups.pop()
+    head = list(head)
+    while length(total()) > budget:
+        over = length(total()) - budget
+        idx = shorten_first if shorten_first is not None else max(range(len(head)),
+                                                                   key=lambda i: length(head[i]))
+        shorter = _cut(head[idx], max(length(head[idx]) - over, 1), length)
+        if shorter == head[idx] or not shorter:
+            return _cut(total(), budget, length)
+        head[idx] = shorter
+        shorten_first = None
+    return total()

@@ -1,0 +1,29 @@
+"""Where the Telegram bot connects and with which token, from ``M2I_TELEGRAM_*`` variables.
+
+The token is a :class:`~pydantic.SecretStr`: it prints as ``**********`` and is only unwrapped
+when the application is built. Pointing ``base_url``/``base_file_url`` at a self-hosted Bot API
+server (and setting ``local_mode`` when it runs with ``--local``) lifts the 20 MB download limit.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TelegramSettings(BaseSettings):
+    """Every field can be set as ``M2I_TELEGRAM_<NAME>`` (the token: ``M2I_TELEGRAM_TOKEN``)."""
+
+    model_config = SettingsConfigDict(env_prefix="M2I_TELEGRAM_", env_file=".env", extra="ignore")
+
+    token: SecretStr | None = Field(None, description="Bot token from @BotFather.")
+    base_url: str = Field("https://api.telegram.org/bot",
+                          description="Bot API URL; the token is appended (or replaces {token}).")
+    base_file_url: str = Field("https://api.telegram.org/file/bot", description="Bot API file URL.")
+    local_mode: bool = Field(False, description="The Bot API server runs with --local (no 20 MB limit).")
+    poll_timeout_s: float = Field(30.0, ge=0, description="Long-polling timeout of getUpdates.")
+    concurrent_updates: int = Field(64, ge=1, description="Updates handled at the same time.")
+    retries_on_429: int = Field(3, ge=0, description="Retries of a request Telegram answered with 429.")
+    send_retries: int = Field(2, ge=0, description="Retries of sending the image after a network error.")
+    drop_pending_updates: bool = Field(False, description="Ignore messages sent while the bot was off.")
+    register_commands: bool = Field(True, description="Publish /start, /help, /visualize on startup.")

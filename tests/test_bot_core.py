@@ -1,0 +1,411 @@
+"""The platform-neutral bot layer: options, limits, rate limits, fair queue, buttons, replies, service.
+
+Pure parts are tested directly (time is a fake clock, never a sleep); :class:`BotService` runs the
+real engine on short synthetic songs, the way both chat platforms use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import soundfile as sf
+
+from bot.core import (
+    DISCORD_CUSTOM_ID_MAX_CHARS,
+    Action,
+    ActionExpiredError,
+    ActionKind,
+    AudioMeta,
+    AudioRequest,
+    BotService,
+    BotSettings,
+    BotStage,
+    Failure,
+    FairScheduler,
+    Platform,
+    Rate,
+    RateLimitedError,
+    RateLimiter,
+    Reply,
+    Status,
+    UserQueueFullError,
+    decode_action,
+    encode_action,
+    messages,
+    options_for,
+    options_help,
+    parse_options,
+    redact,
+)
+from bot.core.limits import check_before_download, download_limit, looks_like_audio
+from bot.core.reply import TagLine, utf16_len
+from m2i_engine.config import AudioLimits, Settings
+from m2i_engine.engine import Engine
+from m2i_engine.errors import (
+    BusyError,
+    CorruptAudioError,
+    InvalidOptionError,
+    M2IError,
+    NotAudioError,
+    RequestTimeoutError,
+    TooLargeError,
+    TooLongError,
+)
+from m2i_engine.options import MAX_SEED, Aspect, Backend, Style, VisualizeOptions
+from m2i_engine.synth import SongSpec, render_song
+
+# --- options -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('style=neon seed=42 aspect=9:16 "a red fox"',
+     {"style": Style.neon, "seed": 42, "aspect": Aspect.story, "prompt": "a red fox"}),
+    ("--style neon --seed=7 --ar 16x9", {"style": Style.neon, "seed": 7, "aspect": Aspect.wide}),
+    ("STYLE=Neon num-images=2 n=3", {"style": Style.neon, "num_images": 3}),
+    ("aspect=wide size=512", {"aspect": Aspect.wide, "size": 512}),
+    ("“a blue whale” style:watercolor", {"prompt": "a blue whale", "style": Style.watercolor}),
+    ("prompt=sunset at sea, golden", {"prompt": "sunset at sea, golden"}),
+    ("note:this https://x.y/a=b", {"prompt": "note:this https://x.y/a=b"}),
+    ("seed=none", {"seed": None}),
+    ("", {}),
+])
+def test_parse_options(text: str, expected: dict[str, Any]) -> None:
+    opts = parse_options(text)
+    for name, value in expected.items():
+        assert getattr(opts, name) == value, name
+
+
+def test_parse_options_keeps_the_bots_defaults() -> None:
+    base = VisualizeOptions(size=256, style=Style.minimal)
+    assert parse_options("seed=3", base=base) == VisualizeOptions(size=256, style=Style.minimal, seed=3)
+    assert parse_options(None, base=base) is base
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("style=plaid", ["plaid", "auto, cover, abstract, neon, watercolor, minimal, cinematic"]),
+    ("vibe=chill", ["vibe", "style, prompt, negative, aspect, size, seed, backend, num_images"]),
+    ("seed=-1", ["seed", "0 to 4294967295"]),
+    ("size=huge", ["size", "256 to 2048"]),
+    ("size=4096", ["size", "256 to 2048"]),
+    ("aspect=7:3", ["7:3", "1:1, 4:5, 3:4, 9:16, 3:2, 16:9"]),
+    ("--style", ["--style needs a value"]),
+    ("prompt=" + "x" * 401, ["prompt is too long", "400"]),
+])
+def test_bad_options_say_what_is_valid(text: str, says: list[str]) -> None:
+    with pytest.raises(InvalidOptionError) as info:
+        parse_options(text)
+    for part in says:
+        assert part in info.value.message
+
+
+def test_options_help_has_a_line_per_option() -> None:
+    lines = options_help()
+    assert [line.split(" — ")[0] for line in lines] == list(VisualizeOptions.model_fields)
+    assert any("cinematic" in line for line in lines)
+
+
+# --- limits --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("meta", "ok"), [
+    (AudioMeta(kind="voice", mime_type="audio/ogg"), True),
+    (AudioMeta(kind="video_note"), True),
+    (AudioMeta(kind="document", file_name="x.mp3", mime_type="audio/mpeg"), True),
+    (AudioMeta(kind="document", file_name="take.flac", mime_type="application/octet-stream"), True),
+    (AudioMeta(kind="document", file_name="clip.webm", mime_type="video/webm"), True),
+    (AudioMeta(kind="document", file_name="voice.opus", mime_type="application/ogg"), True),
+    (AudioMeta(kind="attachment", file_name="mystery"), True),
+    (AudioMeta(kind="document", file_name="score.pdf", mime_type="application/pdf"), False),
+    (AudioMeta(kind="document", file_name="cover.png", mime_type="image/png"), False),
+    (AudioMeta(kind="attachment", file_name="lyrics.txt"), False),
+    (AudioMeta(kind="document", file_name="stems.zip", mime_type="application/octet-stream"), False),
+])
+def test_looks_like_audio(meta: AudioMeta, ok: bool) -> None:
+    assert looks_like_audio(meta) is ok
+
+
+def test_checks_before_download() -> None:
+    with pytest.raises(TooLargeError, match=r"25 MB.*20 MB"):
+        check_before_download(AudioMeta(file_size=25_000_000), max_bytes=20_000_000)
+    with pytest.raises(TooLongError, match="20 min"):
+        check_before_download(AudioMeta(duration_s=1200), max_bytes=10, max_duration_s=900)
+    with pytest.raises(NotAudioError, match=r"a\.pdf"):
+        check_before_download(AudioMeta(kind="document", file_name="a.pdf"), max_bytes=10)
+    check_before_download(AudioMeta(kind="voice", file_size=10), max_bytes=10)  # at the limit is fine
+
+
+def test_download_limit_is_the_lower_of_platform_and_engine() -> None:
+    engine = AudioLimits(max_bytes=25_000_000)
+    assert download_limit(Platform("telegram", 20_000_000), engine) == 20_000_000
+    assert download_limit(Platform("telegram", None), engine) == 25_000_000
+    assert download_limit(Platform("x", 50_000_000), AudioLimits(max_bytes=1_000)) == 1_000
+
+
+# --- rate limits ---------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_bucket_per_user_with_one_warning_per_cooldown() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_user=Rate(burst=2, per_minute=6), per_chat=None, clock=clock)
+    limiter.check("ana")
+    limiter.check("ana")
+    with pytest.raises(RateLimitedError) as first:
+        limiter.check("ana")
+    assert not first.value.silent and first.value.retry_after_s == pytest.approx(10.0)
+    with pytest.raises(RateLimitedError) as second:
+        limiter.check("ana")
+    assert second.value.silent  # told once; the flood isn't answered with a flood
+    limiter.check("ben")  # others are unaffected
+    clock.now += 10.0
+    limiter.check("ana")  # one token refilled
+
+
+def test_chat_bucket_limits_a_busy_group() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(per_user=Rate(5, 60), per_chat=Rate(burst=3, per_minute=60), clock=clock)
+    for user in ("a", "b", "c"):
+        limiter.check(user, "group")
+    with pytest.raises(RateLimitedError):
+        limiter.check("d", "group")
+    limiter.check("d", "other group")
+    clock.now += 1.0
+    limiter.check("d", "group")
+
+
+# --- fair scheduling -----------------------------------------------------------------------------
+
+
+async def test_round_robin_between_users_with_positions() -> None:
+    sched = FairScheduler(concurrency=1, max_waiting=10, max_waiting_per_user=3)
+    a1 = sched.admit("a")
+    assert a1.running
+    a2, a3 = sched.admit("a"), sched.admit("a")
+    b1 = sched.admit("b")
+    c1 = sched.admit("c")
+    # b and c were never served, so they go before a's second and third song
+    assert [t.position for t in (b1, c1, a2, a3)] == [1, 2, 3, 4]
+    order = []
+    for _ in range(4):
+        running = next(t for t in (a1, a2, a3, b1, c1) if t.running)
+        order.append(running)
+        running.release()
+    assert order == [a1, b1, c1, a2]
+    assert a3.running
+
+
+async def test_per_user_cap_and_global_queue() -> None:
+    sched = FairScheduler(concurrency=2, max_waiting=2, max_waiting_per_user=1)
+    sched.admit("a")
+    sched.admit("a")  # waits: a user runs one at a time
+    with pytest.raises(UserQueueFullError) as info:
+        sched.admit("a")
+    assert info.value.in_progress == 2 and "2 songs in progress" in info.value.message
+    sched.admit("b")  # runs in the second slot
+    sched.admit("c")  # waits
+    with pytest.raises(BusyError):
+        sched.admit("d")
+
+
+async def test_waiting_ticket_reports_positions_and_cancellation_frees_its_place() -> None:
+    sched = FairScheduler(concurrency=1, max_waiting=10, max_waiting_per_user=5)
+    first = sched.admit("a")
+    b = sched.admit("b")
+    c = sched.admit("c")
+    seen: list[int] = []
+    waiter = asyncio.create_task(c.wait(seen.append))
+    await asyncio.sleep(0)  # let it report its first position
+    b_wait = asyncio.create_task(b.wait())
+    await asyncio.sleep(0)
+    b_wait.cancel()  # b gives up while waiting
+    with pytest.raises(asyncio.CancelledError):
+        await b_wait
+    first.release()
+    await waiter
+    assert seen == [2, 1] and c.running
+    assert sched.waiting == 0 and sched.running == 1
+
+
+# --- buttons -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(ActionKind))
+def test_actions_round_trip_within_telegram_and_discord_limits(kind: ActionKind) -> None:
+    opts = VisualizeOptions(style=Style.cinematic, aspect=Aspect.story, size=768, backend=Backend.renderer,
+                            prompt="ein roter Fuchs im Mondlicht über dem Meer 🦊🌊", negative="blurry")
+    action = Action(kind, MAX_SEED, opts)
+    for max_bytes in (64, DISCORD_CUSTOM_ID_MAX_CHARS):
+        data = encode_action(action, max_bytes=max_bytes)
+        assert len(data.encode()) <= max_bytes
+        back = decode_action(data)
+        assert back.kind is kind and back.seed == MAX_SEED
+        assert back.options.model_dump(exclude={"prompt", "negative", "seed"}) == opts.model_dump(
+            exclude={"prompt", "negative", "seed"})
+        assert opts.prompt is not None and opts.prompt.startswith(back.options.prompt or "")
+    assert decode_action(encode_action(action, max_bytes=100)).options.prompt == opts.prompt
+
+
+@pytest.mark.parametrize("data", ["", "hello", "m000|r|1|0|0|0|0|0", "mzzz|r|zz", "m|x|1"])
+def test_unreadable_action_is_expired(data: str) -> None:
+    with pytest.raises(ActionExpiredError):
+        decode_action(data)
+
+
+def test_options_for_each_button() -> None:
+    opts = VisualizeOptions(style=Style.neon, size=256, seed=10)
+    reroll = options_for(Action(ActionKind.reroll, 10, opts))
+    assert reroll.seed != 10 and reroll.style is Style.neon and reroll.num_images == 1
+    varied = options_for(Action(ActionKind.variations, MAX_SEED, opts), variations=9)
+    assert varied.seed == 0 and varied.num_images == 4  # wraps around; capped by the option model
+    assert options_for(Action(ActionKind.prompt, 10, opts)).seed == 10
+
+
+# --- reply and messages --------------------------------------------------------------------------
+
+
+def _reply(prompt: str, *, notes: tuple[str, ...] = ()) -> Reply:
+    lines = tuple(TagLine(k, messages.LABELS[k], "x" * 30) for k in ("genre", "emotion", "tempo", "key"))
+    return Reply(request_id="r1", title="🎵 song.mp3", tag_lines=lines, prompt=prompt, negative_prompt="ugly",
+                 style="neon", seed=42, backend="renderer", options=VisualizeOptions(), notes=notes)
+
+
+@pytest.mark.parametrize("budget", [1024, 300, 200, 60])
+def test_reply_text_fits_any_budget_in_utf16_units(budget: int) -> None:
+    reply = _reply("🦊 " * 600, notes=("Drawn by the built-in renderer.",))
+    text = reply.text(budget)
+    assert utf16_len(text) <= budget
+    if budget >= 300:
+        assert text.startswith("🎵 song.mp3") and "seed 42" in text and "x" * 30 in text
+        assert "🦊" in text and text.endswith("…")  # the prompt gave way, shortened
+
+
+def test_short_reply_text_is_complete_and_embed_fits_discord() -> None:
+    reply = _reply("a red fox", notes=("note",))
+    assert reply.text() == "\n".join(["🎵 song.mp3", *(str(t) for t in reply.tag_lines), reply.footer,
+                                      "ℹ️ note", "📝 Prompt: a red fox"])
+    embed = _reply("p" * 9000).embed()
+    total = sum(map(len, (embed.title, embed.description, embed.footer))) + sum(
+        len(a) + len(b) for a, b in embed.fields)
+    assert len(embed.description) <= 4096 and total <= 6000 and len(embed.fields) == 4
+
+
+@pytest.mark.parametrize(("err", "icon"), [
+    (NotAudioError(), "⚠️"), (CorruptAudioError(), "⚠️"), (BusyError(), "⏳"),
+    (RateLimitedError(30), "⏳"), (RequestTimeoutError(), "🛠"), (M2IError(), "😵"),
+])
+def test_error_texts_come_from_the_error(err: M2IError, icon: str) -> None:
+    text = messages.error_text(err)
+    assert text.startswith(f"{icon} {err.message}")
+    if err.code in messages.HINTS:
+        assert messages.HINTS[err.code] in text
+
+
+def test_progress_texts() -> None:
+    assert "next" in messages.progress_text(BotStage.queued, 1)
+    assert "number 3" in messages.progress_text(BotStage.queued, 3)
+    assert all(messages.progress_text(stage) for stage in BotStage)
+
+
+def test_redact_plain_and_url_encoded_tokens() -> None:
+    token = "987654321:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    encoded = token.replace(":", "%3A")
+    text = f"POST https://api.telegram.org/bot{token}/getMe and /file/bot{encoded}/x"
+    clean = redact.redact(text)
+    assert "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw" not in clean and clean.count(redact.MASK) == 2
+
+
+# --- the service, on the real engine -------------------------------------------------------------
+
+PLATFORM = Platform("test", max_download_bytes=20_000_000, too_large_hint="Send a smaller file.")
+
+
+def wav_song(bpm: float = 120.0, seed: int = 0) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, render_song(SongSpec(bpm=bpm, duration_s=6, seed=seed)), 22_050, format="WAV")
+    return buf.getvalue()
+
+
+@pytest_asyncio.fixture
+async def service() -> AsyncIterator[BotService]:
+    async with Engine(Settings(workers=2)) as engine:
+        yield BotService(engine, BotSettings(image_size=256, user_burst=2, user_per_minute=1))
+
+
+def request(data: bytes | None = None, *, fail: Exception | None = None, user: int = 1,
+            **kw: Any) -> AudioRequest:
+    async def fetch() -> bytes:
+        if fail is not None:
+            raise fail
+        assert data is not None, "fetch must not be called"
+        return data
+
+    return AudioRequest(platform=PLATFORM, user_id=user, chat_id=user, fetch=fetch, **kw)
+
+
+async def test_service_visualize_returns_a_reply_with_progress(service: BotService) -> None:
+    seen: list[Status] = []
+    out = await service.visualize(request(wav_song(), meta=AudioMeta(kind="audio", file_name="a.wav"),
+                                          options="style=neon seed=5"), progress=seen.append)
+    assert isinstance(out, Reply), out
+    assert out.seed == 5 and out.style == "neon" and out.images[0].png.startswith(b"\x89PNG")
+    assert (out.images[0].width, out.images[0].height) == (256, 256)
+    assert [t.key for t in out.tag_lines] == ["genre", "emotion", "tempo", "key", "loudness", "mood"]
+    assert out.title == "🎵 a.wav" and len(out.buttons) == 3
+    stages = [s.stage for s in seen]
+    assert stages[0] is BotStage.downloading and stages[-1] is BotStage.sending
+    assert BotStage.analysing in stages and BotStage.drawing in stages
+
+
+async def test_service_describe_gives_prompt_and_tags_without_an_image(service: BotService) -> None:
+    out = await service.describe(request(wav_song(), options=VisualizeOptions(size=256, seed=9)))
+    assert isinstance(out, Reply) and not out.images
+    assert "Negative" in out.details() and "seed 9" in out.details()
+
+
+async def test_service_refusals_never_raise(service: BotService) -> None:
+    big = await service.visualize(request(None, meta=AudioMeta(file_size=30_000_000)))
+    assert isinstance(big, Failure) and big.code == "too_large" and "Send a smaller file." in big.text
+    broken = await service.visualize(request(b"\x00garbage" * 100))
+    assert isinstance(broken, Failure) and broken.code in ("not_audio", "corrupt_audio")
+    gone = await service.visualize(request(fail=ConnectionResetError("peer reset")))
+    assert isinstance(gone, Failure) and gone.code == "download_failed"
+    bad_opt = await service.visualize(request(None, options="style=plaid", user=2))
+    assert isinstance(bad_opt, Failure) and "cinematic" in bad_opt.text
+
+
+async def test_service_rate_limit_answers_once_then_silently(service: BotService) -> None:
+    # refused by metadata: no token used
+    meta_refusal = await service.visualize(request(None, meta=AudioMeta(kind="document", file_name="a.txt"),
+                                                   user=7))
+    assert isinstance(meta_refusal, Failure) and meta_refusal.code == "not_audio"
+    outs = [await service.visualize(request(fail=OSError("flaky"), user=7)) for _ in range(4)]
+    assert [o.code for o in outs if isinstance(o, Failure)] == [
+        "download_failed", "download_failed", "rate_limited", "rate_limited"]  # burst of 2
+    assert isinstance(outs[2], Failure) and not outs[2].silent and "try again in" in outs[2].text
+    assert isinstance(outs[3], Failure) and outs[3].silent
+    other = await service.visualize(request(wav_song(), user=8))
+    assert isinstance(other, Reply)
+
+
+async def test_a_broken_progress_callback_does_not_fail_the_request(
+        service: BotService, caplog: pytest.LogCaptureFixture) -> None:
+    def explode(status: Status) -> None:
+        raise RuntimeError("chat went away")
+
+    with caplog.at_level(logging.WARNING):
+        out = await service.visualize(request(wav_song(bpm=100)), progress=explode)
+    assert isinstance(out, Reply)
+    assert "status update failed" in caplog.text
