@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_song_args(vis)
     vis.add_argument("-o", "--out", type=Path, help="Image path (default: m2i-<song>.png here).")
     add_option_flags(vis)
+    sd = vis.add_argument_group("Stable Diffusion (with --backend sd or auto)")
+    sd.add_argument("--model", help="Diffusers folder or hub id (same as M2I_SD__MODEL).")
+    sd.add_argument("--lora", action="append", default=[], metavar="DIR[:WEIGHT]",
+                    help="LoRA adapter folder or hub id, optionally with a weight; repeatable.")
     vis.set_defaults(func=_cmd_visualize)
 
     ana = sub.add_parser("analyze", help="Tag a song (no image).")
@@ -126,8 +130,10 @@ def options_from_args(args: argparse.Namespace) -> VisualizeOptions:
 def _cmd_visualize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     source, name = _song(args)
+    settings = _settings_with_sd(Settings(), args, explicit_sd=options.backend.value == "sd")
     t0 = time.perf_counter()
-    result = asyncio.run(_run(lambda eng, cb: eng.visualize(source, options, progress=cb), args))
+    result = asyncio.run(_run(lambda eng, cb: eng.visualize(source, options, progress=cb), args,
+                              settings=settings))
     total_s = time.perf_counter() - t0
     paths = _save_images(result, args.out or Path(f"m2i-{name}.png"))
     if args.json:
@@ -190,10 +196,36 @@ def _demo_wav() -> bytes:
     return buf.getvalue()
 
 
-async def _run(call: Any, args: argparse.Namespace) -> Any:
+def _settings_with_sd(settings: Settings, args: argparse.Namespace, *, explicit_sd: bool) -> Settings:
+    """Apply ``--model``/``--lora``; an explicit ``--backend sd`` may run on the CPU (slowly)."""
+    from m2i_engine.imaging.sd import LoraSpec
+
+    update: dict[str, Any] = {}
+    if args.model:
+        update["model"] = args.model
+    if args.lora:
+        update["loras"] = tuple(_lora_spec(LoraSpec, text) for text in args.lora)
+    if explicit_sd:
+        update["allow_cpu"] = True
+    if not update:
+        return settings
+    return settings.model_copy(update={"sd": settings.sd.model_copy(update=update)})
+
+
+def _lora_spec(spec: Any, text: str) -> Any:
+    source, sep, weight = text.rpartition(":")
+    if sep and source and not source.endswith(":"):
+        try:
+            return spec(source=source, weight=float(weight))
+        except ValueError:
+            pass
+    return spec(source=text)
+
+
+async def _run(call: Any, args: argparse.Namespace, *, settings: Settings | None = None) -> Any:
     """Run ``call(engine, progress)`` with a spinner on an interactive terminal."""
     quiet = args.json or not err.is_terminal
-    async with Engine(Settings()) as engine:
+    async with Engine(settings or Settings()) as engine:
         if quiet:
             return await call(engine, None)
         with err.status(_STAGE_TEXT[Stage.decoding]) as status:

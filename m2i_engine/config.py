@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from m2i_engine.imaging.sd.settings import SDSettings
 
 
 class AudioLimits(BaseModel):
@@ -44,6 +46,14 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(
         None, description="Folder with genre/emotion models; defaults to the weights in the package."
     )
-    backend: Literal["auto", "renderer", "sd"] = "auto"
-    sd_model: str | None = Field(None, description="Stable Diffusion folder or hub id.")
+    backend: Literal["auto", "renderer", "sd"] = Field(
+        "auto", description="Default image backend: auto uses SD when a model and a GPU are there.")
+    sd: SDSettings = Field(default_factory=SDSettings, description="Stable Diffusion (M2I_SD__*).")
+    sd_model: str | None = Field(None, description="Shorthand for M2I_SD__MODEL (folder or hub id).")
     data_dir: Path = Field(Path("../shared/data"), description="Training/evaluation data.")
+
+    @model_validator(mode="after")
+    def _sd_model_shorthand(self) -> Settings:
+        if self.sd_model and not self.sd.model:
+            self.sd = self.sd.model_copy(update={"model": self.sd_model})
+        return self

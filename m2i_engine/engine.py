@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import logging
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,11 +28,12 @@ from m2i_engine.errors import (
     BackendUnavailableError,
     BusyError,
     RequestTimeoutError,
+    ServiceError,
 )
-from m2i_engine.imaging.base import GeneratedImage, ImageBackend, Prompt
+from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest, Prompt
 from m2i_engine.models import ModelRegistry
 from m2i_engine.options import MAX_SEED, Backend, VisualizeOptions
-from m2i_engine.pipeline import Timings, analyse_audio, draw
+from m2i_engine.pipeline import Timings, analyse_audio, image_request
 from m2i_engine.tags import Tags
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class Engine:
         self._cache: OrderedDict[str, Tags] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Tags]] = {}
         self._start_lock = asyncio.Lock()
+        self._sd_off_reason = "no Stable Diffusion model is configured"
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -106,12 +109,31 @@ class Engine:
                 self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="m2i")
             if self._models is None:
                 self._models = await self._run_blocking(ModelRegistry.load, self.settings.model_dir)
+            if "sd" not in self._backends and self.settings.backend != "renderer":
+                await self._load_sd()
         return self
 
     async def close(self) -> None:
+        for backend in self._backends.values():
+            try:
+                backend.close()
+            except Exception:
+                log.exception("closing the %s backend failed", backend.name)
+        self._backends.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    async def _load_sd(self) -> None:
+        """Load Stable Diffusion when a model and a device are there; otherwise say why, once."""
+        from m2i_engine.imaging.sd import load_sd_backend, sd_available
+
+        ok, why = sd_available(self.settings.sd)
+        if not ok:
+            self._sd_off_reason = why
+            log.info("Stable Diffusion off: %s", why)
+            return
+        self._backends["sd"] = await self._run_blocking(load_sd_backend, self.settings.sd)
 
     async def __aenter__(self) -> Engine:
         return await self.start()
@@ -144,20 +166,29 @@ class Engine:
         """Tags, prompt and images for ``audio``; the same audio + options + seed repeat exactly."""
         await self.start()
         options = options or VisualizeOptions()
-        backend, notes = self._pick_backend(options.backend)
+        wanted = options.backend if options.backend is not Backend.auto else Backend(self.settings.backend)
+        backend, notes = self._pick_backend(wanted)
         async with self._deadline():
             data = await self._read(audio)
             analysis = await self._analysis(data, progress)
             seed = options.seed if options.seed is not None else _seed_from(analysis.audio_sha256)
             width, height = options.aspect.size(options.size)
-            async with self._slot(progress):
-                await _notify(progress, Progress(Stage.drawing))
-                prompt, images, t_draw = await self._run_blocking(
-                    draw, analysis.tags, options, backend=backend, seed=seed, width=width,
-                    height=height)
+            request = image_request(analysis.tags, options, seed=seed, width=width, height=height)
+            t0 = time.perf_counter()
+            try:
+                images = await self._draw(backend, request, progress)
+            except ServiceError as exc:
+                if backend.name == "renderer" or wanted is Backend.sd:
+                    raise
+                log.warning("%s failed (%s); falling back to the renderer", backend.name, exc.code)
+                notes.append(f"Stable Diffusion failed ({exc.message}); the built-in renderer drew this.")
+                backend = self._renderer()
+                images = await self._draw(backend, request, progress)
+            draw_ms = round((time.perf_counter() - t0) * 1000.0, 2)
             await _notify(progress, Progress(Stage.done))
-        return VisualizeResult(analysis=analysis, prompt=prompt, images=images, backend=backend.name,
-                               seed=seed, notes=notes, timings_ms={**analysis.timings_ms, **t_draw})
+        return VisualizeResult(analysis=analysis, prompt=request.prompt, images=images,
+                               backend=backend.name, seed=seed, notes=notes,
+                               timings_ms={**analysis.timings_ms, "draw_ms": draw_ms})
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -233,21 +264,33 @@ class Engine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
+    async def _draw(self, backend: ImageBackend, request: ImageRequest,
+                    progress: ProgressCallback | None) -> list[GeneratedImage]:
+        """Draw on the CPU pool under a worker slot, or await a backend that schedules itself."""
+        if backend.schedules_itself:
+            await _notify(progress, Progress(Stage.drawing))
+            return await backend.agenerate(request)
+        async with self._slot(progress):
+            await _notify(progress, Progress(Stage.drawing))
+            return await self._run_blocking(backend.generate, request)
+
     def _pick_backend(self, wanted: Backend) -> tuple[ImageBackend, list[str]]:
-        notes: list[str] = []
-        if wanted in (Backend.sd, Backend.auto):
-            sd = self._backends.get("sd")
-            if sd is not None:
-                return sd, notes
-            if wanted is Backend.sd:
-                raise BackendUnavailableError(
-                    "Stable Diffusion isn't set up on this server; use the built-in renderer instead.")
-            notes.append("Drawn by the built-in renderer (no Stable Diffusion model is configured).")
+        if wanted is not Backend.renderer and "sd" in self._backends:
+            return self._backends["sd"], []
+        if wanted is Backend.sd:
+            raise BackendUnavailableError(
+                f"Stable Diffusion isn't available on this server ({self._sd_off_reason}); "
+                "use the built-in renderer instead.")
+        notes = [] if wanted is Backend.renderer else [
+            f"Drawn by the built-in renderer ({self._sd_off_reason})."]
+        return self._renderer(), notes
+
+    def _renderer(self) -> ImageBackend:
         if "renderer" not in self._backends:
             from m2i_engine.imaging.renderer import Renderer
 
             self._backends["renderer"] = Renderer()
-        return self._backends["renderer"], notes
+        return self._backends["renderer"]
 
 
 class _Slot:

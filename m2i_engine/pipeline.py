@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from m2i_engine.analysis import analyze_signal, signal_mood
 from m2i_engine.audio import decode_audio
 from m2i_engine.config import AudioLimits
-from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest, Prompt
+from m2i_engine.imaging.base import ImageRequest
 from m2i_engine.models import ModelRegistry, mood_from_emotions
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt import build_prompt
@@ -55,13 +55,8 @@ def analyse_audio(data: bytes, *, limits: AudioLimits, models: ModelRegistry,
     return tags, timings
 
 
-def draw(tags: Tags, options: VisualizeOptions, *, backend: ImageBackend, seed: int,
-         width: int, height: int) -> tuple[Prompt, list[GeneratedImage], Timings]:
-    """Build the prompt and let ``backend`` draw ``options.num_images`` images."""
-    timings: Timings = {}
-    prompt = build_prompt(tags, options)
-    request = ImageRequest(tags=tags, prompt=prompt, width=width, height=height, seed=seed,
-                           num_images=options.num_images)
-    with timed(timings, "draw_ms"):
-        images = backend.generate(request)
-    return prompt, images, timings
+def image_request(tags: Tags, options: VisualizeOptions, *, seed: int, width: int,
+                  height: int) -> ImageRequest:
+    """What a backend is asked to draw: the prompt built from ``tags`` under ``options``."""
+    return ImageRequest(tags=tags, prompt=build_prompt(tags, options), width=width, height=height,
+                        seed=seed, num_images=options.num_images)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from PIL import Image
 
@@ -49,7 +50,17 @@ class ImageBackend(ABC):
     off the event loop."""
 
     name: str = "backend"
+    #: True when the backend schedules its own work (e.g. a GPU micro-batcher on its own thread):
+    #: the engine then awaits :meth:`agenerate` instead of holding a CPU worker slot while it waits.
+    schedules_itself: ClassVar[bool] = False
 
     @abstractmethod
     def generate(self, request: ImageRequest) -> list[GeneratedImage]:
         """Return ``request.num_images`` images; image *i* uses seed ``request.seed + i``."""
+
+    async def agenerate(self, request: ImageRequest) -> list[GeneratedImage]:
+        """Async form for backends that schedule themselves (``schedules_itself``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no async entry point")
+
+    def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing to release
+        """Release devices and threads (called once at engine shutdown)."""
