@@ -12,23 +12,26 @@ Offers
 - :data:`PLATFORMS` / :func:`load_platform` — platform name → factory (imported on demand).
 - :func:`run_platforms` — start them, wait for ``stop``, stop them in reverse order.
 - :func:`run` — the blocking entry point used by CLI commands (signals, exit status).
+- :func:`register` — ``m2i bots [--platform NAME]…``: several platforms in one process.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import importlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.core import BotService, BotSettings
 from m2i_engine.config import Settings
 from m2i_engine.engine import Engine
 
-__all__ = ["PLATFORMS", "PlatformApp", "PlatformFactory", "load_platform", "run", "run_platforms"]
+__all__ = ["PLATFORMS", "PlatformApp", "PlatformFactory", "load_platform", "register", "run", "run_platforms"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ PlatformFactory = Callable[[BotService], PlatformApp]
 #: platform name → ``"module:factory"``; each adapter adds its line here
 PLATFORMS: dict[str, str] = {
     "telegram": "bot.telegram.app:create_platform",
+    "discord": "bot.discord.app:create_platform",
 }
 
 
@@ -104,3 +108,30 @@ def run(platforms: Iterable[str | PlatformFactory], *, bot_settings: BotSettings
 
     asyncio.run(main())
     return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``m2i bots`` (every platform, or those named with ``--platform``) to ``m2i``'s sub-parsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "bots", help="Run several chat bots in one process, on one engine.",
+        description="Run chat bots side by side on one shared engine, queue and rate limits. Each "
+                    "platform reads its own M2I_<PLATFORM>_* variables (tokens); M2I_BOT_* are shared.")
+    p.add_argument("--platform", action="append", choices=sorted(PLATFORMS), dest="platforms",
+                   metavar="NAME", help=f"A platform to run ({', '.join(sorted(PLATFORMS))}); repeat for "
+                                        "several. Default: all of them.")
+    p.set_defaults(func=_run_bots)
+
+
+def _run_bots(args: argparse.Namespace) -> int:
+    names = list(dict.fromkeys(args.platforms or PLATFORMS))
+    try:
+        factories = [load_platform(name) for name in names]
+    except ImportError as exc:
+        print(f"A bot needs extra packages ({exc.name}): pip install 'm2i[{','.join(names)}]'",
+              file=sys.stderr)
+        return 2
+    try:
+        return run(factories)
+    except ValueError as exc:  # a platform without its token
+        print(f"{exc}", file=sys.stderr)
+        return 2

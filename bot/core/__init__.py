@@ -28,6 +28,7 @@ Replies (``reply``)::
     reply.details(budget=4096)       # full prompt + every tag, for the "prompt & tags" button
     reply.embed()                    # EmbedParts(title, description, fields, footer) for Discord
     reply.buttons                    # (ReplyButton(label, action), …) — re-roll, variations, prompt
+    upscale_button(reply)            # one more for a Stable Diffusion image (None otherwise)
 
 Buttons (``actions``)::
 
@@ -37,7 +38,8 @@ Buttons (``actions``)::
     # find the audio again from the message the button's message replies to, then
     # service.visualize(AudioRequest(..., options=options)) or service.describe(...) for prompt.
 
-Options, limits, texts: :func:`parse_options`, :func:`options_help`; :class:`AudioMeta`,
+Options, limits, texts: :func:`parse_options` (chat text), :func:`options_from_values` (typed
+slash-command values), :func:`options_help`; :class:`AudioMeta`,
 :class:`Platform`; :mod:`bot.core.messages` (``start_text()``, ``help_text(options_help())``,
 ``error_text(err)``, ``progress_text(stage, position)``, button labels).
 """
@@ -58,7 +60,7 @@ from bot.core.actions import (
 )
 from bot.core.limits import TELEGRAM_DOWNLOAD_LIMIT_BYTES, AudioMeta, Platform
 from bot.core.messages import BotStage
-from bot.core.options import options_help, parse_options
+from bot.core.options import options_from_values, options_help, parse_options
 from bot.core.ratelimit import FairScheduler, Rate, RateLimitedError, RateLimiter, UserQueueFullError
 from bot.core.reply import (
     DISCORD_EMBED_LIMITS,
@@ -69,6 +71,7 @@ from bot.core.reply import (
     ReplyButton,
     ReplyImage,
     TagLine,
+    upscale_button,
 )
 from bot.core.service import AudioRequest, BotService, DownloadFailedError, Failure, Status
 from bot.core.settings import BotSettings
@@ -107,6 +110,8 @@ __all__ = [
     "is_action",
     "messages",
     "options_for",
+    "options_from_values",
     "options_help",
     "parse_options",
+    "upscale_button",
 ]

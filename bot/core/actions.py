@@ -20,6 +20,7 @@ Offers
 - :func:`encode_action` / :func:`decode_action` — to and from the button's data.
 - :func:`is_action` — whether a string is one of ours (cheap prefix check).
 - :func:`options_for` — the options a pressed button runs with (new seed, nearby seeds, …).
+- :func:`can_upscale` — whether an image's options leave room for the upscale button.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "Action",
     "ActionExpiredError",
     "ActionKind",
+    "can_upscale",
     "decode_action",
     "encode_action",
     "is_action",
@@ -60,6 +62,8 @@ class ActionKind(StrEnum):
     reroll = "r"
     variations = "v"
     prompt = "p"
+    #: the same seed at twice the size (offered under Stable Diffusion images)
+    upscale = "u"
 
 
 class ActionExpiredError(InputError):
@@ -119,6 +123,11 @@ def decode_action(data: str) -> Action:
     return Action(kind=kind, seed=seed, options=options)
 
 
+def can_upscale(options: VisualizeOptions) -> bool:
+    """Whether the upscale button would draw a larger image than ``options`` did."""
+    return options.size < _max_size()
+
+
 def is_action(data: str | None) -> bool:
     return bool(data) and data.startswith(_PREFIX + _SEP)  # type: ignore[union-attr]
 
@@ -128,7 +137,8 @@ def options_for(action: Action, *, variations: int = 3) -> VisualizeOptions:
 
     - re-roll: the same options with a new random seed, one image;
     - variations: ``variations`` images on the seeds right after the shown one;
-    - prompt: the shown image's exact options (only the prompt is rebuilt, nothing is drawn).
+    - prompt: the shown image's exact options (only the prompt is rebuilt, nothing is drawn);
+    - upscale: the shown image's seed and options at twice the size (capped by the option model).
     """
     opts = action.options
     if action.kind is ActionKind.reroll:
@@ -140,6 +150,9 @@ def options_for(action: Action, *, variations: int = 3) -> VisualizeOptions:
         most = _max_num_images()
         return opts.model_copy(update={"seed": (action.seed + 1) % (MAX_SEED + 1),
                                        "num_images": max(1, min(variations, most))})
+    if action.kind is ActionKind.upscale:
+        return opts.model_copy(update={"seed": action.seed, "num_images": 1,
+                                       "size": min(opts.size * 2, _max_size())})
     return opts.model_copy(update={"seed": action.seed, "num_images": 1})
 
 
@@ -215,11 +228,19 @@ def _b36(n: int) -> str:
 
 
 def _max_num_images() -> int:
-    for meta in VisualizeOptions.model_fields["num_images"].metadata:
+    return _upper_bound("num_images", 1)
+
+
+def _max_size() -> int:
+    return _upper_bound("size", VisualizeOptions().size)
+
+
+def _upper_bound(name: str, default: int) -> int:
+    for meta in VisualizeOptions.model_fields[name].metadata:
         le = getattr(meta, "le", None)
         if le is not None:
             return int(le)
-    return 1
+    return default
 
 
 _FIELDS = _field_kinds()

@@ -176,6 +176,11 @@ def help_text(option_lines: Iterable[str], *, command: str = "/visualize", in_gr
     )
 
 
+DISCORD_HOW_TO = ("Attach a song or voice note and mention me (options go in the message: "
+                  '`style=neon seed=42 "a red fox"`), use /visualize, or pick Apps → Visualize on any '
+                  "message with audio. In DMs, just send the audio.")
+NO_AUDIO_IN_MESSAGE = "That message has no audio attached — pick a message with a song or voice note."
+
 TELEGRAM_GROUPS_HELP = ("In groups, mention me in the caption, use /visualize, or reply to one of my "
                         "messages — otherwise I stay quiet.")
 
@@ -190,6 +195,7 @@ COMMANDS: dict[str, str] = {
 BUTTON_REROLL = "🎲 Re-roll"
 BUTTON_VARIATIONS = "🖼 Variations"
 BUTTON_PROMPT = "📝 Prompt & tags"
+BUTTON_UPSCALE = "🔍 Upscale"
 
 LABELS: dict[str, str] = {
     "genre": "🎼 Genre",

@@ -8,6 +8,7 @@ lengths — so a new option or a new style shows up in parsing, error messages a
 Offers
 ------
 - :func:`parse_options` — free text → ``VisualizeOptions`` (raises :class:`InvalidOptionError`).
+- :func:`options_from_values` — typed values (slash-command options, form fields) → ``VisualizeOptions``.
 - :func:`options_help` — one line per option with its choices or range, for ``/help``.
 - :func:`option_names` — the canonical option names, in declaration order.
 - :func:`describe_choices` — "auto, cover, abstract, …" or "a whole number from 0 to 4294967295".
@@ -22,6 +23,7 @@ import enum
 import re
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 from annotated_types import Ge, Le, MaxLen
@@ -32,7 +34,7 @@ from bot.core import messages
 from m2i_engine.errors import InvalidOptionError
 from m2i_engine.options import VisualizeOptions
 
-__all__ = ["describe_choices", "option_names", "options_help", "parse_options"]
+__all__ = ["describe_choices", "option_names", "options_from_values", "options_help", "parse_options"]
 
 #: short names people use in other image tools; each maps to a real field of VisualizeOptions
 ALIASES: dict[str, str] = {"ar": "aspect", "n": "num_images", "images": "num_images", "neg": "negative"}
@@ -88,6 +90,26 @@ def parse_options(text: str | None, *, base: VisualizeOptions | None = None) -> 
     merged = {**base.model_dump(), **given}
     try:
         return VisualizeOptions.model_validate(merged)
+    except ValidationError as exc:
+        raise _friendly_error(exc, given) from exc
+
+
+def options_from_values(values: Mapping[str, Any], *,
+                        base: VisualizeOptions | None = None) -> VisualizeOptions:
+    """Options from already-typed values (a slash command's options), on top of ``base``.
+
+    ``None`` values mean "not given" and keep ``base``'s value; enum options may be given by value
+    or member. Raises :class:`InvalidOptionError` with the same words as :func:`parse_options`.
+    """
+    base = base or VisualizeOptions()
+    given = {name: value for name, value in values.items() if value is not None}
+    unknown = [name for name in given if name not in VisualizeOptions.model_fields]
+    if unknown:
+        raise InvalidOptionError(messages.unknown_option(unknown[0], option_names()))
+    if not given:
+        return base
+    try:
+        return VisualizeOptions.model_validate({**base.model_dump(), **given})
     except ValidationError as exc:
         raise _friendly_error(exc, given) from exc
 

@@ -3,9 +3,10 @@
 :func:`build_reply` turns an engine :class:`~m2i_engine.engine.VisualizeResult` into a
 :class:`Reply`: PNG bytes, a title, one line per tag (genre, emotion, tempo, key, loudness/energy,
 mood — saying plainly when a model is not installed), the prompt, the seed, backend notes and the
-buttons. Platforms render it with :meth:`Reply.text` (any length budget: Telegram's 1024-character
-caption, a 4096-character message), :meth:`Reply.details` (everything, for "show prompt") or
-:meth:`Reply.embed` (Discord embed pieces within Discord's limits).
+buttons (:func:`upscale_button` adds one for Stable Diffusion images). Platforms render it with
+:meth:`Reply.text` (any length budget: Telegram's 1024-character caption, a 4096-character
+message), :meth:`Reply.details` (everything, for "show prompt") or :meth:`Reply.embed` (Discord
+embed pieces within Discord's limits).
 
 Lengths are counted in UTF-16 code units by default, as Telegram counts them (an emoji is 2); that
 is never less than Python's ``len``, so the same budget is also safe for Discord.
@@ -17,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bot.core import messages
-from bot.core.actions import Action, ActionKind
+from bot.core.actions import Action, ActionKind, can_upscale
 from m2i_engine.engine import VisualizeResult
 from m2i_engine.imaging.base import Prompt
 from m2i_engine.options import VisualizeOptions
@@ -34,6 +35,7 @@ __all__ = [
     "TagLine",
     "build_reply",
     "tag_lines",
+    "upscale_button",
     "utf16_len",
 ]
 
@@ -106,6 +108,8 @@ class Reply:
     notes: tuple[str, ...] = ()
     details_lines: tuple[TagLine, ...] = ()
     buttons: tuple[ReplyButton, ...] = ()
+    #: the engine's steps (``decode_ms``, ``draw_ms``, …) and the service's (``queue_ms``,
+    #: ``download_ms``, ``engine_ms``, ``png_ms``)
     timings_ms: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -177,6 +181,17 @@ def build_reply(result: VisualizeResult, *, options: VisualizeOptions, title: st
     return _reply(result.tags, result.prompt, options=used, title=title, request_id=request_id,
                   seed=result.seed, backend=result.backend, images=images, notes=tuple(result.notes),
                   buttons=buttons, timings_ms=dict(result.timings_ms))
+
+
+def upscale_button(reply: Reply) -> ReplyButton | None:
+    """The "upscale" button for a single Stable Diffusion image that can still grow, else ``None``.
+
+    Kept apart from :attr:`Reply.buttons` so each platform opts in where its layout has room.
+    """
+    if reply.backend != "sd" or len(reply.images) != 1 or not can_upscale(reply.options):
+        return None
+    action = Action(ActionKind.upscale, reply.images[0].seed, reply.options)
+    return ReplyButton(messages.BUTTON_UPSCALE, action)
 
 
 def build_details_reply(tags: Tags, prompt: Prompt, *, options: VisualizeOptions, title: str,

@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot.core import messages
 from bot.core.limits import AudioMeta, Platform, check_before_download, check_downloaded, download_limit
@@ -136,7 +136,7 @@ class BotService:
         t0 = time.perf_counter()
         log.info("[%s] %s %s from user %s in chat %s: %s, %s bytes, options %r", rid, request.platform.name,
                  "visualize" if draw else "describe", request.user_id, request.chat_id, request.meta.kind,
-                 request.meta.file_size, request.options if isinstance(request.options, str) else "(button)")
+                 request.meta.file_size, _options_for_log(request.options))
         try:
             options = (request.options if isinstance(request.options, VisualizeOptions)
                        else self.parse_options(request.options))
@@ -157,7 +157,8 @@ class BotService:
             log.info("[%s] done in %.0f ms (%s; bot %.0f ms)", rid, total_ms,
                      ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
                      total_ms - sum(timings.values()))
-            return reply
+            return replace(reply, timings_ms={**reply.timings_ms,
+                                              **{f"{k}_ms": round(v, 2) for k, v in timings.items()}})
         except RateLimitedError as exc:
             log.info("[%s] refused: rate_limited (retry in %.0f s%s)", rid, exc.retry_after_s,
                      ", silent" if exc.silent else "")
@@ -217,6 +218,13 @@ class BotService:
         prompt = build_prompt(analysis.tags, options)
         return build_details_reply(analysis.tags, prompt, options=options, title=title, request_id=rid,
                                    seed=options.seed or 0)
+
+
+def _options_for_log(options: VisualizeOptions | str | None) -> object:
+    """Raw option text as typed, or the options a button/slash command chose (non-defaults only)."""
+    if isinstance(options, VisualizeOptions):
+        return options.model_dump(mode="json", exclude_defaults=True)
+    return options
 
 
 class _Reporter:

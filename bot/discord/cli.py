@@ -1,0 +1,50 @@
+"""Adds ``m2i discord`` to the m2i command through the ``m2i.commands`` entry-point group.
+
+Kept free of discord.py imports so the command shows up (and explains what to install) even when
+the ``discord`` extra is missing. The token is read from ``M2I_DISCORD_TOKEN`` (or a ``.env`` file,
+or ``--token-file``) — never from the command line, where ``ps`` would show it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``discord`` sub-command to ``m2i``'s sub-parsers."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "discord", help="Run the Discord bot (token in M2I_DISCORD_TOKEN).",
+        description="Run the m2i Discord bot. Settings come from M2I_DISCORD_* and M2I_BOT_* variables; "
+                    "the flags below override them.")
+    p.add_argument("--token-file", type=Path, help="Read the bot token from this file.")
+    p.add_argument("--guild", type=int, action="append", dest="guild_ids", metavar="ID",
+                   help="Sync the commands to this server only (instant; repeat for several).")
+    p.add_argument("--no-sync", action="store_true", help="Don't register the commands on startup.")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        from bot.discord.app import DiscordBot
+        from bot.discord.settings import DiscordSettings
+        from bot.runner import run
+    except ImportError as exc:
+        print(f"The Discord bot needs extra packages ({exc.name}): pip install 'm2i[discord]'",
+              file=sys.stderr)
+        return 2
+    overrides: dict[str, Any] = {}
+    if args.token_file:
+        overrides["token"] = args.token_file.read_text().strip()
+    if args.guild_ids:
+        overrides["guild_ids"] = args.guild_ids
+    if args.no_sync:
+        overrides["sync_commands"] = False
+    settings = DiscordSettings(**overrides)
+    if settings.token is None or not settings.token.get_secret_value().strip():
+        print("No Discord token: set M2I_DISCORD_TOKEN (Developer Portal → your app → Bot → Reset Token) "
+              "or pass --token-file.", file=sys.stderr)
+        return 2
+    return run([lambda service: DiscordBot(service, settings)])
