@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from bot.core import BotService, BotSettings
 from m2i_engine.config import Settings
-from m2i_engine.engine import Engine
+from m2i_engine.frontend import EngineLike, make_engine
 
 __all__ = ["PLATFORMS", "PlatformApp", "PlatformFactory", "load_platform", "register", "run", "run_platforms"]
 
@@ -61,7 +61,7 @@ def load_platform(name: str) -> PlatformFactory:
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
 
-async def run_platforms(platforms: Iterable[str | PlatformFactory], *, engine: Engine | None = None,
+async def run_platforms(platforms: Iterable[str | PlatformFactory], *, engine: EngineLike | None = None,
                         engine_settings: Settings | None = None, bot_settings: BotSettings | None = None,
                         stop: asyncio.Event | None = None) -> None:
     """Start every platform on one engine and service; return after ``stop`` is set and all stopped.
@@ -73,7 +73,7 @@ async def run_platforms(platforms: Iterable[str | PlatformFactory], *, engine: E
     factories = [load_platform(p) if isinstance(p, str) else p for p in platforms]
     async with contextlib.AsyncExitStack() as stack:
         shared = engine if engine is not None else await stack.enter_async_context(
-            Engine(engine_settings or Settings()))
+            make_engine(engine_settings or Settings()))  # in-process, or the Redis queue when configured
         await shared.start()
         service = BotService(shared, bot_settings)
         started: list[PlatformApp] = []

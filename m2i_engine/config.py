@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from m2i_engine.imaging.sd.settings import SDSettings
+from m2i_engine.queue.settings import QueueSettings
+from m2i_engine.server.settings import ServeSettings
 
 
 class AudioLimits(BaseModel):
@@ -51,6 +53,10 @@ class Settings(BaseSettings):
     sd: SDSettings = Field(default_factory=SDSettings, description="Stable Diffusion (M2I_SD__*).")
     sd_model: str | None = Field(None, description="Shorthand for M2I_SD__MODEL (folder or hub id).")
     data_dir: Path = Field(Path("../shared/data"), description="Training/evaluation data.")
+    serve: ServeSettings = Field(default_factory=ServeSettings, description="HTTP API (`m2i serve`).")
+    queue: QueueSettings = Field(
+        default_factory=QueueSettings,
+        description="Job queue and workers (`m2i worker`); off unless a Redis URL is set.")
 
     @model_validator(mode="after")
     def _sd_model_shorthand(self) -> Settings:

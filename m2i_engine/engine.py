@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from m2i_engine.audio import read_audio_bytes
 from m2i_engine.config import Settings
@@ -32,9 +32,12 @@ from m2i_engine.errors import (
 )
 from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest, Prompt
 from m2i_engine.models import ModelRegistry
-from m2i_engine.options import MAX_SEED, Backend, VisualizeOptions
+from m2i_engine.options import MAX_SEED, AnimateOptions, Backend, VisualizeOptions
 from m2i_engine.pipeline import Timings, analyse_audio, image_request
 from m2i_engine.tags import Tags
+
+if TYPE_CHECKING:
+    from m2i_engine.imaging.animate import Animation
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -83,6 +86,21 @@ class VisualizeResult:
         return self.analysis.tags
 
 
+@dataclass(frozen=True)
+class AnimationResult:
+    """A beat-synced loop of a song: :attr:`animation` holds its frames, GIF and MP4 bytes, section."""
+
+    analysis: AnalysisResult
+    prompt: Prompt
+    animation: Animation
+    notes: list[str] = field(default_factory=list)
+    timings_ms: Timings = field(default_factory=dict)
+
+    @property
+    def tags(self) -> Tags:
+        return self.analysis.tags
+
+
 class Engine:
     """Create once per process; use as ``async with Engine() as engine: ...``."""
 
@@ -99,6 +117,7 @@ class Engine:
         self._inflight: dict[str, asyncio.Future[Tags]] = {}
         self._start_lock = asyncio.Lock()
         self._sd_off_reason = "no Stable Diffusion model is configured"
+        self._sd_checked = "sd" in self._backends
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -109,7 +128,8 @@ class Engine:
                 self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="m2i")
             if self._models is None:
                 self._models = await self._run_blocking(ModelRegistry.load, self.settings.model_dir)
-            if "sd" not in self._backends and self.settings.backend != "renderer":
+            if not self._sd_checked and self.settings.backend != "renderer":
+                self._sd_checked = True
                 await self._load_sd()
         return self
 
@@ -189,6 +209,40 @@ class Engine:
         return VisualizeResult(analysis=analysis, prompt=request.prompt, images=images,
                                backend=backend.name, seed=seed, notes=notes,
                                timings_ms={**analysis.timings_ms, "draw_ms": draw_ms})
+
+    async def animate(self, audio: AudioSource, options: VisualizeOptions | None = None,
+                      animation: AnimateOptions | None = None, *,
+                      progress: ProgressCallback | None = None) -> AnimationResult:
+        """A short loop (GIF and MP4) of the picture ``visualize`` draws, moving with the song's beats
+        and energy; the same audio + options + seed repeat exactly."""
+        from m2i_engine.imaging.animate import animate as make_loop
+
+        await self.start()
+        options = options or VisualizeOptions()
+        animation = animation or AnimateOptions()
+        wanted = options.backend if options.backend is not Backend.auto else Backend(self.settings.backend)
+        backend, notes = self._pick_backend(wanted)
+        async with self._deadline():
+            data = await self._read(audio)
+            analysis = await self._analysis(data, progress)
+            seed = options.seed if options.seed is not None else _seed_from(analysis.audio_sha256)
+            width, height = options.aspect.size(animation.anim_size)
+            request = image_request(analysis.tags, options, seed=seed, width=width, height=height)
+            async with self._slot(progress):
+                await _notify(progress, Progress(Stage.drawing))
+                try:
+                    loop = await self._run_blocking(make_loop, request, animation, backend=backend)
+                except ServiceError as exc:
+                    if backend.name == "renderer" or wanted is Backend.sd:
+                        raise
+                    log.warning("%s animation failed (%s); falling back to the renderer", backend.name,
+                                exc.code)
+                    notes.append(f"Stable Diffusion failed ({exc.message}); the built-in renderer "
+                                 "animated this.")
+                    loop = await self._run_blocking(make_loop, request, animation, backend=self._renderer())
+            await _notify(progress, Progress(Stage.done))
+        return AnimationResult(analysis=analysis, prompt=request.prompt, animation=loop, notes=notes,
+                               timings_ms={**analysis.timings_ms, **loop.timings_ms})
 
     # --- internals ------------------------------------------------------------------------------
 

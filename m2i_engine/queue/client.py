@@ -1,0 +1,365 @@
+"""The engine interface backed by the job queue: front ends call it exactly like the local engine.
+
+:class:`QueueEngine` has ``start/close/analyze/visualize`` with the same arguments, results and errors
+as :class:`~m2i_engine.engine.Engine`; behind them it stores the upload in Redis (once per content
+hash), enqueues a Dramatiq message, relays the worker's progress events and returns the worker's
+result. Guarantees it adds on top of Dramatiq's delivery:
+
+- **idempotent jobs**: the job id comes from the caller's idempotency key when there is one
+  (:data:`m2i_engine.logs.job_id_var`); a retried request joins the job already queued or finished
+  instead of making a second one, and a job that ran twice (a worker died after finishing) still has
+  exactly one result, because the first stored result wins;
+- **result cache**: the same audio + options answer from Redis without a job;
+- **Redis restarts**: every Redis call is retried until the request's deadline, and a job whose
+  record vanished with a Redis that lost its data is submitted again from the bytes still in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from m2i_engine.config import Settings
+from m2i_engine.engine import AnalysisResult, AudioSource, Progress, ProgressCallback, Stage, VisualizeResult
+from m2i_engine.errors import EmptyAudioError, RequestTimeoutError, ServiceError, TooLargeError
+from m2i_engine.logs import job_id_var, request_id_var
+from m2i_engine.options import VisualizeOptions
+from m2i_engine.queue.broker import build_broker, job_message, queue_depth_key
+from m2i_engine.queue.codec import Keys, decode_analysis, decode_visualize, raise_error
+from m2i_engine.queue.guard import result_cache_key
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class QueueUnavailableError(ServiceError):
+    code = "queue_unavailable"
+    default_message = "m2i can't reach its job queue right now — please try again in a minute."
+
+
+@dataclass
+class _Waiter:
+    progress: ProgressCallback | None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class QueueEngine:
+    """Create once per process; ``async with QueueEngine(settings) as engine: ...``."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.q = self.settings.queue
+        if not self.q.enabled:
+            raise ValueError("QueueEngine needs M2I_QUEUE__REDIS_URL")
+        self.keys = Keys(self.q.namespace)
+        self._redis: Any = None
+        self._broker: Any = None
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._started = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> QueueEngine:
+        if self._started:
+            return self
+        import redis.asyncio as aredis
+
+        self._redis = aredis.Redis.from_url(self.q.url(), socket_connect_timeout=2.0, socket_timeout=10.0,
+                                            health_check_interval=5)
+        self._broker = build_broker(self.q)
+        self._listener = asyncio.create_task(self._listen(), name="m2i-queue-events")
+        self._started = True
+        return self
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        if self._broker is not None:
+            with contextlib.suppress(Exception):
+                self._broker.close()
+            self._broker = None
+        self._started = False
+
+    async def __aenter__(self) -> QueueEngine:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- the engine interface -------------------------------------------------------------------
+
+    async def analyze(self, audio: AudioSource, *,
+                      progress: ProgressCallback | None = None) -> AnalysisResult:
+        await self.start()
+        data = await self._bytes(audio)
+        doc = await self._deadline(self._job("analyze", data, None, progress))
+        return decode_analysis(doc)
+
+    async def visualize(self, audio: AudioSource, options: VisualizeOptions | None = None, *,
+                        progress: ProgressCallback | None = None) -> VisualizeResult:
+        await self.start()
+        options = options or VisualizeOptions()
+        data = await self._bytes(audio)
+
+        async def run() -> VisualizeResult:
+            ckey = result_cache_key(hashlib.sha256(data).hexdigest(), options, self.settings)
+            hit = await self._cached(ckey)
+            if hit is not None:
+                return hit
+            doc = await self._job("visualize", data, options, progress)
+            pngs = await self._retrying(lambda: self._images([im["id"] for im in doc["images"]]))
+            if None in pngs.values():
+                raise QueueUnavailableError(detail="result images expired before they were read")
+            return decode_visualize(doc, pngs)  # type: ignore[arg-type]
+
+        result = await self._deadline(run())
+        await _notify(progress, Progress(Stage.done))
+        return result
+
+    # --- extras for the HTTP API and metrics -----------------------------------------------------
+
+    async def queue_depth_now(self) -> int:
+        """Messages waiting for a worker (Redis round trip)."""
+        await self.start()
+        return int(await self._redis.llen(queue_depth_key(self.q)))
+
+    async def workers(self) -> dict[str, dict[str, Any]]:
+        """Workers that reported within three heartbeats: id → their last report."""
+        await self.start()
+        raw = await self._redis.hgetall(self.keys.workers())
+        now = time.time()
+        alive = {}
+        for wid, doc in raw.items():
+            info = json.loads(doc)
+            if now - float(info.get("seen", 0)) <= max(3 * self.q.heartbeat_s, self.q.heartbeat_timeout_s):
+                alive[wid.decode()] = info
+        return alive
+
+    async def image(self, image_id: str) -> bytes | None:
+        await self.start()
+        data = await self._redis.get(self.keys.image(image_id))
+        return bytes(data) if data is not None else None
+
+    async def job_status(self, job_id: str) -> dict[str, Any] | None:
+        """``{"state": ..., "result": doc | None}`` for a job any front end submitted, or None."""
+        await self.start()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.job(job_id))
+        pipe.get(self.keys.result(job_id))
+        info, res = await pipe.execute()
+        if not info and res is None:
+            return None
+        state = {k.decode(): v.decode() for k, v in info.items()}
+        return {"state": "done" if res is not None else state.get("state", "queued"),
+                "result": json.loads(res) if res is not None else None}
+
+    async def ping(self) -> bool:
+        await self.start()
+        try:
+            return bool(await self._redis.ping())
+        except Exception:
+            return False
+
+    # --- internals ------------------------------------------------------------------------------
+
+    async def _bytes(self, audio: AudioSource) -> bytes:
+        if isinstance(audio, bytes | bytearray | memoryview):
+            data = bytes(audio)
+        else:
+            from m2i_engine.audio import read_audio_bytes
+
+            data = await asyncio.to_thread(read_audio_bytes, audio, limits=self.settings.limits)
+        # the cheap checks happen here, so an oversize file never travels to Redis
+        if not data:
+            raise EmptyAudioError()
+        if len(data) > self.settings.limits.max_bytes:
+            raise TooLargeError(f"The file is too big (limit {self.settings.limits.max_bytes // 2**20} MB).")
+        return data
+
+    async def _deadline(self, coro: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s):
+                return await coro
+        except TimeoutError as exc:
+            raise RequestTimeoutError() from exc
+
+    async def _cached(self, ckey: str) -> VisualizeResult | None:
+        try:
+            raw = await self._redis.get(self.keys.result_cache(ckey))
+            if raw is None:
+                return None
+            doc = json.loads(raw)
+            pngs = await self._images([im["id"] for im in doc["images"]])
+        except Exception as exc:  # the cache is an optimisation: never fail a request for it
+            log.debug("result cache unavailable: %s", exc)
+            return None
+        if None in pngs.values():
+            return None
+        result = decode_visualize(doc, pngs)  # type: ignore[arg-type]
+        return replace(result, analysis=replace(result.analysis, cached=True), timings_ms={})
+
+    async def _images(self, ids: list[str]) -> dict[str, bytes | None]:
+        if not ids:
+            return {}
+        values = await self._redis.mget([self.keys.image(i) for i in ids])
+        return {i: (bytes(v) if v is not None else None) for i, v in zip(ids, values, strict=True)}
+
+    async def _job(self, kind: str, data: bytes, options: VisualizeOptions | None,
+                   progress: ProgressCallback | None) -> dict[str, Any]:
+        sha = hashlib.sha256(data).hexdigest()
+        job_id = job_id_var.get() or secrets.token_hex(12)
+        payload = {"job": job_id, "kind": kind, "sha": sha, "rid": request_id_var.get() or job_id,
+                   "options": options.model_dump(mode="json") if options is not None else None,
+                   "oom_step": 0, "enqueued": time.time()}
+        waiter = _Waiter(progress)
+        self._waiters.setdefault(job_id, []).append(waiter)
+        try:
+            position = await self._retrying(lambda: self._submit(payload, data))
+            if position is not None:
+                await _notify(progress, Progress(Stage.queued, position))
+            return await self._wait(payload, data, waiter)
+        finally:
+            waiters = self._waiters.get(job_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._waiters.pop(job_id, None)
+
+    async def _submit(self, payload: dict[str, Any], data: bytes) -> int | None:
+        """Store the audio, claim the job id and enqueue; None when the job already existed."""
+        r, k, q = self._redis, self.keys, self.q
+        audio_key = k.audio(payload["sha"])
+        if not await r.expire(audio_key, q.audio_ttl_s):  # 1 when the same song is already there
+            await r.set(audio_key, data, ex=q.audio_ttl_s)
+        job_key = k.job(payload["job"])
+        if not await r.hsetnx(job_key, "created", f"{time.time():.3f}"):
+            log.info("job %s exists already: joining it", payload["job"])
+            return None
+        try:
+            await r.hset(job_key, mapping={"state": "queued", "kind": payload["kind"], "rid": payload["rid"]})
+            await r.expire(job_key, q.result_ttl_s)
+            await asyncio.to_thread(self._broker.enqueue, job_message(payload))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await r.delete(job_key)  # let a retry claim it again
+            raise
+        log.info("job %s queued (%s, audio %s…)", payload["job"], payload["kind"], payload["sha"][:12])
+        return int(await r.llen(queue_depth_key(q)))
+
+    async def _wait(self, payload: dict[str, Any], data: bytes, waiter: _Waiter) -> dict[str, Any]:
+        """The job's result document (or its error raised), however Redis behaves meanwhile."""
+        r, k = self._redis, self.keys
+        job_id = payload["job"]
+        while True:
+            try:
+                pipe = r.pipeline(transaction=False)
+                pipe.get(k.result(job_id))
+                pipe.exists(k.job(job_id))
+                raw, exists = await pipe.execute()
+            except Exception as exc:
+                if not _is_connection_error(exc):
+                    raise
+                log.warning("queue unreachable while waiting for job %s: %s", job_id, exc)
+                await asyncio.sleep(0.5)
+                continue
+            if raw is not None:
+                doc = json.loads(raw)
+                if "error" in doc:
+                    raise_error(doc)
+                return doc  # type: ignore[no-any-return]
+            if not exists:  # Redis lost the job (restarted without its data): submit it again
+                log.warning("job %s vanished from the queue; submitting it again", job_id)
+                await self._retrying(lambda: self._submit(payload, data))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.q.poll_s):
+                    await waiter.wake.wait()
+            waiter.wake.clear()
+
+    async def _retrying(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a Redis operation, retrying connection failures with backoff (the caller's deadline
+        bounds the whole)."""
+        delay = 0.1
+        while True:
+            try:
+                return await op()
+            except Exception as exc:
+                if not _is_connection_error(exc):
+                    raise
+                log.warning("queue unreachable (%s); retrying in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _listen(self) -> None:
+        """One subscription per process relays every job's events to the local waiters."""
+        delay = 0.1
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(self.keys.events_pattern())
+                delay = 0.1
+                for ws in list(self._waiters.values()):  # missed events while away: re-check results
+                    for w in ws:
+                        w.wake.set()
+                while True:
+                    msg = await pubsub.get_message(timeout=5.0)
+                    if msg is None:
+                        continue
+                    job_id = msg["channel"].decode().rsplit(":", 1)[-1]
+                    waiters = self._waiters.get(job_id)
+                    if not waiters:
+                        continue
+                    event = json.loads(msg["data"])
+                    for w in list(waiters):
+                        if event.get("stage"):
+                            with contextlib.suppress(ValueError):
+                                await _notify(w.progress, Progress(Stage(event["stage"])))
+                        if event.get("done"):
+                            w.wake.set()
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            except Exception as exc:
+                log.warning("event subscription lost (%s); reconnecting", type(exc).__name__)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import redis
+
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | OSError):
+        return True
+    if isinstance(exc, redis.ResponseError) and "LOADING" in str(exc):
+        return True
+    from dramatiq.errors import ConnectionError as DqConnectionError
+
+    return isinstance(exc, DqConnectionError)
+
+
+async def _notify(progress: ProgressCallback | None, event: Progress) -> None:
+    if progress is None:
+        return
+    try:
+        res = progress(event)
+        if asyncio.iscoroutine(res) or isinstance(res, asyncio.Future):
+            await res
+    except Exception:
+        log.exception("progress callback failed")

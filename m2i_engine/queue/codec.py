@@ -1,0 +1,167 @@
+"""The wire format between workers and front ends: results and errors as JSON, images as PNG by id.
+
+A worker turns a :class:`~m2i_engine.engine.VisualizeResult` into a JSON document plus PNG bytes
+(stored under content-derived ids); a front end turns them back into the same result type the local
+engine returns, so the HTTP API and the bots can't tell which mode they run in. Errors travel as their
+stable ``code`` and user ``message`` and are raised again as the matching :class:`M2IError` subclass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+from PIL import Image
+
+from m2i_engine.engine import AnalysisResult, VisualizeResult
+from m2i_engine.errors import M2IError
+from m2i_engine.imaging.base import GeneratedImage, Prompt
+from m2i_engine.options import Style
+from m2i_engine.tags import Tags
+
+
+class Keys:
+    """Every Redis key m2i uses, under one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        self.ns = namespace
+
+    def audio(self, sha: str) -> str:
+        return f"{self.ns}:audio:{sha}"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}"
+
+    def result(self, job_id: str) -> str:
+        return f"{self.ns}:res:{job_id}"
+
+    def events(self, job_id: str) -> str:
+        return f"{self.ns}:ev:{job_id}"
+
+    def events_pattern(self) -> str:
+        return f"{self.ns}:ev:*"
+
+    def image(self, image_id: str) -> str:
+        return f"{self.ns}:img:{image_id}"
+
+    def result_cache(self, key: str) -> str:
+        return f"{self.ns}:rc:{key}"
+
+    def tags(self, key: str) -> str:
+        return f"{self.ns}:tags:{key}"
+
+    def workers(self) -> str:
+        return f"{self.ns}:workers"
+
+
+def image_id(png: bytes) -> str:
+    return hashlib.sha256(png).hexdigest()[:32]
+
+
+def png_of(img: GeneratedImage) -> bytes:
+    """The PNG bytes of an image, encoded once and remembered in its ``meta``."""
+    png = img.meta.get("png")
+    if isinstance(png, bytes):
+        return png
+    from m2i_engine.imaging.renderer import encode_png
+
+    png = encode_png(img.image)
+    img.meta["png"] = png
+    img.meta["image_id"] = image_id(png)
+    return png
+
+
+def _json_safe(meta: dict[str, object]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in meta.items():
+        if k in ("png", "image_id"):
+            continue
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            continue
+        out[k] = v
+    return out
+
+
+def analysis_doc(a: AnalysisResult) -> dict[str, Any]:
+    return {"tags": a.tags.model_dump(mode="json"), "audio_sha256": a.audio_sha256, "cached": a.cached,
+            "timings_ms": a.timings_ms}
+
+
+def encode_visualize(result: VisualizeResult) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """(document, {image id: PNG}) for a finished visualisation (blocking: encodes PNGs)."""
+    pngs: dict[str, bytes] = {}
+    images = []
+    for img in result.images:
+        png = png_of(img)
+        iid = image_id(png)
+        pngs[iid] = png
+        images.append({"id": iid, "seed": img.seed, "backend": img.backend, "width": img.image.width,
+                       "height": img.image.height, "meta": _json_safe(img.meta)})
+    p = result.prompt
+    doc = {"kind": "visualize", "analysis": analysis_doc(result.analysis),
+           "prompt": {"text": p.text, "negative": p.negative, "style": p.style.value,
+                      "phrases": [list(x) for x in p.phrases]},
+           "images": images, "backend": result.backend, "seed": result.seed, "notes": list(result.notes),
+           "timings_ms": result.timings_ms}
+    return doc, pngs
+
+
+def encode_analysis(result: AnalysisResult) -> dict[str, Any]:
+    return {"kind": "analyze", "analysis": analysis_doc(result)}
+
+
+def decode_analysis(doc: dict[str, Any]) -> AnalysisResult:
+    a = doc["analysis"]
+    return AnalysisResult(tags=Tags.model_validate(a["tags"]), audio_sha256=a["audio_sha256"],
+                          cached=bool(a["cached"]), timings_ms=dict(a["timings_ms"]))
+
+
+def decode_visualize(doc: dict[str, Any], pngs: dict[str, bytes]) -> VisualizeResult:
+    """The result type the local engine returns; images decode lazily, their PNG rides in ``meta``."""
+    p = doc["prompt"]
+    prompt = Prompt(text=p["text"], negative=p["negative"], style=Style(p["style"]),
+                    phrases=tuple((str(a), float(b)) for a, b in p["phrases"]))
+    images = []
+    for im in doc["images"]:
+        png = pngs[im["id"]]
+        pil = Image.open(io.BytesIO(png))  # lazy: pixels decode only if someone looks at them
+        images.append(GeneratedImage(image=pil, seed=int(im["seed"]), backend=im["backend"],
+                                     meta={**im.get("meta", {}), "png": png, "image_id": im["id"]}))
+    return VisualizeResult(analysis=decode_analysis(doc), prompt=prompt, images=images,
+                           backend=doc["backend"], seed=int(doc["seed"]), notes=list(doc["notes"]),
+                           timings_ms=dict(doc["timings_ms"]))
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def error_doc(exc: M2IError) -> dict[str, Any]:
+    return {"error": {"code": exc.code, "message": exc.message, "http_status": exc.http_status,
+                      "exit_code": exc.exit_code}}
+
+
+def _error_classes() -> dict[str, type[M2IError]]:
+    found: dict[str, type[M2IError]] = {}
+    stack: list[type[M2IError]] = [M2IError]
+    while stack:
+        cls = stack.pop()
+        found.setdefault(cls.code, cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+def raise_error(doc: dict[str, Any]) -> None:
+    """Raise the error a worker reported, as the same ``M2IError`` subclass where one exists."""
+    e = doc["error"]
+    cls = _error_classes().get(e["code"])
+    if cls is not None:
+        raise cls(e["message"])
+    exc = M2IError(e["message"])
+    exc.code = e["code"]  # type: ignore[misc]
+    exc.http_status = int(e.get("http_status", 500))  # type: ignore[misc]
+    exc.exit_code = int(e.get("exit_code", 1))  # type: ignore[misc]
+    raise exc

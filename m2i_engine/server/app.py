@@ -1,0 +1,400 @@
+"""The aiohttp application: routes, auth, request ids, error rendering, metrics — over any engine.
+
+``create_app(settings, engine)`` works with the in-process engine and with the queue-backed one
+alike (:class:`~m2i_engine.frontend.EngineLike`); nothing below knows which it got. Every request
+gets a request id (the client's ``X-Request-ID`` if it is safe, else a new one) that is echoed in
+the answer, written on every log line, and carried into queued jobs. Every failure is JSON
+``{"error": {"code", "message"}, "request_id"}`` with a 4xx/5xx status — never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from m2i_engine.config import Settings
+from m2i_engine.engine import AnalysisResult, VisualizeResult
+from m2i_engine.errors import InvalidOptionError, M2IError, TooLargeError, describe
+from m2i_engine.frontend import EngineLike
+from m2i_engine.logs import clean_request_id, new_request_id, request_context, request_id_var
+from m2i_engine.queue.codec import png_of
+from m2i_engine.server.errors import (
+    BadRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+    ShuttingDownError,
+    UnauthorizedError,
+)
+from m2i_engine.server.images import IMAGE_ID, DirImages, ImageStore, MemoryImages, QueueImages
+from m2i_engine.server.jobs import Job, JobRegistry
+from m2i_engine.server.metrics import Metrics
+from m2i_engine.server.openapi import build_openapi
+from m2i_engine.server.upload import parse_options, read_upload
+
+log = logging.getLogger("m2i_engine.server")
+
+#: form fields beyond the audio file and the options
+FORM_OVERHEAD = 64 * 1024
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    engine: EngineLike
+    images: ImageStore
+    jobs: JobRegistry
+    metrics: Metrics = field(default_factory=Metrics)
+    draining: bool = False
+    started: bool = False
+    own_engine: bool = True
+    openapi: dict[str, Any] = field(default_factory=build_openapi)
+
+    @property
+    def max_body(self) -> int:
+        s = self.settings
+        return s.serve.max_upload_bytes or s.limits.max_bytes + FORM_OVERHEAD
+
+
+STATE: web.AppKey[ApiState] = web.AppKey("m2i_state", ApiState)
+
+
+def create_app(settings: Settings, engine: EngineLike, *, own_engine: bool = True,
+               images: ImageStore | None = None) -> web.Application:
+    serve = settings.serve
+    if images is None:
+        if serve.media_dir is not None:
+            images = DirImages(serve.media_dir)
+        elif hasattr(engine, "image"):
+            images = QueueImages(engine)
+        else:
+            images = MemoryImages(serve.image_entries)
+    state = ApiState(settings=settings, engine=engine, images=images, own_engine=own_engine,
+                     jobs=JobRegistry(ttl_s=serve.job_ttl_s, max_jobs=serve.max_jobs))
+    app = web.Application(middlewares=[_context_middleware, _auth_middleware],
+                          client_max_size=state.max_body, handler_args={"max_field_size": 8190})
+    app[STATE] = state
+    app.router.add_post("/v1/visualize", _visualize)
+    app.router.add_post("/v1/analyze", _analyze)
+    app.router.add_get("/v1/jobs/{job_id}", _job)
+    app.router.add_get("/v1/images/{name}", _image)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/openapi.json", _openapi)
+    app.on_startup.append(_startup)
+    app.on_cleanup.append(_cleanup)
+    return app
+
+
+async def _startup(app: web.Application) -> None:
+    state = app[STATE]
+    await state.engine.start()
+    state.started = True
+    log.info("API ready (%s mode)", "queue" if state.settings.queue.enabled else "single-process")
+
+
+async def _cleanup(app: web.Application) -> None:
+    state = app[STATE]
+    state.draining = True
+    await state.jobs.drain(state.settings.serve.shutdown_grace_s)
+    if state.own_engine:
+        await state.engine.close()
+
+
+# --- middleware ---------------------------------------------------------------------------------
+
+_HTTP_CODES: dict[int, type[M2IError]] = {404: NotFoundError, 405: MethodNotAllowedError,
+                                          413: TooLargeError}
+
+
+def error_response(exc: M2IError, rid: str) -> web.Response:
+    return web.json_response({"error": exc.to_dict(), "request_id": rid}, status=exc.http_status)
+
+
+@web.middleware
+async def _context_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    state = request.app[STATE]
+    rid = clean_request_id(request.headers.get("X-Request-ID")) or new_request_id()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    t0 = time.perf_counter()
+    with request_context(rid):
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            cls = _HTTP_CODES.get(exc.status, BadRequestError if exc.status < 500 else M2IError)
+            err = cls()
+            if exc.status not in _HTTP_CODES:
+                err.http_status = exc.status  # type: ignore[misc]
+            resp = error_response(err, rid)
+        except M2IError as exc:
+            resp = error_response(exc, rid)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("unhandled error in %s", route)
+            resp = error_response(describe(exc), rid)
+        resp.headers["X-Request-ID"] = rid
+        ms = (time.perf_counter() - t0) * 1000
+        if resp.status >= 400 and resp.content_type == "application/json":
+            code = getattr(resp, "_m2i_code", None) or _code_of(resp)
+            state.metrics.errors.labels(code).inc()
+        state.metrics.requests.labels(route, request.method, str(resp.status)).inc()
+        state.metrics.latency.labels(route).observe(ms / 1000)
+        if route not in ("/healthz", "/readyz", "/metrics"):
+            log.info("%s %s -> %d in %.1f ms", request.method, route, resp.status, ms,
+                     extra={"status": resp.status, "duration_ms": round(ms, 2), "route": route})
+    return resp
+
+
+def _code_of(resp: web.StreamResponse) -> str:
+    import json
+
+    body = getattr(resp, "body", None)
+    try:
+        return str(json.loads(body)["error"]["code"]) if isinstance(body, bytes) else "unknown"
+    except Exception:
+        return "unknown"
+
+
+@web.middleware
+async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    serve = request.app[STATE].settings.serve
+    protected = request.path.startswith("/v1/") or (serve.metrics_auth and request.path == "/metrics")
+    if serve.tokens and protected:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        ok = scheme.lower() == "bearer" and any(
+            hmac.compare_digest(token.strip().encode(), t.get_secret_value().encode()) for t in serve.tokens)
+        if not ok:
+            rid = request_id_var.get() or new_request_id()
+            resp = error_response(UnauthorizedError(), rid)
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="m2i"'
+            return resp
+    return await handler(request)
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+async def _visualize(request: web.Request) -> web.StreamResponse:
+    return await _submit(request, "visualize")
+
+
+async def _analyze(request: web.Request) -> web.StreamResponse:
+    return await _submit(request, "analyze")
+
+
+async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
+    state = request.app[STATE]
+    if state.draining:
+        raise ShuttingDownError()
+    t0 = time.perf_counter()
+    image_mode = request.query.get("image", "url")
+    if image_mode not in ("url", "base64"):
+        raise InvalidOptionError("Invalid image: use 'url' or 'base64'.")
+    wait = _wants_wait(request)
+    idem = request.headers.get("Idempotency-Key")
+    if idem is not None and not (0 < len(idem) <= 128 and idem.isascii() and idem.isprintable()):
+        raise BadRequestError("The Idempotency-Key must be 1–128 printable ASCII characters.")
+    s = state.settings
+    upload = await read_upload(request, max_bytes=state.max_body, audio_max_bytes=s.limits.max_bytes,
+                               timeout_s=s.serve.upload_timeout_s, min_rate_bps=s.serve.min_upload_rate_bps)
+    state.metrics.stage.labels("upload").observe(upload.read_ms / 1000)
+    options = parse_options(upload.fields, dict(request.query), allowed=kind == "visualize")
+    rid = request_id_var.get() or new_request_id()
+    if idem is not None:
+        sha = hashlib.sha256(upload.audio).hexdigest()
+        job_id = hashlib.sha256(f"{kind}|{idem}|{sha}|{options.model_dump_json()}".encode()).hexdigest()[:24]
+    else:
+        job_id = secrets.token_hex(12)
+    audio = upload.audio
+    engine = state.engine
+
+    async def run(job: Job) -> Any:
+        if kind == "analyze":
+            return await engine.analyze(audio, progress=job.progress)
+        result = await engine.visualize(audio, options, progress=job.progress)
+        if any(not isinstance(img.meta.get("png"), bytes) for img in result.images):
+            t = time.perf_counter()  # single-process mode: encode here, as a worker would
+            await asyncio.to_thread(lambda: [png_of(img) for img in result.images])
+            result.timings_ms["png_ms"] = round((time.perf_counter() - t) * 1000, 2)
+        return result
+
+    job, created = state.jobs.submit(job_id, kind, rid, run)
+    job.extra.setdefault("file_name", upload.filename)
+    if not created:
+        log.info("request joins job %s (same Idempotency-Key)", job_id)
+    if not wait:
+        return web.json_response(_status_doc(job, request), status=202,
+                                 headers={"Location": f"/v1/jobs/{job.id}"})
+    state.metrics.inflight.inc()
+    t_engine = time.perf_counter()
+    try:
+        await state.jobs.wait(job)
+    finally:
+        state.metrics.inflight.dec()
+    engine_ms = round((time.perf_counter() - t_engine) * 1000, 2)
+    if job.error is not None:
+        raise job.error
+    doc = await _result_doc(state, job, image_mode=image_mode)
+    http_ms = round((time.perf_counter() - t0) * 1000, 2)
+    doc["timings_ms"].update(engine_ms=engine_ms, upload_ms=round(upload.read_ms, 2), http_ms=http_ms)
+    state.metrics.observe_timings({k: v for k, v in doc["timings_ms"].items() if k != "upload_ms"})
+    timing = f"upload;dur={upload.read_ms:.2f}, engine;dur={engine_ms:.2f}, total;dur={http_ms:.2f}"
+    if "image/png" in request.headers.get("Accept", "") and kind == "visualize" and job.result.images:
+        img = job.result.images[0]
+        return web.Response(body=img.meta["png"], content_type="image/png",
+                            headers={"X-M2I-Job-ID": job.id, "X-M2I-Seed": str(img.seed),
+                                     "Server-Timing": timing})
+    return web.json_response(doc, headers={"Server-Timing": timing})
+
+
+def _wants_wait(request: web.Request) -> bool:
+    if "respond-async" in request.headers.get("Prefer", ""):
+        return False
+    raw = request.query.get("wait", "true").lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise InvalidOptionError("Invalid wait: use true or false.")
+    return raw in ("true", "1", "yes")
+
+
+async def _result_doc(state: ApiState, job: Job, *, image_mode: str) -> dict[str, Any]:
+    res = job.result
+    base = (state.settings.serve.public_url or "").rstrip("/")
+    if isinstance(res, AnalysisResult):
+        return {"request_id": job.request_id, "job_id": job.id, "file_name": job.extra.get("file_name"),
+                "tags": res.tags.model_dump(mode="json"), "audio_sha256": res.audio_sha256,
+                "cached": res.cached, "timings_ms": dict(res.timings_ms)}
+    assert isinstance(res, VisualizeResult)
+    images = []
+    for img in res.images:
+        cached_png = img.meta.get("png")
+        png = cached_png if isinstance(cached_png, bytes) else await asyncio.to_thread(png_of, img)
+        iid = str(img.meta["image_id"])
+        await state.images.put(iid, png)
+        entry: dict[str, Any] = {"id": iid, "url": f"{base}/v1/images/{iid}.png", "seed": img.seed,
+                                 "width": img.image.width, "height": img.image.height}
+        if image_mode == "base64":
+            entry["png_base64"] = base64.b64encode(png).decode()
+        images.append(entry)
+    result_cached = res.analysis.cached and not res.timings_ms
+    state.metrics.cache.labels("result" if result_cached else "analysis").inc(res.analysis.cached)
+    return {"request_id": job.request_id, "job_id": job.id, "file_name": job.extra.get("file_name"),
+            "tags": res.tags.model_dump(mode="json"), "prompt": res.prompt.text,
+            "negative_prompt": res.prompt.negative, "style": res.prompt.style.value, "backend": res.backend,
+            "seed": res.seed, "images": images, "notes": list(res.notes), "cached": res.analysis.cached,
+            "timings_ms": {k: v for k, v in res.timings_ms.items()}}
+
+
+def _status_doc(job: Job, request: web.Request) -> dict[str, Any]:
+    status = "failed" if job.error is not None else ("done" if job.done else job.stage)
+    doc: dict[str, Any] = {"job_id": job.id, "kind": job.kind, "status": status,
+                           "queue_position": job.queue_position, "status_url": f"/v1/jobs/{job.id}",
+                           "request_id": job.request_id}
+    if job.error is not None:
+        doc["error"] = job.error.to_dict()
+    return doc
+
+
+async def _job(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    job_id = request.match_info["job_id"]
+    if not (0 < len(job_id) <= 64 and job_id.isalnum()):
+        raise NotFoundError("No such job.")
+    job = state.jobs.get(job_id)
+    if job is not None:
+        doc = _status_doc(job, request)
+        if job.done and job.error is None:
+            doc["result"] = await _result_doc(state, job, image_mode=request.query.get("image", "url"))
+        return web.json_response(doc)
+    lookup = getattr(state.engine, "job_status", None)  # queue mode: a job another API process took
+    if lookup is not None:
+        remote = await lookup(job_id)
+        if remote is not None:
+            return web.json_response(_remote_status(job_id, remote, state))
+    raise NotFoundError("No such job (unknown, or finished more than an hour ago).")
+
+
+def _remote_status(job_id: str, remote: dict[str, Any], state: ApiState) -> dict[str, Any]:
+    doc: dict[str, Any] = {"job_id": job_id, "status": remote["state"], "status_url": f"/v1/jobs/{job_id}"}
+    res = remote.get("result")
+    if res is None:
+        return doc
+    if "error" in res:
+        doc["status"] = "failed"
+        doc["error"] = {"code": res["error"]["code"], "message": res["error"]["message"]}
+        return doc
+    base = (state.settings.serve.public_url or "").rstrip("/")
+    out: dict[str, Any] = {"job_id": job_id, "tags": res["analysis"]["tags"],
+                           "cached": res["analysis"]["cached"], "timings_ms": res.get("timings_ms", {})}
+    if res.get("kind") == "visualize":
+        out.update(prompt=res["prompt"]["text"], negative_prompt=res["prompt"]["negative"],
+                   style=res["prompt"]["style"], backend=res["backend"], seed=res["seed"],
+                   notes=res["notes"], images=[{"id": im["id"], "url": f"{base}/v1/images/{im['id']}.png",
+                                                "seed": im["seed"], "width": im["width"],
+                                                "height": im["height"]} for im in res["images"]])
+    else:
+        out["audio_sha256"] = res["analysis"]["audio_sha256"]
+    doc["status"] = "done"
+    doc["result"] = out
+    return doc
+
+
+async def _image(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    image_id = name[:-4] if name.endswith(".png") else ""
+    if not IMAGE_ID.match(image_id):
+        raise NotFoundError("No such image.")
+    png = await request.app[STATE].images.get(image_id)
+    if png is None:
+        raise NotFoundError("No such image (unknown, or expired).")
+    return web.Response(body=png, content_type="image/png",
+                        headers={"Cache-Control": "private, max-age=86400, immutable",
+                                 "ETag": f'"{image_id}"'})
+
+
+async def _healthz(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    reasons = []
+    if state.draining:
+        reasons.append("draining")
+    if not state.started:
+        reasons.append("starting")
+    ping = getattr(state.engine, "ping", None)
+    if ping is not None and not state.draining:
+        if not await ping():
+            reasons.append("queue unreachable")
+        else:
+            workers = await state.engine.workers()  # type: ignore[attr-defined]
+            if not workers:
+                reasons.append("no worker")
+    if reasons:
+        return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    await state.metrics.refresh(state.engine, ready=state.started and not state.draining,
+                                inflight=state.jobs.running)
+    return web.Response(body=state.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    return web.json_response(request.app[STATE].openapi)

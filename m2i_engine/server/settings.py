@@ -1,0 +1,40 @@
+"""Settings of the HTTP API (``M2I_SERVE__*``): address, auth tokens, upload limits, image storage, logs.
+
+Mounted as ``Settings.serve``. Importing this module loads no aiohttp, so the CLI stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+
+class ServeSettings(BaseModel):
+    """``m2i serve``: the aiohttp API in front of the engine (local or queue-backed)."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 in a container).")
+    port: int = Field(8080, ge=0, le=65535)
+    tokens: list[SecretStr] = Field(
+        default_factory=list,
+        description="Bearer tokens accepted on /v1/* (JSON list). Empty: no auth (keep it on loopback).")
+    max_upload_bytes: int | None = Field(
+        None, gt=0, description="Largest request body; default: M2I_LIMITS__MAX_BYTES plus 64 KiB for the "
+                                "form fields. Enforced while the body streams in.")
+    upload_timeout_s: float = Field(30.0, gt=0, description="Whole request body must arrive within this "
+                                                            "(slow-loris uploads get 408).")
+    min_upload_rate_bps: int = Field(
+        16 * 1024, ge=0, description="…or faster than this on average after the first 5 s (0: off).")
+    media_dir: Path | None = Field(
+        None, description="Write images here (a shared volume) instead of keeping them in memory/Redis.")
+    public_url: str | None = Field(None, description="Base URL for image links (default: the request's).")
+    image_entries: int = Field(512, ge=1, description="Images kept in memory (single-process mode).")
+    result_cache_entries: int = Field(256, ge=0, description="Finished results kept for repeats "
+                                                             "(single-process mode; Redis in queue mode).")
+    job_ttl_s: float = Field(3600.0, gt=0, description="How long GET /v1/jobs/{id} remembers a job.")
+    max_jobs: int = Field(1000, ge=1, description="Jobs remembered at most (oldest finished dropped).")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time given to running requests.")
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_auth: bool = Field(False, description="Require a bearer token on /metrics too.")
