@@ -22,18 +22,19 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from m2i_engine.config import Settings
-from m2i_engine.engine import Engine, Progress, Stage, VisualizeResult
+from m2i_engine.engine import AnimationResult, Engine, Progress, Stage, VisualizeResult
 from m2i_engine.errors import InputError, InvalidOptionError, M2IError, describe
-from m2i_engine.options import VisualizeOptions
+from m2i_engine.options import AnimateOptions, VisualizeOptions
 from m2i_engine.tags import Classification, Tags
 
 out = Console()
 err = Console(stderr=True)
+_M = typing.TypeVar("_M", bound=BaseModel)
 
 _STAGE_TEXT = {
     Stage.queued: "Waiting in the queue…",
@@ -75,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_song_args(vis)
     vis.add_argument("-o", "--out", type=Path, help="Image path (default: m2i-<song>.png here).")
     add_option_flags(vis)
+    anim = vis.add_argument_group("Animation")
+    anim.add_argument("--animate", action="store_true",
+                      help="Also write a beat-synced loop beside the image: <out>.gif and <out>.mp4.")
+    add_option_flags(anim, AnimateOptions, prefix="anim_")
     sd = vis.add_argument_group("Stable Diffusion (with --backend sd or auto)")
     sd.add_argument("--model", help="Diffusers folder or hub id (same as M2I_SD__MODEL).")
     sd.add_argument("--lora", action="append", default=[], metavar="DIR[:WEIGHT]",
@@ -97,12 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_option_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``--flag`` per :class:`VisualizeOptions` field, with its type, choices and help."""
-    for name, field in VisualizeOptions.model_fields.items():
+def add_option_flags(parser: Any, model: type[BaseModel] = VisualizeOptions, *,
+                     prefix: str = "opt_") -> None:
+    """One ``--flag`` per field of ``model`` (:class:`VisualizeOptions` by default), with its type,
+    choices and help, stored as ``<prefix><field>``; ``parser`` may be an argument group."""
+    for name, field in model.model_fields.items():
         flag = "--" + name.replace("_", "-")
         kind = _base_type(field.annotation)
-        kwargs: dict[str, Any] = {"dest": f"opt_{name}", "default": None,
+        kwargs: dict[str, Any] = {"dest": f"{prefix}{name}", "default": None,
                                   "help": f"{field.description} (default: {_default_text(field.default)})"}
         if isinstance(kind, type) and issubclass(kind, enum.Enum):
             kwargs["choices"] = [m.value for m in kind]
@@ -115,9 +122,17 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> VisualizeOptions:
-    given = {k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
+    return _model_from_args(args, VisualizeOptions, "opt_")
+
+
+def animate_options_from_args(args: argparse.Namespace) -> AnimateOptions:
+    return _model_from_args(args, AnimateOptions, "anim_")
+
+
+def _model_from_args(args: argparse.Namespace, model: type[_M], prefix: str) -> _M:
+    given = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
     try:
-        return VisualizeOptions(**given)
+        return model(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
@@ -129,15 +144,28 @@ def options_from_args(args: argparse.Namespace) -> VisualizeOptions:
 
 def _cmd_visualize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
+    animation = animate_options_from_args(args) if args.animate else None
     source, name = _song(args)
     settings = _settings_with_sd(Settings(), args, explicit_sd=options.backend.value == "sd")
     t0 = time.perf_counter()
-    result = asyncio.run(_run(lambda eng, cb: eng.visualize(source, options, progress=cb), args,
-                              settings=settings))
+
+    async def draw(eng: Engine, cb: Any) -> tuple[VisualizeResult, AnimationResult | None]:
+        still = await eng.visualize(source, options, progress=cb)
+        loop = await eng.animate(source, options, animation, progress=cb) if animation else None
+        return still, loop
+
+    result, loop = asyncio.run(_run(draw, args, settings=settings))
     total_s = time.perf_counter() - t0
-    paths = _save_images(result, args.out or Path(f"m2i-{name}.png"))
+    first = args.out or Path(f"m2i-{name}.png")
+    paths = _save_images(result, first)
+    loop_paths = _save_animation(loop, first) if loop is not None else None
     if args.json:
-        print(json.dumps(_result_json(result, paths), indent=2))
+        doc = _result_json(result, paths)
+        if loop is not None and loop_paths is not None:
+            doc["animation"] = {"gif": str(loop_paths[0]), "mp4": str(loop_paths[1]),
+                                **loop.animation.to_dict()}
+            doc["notes"] = [*doc["notes"], *(n for n in loop.notes if n not in doc["notes"])]
+        print(json.dumps(doc, indent=2))
         return 0
     _print_tags(result.tags, name)
     out.print(f"[bold]Prompt[/]    {result.prompt.text}")
@@ -147,6 +175,14 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     for p, img in zip(paths, result.images, strict=True):
         out.print(f"[bold green]Image[/]     {p}  ({img.image.width}×{img.image.height}, "
                   f"{result.backend}, style {result.prompt.style.value}, seed {img.seed})")
+    if loop is not None and loop_paths is not None:
+        a = loop.animation
+        sec = a.section
+        took = ", ".join(f"{k[:-3]} {v:.0f} ms" for k, v in a.timings_ms.items())
+        out.print(f"[bold green]Animation[/] {loop_paths[0]}  {loop_paths[1]}  ({len(a.frames)} frames at "
+                  f"{a.fps:.2f} fps, {a.length_s:.2f} s = {sec.bars} bar{'s' if sec.bars > 1 else ''} "
+                  f"from {sec.start_in_song_s:.1f}–{sec.end_in_song_s:.1f} s, {sec.mode.value} section, "
+                  f"{a.backend}, {a.mp4_codec}; {took})")
     out.print(f"[dim]Took {total_s:.2f} s "
               f"({', '.join(f'{k[:-3]} {v:.0f} ms' for k, v in result.timings_ms.items())}).[/]")
     return 0
@@ -247,6 +283,15 @@ def _save_images(result: VisualizeResult, first: Path) -> list[Path]:
         path.write_bytes(encode_png(img.image))
         paths.append(path)
     return paths
+
+
+def _save_animation(result: AnimationResult, first: Path) -> tuple[Path, Path]:
+    """The loop as ``<first>.gif`` and ``<first>.mp4`` (the image path with its suffix changed)."""
+    gif, mp4 = first.with_suffix(".gif"), first.with_suffix(".mp4")
+    gif.parent.mkdir(parents=True, exist_ok=True)
+    gif.write_bytes(result.animation.gif)
+    mp4.write_bytes(result.animation.mp4)
+    return gif, mp4
 
 
 def _print_tags(tags: Tags, name: str) -> None:

@@ -67,3 +67,23 @@ class VisualizeOptions(BaseModel):
             return None
         v = " ".join("".join(ch for ch in v if ch.isprintable()).split())
         return v or None
+
+
+class LoopSection(StrEnum):
+    """Which bars of the song an animated loop is made from."""
+
+    peak = "peak"  # the most energetic bars
+    typical = "typical"  # the bars whose energy is closest to the song's median
+    start = "start"  # the first bars
+
+
+class AnimateOptions(BaseModel):
+    """What a user may choose when asking for a beat-synced animated loop."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fps: int = Field(15, ge=8, le=30, description="Frames per second (nudged so the loop closes on a frame).")
+    loop_bars: int | None = Field(None, ge=1, le=8,
+                                  description="Bars in the loop; none picks 1, 2, 4 or 8 bars near 5 s.")
+    section: LoopSection = Field(LoopSection.peak, description="Which bars: peak, typical or start.")
+    anim_size: int = Field(512, ge=128, le=1024, description="Long side of the animation in pixels.")

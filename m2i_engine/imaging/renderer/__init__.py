@@ -10,10 +10,13 @@ made:
 - :mod:`.motifs` — one shape family per genre (ribbons, shards, circles, pulses, …);
 - :mod:`.ink`, :mod:`.geometry`, :mod:`.scene` — drawing surfaces, paths, what a motif draws with;
 - :mod:`.texture` — flattening, paper, glow, vignette, grading, grain;
+- :mod:`.motion` — :class:`Motion`, one instant of an animation as the motifs read it (``STILL``
+  for a picture);
 - :mod:`.backend` — :class:`Renderer`, :func:`render`, :func:`encode_png`.
 """
 
 from m2i_engine.imaging.renderer.backend import Renderer, encode_png, render
 from m2i_engine.imaging.renderer.look import Look, Motif, look_from_tags
+from m2i_engine.imaging.renderer.motion import STILL, Motion
 
-__all__ = ["Look", "Motif", "Renderer", "encode_png", "look_from_tags", "render"]
+__all__ = ["STILL", "Look", "Motif", "Motion", "Renderer", "encode_png", "look_from_tags", "render"]

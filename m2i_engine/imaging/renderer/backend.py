@@ -14,6 +14,7 @@ from PIL import Image
 from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest
 from m2i_engine.imaging.renderer.composition import paint
 from m2i_engine.imaging.renderer.look import look_from_tags
+from m2i_engine.imaging.renderer.motion import STILL, Motion
 from m2i_engine.options import Style
 from m2i_engine.prompt.styles import resolve_style
 from m2i_engine.tags import Tags
@@ -25,9 +26,11 @@ MIN_SIDE_PX = 16
 
 
 def render(tags: Tags, *, style: Style = Style.auto, width: int = 1024, height: int = 1024,
-           seed: int = 0) -> Image.Image:
-    """Draw one picture of the song. The same arguments always give the same pixels."""
-    return _draw(tags, style, width, height, seed)[0]
+           seed: int = 0, motion: Motion = STILL) -> Image.Image:
+    """Draw one picture of the song. The same arguments always give the same pixels. ``motion`` is
+    one instant of an animation (:mod:`m2i_engine.imaging.animate` makes them); the default is the
+    still."""
+    return _draw(tags, style, width, height, seed, motion)[0]
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -54,12 +57,12 @@ class Renderer(ImageBackend):
 
 
 def _draw(tags: Tags, style: Style, width: int, height: int,
-          seed: int) -> tuple[Image.Image, dict[str, object]]:
+          seed: int, motion: Motion = STILL) -> tuple[Image.Image, dict[str, object]]:
     if width < MIN_SIDE_PX or height < MIN_SIDE_PX:
         raise ValueError(f"image must be at least {MIN_SIDE_PX}×{MIN_SIDE_PX} px, got {width}×{height}")
     look = look_from_tags(tags)
     concrete = resolve_style(style, tags)
-    image, palette = paint(look, concrete, width, height, seed)
+    image, palette = paint(look, concrete, width, height, seed, motion=motion)
     meta: dict[str, object] = {"style": concrete.value, "motif": look.motif.value,
                                "palette": palette.hexes()}
     return image, meta

@@ -7,6 +7,8 @@ music chooses everything else, so two seeds of one song share a look and two son
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import numpy as np
 import skia
 from PIL import Image
@@ -15,6 +17,7 @@ from m2i_engine.imaging.renderer import geometry as geo
 from m2i_engine.imaging.renderer.ink import Ink
 from m2i_engine.imaging.renderer.look import Look, Motif
 from m2i_engine.imaging.renderer.motifs import MOTIF_PAINTERS
+from m2i_engine.imaging.renderer.motion import STILL, Motion, stagger
 from m2i_engine.imaging.renderer.palette import Palette, palette_for
 from m2i_engine.imaging.renderer.scene import Scene
 from m2i_engine.imaging.renderer.texture import finish
@@ -28,9 +31,9 @@ _CONFETTI = {Motif.bubbles, Motif.circles, Motif.waves}
 
 
 def paint(look: Look, style: Style, width: int, height: int,
-          seed: int) -> tuple[Image.Image, Palette]:
+          seed: int, *, motion: Motion = STILL) -> tuple[Image.Image, Palette]:
     """Draw one picture. ``style`` must be concrete (not ``auto``). Returns the RGB image and the
-    palette used."""
+    palette used. ``motion`` is one instant of an animation (the still by default)."""
     treatment = treatment_for(style)
     palette = palette_for(look, style)
     layout_seq, texture_seq = np.random.SeedSequence([seed & 0xFFFFFFFF, 0x6D32]).spawn(2)
@@ -38,20 +41,32 @@ def paint(look: Look, style: Style, width: int, height: int,
     ink = Ink(width, height, mode=treatment.ink, shade=treatment.shade)
     full = skia.Rect.MakeWH(width, height)
     density = treatment.density * (0.35 + 0.9 * look.energy)
-    scene = Scene(ink, look, palette, treatment, rng, full, density)
+    scene = Scene(ink, look, palette, treatment, rng, full, density, motion=motion)
 
     _ground(scene)
-    if treatment.beams:
-        _beams(scene)
-    draw_motif = MOTIF_PAINTERS[look.motif]
-    if treatment.framing == "focal":
-        _focal(scene)
-    elif treatment.framing == "sparse":
-        _sparse(scene)
-    else:
-        draw_motif(scene)
-    _sparkles(scene)
-    return finish(ink, look=look, treatment=treatment, rng=np.random.default_rng(texture_seq)), palette
+    with _camera(scene):
+        if treatment.beams:
+            _beams(scene)
+        draw_motif = MOTIF_PAINTERS[look.motif]
+        if treatment.framing == "focal":
+            _focal(scene)
+        elif treatment.framing == "sparse":
+            _sparse(scene)
+        else:
+            draw_motif(scene)
+        _sparkles(scene)
+    return finish(ink, look=look, treatment=treatment, rng=np.random.default_rng(texture_seq),
+                  glow_gain=motion.glow_gain), palette
+
+
+def _camera(s: Scene) -> AbstractContextManager[None]:
+    """An animation's camera over everything but the ground: zoom about the centre, then a pan."""
+    m = s.motion
+    if not m.has_camera:
+        return nullcontext()
+    unit = s.ink.unit
+    return s.ink.transformed(about=(s.ink.width / 2, s.ink.height / 2), scale=m.zoom,
+                             shift=(m.pan_x * unit, m.pan_y * unit))
 
 
 def _ground(s: Scene) -> None:
@@ -93,7 +108,7 @@ def _focal(s: Scene) -> None:
     unit = min(w, h)
     draw_motif = MOTIF_PAINTERS[s.look.motif]
     echo = Scene(s.ink, s.look, s.palette, s.treatment, np.random.default_rng(s.rng.integers(2**32)),
-                 s.frame, s.density * 0.5, detail=False)
+                 s.frame, s.density * 0.5, detail=False, motion=s.motion)
     with s.ink.faded(0.2):
         draw_motif(echo)
     shape, box = _focal_shape(s.look.motif, w / 2, h / 2, unit)
@@ -105,7 +120,7 @@ def _focal(s: Scene) -> None:
         [skia.Point(box.centerX(), box.top()), skia.Point(box.centerX(), box.bottom())],
         [g0.argb(), g1.argb()])
     s.ink.fill(shape, g0, 1.0, shader=shader, plain=True)
-    inner = Scene(s.ink, s.look, s.palette, s.treatment, s.rng, box, s.density)
+    inner = Scene(s.ink, s.look, s.palette, s.treatment, s.rng, box, s.density, motion=s.motion)
     with s.ink.clip(shape):
         draw_motif(inner)
     s.ink.stroke(shape, s.palette.accent, 0.008 * unit, 0.9, plain=True)
@@ -145,7 +160,8 @@ def _sparse(s: Scene) -> None:
         cx = w * (0.5 + (0.12 if s.rng.random() < 0.5 else -0.12))
         cy = h * (0.5 + (0.12 if s.rng.random() < 0.5 else -0.12))
         frame = skia.Rect.MakeXYWH(cx - side / 2, cy - side / 2, side, side)
-    inner = Scene(s.ink, s.look, s.palette, s.treatment, s.rng, frame, s.density, backdrop=False)
+    inner = Scene(s.ink, s.look, s.palette, s.treatment, s.rng, frame, s.density, backdrop=False,
+                  motion=s.motion)
     MOTIF_PAINTERS[s.look.motif](inner)
 
 
@@ -159,6 +175,11 @@ def _sparkles(s: Scene) -> None:
     unit = min(w, h)
     xy = s.rng.random((n, 2)) * np.array([w, h])
     radii = unit * (0.0012 + 0.003 * s.rng.random(n) ** 3)
+    m = s.motion
+    if not m.still:  # animated: particles twinkle (deeper in quiet sections) and flare on beats
+        rate = 1.0 + np.floor(3.0 * np.array([stagger(i) for i in range(n)]))  # 1–3 twinkles a bar
+        dip = 0.5 * (1.0 - np.cos(2 * np.pi * rate * m.cycles(1)))  # 0 at the loop's start and end
+        radii = radii * (1.0 - (1.0 - 0.6 * m.amount) * dip) * (1.0 + 0.8 * m.pulse)
     if s.treatment.ink == "wash":
         colour = s.palette.ink(int(s.rng.integers(0, len(s.palette.inks))))
         s.ink.dots(xy, radii * 1.6, colour, 0.55)  # paint spatter

@@ -81,10 +81,17 @@ class Ink:
 
     @contextmanager
     def transformed(self, *, rotate_deg: float = 0.0, about: tuple[float, float] = (0.0, 0.0),
-                    ) -> Iterator[None]:
-        """Rotate everything drawn inside the block about a point, on every layer."""
+                    scale: float = 1.0, shift: tuple[float, float] = (0.0, 0.0)) -> Iterator[None]:
+        """Rotate (and scale, then shift: an animation's camera) everything drawn inside the block
+        about a point, on every layer."""
         for c in self._canvases():
             c.save()
+            if shift != (0.0, 0.0):
+                c.translate(shift[0], shift[1])
+            if scale != 1.0:
+                c.translate(about[0], about[1])
+                c.scale(scale, scale)
+                c.translate(-about[0], -about[1])
             c.rotate(rotate_deg, about[0], about[1])
         try:
             yield

@@ -15,6 +15,7 @@ import skia
 
 from m2i_engine.imaging.renderer.ink import Ink
 from m2i_engine.imaging.renderer.look import Look
+from m2i_engine.imaging.renderer.motion import STILL, Motion
 from m2i_engine.imaging.renderer.palette import Palette
 from m2i_engine.imaging.renderer.treatment import Treatment
 
@@ -34,6 +35,8 @@ class Scene:
     backdrop: bool = True
     #: whether to draw small details (fences, note lines); off for a cover's faint echo
     detail: bool = True
+    #: this instant of an animation (beat pulses, flow, camera); :data:`STILL` for a picture
+    motion: Motion = STILL
 
     @property
     def left(self) -> float:

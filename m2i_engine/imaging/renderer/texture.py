@@ -17,10 +17,11 @@ from m2i_engine.imaging.renderer.look import Look
 from m2i_engine.imaging.renderer.treatment import Treatment
 
 
-def finish(ink: Ink, *, look: Look, treatment: Treatment,
-           rng: np.random.Generator) -> Image.Image:
+def finish(ink: Ink, *, look: Look, treatment: Treatment, rng: np.random.Generator,
+           glow_gain: float = 1.0) -> Image.Image:
     """Flatten ``ink``'s layers and apply the style's texture. Works in 0..255 floats in place
-    (each step one pass over the picture) and returns an RGB image."""
+    (each step one pass over the picture) and returns an RGB image. ``glow_gain`` scales the glow
+    (an animation's beat flares; 1 for a still)."""
     h, w = ink.height, ink.width
     rgb = ink.main[..., :3].astype(np.float32)
 
@@ -50,6 +51,8 @@ def finish(ink: Ink, *, look: Look, treatment: Treatment,
         rgb *= paper[..., None]
 
     strength = treatment.glow + 0.6 * look.glow
+    if glow_gain != 1.0:
+        strength *= glow_gain
     if strength > 0 and ink.glow[..., :3].any():
         glow = _glow(ink.glow[..., :3], w, h, ink.unit)
         glow *= strength

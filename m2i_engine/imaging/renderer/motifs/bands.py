@@ -4,6 +4,9 @@
 - energy curve: the bands swell where the song is loud and pinch where it is quiet;
 - energy and percussiveness: tooth height; arousal: the tilt; bands alternate black, bone and the
   key's colour.
+
+Animated (:class:`~m2i_engine.imaging.renderer.motion.Motion`): on every beat the teeth jump and the
+bands swell, the teeth of that beat most; the tilt rocks once every two bars.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from m2i_engine.imaging.renderer.scene import Scene
 
 
 def draw(s: Scene) -> None:
-    look, rng, pal = s.look, s.rng, s.palette
+    look, rng, pal, m = s.look, s.rng, s.palette, s.motion
     unit = s.unit
     rhythm = look.rhythm
-    tilt = (8 + 12 * max(look.arousal, 0.0)) * (1 if rng.random() < 0.5 else -1)
+    tilt = (8 + 12 * max(look.arousal, 0.0)) * (1 if rng.random() < 0.5 else -1) + 1.5 * m.sway(2)
     pos = rhythm.positions if rhythm.count else np.array([0.0])
     acc = rhythm.accents if rhythm.count else np.array([True])
 
@@ -28,14 +31,15 @@ def draw(s: Scene) -> None:
     teeth_u = np.concatenate([pos, pos + 0.96 * rhythm.beat_length])
     u = np.unique(np.clip(np.concatenate([teeth_u, np.linspace(0, 1, 12)]), 0, 1))
     saw = np.zeros_like(u)
-    for p, a in zip(pos, acc, strict=True):
+    for i, (p, a) in enumerate(zip(pos, acc, strict=True)):
         k = int(np.argmin(np.abs(u - p)))
-        saw[k] = 1.0 if a else 0.55
+        saw[k] = (1.0 if a else 0.55) * (1.0 + 0.8 * m.beat(i))
     us = np.concatenate([[-margin], u, [1 + margin]])
     saw = np.concatenate([[0.0], saw, [0.0]])
     xs = s.left + us * s.w
-    swell = 0.7 + 0.6 * look.flow_at(np.clip(us, 0, 1))
+    swell = (0.7 + 0.6 * look.flow_at(np.clip(us, 0, 1))) * (1.0 + 0.04 * m.pulse)
     tooth = unit * (0.015 + 0.07 * look.energy * (0.4 + 0.6 * look.percussiveness))
+    tooth *= 1.0 + 0.6 * m.pulse
 
     n = s.count(7, lo=3, hi=12)
     colours: list[RGB] = [pal.accent, pal.shadow, pal.ink(1), pal.ink(0), pal.shadow, pal.ink(3)]

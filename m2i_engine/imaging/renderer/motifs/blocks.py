@@ -6,6 +6,10 @@ blocks and a halftone sun.
 - energy curve: each slab's width (the tower's silhouette is the song's energy);
 - energy: halftone weight and the size of the background blocks; percussiveness: how loosely the
   slabs are stacked.
+
+Animated (:class:`~m2i_engine.imaging.renderer.motion.Motion`): the slab of each beat jumps out of
+the tower when the loop reaches that beat (sideways and up, a downbeat slab furthest) and the tower
+leans with the energy; the halftone sun pulses on beats; the backdrop blocks sway per bar.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from m2i_engine.imaging.renderer import geometry as geo
+from m2i_engine.imaging.renderer.motion import stagger
 from m2i_engine.imaging.renderer.scene import Scene
 
 
 def draw(s: Scene) -> None:
-    look, rng, pal = s.look, s.rng, s.palette
+    look, rng, pal, m = s.look, s.rng, s.palette, s.motion
     unit = s.unit
     rhythm = look.rhythm
     if s.backdrop:
@@ -43,9 +48,13 @@ def draw(s: Scene) -> None:
         x = cx - w / 2 + s.w * loose * (rng.random() - 0.5)
         y -= h
         angle = (rng.random() - 0.5) * 6.0 * look.percussiveness
+        hit = m.beat(i)  # animated: this beat's slab jumps out of the tower, the tower sways
+        x += s.w * (0.06 * hit * (1 if i % 2 else -1) + 0.01 * m.sway(2) * (i + 1) / keep)
+        angle += 4.0 * hit * (1 if i % 2 else -1)
         colour = pal.accent if acc[i] else pal.ink(i % 3 + (1 if i % 2 else 0))
         with s.ink.transformed(rotate_deg=angle, about=(x + w / 2, y + h / 2)):
-            s.ink.fill(geo.rect(x + shadow_off, y + shadow_off, w, h), pal.shadow, 0.95)
+            s.ink.fill(geo.rect(x + shadow_off * (1 + 2 * hit), y + shadow_off * (1 + 2 * hit), w, h),
+                       pal.shadow, 0.95)
             body = geo.rect(x, y, w, h)
             s.ink.fill(body, colour, 1.0)
             s.ink.fill(geo.rect(x, y, w, h * 0.18), pal.highlight, 0.25)  # top light
@@ -68,7 +77,8 @@ def _backdrop_blocks(s: Scene) -> None:
         h = s.h * (0.3 + 0.4 * rng.random())
         x = s.x(rng.random() * 0.8) - w * 0.3
         y = s.y(rng.random() * 0.7) - h * 0.2
-        with s.ink.transformed(rotate_deg=(rng.random() - 0.5) * 14, about=(x + w / 2, y + h / 2)):
+        tilt = (rng.random() - 0.5) * 14 + 2.5 * s.motion.sway(2, stagger(k))
+        with s.ink.transformed(rotate_deg=tilt, about=(x + w / 2, y + h / 2)):
             s.ink.fill(geo.rect(x, y, w, h), pal.ink(k + 3), 0.55)
 
 
@@ -78,7 +88,7 @@ def _halftone_sun(s: Scene) -> None:
     unit = s.unit
     cx = s.x(0.3 + 0.4 * rng.random())
     cy = s.y(0.28 + 0.1 * rng.random())
-    radius = unit * (0.27 + 0.08 * look.energy)
+    radius = unit * (0.27 + 0.08 * look.energy) * (1.0 + 0.05 * s.motion.pulse)
     step = unit * (0.024 - 0.006 * look.energy)
     g = np.arange(-radius, radius + step, step)
     gx, gy = np.meshgrid(g, g)
@@ -86,6 +96,6 @@ def _halftone_sun(s: Scene) -> None:
     inside = gx**2 + gy**2 <= radius**2
     gx, gy = gx[inside], gy[inside]
     shade = np.clip(0.5 + 0.5 * (gx + gy) / (1.4 * radius), 0, 1)
-    radii = step * 0.52 * (0.2 + 0.8 * (1 - shade))
+    radii = step * 0.52 * (0.2 + 0.8 * (1 - shade)) * (1.0 + 0.3 * s.motion.downbeat)
     s.ink.fill(geo.circle(cx, cy, radius), pal.accent.mix(pal.highlight, 0.5), 0.9)
     s.ink.dots(np.stack([cx + gx, cy + gy], 1), radii, pal.accent.mix(pal.shadow, 0.15), 1.0)

@@ -4,6 +4,10 @@ line of notes whose spacing is the real beat timing (swing shows).
 - beats: one note per beat along the walking line, downbeats larger; the big circles sit on bars;
 - energy curve: the brush marks' weight along their length;
 - energy: how many circles and marks; dynamics: how much their sizes differ.
+
+Animated (:class:`~m2i_engine.imaging.renderer.motion.Motion`): each circle swells on the downbeat
+of its bar and drifts out of step with the others; the brush marks thicken on beats; the note of the
+current beat grows on the walking line.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ import numpy as np
 import skia
 
 from m2i_engine.imaging.renderer import geometry as geo
+from m2i_engine.imaging.renderer.motion import stagger
 from m2i_engine.imaging.renderer.scene import Scene
 
 
 def draw(s: Scene) -> None:
-    look, rng, pal = s.look, s.rng, s.palette
+    look, rng, pal, m = s.look, s.rng, s.palette, s.motion
     unit = s.unit
     blend = skia.BlendMode.kScreen if pal.dark else skia.BlendMode.kMultiply
+    bar_beats = np.flatnonzero(look.rhythm.accents)  # window beat of each bar's downbeat
 
     n = s.count(7.0, lo=2, hi=14)
     spread = 0.3 + 0.7 * look.dynamics
@@ -32,6 +38,11 @@ def draw(s: Scene) -> None:
         u = float(bars[i % bars.size]) * 0.8 + 0.1 + 0.1 * (rng.random() - 0.5)
         v = 0.5 + 0.5 * (rng.random() - 0.5) - 0.2 * (look.flow_at(u) - 0.5)
         x, y, r = float(s.x(u)), float(s.y(v)), float(sizes[i])
+        r *= 1.0 + 0.05 * m.pulse  # animated: every circle breathes on the beat …
+        if bar_beats.size:  # … and swells on its own bar's downbeat
+            r *= 1.0 + 0.1 * m.beat(int(bar_beats[i % bar_beats.size]))
+        x += unit * 0.012 * m.sway(2, stagger(i))
+        y += unit * 0.012 * m.sway(2, stagger(i) + 0.25)
         colour = pal.ink(i)
         s.ink.fill(geo.circle(x, y, r), colour, 0.8, blend=blend)
         off = unit * 0.014 * (0.5 + rng.random())
@@ -63,6 +74,7 @@ def _brush_marks(s: Scene) -> None:
         norm = np.hypot(dx, dy) + 1e-9
         nx, ny = -dy / norm, dx / norm
         weight = unit * (0.025 + 0.03 * look.energy) * (0.8 + 0.35 * look.energy_at(t))
+        weight *= 1.0 + 0.25 * s.motion.pulse
         half = weight * np.clip(t / 0.03, 0.6, 1.0) * (1.0 - 0.35 * t)
         colour = pal.shadow if (m % 2 == 0) != pal.dark else pal.accent
         streaks = 26
@@ -92,4 +104,5 @@ def _walking_line(s: Scene) -> None:
     colour = pal.shadow if not pal.dark else pal.highlight
     s.ink.stroke(geo.spline(xs, ys), colour, s.unit * 0.0015, 0.5)
     radii = s.unit * np.where(rhythm.accents, 0.014, 0.007)
+    radii *= 1.0 + 1.2 * np.array([s.motion.beat(i) for i in range(rhythm.count)])
     s.ink.dots(np.stack([xs, ys], 1), radii, colour, 0.9)

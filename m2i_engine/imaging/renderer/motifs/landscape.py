@@ -4,6 +4,10 @@
 - beats: one fence post per beat along the ridge, downbeat posts taller;
 - mood: the sun stands high for happy songs and sets for sad ones;
 - energy: how many ridges.
+
+Animated (:class:`~m2i_engine.imaging.renderer.motion.Motion`): the fence post of each beat jumps
+when the loop reaches it; the near hills heave on beats, more the nearer they are; the sun flares on
+downbeats and bobs once every two bars; the furrows darken on beats.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ def draw(s: Scene) -> None:
         s.ink.fill(geo.rect(s.left, s.top, s.w, s.h), sky_top, 1.0, shader=shader, plain=True)
         sky_bottom = glow
 
-    sun_y = s.y(0.42 - 0.22 * (look.valence + 1) / 2)
+    m = s.motion
+    sun_y = s.y(0.42 - 0.22 * (look.valence + 1) / 2 + 0.015 * m.sway(2))
     sun_x = s.x(0.2 + 0.6 * rng.random())
-    sun_r = unit * (0.08 + 0.03 * look.energy) * (0.75 + 0.5 * rng.random())
-    s.ink.light(sun_x, sun_y, sun_r * 4, pal.accent, 0.7)
+    sun_r = unit * (0.08 + 0.03 * look.energy) * (0.75 + 0.5 * rng.random()) * (1.0 + 0.08 * m.downbeat)
+    s.ink.light(sun_x, sun_y, sun_r * 4, pal.accent, 0.7 * (1.0 + 0.6 * m.pulse))
     s.ink.fill(geo.circle(sun_x, sun_y, sun_r * 1.25), pal.accent, 0.22)
     s.ink.fill(geo.circle(sun_x, sun_y, sun_r), pal.accent.mix(pal.highlight, 0.3), 1.0)
 
@@ -50,7 +55,7 @@ def draw(s: Scene) -> None:
         smooth = 1.0 - depth
         offset = rng.random()
         profile = look.flow_at((u * (1.0 - 0.4 * smooth) + offset * smooth) % 1.0)
-        height = (0.1 + 0.18 * look.energy) * (1.0 - 0.35 * depth)
+        height = (0.1 + 0.18 * look.energy) * (1.0 - 0.35 * depth) * (1.0 + 0.12 * depth * m.pulse)
         ys = s.y(horizon - height * profile + 0.02 * geo.wobble(rng, n_pts, smooth=10 + 30 * depth))
         colour = haze.mix(pal.ink(k), 0.35 + 0.45 * depth).mix(near, depth**2.5)
         path = geo.below(xs, ys, bottom)
@@ -71,7 +76,7 @@ def _furrows(s: Scene, xs: np.ndarray, ridge: np.ndarray, bottom: float) -> None
         f = (k / (rows + 1)) ** 1.6  # rows crowd toward the ridge (perspective)
         ys = ridge + (bottom - ridge) * f + s.unit * 0.01
         s.ink.stroke(geo.polyline(xs, ys), colour, s.unit * (0.0015 + 0.003 * f),
-                     0.35 + 0.3 * look.energy, cap="butt")
+                     (0.35 + 0.3 * look.energy) * (1.0 + 0.4 * s.motion.pulse), cap="butt")
 
 
 def _fence(s: Scene, xs: np.ndarray, ridge: np.ndarray) -> None:
@@ -81,6 +86,7 @@ def _fence(s: Scene, xs: np.ndarray, ridge: np.ndarray) -> None:
     px = s.x(0.04 + 0.92 * rhythm.positions)
     base = np.interp(px, xs, ridge) + unit * 0.02
     tall = unit * np.where(rhythm.accents, 0.085, 0.055)
+    tall *= 1.0 + 0.8 * np.array([s.motion.beat(i) for i in range(rhythm.count)])
     colour = pal.shadow
     for x, b, t in zip(px, base, tall, strict=True):
         s.ink.stroke(geo.polyline(np.array([x, x]), np.array([b, b - t])), colour,

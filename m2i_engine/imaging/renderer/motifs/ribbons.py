@@ -4,6 +4,10 @@
   the arcs behind come in groups of the bar's beat count, the first of each group stronger;
 - energy curve: the ribbons' swell (amplitude and width) along their length;
 - energy: how many ribbons; percussiveness: a fine ripple on the threads; softness: thread sheen.
+
+Animated (:class:`~m2i_engine.imaging.renderer.motion.Motion`): the silk's wave flows to and fro and
+its turns roll along the ribbon, every two bars, further when the music is louder; the ribbons swell on
+beats and their threads shimmer once per beat; the downbeat arcs flash on downbeats.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ def draw(s: Scene) -> None:
 
 
 def _ribbon(s: Scene, r: int, n: int, depth: float, rnd: np.ndarray) -> None:
-    look, pal = s.look, s.palette
+    look, pal, m = s.look, s.palette, s.motion
     unit = s.unit
     n_pts = 150
     u = np.linspace(-0.1, 1.1, n_pts)
@@ -38,11 +42,14 @@ def _ribbon(s: Scene, r: int, n: int, depth: float, rnd: np.ndarray) -> None:
     flow = look.flow_at(uc)
     base = 0.22 + 0.56 * (r + 0.5) / n + 0.1 * (rnd[0] - 0.5)
     periods = 0.55 + 0.8 * rnd[1]
-    amp = (0.08 + 0.12 * look.energy) * (0.7 + 0.5 * rnd[2])
-    centre = base + amp * np.sin(2 * math.pi * (periods * u + rnd[3])) * (0.4 + 0.8 * flow)
+    amp = (0.08 + 0.12 * look.energy) * (0.7 + 0.5 * rnd[2]) * (1.0 + 0.3 * m.pulse)
+    # animated: the silk's wave flows to and fro along the ribbon, further in louder bars
+    flow_rad = 0.5 * m.sway(2, 0.25 * r) * (1 if r % 2 else -1)
+    centre = base + amp * np.sin(2 * math.pi * (periods * u + rnd[3]) + flow_rad) * (0.4 + 0.8 * flow)
     cy = s.y(centre)
     width = unit * (0.08 + 0.1 * look.energy) * (0.5 + 0.8 * flow) * (0.6 + 0.6 * depth)
-    twist = np.cos(math.pi * look.rhythm.bar_phase(uc) + 0.6 * rnd[0])
+    width *= 1.0 + 0.35 * m.pulse
+    twist = np.cos(math.pi * look.rhythm.bar_phase(uc) + 0.6 * rnd[0] + 0.4 * m.sway(2, 0.5 + 0.25 * r))
     top, bottom = cy - 0.5 * width * twist, cy + 0.5 * width * twist
 
     front, back = pal.ink(r), pal.ink(r + 2)
@@ -62,7 +69,7 @@ def _ribbon(s: Scene, r: int, n: int, depth: float, rnd: np.ndarray) -> None:
     ripple = look.percussiveness * 0.005 * unit
     for j in range(threads):
         t = (j + 0.5) / threads - 0.5
-        ys = cy + width * twist * t + ripple * np.sin(35 * u + 7 * t + 9 * rnd[1])
+        ys = cy + width * twist * t + ripple * np.sin(35 * u + 7 * t + 9 * rnd[1] + 2 * math.pi * m.beats)
         s.ink.stroke(geo.polyline(xs, ys), pal.highlight, unit * 0.0011,
                      (0.12 + 0.2 * (1 - 2 * abs(t))) * alpha)
     s.ink.stroke(geo.polyline(xs, top), pal.highlight.mix(front, 0.3), unit * 0.0018, 0.6 * alpha)
@@ -100,5 +107,6 @@ def _arcs(s: Scene) -> None:
         path = skia.Path()
         path.addArc(skia.Rect.MakeLTRB(cx - r, cy - r, cx + r, cy + r), 180 + 10 * rng.random(),
                     160 + 20 * rng.random())
+        flash = 1.0 + s.motion.downbeat if downbeat else 1.0 + 0.5 * s.motion.pulse
         s.ink.stroke(path, pal.accent if downbeat else line,
-                     s.unit * (0.0035 if downbeat else 0.001), 0.55 if downbeat else 0.25)
+                     s.unit * (0.0035 if downbeat else 0.001) * flash, (0.55 if downbeat else 0.25) * flash)

@@ -4,6 +4,10 @@
   to the edge and catch the accent colour;
 - energy curve: the reach of the shattered area around the circle (a radial waveform);
 - energy: how far the shards are blown apart; percussiveness: how jagged the cracks are.
+
+Animated (:class:`~m2i_engine.imaging.renderer.motion.Motion`): on every beat the shards burst
+outward and settle back; the crack of each beat flashes when the loop reaches it, downbeat cracks
+brightest; the point of impact glows on beats.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from m2i_engine.imaging.renderer.scene import Scene
 
 
 def draw(s: Scene) -> None:
-    look, rng, pal = s.look, s.rng, s.palette
+    look, rng, pal, m = s.look, s.rng, s.palette, s.motion
     unit = s.unit
     rhythm = look.rhythm
     cx = s.x(0.5 + 0.16 * (rng.random() - 0.5))
@@ -44,7 +48,7 @@ def draw(s: Scene) -> None:
     radii = reach[:, None] * (fracs[None, :] + jag * (rng.random((n_rays, fracs.size)) - 0.5)
                               * (fracs[None, :] > 0))
     radii[:, 0] = 0.0
-    spread = unit * (0.004 + 0.035 * look.energy)
+    spread = unit * (0.004 + 0.035 * look.energy) * (1.0 + 0.8 * m.pulse)
     steel = [pal.ink(i) for i in range(len(pal.inks))]
 
     for i in range(n_rays):
@@ -83,9 +87,10 @@ def draw(s: Scene) -> None:
         ys = cy + steps * end * math.sin(angles[i]) + wig * math.cos(angles[i])
         colour = pal.accent if accents[i] else pal.highlight
         path = geo.polyline(xs, ys)
-        s.ink.stroke(path, colour, unit * (0.004 if accents[i] else 0.0015),
-                     0.85 if accents[i] else 0.4, cap="butt")
+        flash = 1.0 + 1.2 * m.beat(i)  # animated: this beat's crack flashes
+        s.ink.stroke(path, colour, unit * (0.004 if accents[i] else 0.0015) * flash,
+                     (0.85 if accents[i] else 0.4) * flash, cap="butt")
         if accents[i]:
-            s.ink.bloom(path, pal.accent, 0.7, width=unit * 0.01)
-    s.ink.bloom(geo.circle(cx, cy, unit * 0.06), pal.highlight, 0.8)
+            s.ink.bloom(path, pal.accent, 0.7 * flash, width=unit * 0.01)
+    s.ink.bloom(geo.circle(cx, cy, unit * 0.06 * (1.0 + 0.5 * m.pulse)), pal.highlight, 0.8)
     s.ink.fill(geo.circle(cx, cy, unit * 0.012), pal.highlight, 0.9)
