@@ -29,16 +29,20 @@ def describe_timbre(*, features: Features) -> Timbre:
     Returns
     -------
     Timbre
-        ``brightness`` (0 … 1, log-scaled power-weighted spectral centroid between
+        ``brightness`` (0 … 1, log-scaled median spectral centroid between
         :data:`DARK_CENTROID_HZ` and :data:`BRIGHT_CENTROID_HZ`), ``percussiveness`` (share of
         mel energy in the percussive part, 0 … 1) and ``onset_rate_hz``.
     """
-    power = features.stft_mag.astype(np.float64) ** 2
-    total = float(power.sum())
-    if total <= 1e-12:
+    mag = features.stft_mag.astype(np.float64)
+    frame_mag = mag.sum(axis=0)
+    if float(frame_mag.sum()) <= 1e-12:
         return Timbre(brightness=0.0, percussiveness=0.0, onset_rate_hz=0.0)
-    freqs = np.linspace(0.0, features.sr / 2.0, power.shape[0])
-    centroid = float(np.dot(freqs, power.sum(axis=1)) / total)
+    # Magnitude-weighted centroid per frame (as librosa's spectral_centroid), median over the frames
+    # that carry sound: power weighting would let the bass decide and call nearly every song dark.
+    freqs = np.linspace(0.0, features.sr / 2.0, mag.shape[0])
+    sounding = frame_mag > 1e-3 * float(frame_mag.max())
+    centroids = (freqs @ mag[:, sounding]) / frame_mag[sounding]
+    centroid = float(np.median(centroids))
     brightness = np.log(max(centroid, 1.0) / DARK_CENTROID_HZ) / np.log(
         BRIGHT_CENTROID_HZ / DARK_CENTROID_HZ)
     mel_total = float(features.mel_power.sum())
