@@ -1,7 +1,8 @@
 """The platform-neutral bot layer: options, limits, rate limits, fair queue, buttons, replies, service.
 
-Pure parts are tested directly (time is a fake clock, never a sleep); :class:`BotService` runs the
-real engine on short synthetic songs, the way both chat platforms use it.
+Pure parts are tested directly (time is a fake clock, never a sleep — except the progress throttle,
+which is about real time and sleeps a few tenths of a second); :class:`BotService` runs the real
+engine on short synthetic songs, the way both chat platforms use it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -44,6 +46,7 @@ from bot.core import (
     redact,
 )
 from bot.core.limits import check_before_download, download_limit, looks_like_audio
+from bot.core.progress import ThrottledStatus
 from bot.core.reply import TagLine, utf16_len
 from m2i_engine.config import AudioLimits, Settings
 from m2i_engine.engine import Engine
@@ -409,3 +412,100 @@ async def test_a_broken_progress_callback_does_not_fail_the_request(
         out = await service.visualize(request(wav_song(bpm=100)), progress=explode)
     assert isinstance(out, Reply)
     assert "status update failed" in caplog.text
+
+
+# --- progress throttling (shared by the platforms' status messages) -------------------------------
+
+
+class ShownTexts(ThrottledStatus):
+    """Records what it shows and when; ``gate`` holds a show in flight, ``holds`` are _hold_s answers."""
+
+    errors = (ConnectionError,)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.texts: list[tuple[float, str]] = []
+        self.gate: asyncio.Event | None = None
+        self.holds: list[float] = []
+        self.refuse_first = False
+
+    async def _show(self, text: str) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.texts.append((time.monotonic(), text))
+        if self.refuse_first and len(self.texts) == 1:
+            raise ConnectionError("edit refused")
+
+    def _hold_s(self) -> float:
+        return self.holds.pop(0) if self.holds else 0.0
+
+
+def stage_status(stage: BotStage) -> Status:
+    return Status(stage, messages.progress_text(stage))
+
+
+async def test_throttled_status_shows_only_the_newest_text_once_per_interval() -> None:
+    shown = ShownTexts(interval_s=0.2)
+    for stage in (BotStage.downloading, BotStage.decoding, BotStage.analysing):
+        shown.update(stage_status(stage))  # never waits; all before the first show: only the newest goes
+    await asyncio.sleep(0.05)
+    shown.update(stage_status(BotStage.drawing))
+    shown.update(stage_status(BotStage.sending))
+    await asyncio.sleep(0.4)
+    await shown.close()
+    assert [t for _, t in shown.texts] == [messages.progress_text(BotStage.analysing),
+                                           messages.progress_text(BotStage.sending)]
+    assert shown.texts[1][0] - shown.texts[0][0] >= 0.2
+
+
+async def test_throttled_status_shows_nothing_when_the_answer_comes_first() -> None:
+    quick = ShownTexts(delay_s=0.3)
+    quick.update(stage_status(BotStage.downloading))
+    quick.update(stage_status(BotStage.drawing))
+    await asyncio.sleep(0.1)
+    await quick.close()
+    assert quick.texts == [] and quick.shown is None
+
+    slow = ShownTexts(delay_s=0.1)
+    slow.update(stage_status(BotStage.drawing))
+    await asyncio.sleep(0.3)
+    await slow.close()
+    assert slow.shown == messages.progress_text(BotStage.drawing) and len(slow.texts) == 1
+
+
+async def test_throttled_status_close_waits_for_the_show_in_flight_then_shows_nothing() -> None:
+    shown = ShownTexts(interval_s=0)
+    shown.gate = asyncio.Event()
+    shown.update(stage_status(BotStage.downloading))
+    await asyncio.sleep(0.01)  # in flight, held by the gate
+    closing = asyncio.create_task(shown.close())
+    await asyncio.sleep(0.01)
+    assert not closing.done()
+    shown.gate.set()
+    await closing
+    assert shown.shown == messages.progress_text(BotStage.downloading)
+    shown.update(stage_status(BotStage.drawing))  # too late: the answer is on its way
+    await asyncio.sleep(0.01)
+    assert len(shown.texts) == 1
+
+
+async def test_throttled_status_waits_while_the_platform_holds_it_back() -> None:
+    shown = ShownTexts()
+    shown.holds = [0.15]  # e.g. the platform's rate budget is spent
+    t0 = time.monotonic()
+    shown.update(stage_status(BotStage.downloading))
+    await asyncio.sleep(0.3)
+    await shown.close()
+    assert len(shown.texts) == 1 and shown.texts[0][0] - t0 >= 0.15
+
+
+async def test_throttled_status_logs_a_refused_show_and_carries_on() -> None:
+    shown = ShownTexts(interval_s=0)
+    shown.refuse_first = True
+    shown.update(stage_status(BotStage.downloading))
+    await asyncio.sleep(0.02)
+    shown.update(stage_status(BotStage.drawing))
+    await asyncio.sleep(0.02)
+    await shown.close()
+    assert [t for _, t in shown.texts] == [messages.progress_text(BotStage.downloading),
+                                           messages.progress_text(BotStage.drawing)]

@@ -12,10 +12,14 @@ Nothing is mocked: PTB speaks HTTP to the fake server and the engine really list
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import itertools
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +27,12 @@ import pytest
 import pytest_asyncio
 from PIL import Image
 from pydantic import SecretStr
+from telegram.error import RetryAfter
 
 from bot.core import BotService, BotSettings, decode_action, messages
 from bot.runner import run_platforms
 from bot.telegram.app import TelegramBot
+from bot.telegram.ratelimit import Priority, ProgressDropped, TelegramRateLimiter
 from bot.telegram.settings import TelegramSettings
 from m2i_engine.config import Settings
 from m2i_engine.engine import Engine
@@ -40,6 +46,13 @@ pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecatio
 
 REPO = Path(__file__).resolve().parents[1]
 MakeBot = Callable[..., Awaitable[TelegramBot]]
+#: progress (chat action, status message) only for a request that takes half a minute
+NO_PROGRESS = {"chat_action_after_s": 30.0, "progress_after_s": 30.0}
+#: progress from the first moment, paced as in production (the transcript: every request is "slow")
+SLOW_REQUEST = {"chat_action_after_s": 0.0, "progress_after_s": 0.0}
+#: progress from the first moment, edited as often as the stages change (no 1/s pacing per chat)
+PROGRESS = {"chat_action_after_s": 0.0, "progress_after_s": 0.0, "progress_interval_s": 0.0,
+            "chat_per_second": 1000.0}
 
 
 def song(fmt: str, *, bpm: float = 120.0, seed: int = 0, duration_s: float = 6.0) -> bytes:
@@ -56,13 +69,20 @@ async def engine() -> AsyncIterator[Engine]:
 
 @pytest_asyncio.fixture
 async def make_bot(telegram_server: FakeTelegramServer, engine: Engine) -> AsyncIterator[MakeBot]:
-    """``await make_bot(**bot_settings)``: a started bot polling the fake server; stopped afterwards."""
+    """``await make_bot(telegram={...}, **bot_settings)``: a started bot polling the fake server.
+
+    ``telegram`` overrides :class:`TelegramSettings`; by default the bot shows no progress (the
+    request would have to take 30 s), so tests don't depend on how fast this machine draws —
+    :data:`PROGRESS` turns it on from the first moment.
+    """
     bots: list[TelegramBot] = []
 
-    async def make(**overrides: Any) -> TelegramBot:
+    async def make(*, telegram: dict[str, Any] | None = None, **overrides: Any) -> TelegramBot:
         settings = BotSettings(**{"image_size": 256, "user_burst": 20, "chat_burst": 40, **overrides})
-        tg = TelegramSettings(token=SecretStr(telegram_server.token), base_url=telegram_server.base_url,
-                              base_file_url=telegram_server.base_file_url, poll_timeout_s=5)
+        tg = TelegramSettings(**{"token": SecretStr(telegram_server.token),
+                                 "base_url": telegram_server.base_url,
+                                 "base_file_url": telegram_server.base_file_url, "poll_timeout_s": 5,
+                                 **NO_PROGRESS, **(telegram or {})})
         bot = TelegramBot(BotService(engine, settings), tg)
         await bot.start()
         bots.append(bot)
@@ -108,13 +128,64 @@ async def test_voice_note_gets_photo_with_tags_and_buttons(telegram_server: Fake
     labels = [b["text"] for b in buttons(photo)]
     assert labels == [messages.BUTTON_REROLL, messages.BUTTON_VARIATIONS, messages.BUTTON_PROMPT]
     assert all(len(b["callback_data"].encode()) <= 64 for b in buttons(photo))
-    # progress: a status message that was edited along the way, then deleted; chat actions sent
-    statuses = telegram_server.calls("sendMessage", chat=chat) + telegram_server.calls("editMessageText",
-                                                                                         chat=chat)
-    assert any("Listening" in e.params["text"] or "Drawing" in e.params["text"] for e in statuses)
-    await telegram_server.wait_for_call("deleteMessage")
+    # a quick answer is the progress: no status message, no chat action, nothing to delete — the
+    # request costs one message call (and the download)
+    await asyncio.sleep(0.2)  # room for a stray progress call to show up
+    assert [e.method for e in telegram_server.calls() if e.method != "getUpdates" and e.t_s >= voice_t(
+        telegram_server, voice)] == ["getFile", "download", "sendPhoto"]
+    assert [m["message_id"] for m in telegram_server.bot_messages(chat)] == [photo["message_id"]]
+
+
+def voice_t(server: FakeTelegramServer, message: dict[str, Any]) -> float:
+    """When the user sent ``message``, on the fake server's clock."""
+    return next(e.t_s for e in server.transcript if e.who == "user" and e.method == "sends"
+                and e.params["message_id"] == message["message_id"] and e.chat_id == message["chat"]["id"])
+
+
+async def test_a_slow_answer_shows_progress_then_removes_it(telegram_server: FakeTelegramServer,
+                                                            make_bot: MakeBot) -> None:
+    await make_bot(telegram=PROGRESS)  # as if every request took longer than progress_after_s
+    ana, chat = people(telegram_server, "Ana")
+    voice = telegram_server.user_sends_audio(chat, ana, song("opus", seed=3), kind="voice")
+    photo = await telegram_server.wait_for_reply(chat, kind="photo")
+    assert photo["reply_to_message"]["message_id"] == voice["message_id"]
+
+    deleted = await telegram_server.wait_for_call("deleteMessage")
+    status = telegram_server.calls("sendMessage", chat=chat)
+    assert len(status) == 1, "one status message, edited along the way"
+    status_id = status[0].result["message_id"]
+    assert status[0].result["reply_to_message"]["message_id"] == voice["message_id"]
+    texts = [e.params["text"] for e in status + telegram_server.calls("editMessageText", chat=chat)]
+    assert any("Listening" in t or "Drawing" in t for t in texts)
+    assert deleted.params["message_id"] == status_id
+    assert deleted.t_s >= telegram_server.calls("sendPhoto")[0].t_s, "removed once the image is out"
+    assert {e.params["action"] for e in telegram_server.calls("sendChatAction", chat=chat)} <= {
+        "typing", "upload_photo"}
     assert telegram_server.calls("sendChatAction", chat=chat)
     assert [m["message_id"] for m in telegram_server.bot_messages(chat)] == [photo["message_id"]]
+
+
+async def test_status_edits_are_coalesced_to_one_per_interval(telegram_server: FakeTelegramServer,
+                                                              make_bot: MakeBot) -> None:
+    await make_bot(telegram={**PROGRESS, "progress_interval_s": 60.0})
+    bo, chat = people(telegram_server, "Bo")
+    telegram_server.user_sends_audio(chat, bo, song("opus", seed=4), kind="voice")
+    await telegram_server.wait_for_reply(chat, kind="photo")
+    await telegram_server.wait_for_call("deleteMessage")
+    # five stages went by, but within one interval: the status message was sent and never edited
+    assert len(telegram_server.calls("sendMessage", chat=chat)) == 1
+    assert not telegram_server.calls("editMessageText", chat=chat)
+    assert len(telegram_server.calls("sendChatAction", chat=chat)) <= 2
+
+
+async def test_status_edits_keep_the_interval(telegram_server: FakeTelegramServer, make_bot: MakeBot) -> None:
+    await make_bot(telegram={**PROGRESS, "progress_interval_s": 0.3})
+    cy, chat = people(telegram_server, "Cy")
+    telegram_server.user_sends_audio(chat, cy, song("opus", seed=5, duration_s=12.0), kind="voice")
+    await telegram_server.wait_for_reply(chat, kind="photo")
+    shows = [e.t_s for e in telegram_server.calls(chat=chat)
+             if e.method in ("sendMessage", "editMessageText")]
+    assert shows and all(b - a >= 0.3 - 0.002 for a, b in itertools.pairwise(shows))
 
 
 @pytest.mark.parametrize(("kind", "fmt", "file_name", "mime"), [
@@ -149,9 +220,10 @@ async def test_not_audio_by_metadata_is_refused_without_download(telegram_server
     assert not telegram_server.calls("getFile") and not telegram_server.downloads()
 
 
-async def test_bad_file_gets_the_friendly_text(telegram_server: FakeTelegramServer,
-                                               make_bot: MakeBot) -> None:
-    await make_bot()
+@pytest.mark.parametrize("progress", [False, True], ids=["quick", "with-status"])
+async def test_bad_file_gets_the_friendly_text(telegram_server: FakeTelegramServer, make_bot: MakeBot,
+                                               progress: bool) -> None:
+    await make_bot(telegram=PROGRESS if progress else None)
     dee, chat = people(telegram_server, "Dee")
     telegram_server.user_sends_audio(chat, dee, b"this is not really an mp3 file at all" * 50, kind="audio",
                                      file_name="song.mp3", mime_type="audio/mpeg")
@@ -159,6 +231,10 @@ async def test_bad_file_gets_the_friendly_text(telegram_server: FakeTelegramServ
     assert "audio" in reply["text"] and "Traceback" not in reply["text"]
     assert telegram_server.downloads(), "content sniffing after download has the final word"
     assert not telegram_server.calls("sendPhoto")
+    # the error takes the status message's place if there was one; otherwise it is the reply
+    assert [m["message_id"] for m in telegram_server.bot_messages(chat)] == [reply["message_id"]]
+    sent_error = any("⚠️" in e.params["text"] for e in telegram_server.calls("sendMessage", chat=chat))
+    assert sent_error is not progress
 
 
 async def test_oversize_file_is_refused_before_any_download(telegram_server: FakeTelegramServer,
@@ -292,7 +368,7 @@ async def test_two_users_at_once_both_get_their_replies(telegram_server: FakeTel
 
 async def test_a_flood_is_limited_while_another_user_is_still_served(
         telegram_server: FakeTelegramServer, make_bot: MakeBot) -> None:
-    await make_bot(concurrency=1, user_burst=3, user_per_minute=1, max_waiting_per_user=1)
+    await make_bot(concurrency=1, user_burst=3, user_per_minute=1, max_waiting_per_user=1, telegram=PROGRESS)
     (flo, chat_f), (oli, chat_o) = people(telegram_server, "Flo"), people(telegram_server, "Oli")
     for i in range(5):  # 1 runs, 1 waits, 1 is over the per-user queue, 2 are over the rate
         telegram_server.user_sends_audio(chat_f, flo, song("opus", seed=i), kind="voice")
@@ -309,6 +385,96 @@ async def test_a_flood_is_limited_while_another_user_is_still_served(
     assert any("next in the queue" in e.params.get("text", "") for e in
                telegram_server.calls("sendMessage", chat=chat_o) + telegram_server.calls("editMessageText",
                                                                                          chat=chat_o))
+
+
+# --- the rate limiter: Telegram's flood limits, answers first ---------------------------------------
+
+
+class Calls:
+    """A stand-in for PTB's request callback: records each call; ``refuse`` answers 429s first."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[float, str]] = []
+        self.refuse: list[float] = []
+
+    async def __call__(self, name: str) -> bool:
+        if self.refuse:
+            raise RetryAfter(timedelta(seconds=self.refuse.pop(0)))
+        self.sent.append((time.monotonic(), name))
+        return True
+
+    async def send(self, limiter: TelegramRateLimiter, name: str, chat: int,
+                   priority: Priority | None = None, endpoint: str = "sendMessage") -> Any:
+        return await limiter.process_request(self, (name,), {}, endpoint, {"chat_id": chat}, priority)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for _, n in self.sent]
+
+
+async def test_rate_limiter_serves_answers_first_and_drops_progress_without_budget() -> None:
+    limiter, calls = TelegramRateLimiter(overall_per_second=10, max_retries=0), Calls()
+    for i in range(10):  # the whole overall burst, ten users' images at once
+        await calls.send(limiter, f"image{i}", chat=100 + i)
+    with pytest.raises(ProgressDropped):  # no budget to spare: progress doesn't wait, it's dropped
+        await calls.send(limiter, "status", chat=7, priority=Priority.PROGRESS)
+    assert limiter.progress_hold_s(7) > 0.3  # …and a status message knows how long to hold its edit
+    # a cleanup queued before an answer still goes after it
+    cleanup = asyncio.create_task(calls.send(limiter, "delete", chat=8, priority=Priority.CLEANUP))
+    await asyncio.sleep(0)
+    answer = asyncio.create_task(calls.send(limiter, "image", chat=9))
+    await asyncio.gather(cleanup, answer)
+    assert calls.names[10:] == ["image", "delete"]
+    assert calls.sent[-1][0] - calls.sent[9][0] >= 0.15  # 10 a second: both had to wait for a token
+    # calls that name no chat (getFile, answerCallbackQuery) aren't limited
+    await limiter.process_request(calls, ("getFile",), {}, "getFile", {"file_id": "x"}, None)
+    assert calls.names[-1] == "getFile"
+
+
+async def test_rate_limiter_paces_progress_per_chat_and_answers_per_group() -> None:
+    limiter, calls = TelegramRateLimiter(chat_per_second=1, group_per_minute=3, max_retries=0), Calls()
+    # a private chat: progress goes while the chat's budget has room beyond a reserve for answers;
+    # a status message takes its budget before it picks the text (many waking at once: none dropped)
+    assert limiter.reserve_progress(5) == 0 and limiter.reserve_progress(5) == 0
+    assert limiter.reserve_progress(5) > 0.5, "the rest is kept for answers: hold the edit"
+    await calls.send(limiter, "typing", chat=5, priority=Priority.PROGRESS)
+    await calls.send(limiter, "status", chat=5, priority=Priority.PROGRESS)
+    with pytest.raises(ProgressDropped):  # not reserved, no budget: dropped, never queued
+        await calls.send(limiter, "edit", chat=5, priority=Priority.PROGRESS)
+    await calls.send(limiter, "image", chat=5)  # an answer never waits for a private chat's budget
+    assert 1.0 < limiter.progress_hold_s(5) <= 2.0  # but spends it: progress there backs off
+    await calls.send(limiter, "upload_photo", chat=5, priority=Priority.PROGRESS,
+                     endpoint="sendChatAction")  # not a message: the chat's budget doesn't count it
+    assert limiter.progress_hold_s(6) == 0  # other chats are not affected
+    # a group: 3 a minute; answers wait for it, progress only goes with room to spare
+    group = -100123
+    await calls.send(limiter, "status", chat=group, priority=Priority.PROGRESS)
+    await calls.send(limiter, "image1", chat=group)
+    with pytest.raises(ProgressDropped):
+        await calls.send(limiter, "edit", chat=group, priority=Priority.PROGRESS)
+    await calls.send(limiter, "image2", chat=group)
+    third = asyncio.create_task(calls.send(limiter, "image3", chat=group))
+    await asyncio.sleep(0.2)
+    assert not third.done(), "the group's 3 a minute are spent: the answer waits (~20 s) instead of a 429"
+    third.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await third
+    await calls.send(limiter, "image", chat=6)  # meanwhile other chats go on
+
+
+async def test_rate_limiter_retries_after_429_and_pauses_only_that_chat() -> None:
+    limiter, calls = TelegramRateLimiter(max_retries=2), Calls()
+    calls.refuse = [0.3]
+    t0 = time.monotonic()
+    sending = asyncio.create_task(calls.send(limiter, "image", chat=5))
+    await asyncio.sleep(0.05)
+    assert limiter.progress_hold_s(6) > 0, "after a 429, progress everywhere holds off"
+    await calls.send(limiter, "other image", chat=6)  # answers in other chats go on
+    assert await sending is True
+    assert calls.names == ["other image", "image"] and calls.sent[1][0] - t0 >= 0.3
+    calls.refuse = [0.05, 0.05, 0.05]
+    with pytest.raises(RetryAfter):  # max_retries=2: the third 429 is raised
+        await calls.send(limiter, "image", chat=5)
 
 
 # --- groups and logs -----------------------------------------------------------------------------
@@ -330,8 +496,7 @@ async def test_group_privacy_answers_only_when_addressed(telegram_server: FakeTe
     telegram_server.user_sends_text(group, pat, "/visualize seed=5", reply_to=quiet)
     second = await telegram_server.wait_for_reply(group, kind="photo", after=photo["message_id"])
     assert second["reply_to_message"]["message_id"] == quiet["message_id"] and "seed 5" in second["caption"]
-    # the un-addressed messages got nothing: just the two images once the status messages are deleted
-    await telegram_server.wait_for_call("deleteMessage", where=lambda e: e.params["message_id"] == 8)
+    # the un-addressed messages got nothing: just the two images
     assert [m["message_id"] for m in telegram_server.bot_messages(group)] == [photo["message_id"],
                                                                                 second["message_id"]]
     assert len(telegram_server.calls("getFile")) == 2
@@ -369,7 +534,7 @@ async def test_help_and_start(telegram_server: FakeTelegramServer, make_bot: Mak
 
 async def test_transcript_of_a_whole_conversation(telegram_server: FakeTelegramServer, make_bot: MakeBot,
                                                   tmp_path: Path) -> None:
-    await make_bot()
+    await make_bot(telegram=SLOW_REQUEST)
     sam, chat = people(telegram_server, "Sam")
     telegram_server.user_sends_text(chat, sam, "/start")
     await telegram_server.wait_for_reply(chat, kind="text", contains="Hi")
@@ -394,7 +559,14 @@ async def test_transcript_of_a_whole_conversation(telegram_server: FakeTelegramS
     header = ("_Generated by `M2I_WRITE_TRANSCRIPTS=1 pytest tests/test_telegram_bot.py -k transcript`: the "
               "unmodified python-telegram-bot bot against the local Bot API server in "
               "`tests/fakes/telegram_server.py`, with the real engine on a 6 s synthetic song. "
-              "Times are seconds since the fake server started; `#n` are message ids._\n\n")
+              "Times are seconds since the fake server started; `#n` are message ids._\n\n"
+              "_The bot is told to treat every request as a slow one (`chat_action_after_s=0`, "
+              "`progress_after_s=0`) to show the progress a long song or a Stable Diffusion image gets: "
+              "\"typing…\" and a status message replying to the song, edited as Telegram's limits allow "
+              "(about once a second per chat; the re-roll was quicker than that and only got "
+              "\"typing…\"), deleted once the image is out. With the default settings an answer ready "
+              "within half a second is just the photo replying to the song: no status message, "
+              "nothing deleted._\n\n")
     (out_dir / "telegram.md").write_text(text.replace("\n\n", "\n\n" + header, 1))
     assert "sendPhoto" in text and "presses" in text
 

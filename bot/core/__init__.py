@@ -21,6 +21,20 @@ Requests (``service``)::
   per change: queued (position N) → downloading → decoding → analysing → drawing → sending.
   ``Failure(request_id, code, text, silent)``: show ``text`` unless ``silent`` (a flood already told).
 
+Progress messages (``progress``)::
+
+    class StatusMessage(ThrottledStatus):                  # one per request; the platform says how
+        errors = (PlatformHTTPError,)                      # to show a text (send the message, then
+        async def _show(self, text): ...                   # edit it) and which API errors to swallow
+    status = StatusMessage(interval_s=1.0, delay_s=0.0)    # ≤ 1 show a second; none before delay_s
+    outcome = await service.visualize(req, progress=status.update)   # update() never waits
+    status.stop()                                          # before the answer goes out
+    await status.close()                                   # …and wait for a show still in flight
+
+  Only the newest text is shown (texts overtaken meanwhile are never sent); ``status.shown`` is
+  ``None`` when the answer came before ``delay_s`` (nothing to remove). ``_hold_s()`` may hold shows
+  back while the platform's rate budget is spent.
+
 Replies (``reply``)::
 
     reply.images[0].png, reply.title, reply.tag_lines, reply.prompt, reply.seed, reply.notes
@@ -61,6 +75,7 @@ from bot.core.actions import (
 from bot.core.limits import TELEGRAM_DOWNLOAD_LIMIT_BYTES, AudioMeta, Platform
 from bot.core.messages import BotStage
 from bot.core.options import options_from_values, options_help, parse_options
+from bot.core.progress import ThrottledStatus
 from bot.core.ratelimit import FairScheduler, Rate, RateLimitedError, RateLimiter, UserQueueFullError
 from bot.core.reply import (
     DISCORD_EMBED_LIMITS,
@@ -104,6 +119,7 @@ __all__ = [
     "ReplyImage",
     "Status",
     "TagLine",
+    "ThrottledStatus",
     "UserQueueFullError",
     "decode_action",
     "encode_action",

@@ -6,56 +6,36 @@ to the user's message (mention and DM uploads; created with the first status). E
 :class:`StatusMessage` takes every :class:`~bot.core.Status` at once, keeps only the newest, edits
 at most once per ``interval_s`` (Discord rate-limits edits; discord.py waits out any 429 itself),
 and never lets a late progress edit land after the final answer: :meth:`StatusMessage.close` waits
-for the edit in flight and drops the rest.
+for the edit in flight and drops the rest (that throttling is :class:`bot.core.progress.ThrottledStatus`,
+shared with the Telegram adapter).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Awaitable
 from typing import Any
 
 import discord
 
-from bot.core import Status
+from bot.core.progress import ThrottledStatus
 
 __all__ = ["InteractionStatus", "ReplyStatus", "StatusMessage"]
 
-log = logging.getLogger(__name__)
 
+class StatusMessage(ThrottledStatus):
+    """A message that shows the latest status; subclasses say how to show, answer and remove it.
 
-class StatusMessage(ABC):
-    """A message that shows the latest status; subclasses say how to show, answer and remove it."""
+    The throttling (newest text only, one edit per ``interval_s``, nothing after :meth:`close`) is
+    :class:`bot.core.progress.ThrottledStatus`, shared with the Telegram adapter.
+    """
+
+    errors = (discord.HTTPException,)
 
     def __init__(self, *, interval_s: float = 1.0) -> None:
-        self.interval_s = interval_s
-        self._wanted: str | None = None
-        self._shown: str | None = None
-        self._last_edit = float("-inf")
-        self._pump: asyncio.Task[None] | None = None
-        self._edit: asyncio.Future[None] | None = None
-        self._closed = False
-
-    def update(self, status: Status) -> None:
-        """Show ``status`` soon (callback for :meth:`bot.core.BotService.visualize`)."""
-        if self._closed:
-            return
-        self._wanted = status.text
-        if self._pump is None or self._pump.done():
-            self._pump = asyncio.create_task(self._run(), name="m2i-discord-status")
-
-    async def close(self) -> None:
-        """Stop showing progress; returns once no edit is in flight."""
-        self._closed = True
-        if self._pump is not None and not self._pump.done():
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-        if self._edit is not None:
-            await self._edit
+        super().__init__(interval_s=interval_s)
 
     async def answer(self, **message: Any) -> None:
         """Replace the progress with the final message (``content``, ``embed``, ``attachments``, ``view``)."""
@@ -75,33 +55,10 @@ class StatusMessage(ABC):
     # --- subclass API ---------------------------------------------------------------------------
 
     @abstractmethod
-    async def _show(self, text: str) -> None: ...
-
-    @abstractmethod
     async def _answer(self, **message: Any) -> None: ...
 
     @abstractmethod
     async def _remove(self) -> None: ...
-
-    # --- internals ------------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._wanted is not None and self._wanted != self._shown:
-            wait = self._last_edit + self.interval_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            text = self._wanted
-            self._edit = asyncio.ensure_future(self._show_quietly(text))
-            await asyncio.shield(self._edit)  # close() may cancel the pump, never an edit half-sent
-            self._shown, self._last_edit = text, loop.time()
-
-    async def _show_quietly(self, text: str) -> None:
-        try:
-            await self._show(text)
-        except discord.HTTPException as exc:
-            log.debug("status update failed: %s", exc)
 
 
 class InteractionStatus(StatusMessage):

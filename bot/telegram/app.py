@@ -8,11 +8,19 @@ limits, rate limits, texts, the reply model, button encoding — comes from :mod
 Telegram specifics handled here:
 
 - groups: answer only when addressed (a command for this bot, an @mention, a reply to the bot);
-- progress: a status message edited as the request moves, plus ``sendChatAction`` every few seconds;
+- progress costs Bot API calls, and every call counts against Telegram's flood limits, so a quick
+  answer gets none: the photo is the reply. Only when the answer isn't out after
+  ``chat_action_after_s`` (0.5 s) does the chat show "typing…"/"sending a photo…"
+  (``sendChatAction``, renewed every few seconds), and only after ``progress_after_s`` (1 s) a
+  status message, edited at most once per ``progress_interval_s`` with the newest stage
+  (:class:`bot.core.progress.ThrottledStatus`, shared with Discord) and deleted once the photo is
+  out. Nothing on the reply path waits for a status update;
 - the answer: a photo (a document above Telegram's 10 MB photo limit) with a ≤ 1024-character
   caption and inline buttons, replying to the audio so a button can find the audio again;
 - ``file_size`` is checked before ``getFile`` (the public Bot API refuses files over 20 MB);
-- PTB's ``AIORateLimiter`` retries requests answered with 429 after ``retry_after``; the polling
+- :class:`~bot.telegram.ratelimit.TelegramRateLimiter` keeps the bot inside Telegram's limits with
+  answers first (progress only gets the budget answers leave) and retries requests answered with
+  429 after ``retry_after``; one pooled, kept-alive HTTP client carries every call; the polling
   loop survives network errors and timeouts (PTB's retry loop, logged as one line);
 - the token only ever reaches PTB; logs are scrubbed by :mod:`bot.core.redact`.
 """
@@ -22,42 +30,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     InputMediaPhoto,
     Message,
     MessageEntity,
+    ReplyParameters,
     Update,
 )
 from telegram.constants import ChatAction, ChatType, FileSizeLimit
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
+    ExtBot,
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from bot.core import messages, redact
 from bot.core.actions import ActionExpiredError, ActionKind, decode_action, encode_action, options_for
 from bot.core.limits import TELEGRAM_DOWNLOAD_LIMIT_BYTES, AudioMeta, Platform
 from bot.core.messages import BotStage
 from bot.core.options import options_help
+from bot.core.progress import ThrottledStatus
 from bot.core.reply import TELEGRAM_CAPTION_LIMIT, TELEGRAM_MESSAGE_LIMIT, Reply
 from bot.core.service import AudioRequest, BotService, Failure, Status
+from bot.telegram.ratelimit import Priority, TelegramRateLimiter
 from bot.telegram.settings import TelegramSettings
 from m2i_engine.errors import TooLargeError
 from m2i_engine.options import VisualizeOptions
 
-__all__ = ["TelegramBot", "build_application", "create_platform", "telegram_platform"]
+__all__ = ["TelegramBot", "TelegramStatus", "build_application", "create_platform", "telegram_platform"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,20 +101,33 @@ def build_application(settings: TelegramSettings, service: BotService) -> AnyApp
         raise ValueError("no Telegram token: set M2I_TELEGRAM_TOKEN")
     token = settings.token.get_secret_value().strip()
     redact.install(token)
+    limiter = rate_limiter(settings)
+    pool = settings.connection_pool_size
+    request = HTTPXRequest(  # one pool for every call and download; a burst waits for a connection
+        connection_pool_size=pool, read_timeout=30.0, media_write_timeout=60.0, pool_timeout=10.0,
+        httpx_kwargs={"limits": httpx.Limits(max_connections=pool, max_keepalive_connections=pool,
+                                             keepalive_expiry=settings.keepalive_s)})
     app = (
         ApplicationBuilder()
         .token(token)
         .base_url(settings.base_url)
         .base_file_url(settings.base_file_url)
         .local_mode(settings.local_mode)
-        .rate_limiter(AIORateLimiter(max_retries=settings.retries_on_429))
+        .rate_limiter(limiter)
         .concurrent_updates(settings.concurrent_updates)
-        .media_write_timeout(60.0)
-        .read_timeout(30.0)
+        .request(request)
         .build()
     )
-    TelegramHandlers(service, settings).register(app)
+    TelegramHandlers(service, settings, limiter).register(app)
     return app
+
+
+def rate_limiter(settings: TelegramSettings) -> TelegramRateLimiter:
+    """Telegram's flood limits as ``settings`` state them, answers first."""
+    return TelegramRateLimiter(overall_per_second=settings.overall_per_second,
+                               chat_per_second=settings.chat_per_second,
+                               group_per_minute=settings.group_per_minute,
+                               max_retries=settings.retries_on_429)
 
 
 class TelegramBot:
@@ -151,9 +178,11 @@ def create_platform(service: BotService) -> TelegramBot:
 class TelegramHandlers:
     """The PTB callbacks; each translates one kind of update and hands it to :class:`BotService`."""
 
-    def __init__(self, service: BotService, settings: TelegramSettings) -> None:
+    def __init__(self, service: BotService, settings: TelegramSettings,
+                 limiter: TelegramRateLimiter | None = None) -> None:
         self.service = service
         self.settings = settings
+        self.limiter = limiter
         self.platform = telegram_platform(settings)
 
     def register(self, app: AnyApplication) -> None:
@@ -259,24 +288,43 @@ class TelegramHandlers:
     async def _visualize(self, context: ContextTypes.DEFAULT_TYPE, *, source: Message, status_to: Message,
                          user_id: int, options: VisualizeOptions | str | None) -> None:
         request = self._request(context, source, user_id, options)
-        async with _Progress(context, status_to) as progress:
-            outcome = await self.service.visualize(request, progress=progress.update)
+        status = self._status(context, status_to)
+        try:
+            outcome = await self.service.visualize(request, progress=status.update)
+            status.stop()  # no progress edit may start while the answer is on its way
             if isinstance(outcome, Failure):
-                if not outcome.silent:
-                    await progress.finish(outcome.text)
+                await (status.remove() if outcome.silent else status.fail(outcome.text))
                 return
-            await self._send_reply(source, outcome)
-            await progress.finish(None)
+            try:
+                await self._send_reply(source, outcome)
+            except TelegramError as exc:
+                log.error("[%s] could not send the image: %s", request.request_id, exc)
+                await status.fail(messages.internal_error_text())
+                return
+            await status.remove()
+        finally:
+            status.stop()
 
     async def _describe(self, context: ContextTypes.DEFAULT_TYPE, *, source: Message, shown: Message,
                         user_id: int, options: VisualizeOptions) -> None:
         request = self._request(context, source, user_id, options)
-        async with _Progress(context, shown, show_progress=False) as progress:
-            outcome = await self.service.describe(request, progress=progress.update)
-            text = outcome.text if isinstance(outcome, Failure) else outcome.details(TELEGRAM_MESSAGE_LIMIT)
+        status = self._status(context, shown, show_progress=False)
+        try:
+            outcome = await self.service.describe(request, progress=status.update)
+            status.stop()
             if isinstance(outcome, Failure) and outcome.silent:
                 return
+            text = outcome.text if isinstance(outcome, Failure) else outcome.details(TELEGRAM_MESSAGE_LIMIT)
             await _retrying(lambda: shown.reply_text(text, do_quote=True), self.settings.send_retries)
+        finally:
+            status.stop()
+
+    def _status(self, context: ContextTypes.DEFAULT_TYPE, reply_to: Message, *,
+                show_progress: bool = True) -> TelegramStatus:
+        s = self.settings
+        return TelegramStatus(context.bot, reply_to, limiter=self.limiter, show_progress=show_progress,
+                              delay_s=s.progress_after_s, interval_s=s.progress_interval_s,
+                              action_after_s=s.chat_action_after_s)
 
     def _request(self, context: ContextTypes.DEFAULT_TYPE, source: Message, user_id: int,
                  options: VisualizeOptions | str | None) -> AudioRequest:
@@ -321,99 +369,119 @@ class TelegramHandlers:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-class _Progress:
-    """The status message (sent on the first update, then edited) and the renewed chat action.
+class TelegramStatus(ThrottledStatus):
+    """A request's progress in one chat: a chat action, then a status message — only if it takes a while.
 
-    Updates never wait for Telegram: the newest text is handed to a background task that sends or
-    edits the message, skipping texts that were overtaken meanwhile (fewer edits under load, and
-    no drawing delayed by a slow edit). :meth:`finish` flushes it before the final word.
+    :meth:`update` never waits for Telegram. The chat action ("typing…", then "sending a photo…"
+    while drawing) starts ``action_after_s`` after the work (not the queue) started and is renewed
+    before it fades; the status message (a reply to ``reply_to``) appears only once ``delay_s`` has
+    passed without an answer, then shows the newest stage at most once per ``interval_s`` — and
+    only while the rate limiter has budget to spare for progress. Both are low-priority calls: under
+    load they give way to answers, or are dropped. :meth:`remove` deletes the status message once
+    the answer is out (if there is one); :meth:`fail` shows an error in it (or as a reply).
     """
 
-    def __init__(self, context: ContextTypes.DEFAULT_TYPE, reply_to: Message, *,
-                 show_progress: bool = True) -> None:
-        self.bot = context.bot
+    errors = (TelegramError,)
+
+    def __init__(self, bot: ExtBot[Any], reply_to: Message, *, limiter: TelegramRateLimiter | None = None,
+                 show_progress: bool = True, delay_s: float = 1.0, interval_s: float = 1.0,
+                 action_after_s: float = 0.5) -> None:
+        super().__init__(interval_s=interval_s, delay_s=delay_s)
+        self.bot = bot
         self.reply_to = reply_to
+        self.limiter = limiter
         self.show_progress = show_progress
+        self.action_after_s = action_after_s
         self.message: Message | None = None
-        self.text: str | None = None
         self.action: str | None = None
         self._action_changed = asyncio.Event()
         self._ticker: asyncio.Task[None] | None = None
-        self._wanted: str | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self._thread = reply_to.message_thread_id if reply_to.is_topic_message else None
 
-    async def __aenter__(self) -> _Progress:
-        return self
+    @property
+    def chat_id(self) -> int:
+        return self.reply_to.chat_id
 
-    async def __aexit__(self, *exc: object) -> None:
-        for task in (self._ticker, self._pump):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    async def update(self, status: Status) -> None:
-        action = ChatAction.UPLOAD_PHOTO if status.stage in (BotStage.drawing, BotStage.sending) else (
-            ChatAction.TYPING)
-        if status.stage is not BotStage.queued and action != self.action:
-            self.action = action
-            self._action_changed.set()
+    def update(self, status: Status) -> None:
+        if self.stopped:
+            return
+        if status.stage is not BotStage.queued:
+            action = ChatAction.UPLOAD_PHOTO if status.stage in (BotStage.drawing, BotStage.sending) else (
+                ChatAction.TYPING)
+            if action != self.action:
+                self.action = action
+                self._action_changed.set()
             if self._ticker is None:
-                self._ticker = asyncio.create_task(self._tick(), name="m2i-chat-action")
+                self._ticker = asyncio.create_task(self._tick(time.monotonic() + self.action_after_s),
+                                                   name="m2i-chat-action")
         if self.show_progress:
-            self._wanted = status.text
-            if self._pump is None or self._pump.done():
-                self._pump = asyncio.create_task(self._drain(), name="m2i-status")
+            super().update(status)
 
-    async def finish(self, text: str | None) -> None:
-        """Show ``text`` (an error) in the status message, or delete it (``None``: the reply is out)."""
+    def stop(self) -> None:
+        super().stop()
         if self._ticker is not None:
             self._ticker.cancel()
-        self._wanted = None
-        if self._pump is not None:
-            await self._pump  # the edit in flight (if any) lands before the final word
-        if text is not None:
-            await self._show(text, force=True)
-        elif self.message is not None:
+
+    async def remove(self) -> None:
+        """The answer is out: delete the status message, if one was shown (after any edit in flight)."""
+        await self.close()
+        if self.message is not None:
             try:
-                await self.message.delete()
+                await self.bot.delete_message(self.chat_id, self.message.message_id,
+                                              rate_limit_args=Priority.CLEANUP)
             except TelegramError as exc:
                 log.debug("could not delete the status message: %s", exc)
 
-    async def _drain(self) -> None:
-        while self._wanted is not None and self._wanted != self.text:
-            await self._show(self._wanted)
+    async def fail(self, text: str) -> None:
+        """Show ``text`` (an error the user must see) in the status message if there is one, else reply."""
+        await self.close()
+        if self.message is not None:
+            try:
+                await self.bot.edit_message_text(text, chat_id=self.chat_id,
+                                                 message_id=self.message.message_id)
+                return
+            except TelegramError as exc:
+                if isinstance(exc, BadRequest) and "not modified" in exc.message:
+                    return
+                log.info("could not show the error in the status message (%s): replying instead", exc)
+        await _retrying(lambda: self.reply_to.reply_text(text, do_quote=True), 2)
 
-    async def _show(self, text: str, *, force: bool = False) -> None:
-        if text == self.text:
-            return
-        self.text = text
-        try:
-            if self.message is None:
-                self.message = await self.reply_to.reply_text(text, do_quote=True)
-            else:
-                await self.message.edit_text(text)
-        except BadRequest as exc:
-            if "not modified" not in exc.message:
-                log.warning("status message update failed: %s", exc)
-        except TelegramError as exc:
-            if force:  # an error must reach the user: send it as a new message
-                await _retrying(lambda: self.reply_to.reply_text(text, do_quote=True), 2)
-            else:
-                log.debug("status message update failed: %s", exc)
+    # --- ThrottledStatus ------------------------------------------------------------------------
 
-    async def _tick(self) -> None:
-        chat_id = self.reply_to.chat_id
-        thread = self.reply_to.message_thread_id if self.reply_to.is_topic_message else None
+    async def _show(self, text: str) -> None:
+        if self.message is None:
+            self.message = await self.bot.send_message(
+                self.chat_id, text, message_thread_id=self._thread,
+                reply_parameters=ReplyParameters(self.reply_to.message_id, allow_sending_without_reply=True),
+                rate_limit_args=Priority.PROGRESS)
+        else:
+            await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=self.message.message_id,
+                                             rate_limit_args=Priority.PROGRESS)
+
+    def _hold_s(self) -> float:
+        """0 (and the budget for the show that follows is taken), or how long to wait for it."""
+        return self.limiter.reserve_progress(self.chat_id) if self.limiter is not None else 0.0
+
+    # --- the chat action ------------------------------------------------------------------------
+
+    async def _tick(self, start_at: float) -> None:
+        """Show the chat action from ``start_at`` on, renewed before it fades and when it changes."""
+        await asyncio.sleep(start_at - time.monotonic())  # a quick answer needs no "typing…"
         while True:
+            hold = self.limiter.reserve_progress(self.chat_id, chat_action=True) if self.limiter else 0.0
+            if hold > 0:
+                await asyncio.sleep(hold)
+                continue
             self._action_changed.clear()
             try:
-                await self.bot.send_chat_action(chat_id, self.action or ChatAction.TYPING,
-                                                message_thread_id=thread)
+                await self.bot.send_chat_action(self.chat_id, self.action or ChatAction.TYPING,
+                                                message_thread_id=self._thread,
+                                                rate_limit_args=Priority.PROGRESS)
             except TelegramError as exc:
                 log.debug("chat action failed: %s", exc)
+            await asyncio.sleep(self.interval_s)  # at most one a second, even when it changes
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._action_changed.wait(), CHAT_ACTION_EVERY_S)
+                await asyncio.wait_for(self._action_changed.wait(), CHAT_ACTION_EVERY_S - self.interval_s)
 
 
 def _media(msg: Message) -> tuple[str, AudioMeta] | None:
