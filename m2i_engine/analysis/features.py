@@ -56,6 +56,9 @@ class Features:
     #: ``chroma_hop_length`` samples; index 0 = C.
     chroma: np.ndarray = field(repr=False)
     chroma_hop_length: int = CHROMA_HOP_LENGTH
+    #: The analysed signal itself (mono float32 at ``sr``), for models with their own front end
+    #: (the pretrained musicnn backbone of the genre/emotion heads).
+    y: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
 
     @property
     def frame_rate_hz(self) -> float:
@@ -126,6 +129,7 @@ def compute_features(*, y: np.ndarray, sr: int) -> Features:
         rms=rms,
         chroma=chroma,
         chroma_hop_length=CHROMA_HOP_LENGTH,
+        y=np.ascontiguousarray(y, dtype=np.float32),
     )
 
 
