@@ -272,3 +272,24 @@ async def test_logs_are_json_with_request_ids_and_no_secrets() -> None:
     doc = json.loads(JsonFormatter("api").format(rec))
     assert doc["request_id"] == "req-1" and doc["job_id"] == "job-9"
     assert "hunter2" not in doc["msg"] and "abc.def-123" not in doc["msg"]
+
+
+async def test_a_job_is_not_done_until_its_result_is_set() -> None:
+    """The engine reports "done" before the route has encoded its images; pollers must not see "done" yet."""
+    from m2i_engine.engine import Progress, Stage
+    from m2i_engine.server.jobs import JobRegistry
+
+    release = asyncio.Event()
+
+    async def run(job: Any) -> str:
+        job.progress(Progress(Stage.done))
+        await release.wait()  # the PNG encoding that follows the engine's last stage
+        return "the result"
+
+    jobs = JobRegistry(ttl_s=60, max_jobs=8)
+    job, created = jobs.submit("j1", "visualize", "r1", run)
+    await asyncio.sleep(0.05)
+    assert created and not job.done and job.stage != "done" and job.result is None
+    release.set()
+    await jobs.wait(job)
+    assert job.done and job.stage == "done" and job.result == "the result"

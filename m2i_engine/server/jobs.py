@@ -38,7 +38,9 @@ class Job:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def progress(self, p: Progress) -> None:
-        self.stage = p.stage.value
+        # The engine's "done" is not the job's: the route may still encode images after it, and a
+        # poller that saw "done" before ``result`` is set would find no result to read.
+        self.stage = "finishing" if p.stage.value == "done" else p.stage.value
         self.queue_position = p.queue_position
 
     @property

@@ -120,7 +120,7 @@ def build_openapi() -> dict[str, Any]:
                 "JobStatus": {"type": "object", "properties": {
                     "job_id": {"type": "string"}, "kind": {"type": "string"},
                     "status": {"type": "string", "enum": ["queued", "decoding", "analysing", "drawing",
-                                                          "done", "failed"]},
+                                                          "finishing", "done", "failed"]},
                     "queue_position": {"type": ["integer", "null"]},
                     "status_url": {"type": "string"},
                     "result": {"type": "object"}, "error": {"type": "object"}}},
