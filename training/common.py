@@ -1,0 +1,225 @@
+"""One place for what every training script must agree on: data paths, song lists, folds, seeds, metrics.
+
+Every model in a report is compared on the folds made here (song-level, stratified, fixed seed),
+and scored by the metric functions here, so the numbers side by side in ``training/reports`` mean
+the same thing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".cache" / "features"
+REPORTS = Path(__file__).resolve().parent / "reports"
+RESULTS = REPORTS / "results"
+
+GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae",
+                "rock")
+GEMS = ("amazement", "solemnity", "tenderness", "nostalgia", "calmness", "power", "joyful_activation",
+        "tension", "sadness")
+EMOTIFY_GENRES = ("classical", "rock", "electronic", "pop")
+#: Emotify genres that are also GTZAN classes (used as extra genre training data, see train_genre).
+OVERLAP_GENRES = ("classical", "rock", "pop")
+
+SEED = 1234
+N_FOLDS = 5
+#: "chosen by at least this fraction of listeners": the positive class of the ranking measure (ROC-AUC).
+CHOSEN_FRACTION = 0.30
+
+
+def data_dir() -> Path:
+    """``$M2I_DATA_DIR``, else ``../shared/data`` next to the repository."""
+    return Path(os.environ.get("M2I_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+
+
+@dataclass(frozen=True)
+class Song:
+    """One audio file of a dataset with its labels."""
+
+    dataset: str
+    track: str
+    path: Path
+    genre: str
+    #: GEMS listener fractions (Emotify only), in the order of :data:`GEMS`.
+    emotions: tuple[float, ...] = ()
+    n_raters: int = 0
+
+
+def gtzan_songs(root: Path | None = None) -> list[Song]:
+    """The GTZAN slice in ``tracks.csv`` order (10 genres x 10 songs)."""
+    base = (root or data_dir()) / "gtzan_mini"
+    with open(base / "tracks.csv", newline="") as f:
+        return [Song("gtzan", r["track"], base / r["file"], r["genre"]) for r in csv.DictReader(f)]
+
+
+def emotify_songs(root: Path | None = None) -> list[Song]:
+    """The 400 Emotify excerpts with their listener fractions, in ``tracks.csv`` order."""
+    base = (root or data_dir()) / "emotify"
+    with open(base / "tracks.csv", newline="") as f:
+        return [Song("emotify", r["track_id"], base / r["file"], r["genre"],
+                     tuple(float(r[e]) for e in GEMS), int(r["n_raters"])) for r in csv.DictReader(f)]
+
+
+def songs(dataset: str) -> list[Song]:
+    if dataset == "gtzan":
+        return gtzan_songs()
+    if dataset == "emotify":
+        return emotify_songs()
+    raise ValueError(f"unknown dataset {dataset!r}")
+
+
+def song_folds(strata: Sequence[str], *, n_folds: int = N_FOLDS, seed: int = SEED
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Song-level stratified k-fold: ``[(train_song_ids, test_song_ids), ...]``, the same on every run."""
+    from sklearn.model_selection import StratifiedKFold
+
+    skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    idx = np.arange(len(strata))
+    return [(tr, te) for tr, te in skf.split(idx, np.asarray(strata))]
+
+
+def set_seeds(seed: int = SEED) -> None:
+    """Python, NumPy and Keras (backend) random generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def limit_threads(n: int) -> None:
+    """Use ``n`` CPU threads in torch (the machine is shared: 2 cores)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(n)))
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two vectors; NaN when either is constant (e.g. the mean predictor)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    sa, sb = a.std(), b.std()
+    if sa < 1e-12 or sb < 1e-12:
+        return float("nan")
+    return float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
+
+
+def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination against the test songs' own mean (the mean predictor scores ≤ 0)."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    ss_tot = float(np.sum((y_true - y_true.mean()) ** 2))
+    return float("nan") if ss_tot <= 0 else 1.0 - float(np.sum((y_true - y_pred) ** 2)) / ss_tot
+
+
+def auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """ROC-AUC; NaN when the test songs hold only one class."""
+    from sklearn.metrics import roc_auc_score
+
+    y_true = np.asarray(y_true).astype(bool)
+    if y_true.all() or not y_true.any():
+        return float("nan")
+    return float(roc_auc_score(y_true, y_score))
+
+
+def emotion_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per-emotion ``r``, ``r2``, ``auc`` (≥ :data:`CHOSEN_FRACTION` chosen) and their means (``"mean"``)."""
+    out: dict[str, dict[str, float]] = {}
+    for j, e in enumerate(GEMS):
+        out[e] = {"r": pearson(y_true[:, j], y_pred[:, j]), "r2": r2(y_true[:, j], y_pred[:, j]),
+                  "auc": auc(y_true[:, j] >= CHOSEN_FRACTION, y_pred[:, j])}
+    out["mean"] = {k: float(np.nanmean([out[e][k] for e in GEMS])) if any(
+        np.isfinite(out[e][k]) for e in GEMS) else float("nan") for k in ("r", "r2", "auc")}
+    return out
+
+
+def valence_arousal(fractions: np.ndarray) -> np.ndarray:
+    """``(songs, 2)`` valence/arousal: fraction-weighted GEMS positions, as ``mood_from_emotions`` does."""
+    from m2i_engine.models.emotion import GEMS_VALENCE_AROUSAL
+
+    pos = np.array([GEMS_VALENCE_AROUSAL[e] for e in GEMS], np.float64)
+    f = np.clip(np.asarray(fractions, np.float64), 0.0, None)
+    return (f @ pos) / np.maximum(f.sum(axis=1, keepdims=True), 1e-9)
+
+
+def emotion_fold_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str, float]]:
+    """:func:`emotion_scores` plus ``valence``/``arousal``: r of the reading from predicted vs true fractions.
+
+    The ``r`` of a constant prediction (the mean predictor) is NaN.
+    """
+    scores = emotion_scores(y_true, y_pred)
+    va_t, va_p = valence_arousal(y_true), valence_arousal(y_pred)
+    scores["valence"] = {"r": pearson(va_t[:, 0], va_p[:, 0])}
+    scores["arousal"] = {"r": pearson(va_t[:, 1], va_p[:, 1])}
+    return scores
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and (population) standard deviation over folds, ignoring NaN."""
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std())
+
+
+def fmt_ms(values: Sequence[float], *, pct: bool = False, digits: int = 2) -> str:
+    """``"0.53 ± 0.04"`` (or ``"71.0 ± 5.8 %"`` with ``pct``) over folds; ``"—"`` when undefined."""
+    m, s = mean_std(values)
+    if not np.isfinite(m):
+        return "—"
+    if pct:
+        return f"{100 * m:.1f} ± {100 * s:.1f} %"
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------------------------- results
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Save one model's CV results as ``training/reports/results/<name>.json``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
+    return path
+
+
+def read_results(prefix: str) -> dict[str, dict[str, Any]]:
+    """All saved results whose name starts with ``prefix``, by name."""
+    if not RESULTS.is_dir():
+        return {}
+    return {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob(f"{prefix}*.json"))}
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+@contextmanager
+def stopwatch(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Record the wall time of a block in ``timings[name]`` (seconds)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - t0, 1)
