@@ -324,7 +324,7 @@ def _classification_text(c: Classification, what: str) -> str:
         return f"[dim]no {what} model installed[/]"
     if c.status == "error":
         return f"[yellow]{what} model failed to load or run[/]"
-    return ", ".join(f"{ls.label} {ls.score:.2f}" for ls in c.labels[:3])
+    return ", ".join(f"{ls.display} {ls.score:.2f}" for ls in c.labels[:3])
 
 
 def _result_json(result: VisualizeResult, paths: list[Path]) -> dict[str, Any]:

@@ -13,9 +13,18 @@ from pydantic import BaseModel, Field
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
+#: how a model's label identifiers read to people (others: underscores become spaces)
+_DISPLAY = {"hiphop": "hip-hop", "joyful_activation": "joyful activation"}
+
+
 class LabelScore(BaseModel):
     label: str
     score: float = Field(ge=0.0, le=1.0)
+
+    @property
+    def display(self) -> str:
+        """The label as a person reads it; ``label`` stays the stable identifier for code and JSON."""
+        return _DISPLAY.get(self.label, self.label.replace("_", " "))
 
 
 class Classification(BaseModel):

@@ -16,8 +16,8 @@ from PIL import Image
 from m2i_engine.synth import SongSpec, render_song
 
 
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
+def run(*args: str, cwd: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", **env_vars}
     return subprocess.run([sys.executable, "-m", "m2i_engine.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=240)
 
@@ -26,9 +26,20 @@ def test_visualize_with_no_song_uses_the_demo_and_writes_a_png(tmp_path: Path) -
     r = run("visualize", "--size", "512", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Tempo" in r.stdout and "Prompt" in r.stdout and "Key" in r.stdout
-    assert "no genre model installed" in r.stdout  # honest about what is missing
+    genre = next(line for line in r.stdout.splitlines() if line.startswith("Genre"))
+    emotion = next(line for line in r.stdout.splitlines() if line.startswith("Emotion"))
+    # the shipped models answer: labels with scores, not a note that a model is missing
+    assert "model" not in genre and any(ch.isdigit() for ch in genre), genre
+    assert "model" not in emotion and any(ch.isdigit() for ch in emotion), emotion
     img = Image.open(tmp_path / "m2i-demo.png")
     assert img.format == "PNG" and img.size == (512, 512)
+
+
+def test_without_models_the_output_says_so_instead_of_inventing_labels(tmp_path: Path) -> None:
+    (tmp_path / "no-models").mkdir()
+    r = run("analyze", cwd=tmp_path, M2I_MODEL_DIR=str(tmp_path / "no-models"))
+    assert r.returncode == 0, r.stderr
+    assert "no genre model installed" in r.stdout and "no emotion model installed" in r.stdout
 
 
 def test_visualize_json_on_a_real_file(tmp_path: Path) -> None:

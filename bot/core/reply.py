@@ -241,7 +241,7 @@ def _classification(c: Classification, what: str) -> str:
         return messages.model_missing(what)
     if c.status == "error":
         return messages.model_failed(what)
-    return " · ".join(f"{ls.label} {ls.score:.0%}" for ls in c.labels[:3]) or "—"
+    return " · ".join(f"{ls.display} {ls.score:.0%}" for ls in c.labels[:3]) or "—"
 
 
 def _energy_word(energy: float) -> str:
