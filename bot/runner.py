@@ -25,7 +25,10 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Protocol
+
+from pydantic import SecretStr
 
 from bot.core import BotService, BotSettings
 from m2i_engine.config import Settings
@@ -108,6 +111,38 @@ def run(platforms: Iterable[str | PlatformFactory], *, bot_settings: BotSettings
 
     asyncio.run(main())
     return 0
+
+
+def run_platform_command(extra: str, make: Callable[[], PlatformFactory], *, no_token: str) -> int:
+    """``m2i telegram`` / ``m2i discord``: build the platform, turn the usual set-up mistakes into one line.
+
+    ``make`` imports the adapter and reads its settings; an ``ImportError`` there means the extra is not
+    installed, and ``no_token`` is printed when the settings carry no token (tokens never come from flags).
+    """
+    try:
+        factory = make()
+    except ImportError as exc:
+        print(f"The {extra} bot needs extra packages ({exc.name}): pip install 'm2i[{extra}]'",
+              file=sys.stderr)
+        return 2
+    except MissingTokenError:
+        print(no_token, file=sys.stderr)
+        return 2
+    return run([factory])
+
+
+class MissingTokenError(ValueError):
+    """A platform's settings carry no (or a blank) token."""
+
+
+def require_token(token: SecretStr | None) -> None:
+    if token is None or not token.get_secret_value().strip():
+        raise MissingTokenError("no token")
+
+
+def token_file_override(path: Path | None) -> dict[str, Any]:
+    """``--token-file``: settings overrides with the token read from a file (never from argv)."""
+    return {"token": path.read_text().strip()} if path else {}
 
 
 def register(subparsers: Any) -> None:

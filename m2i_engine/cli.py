@@ -26,6 +26,8 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from m2i_engine.audio.decode import read_audio_bytes
+from m2i_engine.audio.sniff import HEAD_BYTES, sniff_format
 from m2i_engine.config import Settings
 from m2i_engine.engine import AnimationResult, Engine, Progress, Stage, VisualizeResult
 from m2i_engine.errors import InputError, InvalidOptionError, M2IError, describe
@@ -219,7 +221,11 @@ def _song(args: argparse.Namespace) -> tuple[bytes | Path, str]:
         return _demo_wav(), "demo"
     if not args.song.is_file():
         raise InputError(f"{args.song}: no such file.")
-    return args.song, args.song.stem
+    # The common mistakes (empty, too big, not audio at all) are told at once, before the engine
+    # spends seconds loading its models; the engine re-checks everything, decoding included.
+    data = read_audio_bytes(args.song, limits=Settings().limits)
+    sniff_format(data[:HEAD_BYTES])
+    return data, args.song.stem
 
 
 def _demo_wav() -> bytes:

@@ -561,3 +561,16 @@ async def test_transcript_of_a_whole_conversation(fake_discord: FakeDiscord, ser
     path.write_text(text.replace("\n\n", "\n\n" + header, 1), encoding="utf-8")
     assert "INTERACTION_CREATE" in text and "m2i-42.png" in text and fake.token not in text
     assert re.search(r"PATCH /api/v10/webhooks/\d+/\S+/messages/@original", text)
+
+
+async def test_a_token_discord_rejects_is_one_clear_error(fake_discord: FakeDiscord,
+                                                           service: BotService) -> None:
+    """The fake answers a wrong token with Discord's real 401; the operator reads a sentence, no traceback."""
+    from bot.core.errors import PlatformStartError
+
+    bot = DiscordBot(service, DiscordSettings(token=SecretStr("MTIz.wrong.token")), guild_ready_timeout=0.05)
+    rejected = "Discord rejected the bot token in M2I_DISCORD_TOKEN"
+    with pytest.raises(PlatformStartError, match=rejected) as err:
+        await bot.start()
+    assert err.value.exit_code == 3 and "wrong.token" not in str(err.value)
+    await bot.stop()

@@ -19,10 +19,12 @@ import contextlib
 import logging
 from typing import Any
 
+import aiohttp
 import discord
 from discord.ext import commands
 
 from bot.core import BotService, redact
+from bot.core.errors import rejected_token, unreachable
 from bot.discord.cog import VisualizeCog
 from bot.discord.settings import DiscordSettings
 
@@ -111,7 +113,13 @@ class DiscordBot:
     async def start(self) -> None:
         """Log in, connect, and return once the bot is ready (raises if the login or gateway fails)."""
         client = self.client
-        await client.login(self._token)
+        try:
+            await client.login(self._token)
+        except discord.LoginFailure as exc:
+            raise rejected_token("Discord", "M2I_DISCORD_TOKEN",
+                                 "the Developer Portal (your app → Bot → Reset Token)") from exc
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise unreachable("Discord", discord.http.Route.BASE) from exc
         self._gateway = asyncio.create_task(client.connect(reconnect=True), name="m2i-discord-gateway")
         ready = asyncio.create_task(client.wait_until_ready(), name="m2i-discord-ready")
         done, _ = await asyncio.wait({self._gateway, ready}, return_when=asyncio.FIRST_COMPLETED)

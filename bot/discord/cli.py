@@ -8,7 +8,6 @@ or ``--token-file``) — never from the command line, where ``ps`` would show it
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +26,21 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
+    from bot.runner import require_token, run_platform_command, token_file_override
+
+    def make() -> Any:
         from bot.discord.app import DiscordBot
         from bot.discord.settings import DiscordSettings
-        from bot.runner import run
-    except ImportError as exc:
-        print(f"The Discord bot needs extra packages ({exc.name}): pip install 'm2i[discord]'",
-              file=sys.stderr)
-        return 2
-    overrides: dict[str, Any] = {}
-    if args.token_file:
-        overrides["token"] = args.token_file.read_text().strip()
-    if args.guild_ids:
-        overrides["guild_ids"] = args.guild_ids
-    if args.no_sync:
-        overrides["sync_commands"] = False
-    settings = DiscordSettings(**overrides)
-    if settings.token is None or not settings.token.get_secret_value().strip():
-        print("No Discord token: set M2I_DISCORD_TOKEN (Developer Portal → your app → Bot → Reset Token) "
-              "or pass --token-file.", file=sys.stderr)
-        return 2
-    return run([lambda service: DiscordBot(service, settings)])
+
+        overrides = token_file_override(args.token_file)
+        if args.guild_ids:
+            overrides["guild_ids"] = args.guild_ids
+        if args.no_sync:
+            overrides["sync_commands"] = False
+        settings = DiscordSettings(**overrides)
+        require_token(settings.token)
+        return lambda service: DiscordBot(service, settings)
+
+    return run_platform_command("discord", make, no_token=(
+        "No Discord token: set M2I_DISCORD_TOKEN (Developer Portal → your app → Bot → Reset Token) "
+        "or pass --token-file."))

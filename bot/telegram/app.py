@@ -45,7 +45,7 @@ from telegram import (
     Update,
 )
 from telegram.constants import ChatAction, ChatType, FileSizeLimit
-from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -60,6 +60,7 @@ from telegram.request import HTTPXRequest
 
 from bot.core import messages, redact
 from bot.core.actions import ActionExpiredError, ActionKind, decode_action, encode_action, options_for
+from bot.core.errors import rejected_token, unreachable
 from bot.core.limits import TELEGRAM_DOWNLOAD_LIMIT_BYTES, AudioMeta, Platform
 from bot.core.messages import BotStage
 from bot.core.options import options_help
@@ -141,7 +142,12 @@ class TelegramBot:
 
     async def start(self) -> None:
         app = self.application
-        await app.initialize()
+        try:
+            await app.initialize()  # getMe: checks the token and the connection once, before polling
+        except InvalidToken as exc:
+            raise rejected_token("Telegram", "M2I_TELEGRAM_TOKEN", "@BotFather") from exc
+        except NetworkError as exc:
+            raise unreachable("the Telegram Bot API", self.settings.base_url) from exc
         if self.settings.register_commands:
             try:
                 await app.bot.set_my_commands(list(messages.COMMANDS.items()))

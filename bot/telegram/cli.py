@@ -8,7 +8,6 @@ even when the ``telegram`` extra is missing. The token is read from ``M2I_TELEGR
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,24 +30,20 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        from bot.runner import run
+    from bot.runner import require_token, run_platform_command, token_file_override
+
+    def make() -> Any:
         from bot.telegram.app import TelegramBot
         from bot.telegram.settings import TelegramSettings
-    except ImportError as exc:
-        print(f"The Telegram bot needs extra packages ({exc.name}): pip install 'm2i[telegram]'",
-              file=sys.stderr)
-        return 2
-    overrides: dict[str, Any] = {}
-    if args.token_file:
-        overrides["token"] = args.token_file.read_text().strip()
-    for flag, field in (("base_url", "base_url"), ("base_file_url", "base_file_url"),
-                        ("local_mode", "local_mode"), ("drop_pending", "drop_pending_updates")):
-        if getattr(args, flag) is not None:
-            overrides[field] = getattr(args, flag)
-    settings = TelegramSettings(**overrides)
-    if settings.token is None or not settings.token.get_secret_value().strip():
-        print("No Telegram token: set M2I_TELEGRAM_TOKEN (from @BotFather) or pass --token-file.",
-              file=sys.stderr)
-        return 2
-    return run([lambda service: TelegramBot(service, settings)])
+
+        overrides = token_file_override(args.token_file)
+        for flag, field in (("base_url", "base_url"), ("base_file_url", "base_file_url"),
+                            ("local_mode", "local_mode"), ("drop_pending", "drop_pending_updates")):
+            if getattr(args, flag) is not None:
+                overrides[field] = getattr(args, flag)
+        settings = TelegramSettings(**overrides)
+        require_token(settings.token)
+        return lambda service: TelegramBot(service, settings)
+
+    return run_platform_command("telegram", make, no_token=(
+        "No Telegram token: set M2I_TELEGRAM_TOKEN (from @BotFather) or pass --token-file."))
