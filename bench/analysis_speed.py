@@ -10,11 +10,13 @@ Both pipelines run warm (models loaded, one untimed run first) on the same files
   weights: their cost does not depend on the weights' values.
 - **ours**: ``m2i_engine.pipeline.analyse_audio`` with the shipped models — decode (any format, the
   90-s representative window of a long song), signal analysis (tempo/beats, key, loudness, timbre,
-  energy), one musicnn pass (≤ 6 patches) shared by the genre and emotion heads.
+  energy), one musicnn pass (≤ 6 patches) shared by the genre and emotion heads, run by the serving
+  runtime (``--runtime numpy``, the default; ``keras`` for the Keras port on torch).
 
 Clips: a 30-s GTZAN track and a 5-min MP3 made of five consecutive Emotify excerpts (from
 ``$M2I_DATA_DIR``; written to a temporary folder). Goals: ours ≥ 10× faster on the 30-s clip; the
-5-min song analysed in ≤ 1.5 s. ``--memory`` also measures RSS in a fresh process, stage by stage.
+5-min song analysed in ≤ 1.5 s. ``--memory`` also measures RSS in a fresh process per runtime, stage
+by stage (goal: the analysis models together ≤ 300 MB).
 
 Usage (from the repository root)::
 
@@ -115,12 +117,12 @@ def _windows(y: np.ndarray, length: int, n: int) -> list[np.ndarray]:
 class OurPipeline:
     """The engine's decode → analyse → classify, with the shipped models."""
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: str) -> None:
         from m2i_engine.config import AudioLimits
         from m2i_engine.models import ModelRegistry
 
         self.limits = AudioLimits()
-        self.models = ModelRegistry.load()
+        self.models = ModelRegistry.load(runtime=runtime)
         missing = [t for t in ("genre", "emotion") if t not in self.models.classifiers]
         if missing:
             raise SystemExit(f"shipped models missing: {missing} ({self.models.problems})")
@@ -152,9 +154,9 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def memory_probe(song: Path) -> dict[str, float]:
-    """RSS after each stage, in this (fresh) process: the signal analysis runs once before torch is
-    imported, so what the models add afterwards is theirs (their weights, activations, caches)."""
+def memory_probe(song: Path, runtime: str) -> dict[str, float]:
+    """RSS after each stage, in this (fresh) process: the signal analysis runs once before any model
+    code is imported, so what comes after is the models' (their runtime, weights, activations, caches)."""
     from m2i_engine.config import AudioLimits
     from m2i_engine.models.registry import ModelRegistry
     from m2i_engine.pipeline import analyse_audio
@@ -163,12 +165,15 @@ def memory_probe(song: Path) -> dict[str, float]:
     out = {"base_mb": rss_mb()}
     analyse_audio(data, limits=AudioLimits(), models=ModelRegistry())  # no models: signal analysis only
     out["signal_only_mb"] = rss_mb()
-    import keras  # noqa: F401
-    import torch
+    if runtime == "keras":
+        import keras  # noqa: F401
+        import torch
 
-    torch.set_num_threads(1)
+        torch.set_num_threads(1)
+    else:
+        import h5py  # noqa: F401  (all the NumPy runtime adds to the process)
     out["frameworks_mb"] = rss_mb()
-    models = ModelRegistry.load()
+    models = ModelRegistry.load(runtime=runtime)
     out["models_loaded_mb"] = rss_mb()
     for _ in range(3):
         analyse_audio(data, limits=AudioLimits(), models=models)
@@ -190,18 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timed runs per clip and pipeline (median)")
     p.add_argument("--memory", action="store_true", help="also measure RSS in a fresh process")
     p.add_argument("--save", action="store_true", help=f"write the numbers to {RESULT.relative_to(REPO)}")
+    p.add_argument("--runtime", choices=["numpy", "keras"], default="numpy",
+                   help="what runs our models (default: numpy, the serving default)")
     p.add_argument("--memory-probe", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_probe:
-        print(json.dumps(memory_probe(args.memory_probe)))
+        print(json.dumps(memory_probe(args.memory_probe, args.runtime)))
         return 0
 
-    import torch
+    import torch  # the seed pipeline's Keras models run on torch
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(Path(tmp))
-        seed, ours = SeedPipeline(), OurPipeline()
+        seed, ours = SeedPipeline(), OurPipeline(args.runtime)
         rows = []
         for name, path in clips:
             t_seed = timed(lambda path=path: seed(path), args.repeat)
@@ -218,16 +225,21 @@ def main(argv: list[str] | None = None) -> int:
               "emotion", [(ls.label, round(ls.score, 2)) for ls in tags.emotion.labels[:3]])
         result: dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "repeat": args.repeat,
                                   "machine": f"{platform.processor() or platform.machine()}, "
-                                             f"{os.cpu_count()} CPUs (shared), torch threads 1",
+                                             f"{os.cpu_count()} CPUs (shared), 1 thread (torch, BLAS)",
+                                  "runtime": args.runtime,
                                   "clips": rows, "ours_stages_ms": rows[-1]["ours_stages_ms"]}
         print(f"\nratio on the 30-s clip: {rows[0]['ratio']:.1f}x (goal >= 10x); "
               f"5-min song, ours: {rows[1]['ours_s']:.2f} s (goal <= 1.5 s)")
         if args.memory:
-            proc = subprocess.run([sys.executable, __file__, "--memory-probe", str(clips[1][1])],
-                                  capture_output=True, text=True, check=True, env={**os.environ})
-            mem = json.loads(proc.stdout.strip().splitlines()[-1])
-            result["memory"] = mem
-            print("RSS (MB): " + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in mem.items()))
+            result["memory"] = {}
+            for runtime in ("numpy", "keras"):
+                proc = subprocess.run([sys.executable, __file__, "--memory-probe", str(clips[1][1]),
+                                       "--runtime", runtime],
+                                      capture_output=True, text=True, check=True, env={**os.environ})
+                mem = json.loads(proc.stdout.strip().splitlines()[-1])
+                result["memory"][runtime] = mem
+                stages = ", ".join(f"{k[:-3]} {v:.0f}" for k, v in mem.items())
+                print(f"RSS (MB), {runtime} runtime: {stages}")
     if args.save:
         RESULT.parent.mkdir(parents=True, exist_ok=True)
         RESULT.write_text(json.dumps(result, indent=1) + "\n")

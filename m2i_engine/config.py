@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     model_dir: Path | None = Field(
         None, description="Folder with genre/emotion models; defaults to the weights in the package."
     )
+    model_runtime: Literal["numpy", "keras"] = Field(
+        "numpy", description="How genre/emotion models run: numpy (no framework in the process, ~270 MB "
+                             "less memory) or keras (the Keras port on KERAS_BACKEND, torch by default).")
     backend: Literal["auto", "renderer", "sd"] = Field(
         "auto", description="Default image backend: auto uses SD when a model and a GPU are there.")
     sd: SDSettings = Field(default_factory=SDSettings, description="Stable Diffusion (M2I_SD__*).")

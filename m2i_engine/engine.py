@@ -127,7 +127,8 @@ class Engine:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="m2i")
             if self._models is None:
-                self._models = await self._run_blocking(ModelRegistry.load, self.settings.model_dir)
+                self._models = await self._run_blocking(ModelRegistry.load, self.settings.model_dir,
+                                                        runtime=self.settings.model_runtime)
             if not self._sd_checked and self.settings.backend != "renderer":
                 self._sd_checked = True
                 await self._load_sd()

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
-pytest.importorskip("keras", reason="keras not installed (pip install -e .)")
+pytest.importorskip("keras", reason="keras not installed (pip install -e '.[train]')")
 pytest.importorskip("librosa")
 
 from m2i_engine.models import ModelRegistry
-from m2i_engine.models.heads import patch_matrix, predict_rows
+from m2i_engine.models.heads import patch_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 TF_VENV_PYTHON = REPO / ".venv-tf" / "bin" / "python"
@@ -50,7 +50,7 @@ def test_torch_and_tensorflow_give_the_same_predictions(tmp_path: Path) -> None:
     if python is None:
         pytest.skip("TensorFlow is not importable here and there is no .venv-tf "
                     "(pip install tensorflow-cpu, or create .venv-tf) — backend equality not checked")
-    registry = ModelRegistry.load()
+    registry = ModelRegistry.load(runtime="keras")  # the Keras port, on torch here
     assert set(registry.classifiers) == {"genre", "emotion"}, registry.problems
     patches = _patches(registry)
     ours: dict[str, np.ndarray] = {}
@@ -58,7 +58,7 @@ def test_torch_and_tensorflow_give_the_same_predictions(tmp_path: Path) -> None:
         clf = registry.classifiers[task]
         tagger = next(iter(clf.backbone.taggers.values()))  # type: ignore[attr-defined]
         per_patch = tagger.predict_patches(patches)
-        ours[task] = predict_rows(clf.model, patch_matrix(per_patch, clf.spec.inputs))  # type: ignore[attr-defined]
+        ours[task] = clf.head(patch_matrix(per_patch, clf.spec.inputs))  # type: ignore[attr-defined]
     np.savez(tmp_path / "in.npz", patches=patches)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
            "CUDA_VISIBLE_DEVICES": ""}

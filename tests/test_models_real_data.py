@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
-pytest.importorskip("keras", reason="keras not installed (pip install -e .)")
+pytest.importorskip("keras", reason="keras not installed (pip install -e '.[train]')")
 pytest.importorskip("librosa")
 
 from m2i_engine.audio import decode_audio

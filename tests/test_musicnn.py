@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # as the module under test does; keras reads it on import
-pytest.importorskip("keras", reason="keras not installed (pip install -e .)")
+pytest.importorskip("keras", reason="keras not installed (pip install -e '.[train]')")
 pytest.importorskip("librosa")
 
 from m2i_engine.models import musicnn

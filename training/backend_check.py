@@ -41,12 +41,21 @@ def _load(name: str, path: Path) -> ModuleType:
     return mod
 
 
+def _load_port() -> ModuleType:
+    """The Keras port; it imports its input module by package name, which a bare TensorFlow venv lacks."""
+    try:
+        import m2i_engine.models.musicnn_input  # noqa: F401
+    except ImportError:
+        _load("m2i_engine.models.musicnn_input", MODELS / "musicnn_input.py")
+    return _load("m2i_backend_check_musicnn", MODELS / "musicnn.py")
+
+
 def run(patches: np.ndarray, weights_root: Path = MODELS / "weights") -> dict[str, np.ndarray]:
     """Per-patch genre/emotion head outputs of the shipped models on ``patches``, current backend."""
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
 
-    musicnn = _load("m2i_backend_check_musicnn", MODELS / "musicnn.py")
+    musicnn = _load_port()
     heads = _load("m2i_backend_check_heads", MODELS / "heads.py")
     out: dict[str, np.ndarray] = {"backend": np.array(keras.backend.backend())}
     backbones: dict[str, dict[str, np.ndarray]] = {}
@@ -79,7 +88,7 @@ def compare(tf_python: Path, song: Path | None = None) -> dict[str, object]:
 
     import librosa
 
-    musicnn = _load("m2i_backend_check_musicnn", MODELS / "musicnn.py")
+    musicnn = _load_port()
     if song is not None:
         y, sr = librosa.load(str(song), sr=22050)
     else:

@@ -246,6 +246,10 @@ def tf_reference(pkg_parent: Path, model: str, inputs_npz: Path, out_npz: Path) 
 
 def keras_run(folder: Path, inputs_npz: Path, out_npz: Path) -> None:
     """Run the port with the current ``KERAS_BACKEND`` on the saved weight file; save every output."""
+    try:  # the port imports its input module by package name, which a bare TensorFlow venv lacks
+        import m2i_engine.models.musicnn_input  # noqa: F401
+    except ImportError:
+        _import_file("m2i_engine.models.musicnn_input", MUSICNN_PY.with_name("musicnn_input.py"))
     mod = _import_file("m2i_musicnn_port", MUSICNN_PY)
     manifest = json.loads((folder / "manifest.json").read_text())
     model = mod.build_from_manifest(manifest, frames=True)

@@ -110,7 +110,7 @@ def _speed_memory_section() -> list[str]:
              "6 × 10-s log-spectrograms → seed emotion CNN (full resolution; untrained weights — the cost "
              "does not depend on them), beat_track. Ours = the engine's decode → signal analysis (tempo, "
              f"key, loudness, timbre) → one musicnn pass (≤ {_cap()} patches) → genre and emotion "
-             "heads.", "",
+             f"heads, run by the {s.get('runtime', 'keras')} runtime.", "",
              "| clip | seed-style (s) | ours (s) | ratio | goal |", "|---|---|---|---|---|"]
     for c in s["clips"]:
         short = c["name"].startswith("30")
@@ -123,26 +123,29 @@ def _speed_memory_section() -> list[str]:
                      + ", ".join(f"{k[:-3]} {v:.0f}" for k, v in c["ours_stages_ms"].items()) + ".")
     mem = s.get("memory")
     if mem:
-        share = mem["after_analysis_mb"] - mem["frameworks_mb"]
-        runtime = mem["frameworks_mb"] - mem["signal_only_mb"]
-        total = share + runtime
-        lines += ["", "Memory (RSS of a fresh process, `--memory`), stage by stage:", "",
-                  "| stage | RSS (MB) |", "|---|---|",
-                  f"| engine imported (numpy, librosa, PyAV, pydantic …) | {mem['base_mb']:.0f} |",
-                  f"| + signal analysis of the 5-min song, no models | {mem['signal_only_mb']:.0f} |",
-                  f"| + `import torch, keras` | {mem['frameworks_mb']:.0f} |",
-                  f"| + genre and emotion models loaded (backbone + 2 heads) | "
-                  f"{mem['models_loaded_mb']:.0f} |",
-                  f"| + 3 full analyses with the models | {mem['after_analysis_mb']:.0f} |",
-                  f"| peak | {mem['peak_mb']:.0f} |", "",
-                  f"The models' own share (weights, activations, allocator caches) is ≈ **{share:.0f} MB** "
-                  f"— within 300 MB; with the torch + keras runtime they need ({runtime:.0f} MB) it is ≈ "
-                  f"**{total:.0f} MB**, so the goal — the analysis models together ≤ 300 MB RSS — is "
-                  f"{_met(total <= 300)} once the runtime is counted. What would fix it: run the backbone "
-                  "and heads without torch (the network is small — conv, batch-norm, dense; NumPy/SciPy or "
-                  "ONNX Runtime inference would need tens of MB), or share the process with the Stable "
-                  "Diffusion backend, which loads torch anyway (then the models' marginal cost is the "
-                  "share above)."]
+        runs = {"numpy": mem["numpy"], "keras": mem["keras"]} if "numpy" in mem else {"keras": mem}
+        lines += ["", "Memory (RSS of a fresh process per runtime, `--memory`), stage by stage:", "",
+                  "| stage | " + " | ".join(f"{r} runtime (MB)" for r in runs) + " |",
+                  "|---|" + "---|" * len(runs)]
+        rows = [("engine imported (numpy, librosa, PyAV, pydantic …)", "base_mb"),
+                ("+ signal analysis of the 5-min song, no models", "signal_only_mb"),
+                ("+ the runtime (numpy: `h5py`; keras: `import torch, keras`)", "frameworks_mb"),
+                ("+ genre and emotion models loaded (backbone + 2 heads)", "models_loaded_mb"),
+                ("+ 3 full analyses with the models", "after_analysis_mb"), ("peak", "peak_mb")]
+        for label, key in rows:
+            lines.append(f"| {label} | " + " | ".join(f"{m[key]:.0f}" for m in runs.values()) + " |")
+        cost = {r: m["after_analysis_mb"] - m["signal_only_mb"] for r, m in runs.items()}
+        lines += ["", "What the analysis models cost in RSS, runtime included (after three analyses minus "
+                  "before any model code): " + "; ".join(
+                      f"{r} runtime ≈ **{c:.0f} MB** ({_met(c <= 300)})" for r, c in cost.items())
+                  + ". Goal: the analysis models together ≤ 300 MB."]
+        if "numpy" in runs:
+            lines += ["", "The engine serves with the NumPy runtime (`m2i_engine/models/npnet.py`: the same "
+                      "`.weights.h5` files, equal to the Keras port to float32 round-off, "
+                      "`tests/test_models_runtimes.py`), so no API, bot or CLI process imports torch or "
+                      "Keras for analysis; `M2I_MODEL_RUNTIME=keras` serves with the Keras port instead "
+                      "(the Stable Diffusion backend loads torch anyway, so there the models' marginal cost "
+                      "is their own share)."]
     return lines
 
 

@@ -10,6 +10,10 @@ engine's ``classify("genre", f)`` then ``classify("emotion", f)`` costs one musi
 ``max_patches`` patches, evenly spread over the analysed audio, are computed (the cost cap of long
 songs); training evaluates songs with the same selection (:func:`select_patches`).
 
+Keras defines and trains the heads; the engine runs them, and the backbone, with the NumPy runtime
+(:mod:`m2i_engine.models.npnet`) unless ``M2I_MODEL_RUNTIME=keras``. Keras is imported only when a
+Keras model is built, so a serving process never loads it (or torch) for analysis.
+
 Offers
 ------
 - :class:`HeadSpec` — a head's configuration, stored in the model's manifest.
@@ -27,13 +31,25 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
+if TYPE_CHECKING:
+    import keras
 
-import keras
+#: how the analysis models run: "numpy" (:mod:`.npnet`, the serving default: no framework in the
+#: process) or "keras" (the Keras port on its configured backend, torch by default)
+Runtime = Literal["numpy", "keras"]
+RUNTIMES: tuple[str, ...] = ("numpy", "keras")
+
+
+def _keras() -> Any:
+    """Keras, imported on first use (torch backend unless KERAS_BACKEND says otherwise)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    return keras
 
 #: per-patch backbone outputs a head may read, with their widths (musicnn MSD/MTT)
 EMBEDDING_DIMS = {"penultimate": 200, "mean_pool": 753, "max_pool": 753, "tags": 50}
@@ -85,15 +101,16 @@ def build_head(spec: HeadSpec) -> keras.Model:
     The standardisation is a ``Normalization`` layer whose mean/variance are saved with the weights
     (set them with ``model.get_layer("standardize").adapt(rows)`` before training).
     """
-    L = keras.layers
-    reg = keras.regularizers.L2(spec.l2)
-    x_in = keras.Input(shape=(spec.input_dim,), name="embedding")
+    K = _keras()
+    L = K.layers
+    reg = K.regularizers.L2(spec.l2)
+    x_in = K.Input(shape=(spec.input_dim,), name="embedding")
     x = L.Normalization(axis=-1, name="standardize")(x_in)
     if spec.hidden:
         x = L.Dense(spec.hidden, activation="relu", kernel_regularizer=reg, name="hidden")(x)
         x = L.Dropout(spec.dropout, name="dropout")(x)
     out = L.Dense(spec.n_out, activation=spec.activation, kernel_regularizer=reg, name="scores")(x)
-    return keras.Model(x_in, out, name="head")
+    return K.Model(x_in, out, name="head")
 
 
 def patch_matrix(per_patch: Mapping[str, np.ndarray], inputs: Sequence[str]) -> np.ndarray:
@@ -128,22 +145,29 @@ class SharedBackbone:
     that cannot be weakly referenced is remembered until the next song).
     """
 
-    def __init__(self, folders: Mapping[str, Path], *, max_patches: int | None = MAX_PATCHES) -> None:
-        from m2i_engine.models.musicnn import MusicnnTagger
-
-        self.taggers = {name: MusicnnTagger.load(folder) for name, folder in folders.items()}
+    def __init__(self, folders: Mapping[str, Path], *, max_patches: int | None = MAX_PATCHES,
+                 runtime: Runtime = "numpy") -> None:
+        if runtime == "numpy":
+            from m2i_engine.models.npnet import NumpyMusicnn as tagger_class
+        elif runtime == "keras":
+            from m2i_engine.models.musicnn import MusicnnTagger as tagger_class
+        else:
+            raise ValueError(f"unknown model runtime {runtime!r} (one of {', '.join(RUNTIMES)})")
+        self.runtime = runtime
+        self.taggers = {name: tagger_class.load(folder) for name, folder in folders.items()}
         self.max_patches = max_patches
         self._memo: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = weakref.WeakKeyDictionary()
         self._last: tuple[Any, dict[str, np.ndarray]] | None = None
         self._lock = threading.Lock()
 
     @classmethod
-    def get(cls, folders: Mapping[str, Path], *, max_patches: int | None = MAX_PATCHES) -> SharedBackbone:
-        """The process-wide instance for these backbones and cap (heads that agree share it)."""
-        key = (tuple(sorted((k, str(Path(v).resolve())) for k, v in folders.items())), max_patches)
+    def get(cls, folders: Mapping[str, Path], *, max_patches: int | None = MAX_PATCHES,
+            runtime: Runtime = "numpy") -> SharedBackbone:
+        """The process-wide instance for these backbones, cap and runtime (heads that agree share it)."""
+        key = (tuple(sorted((k, str(Path(v).resolve())) for k, v in folders.items())), max_patches, runtime)
         with _SHARED_LOCK:
             if key not in _SHARED:
-                _SHARED[key] = cls(folders, max_patches=max_patches)
+                _SHARED[key] = cls(folders, max_patches=max_patches, runtime=runtime)
             return _SHARED[key]
 
     def per_patch(self, features: Any) -> dict[str, np.ndarray]:

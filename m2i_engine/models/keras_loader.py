@@ -5,13 +5,15 @@ musicnn backbone(s) it reads (``"backbones": {"msd": "musicnn_msd"}`` — folder
 folder, else in the package's weights), the cap on patches per song and the head's
 :class:`~m2i_engine.models.heads.HeadSpec`. Every head that names the same backbones and cap shares
 one :class:`~m2i_engine.models.heads.SharedBackbone`, so genre and emotion cost one musicnn pass per
-song. The weights run on any Keras 3 backend (torch by default, TensorFlow with
-``KERAS_BACKEND=tensorflow``).
+song. The weights run in NumPy (:mod:`m2i_engine.models.npnet`, the default: no framework in the
+serving process) or, with ``M2I_MODEL_RUNTIME=keras``, on any Keras 3 backend (torch by default,
+TensorFlow with ``KERAS_BACKEND=tensorflow``).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from m2i_engine.models.heads import (
     MAX_PATCHES,
+    RUNTIMES,
     HeadSpec,
     SharedBackbone,
     build_head,
@@ -49,17 +52,32 @@ class MusicnnHeadClassifier:
         folders = {name: _backbone_folder(manifest.folder, sub)
                    for name, sub in dict(extra.get("backbones", {"msd": "musicnn_msd"})).items()}
         cap = extra.get("max_patches", MAX_PATCHES)
-        self.backbone = SharedBackbone.get(folders, max_patches=None if cap is None else int(cap))
-        self.model = build_head(self.spec)
-        self.model.load_weights(str(manifest.folder / manifest.file))
+        if manifest.runtime not in RUNTIMES:
+            raise ValueError(f"unknown model runtime {manifest.runtime!r} (one of {', '.join(RUNTIMES)})")
+        self.runtime = manifest.runtime
+        self.backbone = SharedBackbone.get(folders, max_patches=None if cap is None else int(cap),
+                                           runtime=self.runtime)  # type: ignore[arg-type]
+        weights = manifest.folder / manifest.file
+        self._run: Callable[[np.ndarray], np.ndarray]
+        if self.runtime == "numpy":
+            from m2i_engine.models.npnet import NumpyHead
+
+            self._run = NumpyHead(weights, self.spec.activation)
+        else:
+            model = build_head(self.spec)
+            model.load_weights(str(weights))
+            self._run = lambda rows: predict_rows(model, rows)
         self._lock = threading.Lock()
 
     def scores(self, features: Any) -> np.ndarray:
         """The song's score per label (mean of the head's outputs over the backbone patches)."""
         rows = patch_matrix(self.backbone.per_patch(features), self.spec.inputs)
+        return np.clip(self.head(rows).mean(axis=0), 0.0, 1.0)
+
+    def head(self, rows: np.ndarray) -> np.ndarray:
+        """The head alone on ``(patches, input_dim)`` rows: ``(patches, labels)`` scores."""
         with self._lock:
-            out = predict_rows(self.model, rows)
-        return np.clip(out.mean(axis=0), 0.0, 1.0)
+            return self._run(rows)
 
     def predict(self, features: Any) -> Classification:
         s = self.scores(features)
@@ -70,7 +88,7 @@ class MusicnnHeadClassifier:
 
 def _backbone_folder(model_folder: Path, sub: str) -> Path:
     """A backbone next to the model folder (a custom model dir), else the one shipped in the package."""
-    from m2i_engine.models.musicnn import WEIGHTS_ROOT
+    from m2i_engine.models.musicnn_input import WEIGHTS_ROOT
 
     for cand in (model_folder.parent / sub, WEIGHTS_ROOT / sub):
         if (cand / "manifest.json").is_file():

@@ -42,14 +42,16 @@ class Manifest:
     file: str
     folder: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    #: how the engine asked for models to run (``Settings.model_runtime``), for loaders that offer a choice
+    runtime: str = "numpy"
 
     @classmethod
-    def read(cls, folder: Path) -> Manifest:
+    def read(cls, folder: Path, *, runtime: str = "numpy") -> Manifest:
         raw = json.loads((folder / "manifest.json").read_text())
         known = {"task", "name", "version", "labels", "format", "file"}
         return cls(task=raw["task"], name=raw["name"], version=str(raw["version"]),
                    labels=tuple(raw["labels"]), format=raw["format"], file=raw["file"],
-                   folder=folder, extra={k: v for k, v in raw.items() if k not in known})
+                   folder=folder, extra={k: v for k, v in raw.items() if k not in known}, runtime=runtime)
 
     @property
     def id(self) -> str:
@@ -83,7 +85,8 @@ class ModelRegistry:
     problems: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, model_dir: Path | None = None) -> ModelRegistry:
+    def load(cls, model_dir: Path | None = None, *, runtime: str = "numpy") -> ModelRegistry:
+        """Every task's model under ``model_dir`` (default: the package's), run by ``runtime``."""
         root = model_dir or default_model_dir()
         reg = cls()
         for task in TASKS:
@@ -91,7 +94,7 @@ class ModelRegistry:
             if not (folder / "manifest.json").is_file():
                 continue
             try:
-                manifest = Manifest.read(folder)
+                manifest = Manifest.read(folder, runtime=runtime)
                 loader = _LOADERS.get(manifest.format)
                 if loader is None:
                     _import_builtin_loaders()
