@@ -146,12 +146,20 @@ def timed(fn: Callable[[], Any], repeat: int) -> float:
     return statistics.median(times)
 
 
-def rss_mb() -> float:
+def _proc_status_mb(field: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
+
+
+def rss_mb() -> float:
+    return _proc_status_mb("VmRSS")
+
+
+def peak_rss_mb() -> float:
+    return _proc_status_mb("VmHWM")
 
 
 def memory_probe(song: Path, runtime: str) -> dict[str, float]:
@@ -180,14 +188,6 @@ def memory_probe(song: Path, runtime: str) -> dict[str, float]:
     out["after_analysis_mb"] = rss_mb()
     out["peak_mb"] = peak_rss_mb()
     return out
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
