@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from m2i_engine.config import Settings
 from m2i_engine.engine import AnalysisResult, AudioSource, Progress, ProgressCallback, Stage, VisualizeResult
-from m2i_engine.errors import EmptyAudioError, RequestTimeoutError, ServiceError, TooLargeError
+from m2i_engine.errors import BusyError, EmptyAudioError, RequestTimeoutError, ServiceError, TooLargeError
 from m2i_engine.logs import job_id_var, request_id_var
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.queue.broker import build_broker, job_message, queue_depth_key
@@ -250,6 +250,11 @@ class QueueEngine:
         if not await r.hsetnx(job_key, "created", f"{time.time():.3f}"):
             log.info("job %s exists already: joining it", payload["job"])
             return None
+        if await r.llen(queue_depth_key(q)) >= self.settings.max_queue:
+            # the same promise as one process's engine: past M2I_MAX_QUEUE waiting jobs (all front ends
+            # together), refuse at once rather than let every client wait for minutes
+            await r.delete(job_key)
+            raise BusyError(detail=f"{q.namespace}: {self.settings.max_queue} jobs already waiting")
         try:
             await r.hset(job_key, mapping={"state": "queued", "kind": payload["kind"], "rid": payload["rid"]})
             await r.expire(job_key, q.result_ttl_s)
