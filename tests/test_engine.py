@@ -19,9 +19,10 @@ from m2i_engine.errors import (
     NotAudioError,
     RequestTimeoutError,
 )
+from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest
 from m2i_engine.imaging.renderer import encode_png
 from m2i_engine.models import ModelRegistry
-from m2i_engine.options import Aspect, Backend, VisualizeOptions
+from m2i_engine.options import AnimateOptions, Aspect, Backend, VisualizeOptions
 from m2i_engine.synth import SongSpec, render_song
 
 
@@ -166,3 +167,25 @@ async def test_path_input_checks_size_before_reading(tmp_path, house: bytes) -> 
             await eng.analyze(p)
     async with engine() as eng:
         assert (await eng.analyze(p)).tags.audio.duration_s == pytest.approx(12, abs=0.1)
+
+
+class _BrokenSD(ImageBackend):
+    """A Stable Diffusion backend that fails at serve time (a lost GPU, a broken driver)."""
+
+    name = "sd"
+
+    def generate(self, request: ImageRequest) -> list[GeneratedImage]:
+        raise BackendUnavailableError("the GPU went away")
+
+
+async def test_a_failing_sd_backend_falls_back_to_the_renderer_and_says_so(house: bytes) -> None:
+    async with Engine(Settings(), models=ModelRegistry(), backends={"sd": _BrokenSD()}) as eng:
+        still = await eng.visualize(house, VisualizeOptions(size=256))
+        assert still.backend == "renderer" and still.images[0].image.size == (256, 256)
+        assert any("Stable Diffusion failed (the GPU went away)" in n for n in still.notes), still.notes
+        loop = await eng.animate(house, VisualizeOptions(size=256),
+                                 AnimateOptions(anim_size=128, fps=8, loop_bars=1))
+        assert loop.animation.backend == "renderer" and loop.animation.frames
+        assert any("Stable Diffusion failed" in n and "animated" in n for n in loop.notes), loop.notes
+        with pytest.raises(BackendUnavailableError):  # asked for SD by name: no silent substitute
+            await eng.visualize(house, VisualizeOptions(size=256, backend=Backend.sd))
