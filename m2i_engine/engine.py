@@ -187,24 +187,12 @@ class Engine:
         """Tags, prompt and images for ``audio``; the same audio + options + seed repeat exactly."""
         await self.start()
         options = options or VisualizeOptions()
-        wanted = options.backend if options.backend is not Backend.auto else Backend(self.settings.backend)
-        backend, notes = self._pick_backend(wanted)
+        wanted, backend, notes = self._backend_for(options)
         async with self._deadline():
-            data = await self._read(audio)
-            analysis = await self._analysis(data, progress)
-            seed = options.seed if options.seed is not None else _seed_from(analysis.audio_sha256)
-            width, height = options.aspect.size(options.size)
-            request = image_request(analysis.tags, options, seed=seed, width=width, height=height)
+            analysis, seed, request = await self._request(audio, options, options.size, progress)
             t0 = time.perf_counter()
-            try:
-                images = await self._draw(backend, request, progress)
-            except ServiceError as exc:
-                if backend.name == "renderer" or wanted is Backend.sd:
-                    raise
-                log.warning("%s failed (%s); falling back to the renderer", backend.name, exc.code)
-                notes.append(f"Stable Diffusion failed ({exc.message}); the built-in renderer drew this.")
-                backend = self._renderer()
-                images = await self._draw(backend, request, progress)
+            images, backend = await self._with_fallback(
+                wanted, backend, notes, "drew", lambda b: self._draw(b, request, progress))
             draw_ms = round((time.perf_counter() - t0) * 1000.0, 2)
             await _notify(progress, Progress(Stage.done))
         return VisualizeResult(analysis=analysis, prompt=request.prompt, images=images,
@@ -221,31 +209,48 @@ class Engine:
         await self.start()
         options = options or VisualizeOptions()
         animation = animation or AnimateOptions()
-        wanted = options.backend if options.backend is not Backend.auto else Backend(self.settings.backend)
-        backend, notes = self._pick_backend(wanted)
+        wanted, backend, notes = self._backend_for(options)
         async with self._deadline():
-            data = await self._read(audio)
-            analysis = await self._analysis(data, progress)
-            seed = options.seed if options.seed is not None else _seed_from(analysis.audio_sha256)
-            width, height = options.aspect.size(animation.anim_size)
-            request = image_request(analysis.tags, options, seed=seed, width=width, height=height)
+            analysis, _seed, request = await self._request(audio, options, animation.anim_size, progress)
             async with self._slot(progress):
                 await _notify(progress, Progress(Stage.drawing))
-                try:
-                    loop = await self._run_blocking(make_loop, request, animation, backend=backend)
-                except ServiceError as exc:
-                    if backend.name == "renderer" or wanted is Backend.sd:
-                        raise
-                    log.warning("%s animation failed (%s); falling back to the renderer", backend.name,
-                                exc.code)
-                    notes.append(f"Stable Diffusion failed ({exc.message}); the built-in renderer "
-                                 "animated this.")
-                    loop = await self._run_blocking(make_loop, request, animation, backend=self._renderer())
+                loop, _ = await self._with_fallback(
+                    wanted, backend, notes, "animated",
+                    lambda b: self._run_blocking(make_loop, request, animation, backend=b))
             await _notify(progress, Progress(Stage.done))
         return AnimationResult(analysis=analysis, prompt=request.prompt, animation=loop, notes=notes,
                                timings_ms={**analysis.timings_ms, **loop.timings_ms})
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _backend_for(self, options: VisualizeOptions) -> tuple[Backend, ImageBackend, list[str]]:
+        """The backend asked for (``auto`` resolved by the settings), the one that will draw, its notes."""
+        wanted = options.backend if options.backend is not Backend.auto else Backend(self.settings.backend)
+        backend, notes = self._pick_backend(wanted)
+        return wanted, backend, notes
+
+    async def _request(self, audio: AudioSource, options: VisualizeOptions, size: int,
+                       progress: ProgressCallback | None) -> tuple[AnalysisResult, int, ImageRequest]:
+        """Read and analyse ``audio``, then the image request at ``size``: what a still and a loop share."""
+        data = await self._read(audio)
+        analysis = await self._analysis(data, progress)
+        seed = options.seed if options.seed is not None else _seed_from(analysis.audio_sha256)
+        width, height = options.aspect.size(size)
+        return analysis, seed, image_request(analysis.tags, options, seed=seed, width=width, height=height)
+
+    async def _with_fallback(self, wanted: Backend, backend: ImageBackend, notes: list[str], verb: str,
+                             work: Callable[[ImageBackend], Awaitable[T]]) -> tuple[T, ImageBackend]:
+        """``work(backend)``; when Stable Diffusion fails at serve time and was not asked for by name,
+        ``work`` on the renderer instead, with a note saying so. Returns the result and who made it."""
+        try:
+            return await work(backend), backend
+        except ServiceError as exc:
+            if backend.name == "renderer" or wanted is Backend.sd:
+                raise
+            log.warning("%s failed (%s); falling back to the renderer", backend.name, exc.code)
+            notes.append(f"Stable Diffusion failed ({exc.message}); the built-in renderer {verb} this.")
+            renderer = self._renderer()
+            return await work(renderer), renderer
 
     def _deadline(self) -> _Deadline:
         return _Deadline(self.settings.request_timeout_s)
