@@ -34,7 +34,8 @@ from bot.core import messages
 from m2i_engine.errors import InvalidOptionError
 from m2i_engine.options import VisualizeOptions
 
-__all__ = ["describe_choices", "option_names", "options_from_values", "options_help", "parse_options"]
+__all__ = ["describe_choices", "field_bounds", "option_names", "options_from_values", "options_help",
+           "parse_options"]
 
 #: short names people use in other image tools; each maps to a real field of VisualizeOptions
 ALIASES: dict[str, str] = {"ar": "aspect", "n": "num_images", "images": "num_images", "neg": "negative"}
@@ -120,7 +121,7 @@ def describe_choices(name: str) -> str:
     kind = _base_type(info.annotation)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return ", ".join(str(m.value) for m in kind)
-    lo, hi, max_len = _bounds(info)
+    lo, hi, max_len = field_bounds(info)
     if kind is int:
         if lo is not None and hi is not None:
             return f"a whole number from {lo} to {hi}"
@@ -233,7 +234,9 @@ def _friendly_error(exc: ValidationError, given: dict[str, Any]) -> InvalidOptio
     return InvalidOptionError(detail=str(exc))
 
 
-def _bounds(info: FieldInfo) -> tuple[int | None, int | None, int | None]:
+def field_bounds(info: FieldInfo) -> tuple[Any, Any, int | None]:
+    """An option field's ``ge``/``le`` bounds and ``max_length`` (None where it has none), for help texts
+    and for platforms that declare options with limits (Discord's slash commands)."""
     lo = hi = max_len = None
     for meta in info.metadata:
         if isinstance(meta, Ge):
@@ -242,7 +245,7 @@ def _bounds(info: FieldInfo) -> tuple[int | None, int | None, int | None]:
             hi = meta.le
         elif isinstance(meta, MaxLen):
             max_len = meta.max_length
-    return lo, hi, max_len  # type: ignore[return-value]
+    return lo, hi, max_len
 
 
 def _unquote(raw: str) -> str:

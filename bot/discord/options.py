@@ -33,10 +33,10 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 import discord
-from annotated_types import Ge, Le, MaxLen
 from discord import app_commands
 from pydantic.fields import FieldInfo
 
+from bot.core.options import field_bounds
 from m2i_engine.options import Style, VisualizeOptions
 from m2i_engine.prompt.styles import BASE_NEGATIVE, PRESETS
 
@@ -178,7 +178,7 @@ def _enum_autocomplete(kind: type[enum.Enum]) -> Autocomplete:
 
 def _slash_type(info: FieldInfo) -> Any:
     kind = _base_type(info.annotation)
-    lo, hi, max_len = _bounds(info)
+    lo, hi, max_len = field_bounds(info)
     if _is_enum(kind):
         return str
     if kind is int:
@@ -200,19 +200,7 @@ def _focused_name(interaction: discord.Interaction) -> str:
 
 def _max_length(name: str) -> int | None:
     info = VisualizeOptions.model_fields.get(name)
-    return _bounds(info)[2] if info is not None else None
-
-
-def _bounds(info: FieldInfo) -> tuple[Any, Any, int | None]:
-    lo = hi = max_len = None
-    for meta in info.metadata:
-        if isinstance(meta, Ge):
-            lo = meta.ge
-        elif isinstance(meta, Le):
-            hi = meta.le
-        elif isinstance(meta, MaxLen):
-            max_len = meta.max_length
-    return lo, hi, max_len
+    return field_bounds(info)[2] if info is not None else None
 
 
 def _base_type(annotation: Any) -> Any:
