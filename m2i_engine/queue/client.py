@@ -122,7 +122,8 @@ class QueueEngine:
             if hit is not None:
                 return hit
             doc = await self._job("visualize", data, options, progress)
-            pngs = await self._retrying(lambda: self._images([im["id"] for im in doc["images"]]))
+            pngs = await retry_connection(lambda: self._images([im["id"] for im in doc["images"]]),
+                                         what="reading a result")
             if None in pngs.values():
                 raise QueueUnavailableError(detail="result images expired before they were read")
             return decode_visualize(doc, pngs)  # type: ignore[arg-type]
@@ -229,7 +230,7 @@ class QueueEngine:
         waiter = _Waiter(progress)
         self._waiters.setdefault(job_id, []).append(waiter)
         try:
-            position = await self._retrying(lambda: self._submit(payload, data))
+            position = await retry_connection(lambda: self._submit(payload, data), what="submitting a job")
             if position is not None:
                 await _notify(progress, Progress(Stage.queued, position))
             return await self._wait(payload, data, waiter)
@@ -289,25 +290,11 @@ class QueueEngine:
                 return doc  # type: ignore[no-any-return]
             if not exists:  # Redis lost the job (restarted without its data): submit it again
                 log.warning("job %s vanished from the queue; submitting it again", job_id)
-                await self._retrying(lambda: self._submit(payload, data))
+                await retry_connection(lambda: self._submit(payload, data), what="submitting a job")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.q.poll_s):
                     await waiter.wake.wait()
             waiter.wake.clear()
-
-    async def _retrying(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run a Redis operation, retrying connection failures with backoff (the caller's deadline
-        bounds the whole)."""
-        delay = 0.1
-        while True:
-            try:
-                return await op()
-            except Exception as exc:
-                if not _is_connection_error(exc):
-                    raise
-                log.warning("queue unreachable (%s); retrying in %.1f s", type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     async def _listen(self) -> None:
         """One subscription per process relays every job's events to the local waiters."""
@@ -345,6 +332,23 @@ class QueueEngine:
                     await pubsub.aclose()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+async def retry_connection(op: Callable[[], Awaitable[T]], *, what: str) -> T:
+    """Run a Redis operation until it gets through: connection failures (Redis restarting, a network
+    blip) are retried with backoff from 0.1 s doubling to 2 s, anything else is raised. The caller's
+    deadline (a request's, or a job's time limit) bounds the whole. Shared by front ends and workers."""
+    delay = 0.1
+    while True:
+        try:
+            return await op()
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                raise
+            log.warning("Redis unreachable while %s (%s); retrying in %.1f s", what, type(exc).__name__,
+                        delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _is_connection_error(exc: BaseException) -> bool:

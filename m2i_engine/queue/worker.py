@@ -201,20 +201,11 @@ class WorkerRuntime:
         await self._store(job_id, doc)
 
     async def _persist(self, op: Callable[[], Any]) -> Any:
-        """Run a Redis write until it succeeds: finished work is not thrown away because Redis
+        """Run a Redis operation until it succeeds: finished work is not thrown away because Redis
         restarted meanwhile (the job's time limit bounds the wait)."""
-        from m2i_engine.queue.client import _is_connection_error
+        from m2i_engine.queue.client import retry_connection
 
-        delay = 0.1
-        while True:
-            try:
-                return await op()
-            except Exception as exc:
-                if not _is_connection_error(exc):
-                    raise
-                log.warning("Redis unreachable while saving a result (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 2.0)
+        return await retry_connection(op, what="running a job")
 
     async def _store(self, job_id: str, doc: dict[str, Any]) -> None:
         """Store the job's one result (the first one wins) and tell the waiting front ends."""
