@@ -92,6 +92,20 @@ def harness_engine(settings: Settings, *, shared_tags: Any = None, oom_fallback:
                          shared_tags=shared_tags, oom_fallback=oom_fallback, result_cache=result_cache)
 
 
+# --- requests -----------------------------------------------------------------------------------
+
+
+def form(audio: bytes, name: str = "song.wav", **fields: Any) -> Any:
+    """A multipart upload as the HTTP API takes it: the audio file plus option fields."""
+    import aiohttp
+
+    f = aiohttp.FormData()
+    f.add_field("audio", audio, filename=name, content_type="audio/wav")
+    for k, v in fields.items():
+        f.add_field(k, str(v))
+    return f
+
+
 # --- songs --------------------------------------------------------------------------------------
 
 

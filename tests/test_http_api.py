@@ -24,7 +24,7 @@ from m2i_engine.config import Settings
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.server.app import create_app
 from m2i_engine.server.cli import serve
-from tests.queue_harness import GATE_ENV, await_until, free_port, harness_engine, poison_song, song
+from tests.queue_harness import GATE_ENV, await_until, form, free_port, harness_engine, poison_song, song
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -72,12 +72,6 @@ async def client(engine: CountingEngine) -> AsyncIterator[TestClient[Any, Any]]:
         yield c
 
 
-def form(audio: bytes, name: str = "song.wav", **fields: Any) -> aiohttp.FormData:
-    f = aiohttp.FormData()
-    f.add_field("audio", audio, filename=name, content_type="audio/wav")
-    for k, v in fields.items():
-        f.add_field(k, str(v))
-    return f
 
 
 async def test_visualize_answers_tags_prompt_and_a_fetchable_image(client: TestClient[Any, Any]) -> None:

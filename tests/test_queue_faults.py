@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 import redis
@@ -34,6 +33,7 @@ from tests.queue_harness import (  # noqa: F401  (redis_server is a fixture)
     WorkerProc,
     alive_workers,
     await_until,
+    form,
     poison_song,
     queue_env,
     queue_settings,
@@ -88,12 +88,6 @@ async def api(cluster: Cluster) -> AsyncIterator[TestClient[Any, Any]]:
         yield c
 
 
-def form(audio: bytes, **fields: Any) -> aiohttp.FormData:
-    f = aiohttp.FormData()
-    f.add_field("audio", audio, filename="song.wav", content_type="audio/wav")
-    for k, v in fields.items():
-        f.add_field(k, str(v))
-    return f
 
 
 async def started_on(cluster: Cluster, gate: str) -> int:

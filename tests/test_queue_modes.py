@@ -14,7 +14,6 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 import redis
@@ -30,6 +29,7 @@ from m2i_engine.server.app import create_app
 from tests.queue_harness import (  # noqa: F401  (redis_server is a fixture)
     RedisServer,
     WorkerProc,
+    form,
     harness_engine,
     queue_env,
     queue_settings,
@@ -72,12 +72,6 @@ async def queued(redis_server: RedisServer, namespace: str,
         yield c
 
 
-def form(audio: bytes, **fields: Any) -> aiohttp.FormData:
-    f = aiohttp.FormData()
-    f.add_field("audio", audio, filename="song.wav", content_type="audio/wav")
-    for k, v in fields.items():
-        f.add_field(k, str(v))
-    return f
 
 
 async def scenario(c: TestClient[Any, Any]) -> dict[str, Any]:
