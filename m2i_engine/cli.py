@@ -147,8 +147,8 @@ def _model_from_args(args: argparse.Namespace, model: type[_M], prefix: str) -> 
 def _cmd_visualize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     animation = animate_options_from_args(args) if args.animate else None
-    source, name = _song(args)
     settings = _settings_with_sd(Settings(), args, explicit_sd=options.backend.value == "sd")
+    source, name = _song(args, settings)
     t0 = time.perf_counter()
 
     async def draw(eng: Engine, cb: Any) -> tuple[VisualizeResult, AnimationResult | None]:
@@ -191,8 +191,9 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    source, name = _song(args)
-    result = asyncio.run(_run(lambda eng, cb: eng.analyze(source, progress=cb), args))
+    settings = Settings()
+    source, name = _song(args, settings)
+    result = asyncio.run(_run(lambda eng, cb: eng.analyze(source, progress=cb), args, settings=settings))
     if args.json:
         print(json.dumps({"song": name, "tags": result.tags.model_dump(mode="json"),
                           "timings_ms": result.timings_ms}, indent=2))
@@ -216,14 +217,14 @@ def _add_song_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON on stdout.")
 
 
-def _song(args: argparse.Namespace) -> tuple[bytes | Path, str]:
+def _song(args: argparse.Namespace, settings: Settings) -> tuple[bytes, str]:
     if args.song is None:
         return _demo_wav(), "demo"
     if not args.song.is_file():
         raise InputError(f"{args.song}: no such file.")
     # The common mistakes (empty, too big, not audio at all) are told at once, before the engine
     # spends seconds loading its models; the engine re-checks everything, decoding included.
-    data = read_audio_bytes(args.song, limits=Settings().limits)
+    data = read_audio_bytes(args.song, limits=settings.limits)
     sniff_format(data[:HEAD_BYTES])
     return data, args.song.stem
 
