@@ -14,7 +14,6 @@ order the layers are created in :func:`m2i_engine.models.musicnn.build_musicnn` 
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +160,6 @@ class NumpyHead:
         if activation not in ("softmax", "sigmoid") or not 1 <= len(self.layers) <= 2:
             raise ValueError(f"{weights_file}: not a head this runtime knows")
         self.activation = activation
-        self._lock = threading.Lock()
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         h = (np.asarray(rows, np.float32) - self.mean) / self.std
