@@ -28,9 +28,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import SecretStr
-
 from bot.core import BotService, BotSettings
+from bot.core.errors import MissingTokenError
 from m2i_engine.config import Settings
 from m2i_engine.frontend import EngineLike, make_engine
 
@@ -129,15 +128,6 @@ def run_platform_command(extra: str, make: Callable[[], PlatformFactory], *, no_
         print(no_token, file=sys.stderr)
         return 2
     return run([factory])
-
-
-class MissingTokenError(ValueError):
-    """A platform's settings carry no (or a blank) token."""
-
-
-def require_token(token: SecretStr | None) -> None:
-    if token is None or not token.get_secret_value().strip():
-        raise MissingTokenError("no token")
 
 
 def token_file_override(path: Path | None) -> dict[str, Any]:

@@ -24,6 +24,11 @@ def test_no_token_says_where_to_get_one(platform: str, where: str, tmp_path: Pat
     assert "Traceback" not in r.stderr
 
 
+def test_bots_without_a_token_name_the_variable(tmp_path: Path) -> None:
+    r = m2i("bots", "--platform", "discord", cwd=tmp_path)
+    assert r.returncode == 2 and "M2I_DISCORD_TOKEN" in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("platform", ["telegram", "discord"])
 def test_a_blank_token_file_is_no_token(platform: str, tmp_path: Path) -> None:
     (tmp_path / "token").write_text("  \n")

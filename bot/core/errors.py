@@ -7,7 +7,21 @@ a network library's traceback. Messages never contain the token.
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from m2i_engine.errors import ServiceError
+
+
+class MissingTokenError(ValueError):
+    """A platform's settings carry no (or a blank) token."""
+
+
+def require_token(token: SecretStr | None, variable: str) -> str:
+    """The bot token, stripped; :class:`MissingTokenError` naming ``variable`` when there is none."""
+    value = token.get_secret_value().strip() if token is not None else ""
+    if not value:
+        raise MissingTokenError(f"no bot token: set {variable}")
+    return value
 
 
 class PlatformStartError(ServiceError):

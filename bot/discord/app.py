@@ -24,7 +24,7 @@ import discord
 from discord.ext import commands
 
 from bot.core import BotService, redact
-from bot.core.errors import rejected_token, unreachable
+from bot.core.errors import rejected_token, require_token, unreachable
 from bot.discord.cog import VisualizeCog
 from bot.discord.settings import DiscordSettings
 
@@ -102,9 +102,7 @@ class DiscordBot:
     def __init__(self, service: BotService, settings: DiscordSettings | None = None,
                  **client_options: Any) -> None:
         self.settings = settings or DiscordSettings()
-        token = self.settings.token.get_secret_value().strip() if self.settings.token is not None else ""
-        if not token:
-            raise ValueError("no Discord token: set M2I_DISCORD_TOKEN")
+        token = require_token(self.settings.token, "M2I_DISCORD_TOKEN")
         redact.install(token)
         self._token = token
         self.client = M2IBot(service, self.settings, **client_options)

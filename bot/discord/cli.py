@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bot.runner import require_token, run_platform_command, token_file_override
+    from bot.core.errors import require_token
+    from bot.runner import run_platform_command, token_file_override
 
     def make() -> Any:
         from bot.discord.app import DiscordBot
@@ -38,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.no_sync:
             overrides["sync_commands"] = False
         settings = DiscordSettings(**overrides)
-        require_token(settings.token)
+        require_token(settings.token, "M2I_DISCORD_TOKEN")
         return lambda service: DiscordBot(service, settings)
 
     return run_platform_command("discord", make, no_token=(

@@ -60,7 +60,7 @@ from telegram.request import HTTPXRequest
 
 from bot.core import messages, redact
 from bot.core.actions import ActionExpiredError, ActionKind, decode_action, encode_action, options_for
-from bot.core.errors import rejected_token, unreachable
+from bot.core.errors import rejected_token, require_token, unreachable
 from bot.core.limits import TELEGRAM_DOWNLOAD_LIMIT_BYTES, AudioMeta, Platform
 from bot.core.messages import BotStage
 from bot.core.options import options_help
@@ -98,9 +98,7 @@ AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 def build_application(settings: TelegramSettings, service: BotService) -> AnyApplication:
     """A ready-to-start PTB ``Application`` with m2i's handlers, for ``settings`` and ``service``."""
-    if settings.token is None or not settings.token.get_secret_value().strip():
-        raise ValueError("no Telegram token: set M2I_TELEGRAM_TOKEN")
-    token = settings.token.get_secret_value().strip()
+    token = require_token(settings.token, "M2I_TELEGRAM_TOKEN")
     redact.install(token)
     limiter = rate_limiter(settings)
     pool = settings.connection_pool_size

@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from bot.runner import require_token, run_platform_command, token_file_override
+    from bot.core.errors import require_token
+    from bot.runner import run_platform_command, token_file_override
 
     def make() -> Any:
         from bot.telegram.app import TelegramBot
@@ -42,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
             if getattr(args, flag) is not None:
                 overrides[field] = getattr(args, flag)
         settings = TelegramSettings(**overrides)
-        require_token(settings.token)
+        require_token(settings.token, "M2I_TELEGRAM_TOKEN")
         return lambda service: TelegramBot(service, settings)
 
     return run_platform_command("telegram", make, no_token=(
