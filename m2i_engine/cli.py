@@ -28,6 +28,7 @@ from rich.table import Table
 
 from m2i_engine.audio.decode import read_audio_bytes
 from m2i_engine.audio.sniff import HEAD_BYTES, sniff_format
+from m2i_engine.batch import run_batch
 from m2i_engine.config import Settings
 from m2i_engine.engine import AnimationResult, Engine, Progress, Stage, VisualizeResult
 from m2i_engine.errors import InputError, InvalidOptionError, M2IError, describe
@@ -88,8 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="LoRA adapter folder or hub id, optionally with a weight; repeatable.")
     vis.set_defaults(func=_cmd_visualize)
 
-    ana = sub.add_parser("analyze", help="Tag a song (no image).")
-    _add_song_args(ana)
+    ana = sub.add_parser("analyze", help="Tag songs (no image): files or whole folders.",
+                         description="Tag songs (no image). Folders are searched recursively for audio "
+                                     "files; many songs are tagged in one process, models loaded once. "
+                                     "Without FILE_OR_DIR, the built-in demo clip is used.")
+    ana.add_argument("songs", nargs="*", type=Path, metavar="FILE_OR_DIR",
+                     help="Audio files (any common format) and/or folders of them.")
+    ana.add_argument("--json", action="store_true", help="Print machine-readable JSON on stdout "
+                     "(with several songs: the same as --jsonl).")
+    ana.add_argument("--jsonl", action="store_true",
+                     help="One JSON object per song per line on stdout, in input order.")
+    ana.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                     help="Songs tagged at once on worker threads (default: 1).")
     ana.set_defaults(func=_cmd_analyze)
 
     demo = sub.add_parser("demo-audio", help="Write the built-in demo clip as a WAV file.")
@@ -192,6 +203,13 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     settings = Settings()
+    songs: list[Path] = args.songs
+    if args.jsonl or len(songs) > 1 or (songs and songs[0].is_dir()):
+        # a batch; --json there means --jsonl, and a batch-level error is then a JSON line too
+        args.json = jsonl = args.jsonl or args.json
+        return run_batch(songs, settings=settings, jsonl=jsonl, jobs=args.jobs,
+                         print_tags=_print_tags, out=out, err=err)
+    args.song = songs[0] if songs else None  # one file or the demo: exactly as before
     source, name = _song(args, settings)
     result = asyncio.run(_run(lambda eng, cb: eng.analyze(source, progress=cb), args, settings=settings))
     if args.json:
@@ -215,6 +233,13 @@ def _add_song_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("song", nargs="?", type=Path, help="Audio file (any common format). "
                    "Omit to use the built-in demo clip.")
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON on stdout.")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _song(args: argparse.Namespace, settings: Settings) -> tuple[bytes, str]:
@@ -318,11 +343,25 @@ def _print_tags(tags: Tags, name: str) -> None:
                               f"dynamics {lo.dynamic_range_db:.1f} dB · energy {lo.energy:.2f}")
     table.add_row("Timbre", f"brightness {tags.timbre.brightness:.2f} · percussive "
                             f"{tags.timbre.percussiveness:.2f} · {tags.timbre.onset_rate_hz:.1f} onsets/s")
-    table.add_row("Genre", _classification_text(tags.genre, "genre"))
+    genre_row = ("Genre", _classification_text(tags.genre, "genre"))
+    if tags.styles:  # genre and style words plain, the other groups named: "…, house · voice: …"
+        order = ("", "voice", "era", "mood")
+        by_group: dict[str, list[str]] = {}
+        for st in tags.styles:
+            by_group.setdefault("" if st.group in ("genre", "style") else st.group, []).append(st.display)
+        styles = " · ".join(f"{g}: {', '.join(w)}" if g else ", ".join(w)
+                            for g, w in sorted(by_group.items(), key=lambda gw: order.index(gw[0])))
+        rows = [("Styles", styles), genre_row] if tags.genre.uncertain else [genre_row, ("Styles", styles)]
+    else:
+        rows = [genre_row]
+    for row in rows:
+        table.add_row(*row)
     table.add_row("Emotion", _classification_text(tags.emotion, "emotion"))
     m = tags.mood
-    src = "from the emotion model" if m.source == "emotion_model" else "estimated from the signal"
-    table.add_row("Mood", f"valence {m.valence:+.2f} · arousal {m.arousal:+.2f} ({src})")
+    src = "from the mood model" if m.source == "emotion_model" else "estimated from the signal"
+    lean = "leaning " if min(abs(m.valence), abs(m.arousal)) <= 0.2 else ""  # near an axis
+    table.add_row("Mood", f"{lean}{m.quadrant_name} ({m.quadrant}) · valence {m.valence:+.2f} · "
+                          f"arousal {m.arousal:+.2f} ({src})")
     out.print(table)
 
 
@@ -331,6 +370,10 @@ def _classification_text(c: Classification, what: str) -> str:
         return f"[dim]no {what} model installed[/]"
     if c.status == "error":
         return f"[yellow]{what} model failed to load or run[/]"
+    if c.uncertain and c.labels:
+        closest = c.labels[:2]
+        return (f"[yellow]uncertain[/] — closest {' / '.join(ls.display for ls in closest)} "
+                f"[dim]({', '.join(f'{ls.score:.2f}' for ls in closest)})[/]")
     return ", ".join(f"{ls.display} {ls.score:.2f}" for ls in c.labels[:3])
 
 

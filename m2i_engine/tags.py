@@ -33,13 +33,30 @@ class Classification(BaseModel):
     status: Literal["ok", "model_missing", "error"] = "model_missing"
     labels: list[LabelScore] = Field(default_factory=list, description="Best first.")
     model: str | None = Field(None, description="Name and version of the model that answered.")
+    uncertain: bool = Field(
+        False, description="True when the calibrated top score is below the model's confidence floor: "
+        "no label fits well, and the first labels are only the closest ones.")
 
     @property
     def top(self) -> LabelScore | None:
         return self.labels[0] if self.status == "ok" and self.labels else None
 
+    @property
+    def confident_top(self) -> LabelScore | None:
+        """The best label when the model is sure of it, else ``None`` (uncertain or no answer)."""
+        return None if self.uncertain else self.top
+
     def score_of(self, label: str) -> float:
         return next((ls.score for ls in self.labels if ls.label == label), 0.0)
+
+
+StyleGroup = Literal["genre", "style", "voice", "era", "mood"]
+
+
+class StyleTag(LabelScore):
+    """A word the backbone's tagger is sure of for this song (above the tag's calibrated threshold)."""
+
+    group: StyleGroup = Field(description="What kind of word it is: genre, style, voice, era or mood.")
 
 
 class Tempo(BaseModel):
@@ -77,14 +94,30 @@ class Timbre(BaseModel):
     onset_rate_hz: float = Field(ge=0.0, description="Note/drum onsets per second.")
 
 
+#: Russell's quadrants by (valence sign, arousal sign), as the 4Q dataset names them
+QUADRANT_NAMES = {"Q1": "happy, excited", "Q2": "angry, tense", "Q3": "sad, low", "Q4": "calm, relaxed"}
+
+
 class Mood(BaseModel):
-    """Valence (sad … happy) and arousal (calm … excited), each in -1 … 1."""
+    """Valence (sad … happy) and arousal (calm … excited), each in -1 … 1; their signs give the quadrant."""
 
     valence: float = Field(ge=-1.0, le=1.0)
     arousal: float = Field(ge=-1.0, le=1.0)
     source: Literal["emotion_model", "signal"] = Field(
-        description="'emotion_model' when derived from the emotion model, else estimated from the signal."
+        description="'emotion_model' when a trained model gave it (the valence/arousal model, else the "
+        "GEMS emotion model), else 'signal': estimated from tempo, key, loudness and timbre."
     )
+
+    @property
+    def quadrant(self) -> str:
+        """``Q1`` (positive valence, high arousal), ``Q2`` (−, high), ``Q3`` (−, low) or ``Q4`` (+, low)."""
+        if self.arousal >= 0:
+            return "Q1" if self.valence >= 0 else "Q2"
+        return "Q4" if self.valence >= 0 else "Q3"
+
+    @property
+    def quadrant_name(self) -> str:
+        return QUADRANT_NAMES[self.quadrant]
 
 
 class AudioInfo(BaseModel):
@@ -107,6 +140,9 @@ class Tags(BaseModel):
     mood: Mood
     genre: Classification = Field(default_factory=Classification)
     emotion: Classification = Field(default_factory=Classification)
+    styles: list[StyleTag] = Field(
+        default_factory=list, description="Style, voice, era and mood words the backbone's tagger is sure "
+        "of, best first; empty when none passes its threshold (or no style model is installed).")
     energy_curve: list[float] = Field(
         default_factory=list, description="Energy 0..1 at evenly spaced points over the analysed audio."
     )

@@ -11,6 +11,7 @@ from m2i_engine.tags import (
     LabelScore,
     Loudness,
     Mood,
+    StyleTag,
     Tags,
     Tempo,
     Timbre,
@@ -19,7 +20,10 @@ from m2i_engine.tags import (
 
 def make_tags(*, bpm: float = 120.0, mode: str = "minor", tonic: str = "A", energy: float = 0.5,
               valence: float = 0.0, arousal: float = 0.0, genre: dict[str, float] | None = None,
-              emotion: dict[str, float] | None = None, **overrides: Any) -> Tags:
+              emotion: dict[str, float] | None = None,
+              styles: dict[str, tuple[float, str]] | None = None, genre_uncertain: bool = False,
+              **overrides: Any) -> Tags:
+    """``styles`` maps a style word to ``(score, group)``; ``genre_uncertain`` marks the genre unsure."""
     beat = 60.0 / bpm
     tags = Tags(
         audio=AudioInfo(container="wav", codec="pcm_s16le", sample_rate_hz=44_100, channels=2,
@@ -30,8 +34,10 @@ def make_tags(*, bpm: float = 120.0, mode: str = "minor", tonic: str = "A", ener
         loudness=Loudness(integrated_lufs=-10.0, peak_dbfs=-0.5, dynamic_range_db=6.0, energy=energy),
         timbre=Timbre(brightness=0.5, percussiveness=0.5, onset_rate_hz=3.0),
         mood=Mood(valence=valence, arousal=arousal, source="signal"),
-        genre=_classification(genre),
+        genre=_classification(genre).model_copy(update={"uncertain": genre_uncertain}),
         emotion=_classification(emotion),
+        styles=sorted((StyleTag(label=k, score=score, group=group)  # type: ignore[arg-type]
+                       for k, (score, group) in (styles or {}).items()), key=lambda s: -s.score),
         energy_curve=[0.5] * 64,
     )
     return tags.model_copy(update=overrides)

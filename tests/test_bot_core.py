@@ -47,7 +47,7 @@ from bot.core import (
 )
 from bot.core.limits import check_before_download, download_limit, looks_like_audio
 from bot.core.progress import ThrottledStatus
-from bot.core.reply import TagLine, utf16_len
+from bot.core.reply import TagLine, tag_lines, utf16_len
 from m2i_engine.config import AudioLimits, Settings
 from m2i_engine.engine import Engine
 from m2i_engine.errors import (
@@ -62,6 +62,7 @@ from m2i_engine.errors import (
 )
 from m2i_engine.options import MAX_SEED, Aspect, Backend, Style, VisualizeOptions
 from m2i_engine.synth import SongSpec, render_song
+from tests.factories import make_tags
 
 # --- options -------------------------------------------------------------------------------------
 
@@ -303,6 +304,76 @@ def test_short_reply_text_is_complete_and_embed_fits_discord() -> None:
     total = sum(map(len, (embed.title, embed.description, embed.footer))) + sum(
         len(a) + len(b) for a, b in embed.fields)
     assert len(embed.description) <= 4096 and total <= 6000 and len(embed.fields) == 4
+
+
+_STYLES = {"electronic": (0.9, "genre"), "dance": (0.8, "style"), "house": (0.7, "style"),
+           "female vocalists": (0.6, "voice")}
+
+
+def _lines(**kwargs: Any) -> dict[str, str]:
+    return {t.key: t.value for t in tag_lines(make_tags(**kwargs))}
+
+
+def test_a_confident_genre_shows_its_scores_and_the_styles_follow_it() -> None:
+    lines = tag_lines(make_tags(genre={"rock": 0.81, "pop": 0.09, "metal": 0.05}, styles=_STYLES))
+    assert [t.key for t in lines][:3] == ["genre", "styles", "emotion"]
+    assert lines[0].value == "rock 81% · pop 9% · metal 5%"
+    assert lines[1] == TagLine("styles", messages.LABELS["styles"],
+                               "electronic · dance · house · female vocalists")
+
+
+def test_an_uncertain_genre_names_the_closest_and_the_styles_lead() -> None:
+    lines = tag_lines(make_tags(genre={"hiphop": 0.31, "disco": 0.22, "pop": 0.2}, genre_uncertain=True,
+                                styles=_STYLES))
+    assert [t.key for t in lines][:3] == ["styles", "genre", "emotion"]
+    assert lines[1].value == "uncertain — closest hip-hop / disco"
+    assert "%" not in lines[1].value
+
+
+def test_no_styles_no_styles_line() -> None:
+    for uncertain in (False, True):
+        keys = [t.key for t in tag_lines(make_tags(genre={"jazz": 0.4, "blues": 0.3},
+                                                   genre_uncertain=uncertain))]
+        assert keys == ["genre", "emotion", "tempo", "key", "loudness", "mood"]
+    assert "styles" not in _lines()
+    assert _lines()["genre"] == messages.model_missing("genre")
+
+
+@pytest.mark.parametrize(("valence", "arousal", "quadrant"), [
+    (0.41, 0.35, "happy, excited (Q1)"), (-0.5, 0.6, "angry, tense (Q2)"),
+    (-0.4, -0.3, "sad, low (Q3)"), (0.3, -0.5, "calm, relaxed (Q4)"),
+])
+def test_mood_line_names_the_quadrant(valence: float, arousal: float, quadrant: str) -> None:
+    mood = _lines(valence=valence, arousal=arousal)["mood"]
+    assert quadrant in mood and f"valence {valence:+.2f}, arousal {arousal:+.2f}" in mood
+    assert mood.endswith("(estimated from the signal)") and "leaning" not in mood
+
+
+def test_mood_near_an_axis_only_leans_to_its_quadrant() -> None:
+    mood = _lines(valence=0.0, arousal=0.0)["mood"]
+    assert mood.startswith("neutral, steady · leaning happy, excited (Q1) · valence +0.00, arousal +0.00")
+    assert "leaning sad, low (Q3)" in _lines(valence=-0.6, arousal=-0.1)["mood"]
+
+
+def test_mood_line_from_the_model() -> None:
+    tags = make_tags(valence=0.41, arousal=0.35)
+    tags = tags.model_copy(update={"mood": tags.mood.model_copy(update={"source": "emotion_model"})})
+    mood = next(t.value for t in tag_lines(tags) if t.key == "mood")
+    assert mood == ("bright, energetic · happy, excited (Q1) · valence +0.41, arousal +0.35 "
+                    "(from the mood model)")
+
+
+def test_styles_line_fits_the_caption_and_the_embed() -> None:
+    many = {f"style{i}": (0.9 - i / 100, "style") for i in range(40)}
+    tags = make_tags(genre={"pop": 0.3}, genre_uncertain=True, styles=many)
+    reply = Reply(request_id="r", title="🎵 song.mp3", tag_lines=tag_lines(tags), prompt="p " * 900,
+                  negative_prompt="n", style="neon", seed=1, backend="renderer", options=VisualizeOptions())
+    text = reply.text()
+    assert utf16_len(text) <= 1024 and text.splitlines()[1].startswith(messages.LABELS["styles"])
+    embed = reply.embed()
+    assert embed.fields[0][0] == messages.LABELS["styles"] and len(embed.fields) == 7
+    used = sum(len(x) for f in embed.fields for x in f)
+    assert used + len(embed.title + embed.description + embed.footer) <= 6000
 
 
 @pytest.mark.parametrize(("err", "icon"), [

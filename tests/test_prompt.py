@@ -6,7 +6,7 @@ import pytest
 
 from m2i_engine.options import Style, VisualizeOptions
 from m2i_engine.prompt import PRESETS, build_prompt, resolve_style
-from m2i_engine.prompt.builder import EMOTION_WORDS, GENRE_IMAGERY, MAX_WORDS
+from m2i_engine.prompt.builder import EMOTION_WORDS, GENRE_IMAGERY, MAX_WORDS, STYLE_IMAGERY
 from tests.factories import make_tags
 
 
@@ -78,3 +78,72 @@ def test_phrase_weights_follow_confidence() -> None:
     unsure = build_prompt(make_tags(genre={"jazz": 0.3}))
     w = {t: dict(p.phrases)[GENRE_IMAGERY["jazz"]] for t, p in (("sure", sure), ("unsure", unsure))}
     assert w["sure"] > w["unsure"]
+
+
+_CLUB = {"electronic": (0.9, "genre"), "house": (0.7, "style"), "female vocalists": (0.5, "voice")}
+
+
+def test_an_uncertain_genre_gives_way_to_the_style_words() -> None:
+    tags = make_tags(genre={"hiphop": 0.53, "disco": 0.3}, genre_uncertain=True, styles=_CLUB)
+    p = build_prompt(tags, VisualizeOptions(style=Style.neon))
+    assert GENRE_IMAGERY["hiphop"] not in p.text and GENRE_IMAGERY["disco"] not in p.text
+    assert STYLE_IMAGERY["electronic"] in p.text and STYLE_IMAGERY["house"] in p.text
+    assert STYLE_IMAGERY["female vocalists"] in p.text
+    assert p.text.index(STYLE_IMAGERY["electronic"]) < p.text.index(STYLE_IMAGERY["house"])
+    assert len(p.text.split()) <= MAX_WORDS
+    assert build_prompt(tags, VisualizeOptions(style=Style.neon)) == p  # deterministic
+
+
+def test_an_uncertain_genre_without_styles_puts_no_genre_into_words() -> None:
+    p = build_prompt(make_tags(genre={"hiphop": 0.53}, genre_uncertain=True))
+    assert not any(g in p.text for g in GENRE_IMAGERY.values())
+
+
+def test_a_confident_genre_keeps_its_imagery_and_adds_at_most_two_style_phrases() -> None:
+    styles = {**_CLUB, "80s": (0.4, "era"), "rock": (0.35, "genre")}
+    p = build_prompt(make_tags(genre={"pop": 0.8}, styles=styles), VisualizeOptions(style=Style.cover))
+    assert GENRE_IMAGERY["pop"] in p.text
+    added = [w for w in ("electronic", "house", "female vocalists", "80s", "rock")
+             if STYLE_IMAGERY[w] in p.text]
+    assert added == ["electronic", "house"]
+    assert p.text.index(GENRE_IMAGERY["pop"]) < p.text.index(STYLE_IMAGERY["electronic"])
+    assert len(p.text.split()) <= MAX_WORDS
+
+
+def test_a_style_word_that_repeats_the_genre_adds_nothing() -> None:
+    p = build_prompt(make_tags(genre={"hiphop": 0.9}, styles={"hip-hop": (0.9, "genre")}))
+    assert p.text.count(GENRE_IMAGERY["hiphop"]) == 1
+
+
+def test_style_weights_follow_their_scores() -> None:
+    def weight(score: float) -> float:
+        tags = make_tags(genre={"pop": 0.3}, genre_uncertain=True, styles={"punk": (score, "genre")})
+        return dict(build_prompt(tags).phrases)[STYLE_IMAGERY["punk"]]
+
+    assert weight(0.95) > weight(0.3)
+
+
+def test_style_phrases_never_push_out_the_rest_of_the_prompt() -> None:
+    many = {w: (0.9 - i / 100, "style") for i, w in enumerate(STYLE_IMAGERY)}
+    user = " ".join(["word"] * 30)
+    for uncertain in (False, True):
+        for style in (Style.cinematic, Style.watercolor):
+            opts = VisualizeOptions(style=style, prompt=user)
+            p = build_prompt(make_tags(genre={"jazz": 0.9}, genre_uncertain=uncertain, styles=many), opts)
+            assert len(p.text.split()) <= MAX_WORDS
+            assert p.text.endswith(f"steady driving pulse, deep minor-key shadows, {PRESETS[style].finish}")
+
+
+@pytest.mark.parametrize("genre", [{"metal": 0.9}, {"jazz": 0.4, "blues": 0.3}, None])
+@pytest.mark.parametrize("style", [Style.auto, Style.cover, Style.watercolor])
+def test_without_styles_the_prompt_is_unchanged(genre: dict[str, float] | None, style: Style) -> None:
+    opts = VisualizeOptions(style=style, prompt="a red fox")
+    tags = make_tags(genre=genre, emotion={"power": 0.6})
+    assert tags.styles == [] and not tags.genre.uncertain
+    p = build_prompt(tags, opts)
+    before = [PRESETS[p.style].lead, "a red fox", EMOTION_WORDS["power"]]
+    if genre is not None:
+        top = max(genre, key=genre.__getitem__)
+        before.append(GENRE_IMAGERY[top])
+    before += ["steady driving pulse", "deep minor-key shadows", PRESETS[p.style].finish]
+    assert p.text == ", ".join(before)

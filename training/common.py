@@ -57,6 +57,13 @@ class Song:
     #: GEMS listener fractions (Emotify only), in the order of :data:`GEMS`.
     emotions: tuple[float, ...] = ()
     n_raters: int = 0
+    #: mer4q only: artist (the grouping unit of every split), Russell quadrant and its label confidence,
+    #: AllMusic genres (multi-label) and mood words
+    artist: str = ""
+    quadrant: str = ""
+    quadrant_share: float = 0.0
+    allmusic_genres: tuple[str, ...] = ()
+    allmusic_moods: tuple[str, ...] = ()
 
 
 def gtzan_songs(root: Path | None = None) -> list[Song]:
@@ -74,11 +81,48 @@ def emotify_songs(root: Path | None = None) -> list[Song]:
                      tuple(float(r[e]) for e in GEMS), int(r["n_raters"])) for r in csv.DictReader(f)]
 
 
+def mer4q_songs(root: Path | None = None) -> list[Song]:
+    """The 4Q clips with artist, quadrant (Q1..Q4), AllMusic genres and moods, in ``tracks.csv`` order.
+
+    ``genre`` is the clip's GTZAN class when its AllMusic genres name exactly one (:data:`ALLMUSIC_TO_GTZAN`),
+    else ``""``.
+    """
+    base = (root or data_dir()) / "mer4q"
+
+    def split(text: str) -> tuple[str, ...]:
+        return tuple(t.strip() for t in text.split(";") if t.strip())
+
+    with open(base / "tracks.csv", newline="") as f:
+        out = []
+        for r in csv.DictReader(f):
+            genres = split(r["allmusic_genres"])
+            out.append(Song("mer4q", r["song"], base / r["file"], allmusic_gtzan_genre(genres),
+                            artist=r["artist"], quadrant=r["quadrant"],
+                            quadrant_share=float(r["quadrant_share"] or 0.0), allmusic_genres=genres,
+                            allmusic_moods=split(r["allmusic_moods"])))
+        return out
+
+
+#: AllMusic genres that are GTZAN classes (AllMusic files rock and pop together as Pop/Rock)
+ALLMUSIC_TO_GTZAN = {"Jazz": "jazz", "Blues": "blues", "Country": "country", "Rap": "hiphop",
+                     "Reggae": "reggae", "Classical": "classical"}
+#: the Russell quadrants of mer4q and their (valence sign, arousal sign)
+QUADRANTS = {"Q1": (1, 1), "Q2": (-1, 1), "Q3": (-1, -1), "Q4": (1, -1)}
+
+
+def allmusic_gtzan_genre(genres: Sequence[str]) -> str:
+    """The one GTZAN class named by AllMusic genres, ``""`` when none or several are."""
+    hits = {ALLMUSIC_TO_GTZAN[g] for g in genres if g in ALLMUSIC_TO_GTZAN}
+    return hits.pop() if len(hits) == 1 else ""
+
+
 def songs(dataset: str) -> list[Song]:
     if dataset == "gtzan":
         return gtzan_songs()
     if dataset == "emotify":
         return emotify_songs()
+    if dataset == "mer4q":
+        return mer4q_songs()
     raise ValueError(f"unknown dataset {dataset!r}")
 
 
@@ -90,6 +134,16 @@ def song_folds(strata: Sequence[str], *, n_folds: int = N_FOLDS, seed: int = SEE
     skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     idx = np.arange(len(strata))
     return [(tr, te) for tr, te in skf.split(idx, np.asarray(strata))]
+
+
+def artist_folds(strata: Sequence[str], artists: Sequence[str], *, n_folds: int = N_FOLDS, seed: int = SEED
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Artist-grouped stratified k-fold: no artist is on both sides, so scores hold for unseen artists."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    sgk = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    idx = np.arange(len(strata))
+    return [(tr, te) for tr, te in sgk.split(idx, np.asarray(strata), np.asarray(artists))]
 
 
 def set_seeds(seed: int = SEED) -> None:

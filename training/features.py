@@ -39,6 +39,9 @@ VERSION = 1
 BACKBONES = ("msd", "mtt")
 EMBEDDINGS = ("penultimate", "mean_pool", "max_pool", "tags")
 SHARDS = CACHE / "songs"
+DATASETS = ("gtzan", "emotify", "mer4q")
+#: the seed CNN's input cached per dataset (mer4q has no seed baseline)
+SEED_INPUTS = {"gtzan": "mfcc", "emotify": "logspec"}
 
 _TAGGERS: dict[str, Any] = {}
 
@@ -72,7 +75,7 @@ def song_features(song: Song, backbones: Sequence[str] = BACKBONES) -> dict[str,
     out: dict[str, np.ndarray] = {"version": np.array(VERSION), "duration_s": np.array(len(y) / sr)}
     if song.dataset == "gtzan":
         out["mfcc"] = seed.genre_mfcc_segments(y, sr)
-    else:
+    elif song.dataset == "emotify":
         spec = seed.emotion_logspec_segments(y, sr)
         out["logspec"] = seed.pool_logspec(spec).astype(np.float16)
     for b in backbones:
@@ -129,13 +132,14 @@ def extract(dataset: str, *, backbones: Sequence[str] = BACKBONES, jobs: int = 2
 def assemble(dataset: str, backbones: Sequence[str] = BACKBONES) -> None:
     """Stack the shards of all songs into the per-dataset arrays."""
     all_songs = songs(dataset)
-    seed_key = "mfcc" if dataset == "gtzan" else "logspec"
+    seed_key = SEED_INPUTS.get(dataset)
     seed_arr, durations = [], []
     per_b: dict[str, dict[str, list[np.ndarray]]] = {b: {k: [] for k in EMBEDDINGS} for b in backbones}
     song_idx: list[np.ndarray] = []
     for i, s in enumerate(all_songs):
         with np.load(shard_path(s)) as z:
-            seed_arr.append(z[seed_key])
+            if seed_key:
+                seed_arr.append(z[seed_key])
             durations.append(float(z["duration_s"]))
             n = z[f"{backbones[0]}__penultimate"].shape[0]
             song_idx.append(np.full(n, i, np.int32))
@@ -147,7 +151,8 @@ def assemble(dataset: str, backbones: Sequence[str] = BACKBONES) -> None:
     if dataset == "emotify":
         meta["emotions"] = np.array([s.emotions for s in all_songs], np.float32)
         meta["n_raters"] = np.array([s.n_raters for s in all_songs], np.int32)
-    np.savez(CACHE / f"{dataset}.npz", **meta, **{seed_key: np.stack(seed_arr)})
+    seed_input = {seed_key: np.stack(seed_arr)} if seed_key else {}
+    np.savez(CACHE / f"{dataset}.npz", **meta, **seed_input)
     for b in backbones:
         np.savez(CACHE / f"{dataset}_musicnn_{b}.npz", song=np.concatenate(song_idx),
                  **{k: np.concatenate(v) for k, v in per_b[b].items()})
@@ -155,7 +160,7 @@ def assemble(dataset: str, backbones: Sequence[str] = BACKBONES) -> None:
 
 
 def load_seed(dataset: str) -> dict[str, np.ndarray]:
-    """Labels and the seed CNN input of ``dataset`` (``mfcc`` for gtzan, ``logspec`` for emotify)."""
+    """Labels and the seed CNN input of ``dataset`` (gtzan: ``mfcc``, emotify: ``logspec``, mer4q: none)."""
     path = CACHE / f"{dataset}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing: run `python -m training.features` first")
@@ -174,7 +179,7 @@ def load_musicnn(dataset: str, backbone: str = "msd") -> dict[str, np.ndarray]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.features", description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", nargs="+", default=["gtzan", "emotify"], choices=["gtzan", "emotify"])
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     p.add_argument("--jobs", type=int, default=2, help="worker processes, one torch thread each (default 2)")
     p.add_argument("--limit", type=int, help="only the first N songs (smoke test; does not assemble)")

@@ -11,7 +11,7 @@ helps, a hint (:data:`HINTS`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
 from m2i_engine.errors import InputError, M2IError, ServiceError
@@ -199,6 +199,7 @@ BUTTON_UPSCALE = "🔍 Upscale"
 
 LABELS: dict[str, str] = {
     "genre": "🎼 Genre",
+    "styles": "🏷 Styles",
     "emotion": "💫 Emotion",
     "tempo": "🥁 Tempo",
     "key": "🎹 Key",
@@ -217,6 +218,31 @@ def model_missing(what: str) -> str:
 
 def model_failed(what: str) -> str:
     return f"the {what} model failed to run"
+
+
+def uncertain_closest(closest: Sequence[str]) -> str:
+    """A classifier that found no label it is sure of: the closest ones, e.g. "hip-hop / disco"."""
+    return f"uncertain — closest {' / '.join(closest)}" if closest else "uncertain"
+
+
+def energy_word(energy: float) -> str:
+    return "calm" if energy < 0.33 else "moderate" if energy < 0.66 else "intense"
+
+
+#: where a song's valence/arousal came from (:attr:`m2i_engine.tags.Mood.source`)
+MOOD_SOURCES: dict[str, str] = {"emotion_model": "from the mood model", "signal": "estimated from the signal"}
+
+
+def mood_text(valence: float, arousal: float, *, quadrant: str, quadrant_name: str, source: str) -> str:
+    """E.g. "bright, energetic · happy, excited (Q1) · valence +0.41, arousal +0.35 (from the mood model)".
+
+    Near an axis (either value within ±0.2) the quadrant is only "leaning": the signs still pick it.
+    """
+    v = "bright" if valence > 0.2 else "dark" if valence < -0.2 else "neutral"
+    a = "energetic" if arousal > 0.2 else "calm" if arousal < -0.2 else "steady"
+    lean = "leaning " if min(abs(valence), abs(arousal)) <= 0.2 else ""
+    return (f"{v}, {a} · {lean}{quadrant_name} ({quadrant}) · valence {valence:+.2f}, arousal {arousal:+.2f} "
+            f"({MOOD_SOURCES.get(source, source)})")
 
 
 def title_for(file_name: str | None, kind: str) -> str:

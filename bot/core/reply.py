@@ -1,12 +1,12 @@
 """The answer to a song, once, in a platform-neutral shape that each chat platform only lays out.
 
 :func:`build_reply` turns an engine :class:`~m2i_engine.engine.VisualizeResult` into a
-:class:`Reply`: PNG bytes, a title, one line per tag (genre, emotion, tempo, key, loudness/energy,
-mood — saying plainly when a model is not installed), the prompt, the seed, backend notes and the
-buttons (:func:`upscale_button` adds one for Stable Diffusion images). Platforms render it with
-:meth:`Reply.text` (any length budget: Telegram's 1024-character caption, a 4096-character
-message), :meth:`Reply.details` (everything, for "show prompt") or :meth:`Reply.embed` (Discord
-embed pieces within Discord's limits).
+:class:`Reply`: PNG bytes, a title, one line per tag (genre, the style words, emotion, tempo, key,
+loudness/energy, mood — saying plainly when a model is not installed or unsure), the prompt, the
+seed, backend notes and the buttons (:func:`upscale_button` adds one for Stable Diffusion images).
+Platforms render it with :meth:`Reply.text` (any length budget: Telegram's 1024-character caption,
+a 4096-character message), :meth:`Reply.details` (everything, for "show prompt") or
+:meth:`Reply.embed` (Discord embed pieces within Discord's limits).
 
 Lengths are counted in UTF-16 code units by default, as Telegram counts them (an emoji is 2); that
 is never less than Python's ``len``, so the same budget is also safe for Discord.
@@ -202,19 +202,28 @@ def build_details_reply(tags: Tags, prompt: Prompt, *, options: VisualizeOptions
 
 
 def tag_lines(tags: Tags) -> tuple[TagLine, ...]:
-    """The lines shown under every image: genre, emotion, tempo, key, loudness/energy, mood."""
+    """The lines shown under every image: genre, styles, emotion, tempo, key, loudness/energy, mood.
+
+    The styles line (the tagger's style, voice, era and mood words) is left out when there are none;
+    it comes right after the genre, or first when the genre model is uncertain (no genre fits well,
+    so the style words say more about the song).
+    """
     L = messages.LABELS
     t, lo, m = tags.tempo, tags.loudness, tags.mood
     metre = f", {t.beats_per_bar} beats/bar" if t.beats_per_bar else ""
-    source = "from the emotion model" if m.source == "emotion_model" else "estimated from the signal"
+    genre = TagLine("genre", L["genre"], _classification(tags.genre, "genre"))
+    styles = _styles_line(tags)
+    first: tuple[TagLine, ...] = (genre,) if styles is None else (
+        (styles, genre) if tags.genre.uncertain else (genre, styles))
     return (
-        TagLine("genre", L["genre"], _classification(tags.genre, "genre")),
+        *first,
         TagLine("emotion", L["emotion"], _classification(tags.emotion, "emotion")),
         TagLine("tempo", L["tempo"], f"{t.bpm:.0f} BPM{metre}"),
         TagLine("key", L["key"], tags.key.name),
-        TagLine("loudness", L["loudness"],
-                f"{lo.integrated_lufs:.1f} LUFS · energy {lo.energy:.2f} ({_energy_word(lo.energy)})"),
-        TagLine("mood", L["mood"], f"{_mood_words(m.valence, m.arousal)} ({source})"),
+        TagLine("loudness", L["loudness"], f"{lo.integrated_lufs:.1f} LUFS · energy {lo.energy:.2f} "
+                                           f"({messages.energy_word(lo.energy)})"),
+        TagLine("mood", L["mood"], messages.mood_text(m.valence, m.arousal, quadrant=m.quadrant,
+                                                     quadrant_name=m.quadrant_name, source=m.source)),
     )
 
 
@@ -241,17 +250,20 @@ def _classification(c: Classification, what: str) -> str:
         return messages.model_missing(what)
     if c.status == "error":
         return messages.model_failed(what)
+    if c.uncertain:
+        return messages.uncertain_closest([ls.display for ls in c.labels[:2]])
     return " · ".join(f"{ls.display} {ls.score:.0%}" for ls in c.labels[:3]) or "—"
 
 
-def _energy_word(energy: float) -> str:
-    return "calm" if energy < 0.33 else "moderate" if energy < 0.66 else "intense"
+#: at most this many style words on the styles line
+_MAX_STYLE_WORDS = 8
 
 
-def _mood_words(valence: float, arousal: float) -> str:
-    v = "bright" if valence > 0.2 else "dark" if valence < -0.2 else "neutral"
-    a = "energetic" if arousal > 0.2 else "calm" if arousal < -0.2 else "steady"
-    return f"{v}, {a} · valence {valence:+.2f}, arousal {arousal:+.2f}"
+def _styles_line(tags: Tags) -> TagLine | None:
+    if not tags.styles:
+        return None
+    words = " · ".join(s.display for s in tags.styles[:_MAX_STYLE_WORDS])
+    return TagLine("styles", messages.LABELS["styles"], words)
 
 
 def _cut(text: str, budget: int, length: Length) -> str:

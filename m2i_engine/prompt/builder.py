@@ -31,6 +31,48 @@ GENRE_IMAGERY: dict[str, str] = {
     "rock": "roaring stage lights, electric guitars, raw energy",
 }
 
+#: the tagger's style words (as it writes them) in pictures; the genre words it shares with GTZAN
+#: look as they do for the genre model
+STYLE_IMAGERY: dict[str, str] = {
+    **GENRE_IMAGERY,
+    "hip-hop": GENRE_IMAGERY["hiphop"],
+    "rap": GENRE_IMAGERY["hiphop"],
+    "electronica": GENRE_IMAGERY["electronic"],
+    "electro": "chrome circuitry and laser lines",
+    "house": "warehouse strobes, rhythmic bands of light",
+    "techno": "dark industrial warehouse, stark strobe lines",
+    "trance": "hypnotic tunnel of swirling light",
+    "dance": "swirling dance-floor lights, motion blur",
+    "ambient": "vast misty horizon, slow drifting light",
+    "chillout": "soft sunset haze, lounge calm",
+    "experimental": "fractured collage of unexpected forms",
+    "indie": "sunlit bedroom collage, faded film photos",
+    "alternative": "moody grunge textures, muted colors",
+    "punk": "torn photocopied collage, spray paint and safety pins",
+    "funk": "groovy seventies swirls, glossy brass",
+    "soul": "warm vinyl glow, velvet stage light",
+    "rnb": "silky city night lights, velvet purple",
+    "folk": "wooden cabin by a forest, hand-woven textures",
+    "hard rock": "blazing amplifiers, stage smoke",
+    "heavy metal": "molten iron and lightning",
+    "acoustic": "warm wood grain, sunlit strings",
+    "guitar": "gleaming guitar strings, amber light",
+    "piano": "ivory piano keys in soft light",
+    "party": "confetti and party lights",
+    "mellow": "soft hazy pastel light",
+    "60s": "psychedelic sixties swirls, sunburst colors",
+    "70s": "seventies film palette, warm orange and brown",
+    "80s": "retro eighties neon, chrome and pastel grids",
+    "90s": "nineties VHS grain, bold primary colors",
+    "female vocalists": "soaring luminous ribbons like a high voice",
+    "male vocalists": "deep resonant glow like a low voice",
+    "instrumental": "wordless flowing instrumental forms",
+}
+#: style phrases standing in for a genre the genre model is unsure of (or didn't give)
+MAX_STYLE_PHRASES = 3
+#: style phrases added after a confident genre's imagery
+MAX_STYLE_EXTRAS = 2
+
 EMOTION_WORDS: dict[str, str] = {
     "amazement": "awe-struck, wondrous",
     "solemnity": "solemn, majestic",
@@ -70,11 +112,25 @@ def key_words(mode: str) -> str:
     return "luminous major-key light" if mode == "major" else "deep minor-key shadows"
 
 
+def style_phrases(tags: Tags) -> list[tuple[str, float]]:
+    """A weighted phrase for each of the tagger's style words that has a picture, best first, no repeats."""
+    out: list[tuple[str, float]] = []
+    for s in tags.styles:
+        phrase = STYLE_IMAGERY.get(s.label)
+        if phrase is not None and all(phrase != p for p, _ in out):
+            out.append((phrase, _weight(s.score)))
+    return out
+
+
 def build_prompt(tags: Tags, options: VisualizeOptions | None = None) -> Prompt:
     """Compose the prompt for ``tags`` under ``options``.
 
     Order, most important first: medium/framing from the style, the user's own words, emotion,
-    genre imagery, rhythm and density, tonality, then the style's finish.
+    genre imagery, rhythm and density, tonality, then the style's finish. A genre the model is
+    uncertain of gives no imagery: the style words stand in for it (up to :data:`MAX_STYLE_PHRASES`);
+    after a confident genre at most :data:`MAX_STYLE_EXTRAS` style phrases follow its imagery. Style
+    phrases beyond the first are only added where they fit within :data:`MAX_WORDS` with everything
+    else, so they never push out the rhythm, tonality or finish.
     """
     options = options or VisualizeOptions()
     style = resolve_style(options.style, tags)
@@ -90,13 +146,25 @@ def build_prompt(tags: Tags, options: VisualizeOptions | None = None) -> Prompt:
     if not any(w in EMOTION_WORDS.values() for w, _ in phrases):
         phrases.append((mood_words(tags.mood.valence, tags.mood.arousal), 0.8))
 
-    top = tags.genre.top
+    styled = style_phrases(tags)
+    top = tags.genre.confident_top
     if top is not None and top.score >= MIN_LABEL_SCORE and top.label in GENRE_IMAGERY:
-        phrases.append((GENRE_IMAGERY[top.label], _weight(top.score)))
+        imagery = GENRE_IMAGERY[top.label]
+        phrases.append((imagery, _weight(top.score)))
+        extras = [ph for ph in styled if ph[0] != imagery][:MAX_STYLE_EXTRAS]
+    else:
+        phrases.extend(styled[:1])
+        extras = styled[1:MAX_STYLE_PHRASES]
 
-    phrases.append((tempo_words(tags.tempo.bpm, tags.loudness.energy), _weight(tags.tempo.confidence)))
-    phrases.append((key_words(tags.key.mode), _weight(tags.key.confidence)))
-    phrases.append((p.finish, 0.8))
+    tail = [(tempo_words(tags.tempo.bpm, tags.loudness.energy), _weight(tags.tempo.confidence)),
+            (key_words(tags.key.mode), _weight(tags.key.confidence)),
+            (p.finish, 0.8)]
+    room = MAX_WORDS - sum(len(ph.split()) for ph, _ in (*phrases, *tail))
+    for phrase, weight in extras:
+        if len(phrase.split()) <= room:
+            phrases.append((phrase, weight))
+            room -= len(phrase.split())
+    phrases.extend(tail)
 
     text = _join_within(phrases, MAX_WORDS, keep=2 if options.prompt else 1)
     negative = ", ".join(x for x in (options.negative, p.negative, BASE_NEGATIVE) if x)

@@ -58,15 +58,26 @@ _AUTO_BY_GENRE: dict[str, Style] = {
     "hiphop": Style.cover, "metal": Style.cover, "pop": Style.minimal, "reggae": Style.abstract,
     "rock": Style.cover,
 }
+#: backbone style words that pick a look when no genre is sure (first match among the song's styles)
+_AUTO_BY_STYLE: dict[str, Style] = {
+    "house": Style.neon, "electro": Style.neon, "dance": Style.neon, "electronic": Style.neon,
+    "electronica": Style.neon, "party": Style.neon, "ambient": Style.watercolor, "chillout": Style.watercolor,
+    "chill": Style.watercolor, "mellow": Style.watercolor, "acoustic": Style.watercolor,
+    "folk": Style.watercolor, "punk": Style.cover, "hard rock": Style.cover, "heavy metal": Style.cover,
+    "funk": Style.abstract, "soul": Style.abstract, "rnb": Style.abstract, "experimental": Style.abstract,
+}
 
 
 def resolve_style(style: Style, tags: Tags) -> Style:
-    """Turn ``auto`` into a concrete style from the genre, or from energy when genre is unknown."""
+    """Turn ``auto`` into a concrete style from a sure genre, else the song's styles, else its energy."""
     if style is not Style.auto:
         return style
-    top = tags.genre.top
+    top = tags.genre.confident_top
     if top is not None and top.label in _AUTO_BY_GENRE:
         return _AUTO_BY_GENRE[top.label]
+    for st in tags.styles:
+        if st.label in _AUTO_BY_STYLE:
+            return _AUTO_BY_STYLE[st.label]
     energy = tags.loudness.energy
     if energy >= 0.66:
         return Style.neon

@@ -173,7 +173,7 @@ class Look:
 
 def look_from_tags(tags: Tags) -> Look:
     """Fold a song's tags into drawing parameters. Pure: the same tags always give the same look."""
-    genre = tags.genre.top.label if tags.genre.top is not None else None
+    genre = tags.genre.confident_top.label if tags.genre.confident_top is not None else None
     motif = MOTIF_BY_GENRE.get(genre or "") or motif_from_signal(tags)
     nudges = _emotion_nudges(tags)
     warm_e, chroma_e, light_e, contrast_e, fade_e, glow_e, soft_e = nudges
