@@ -14,7 +14,7 @@ from m2i_engine.analysis import analyze_signal, signal_mood
 from m2i_engine.audio import decode_audio
 from m2i_engine.config import AudioLimits
 from m2i_engine.imaging.base import ImageRequest
-from m2i_engine.models import ModelRegistry, mood_from_emotions
+from m2i_engine.models import ModelRegistry, mood_from_emotions, mood_from_quadrants
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt import build_prompt
 from m2i_engine.tags import Tags
@@ -47,10 +47,13 @@ def analyse_audio(data: bytes, *, limits: AudioLimits, models: ModelRegistry,
     with timed(timings, "models_ms"):
         genre = models.classify("genre", sig.features)
         emotion = models.classify("emotion", sig.features)
-    mood = mood_from_emotions(emotion) or signal_mood(
+        quadrants = models.classify("mood", sig.features)
+        styles = models.styles(sig.features)
+    # the model trained on listeners' valence/arousal first, the GEMS hand mapping, then the signal rule
+    mood = mood_from_quadrants(quadrants) or mood_from_emotions(emotion) or signal_mood(
         tempo=sig.tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre)
     tags = Tags(audio=audio.info, tempo=sig.tempo, key=sig.key, loudness=sig.loudness,
-                timbre=sig.timbre, mood=mood, genre=genre, emotion=emotion,
+                timbre=sig.timbre, mood=mood, genre=genre, emotion=emotion, styles=styles,
                 energy_curve=sig.energy_curve)
     return tags, timings
 

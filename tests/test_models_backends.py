@@ -21,6 +21,7 @@ pytest.importorskip("librosa")
 
 from m2i_engine.models import ModelRegistry
 from m2i_engine.models.heads import patch_matrix
+from m2i_engine.models.registry import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 TF_VENV_PYTHON = REPO / ".venv-tf" / "bin" / "python"
@@ -51,7 +52,7 @@ def test_torch_and_tensorflow_give_the_same_predictions(tmp_path: Path) -> None:
         pytest.skip("TensorFlow is not importable here and there is no .venv-tf "
                     "(pip install tensorflow-cpu, or create .venv-tf) — backend equality not checked")
     registry = ModelRegistry.load(runtime="keras")  # the Keras port, on torch here
-    assert set(registry.classifiers) == {"genre", "emotion"}, registry.problems
+    assert set(registry.classifiers) == set(TASKS), registry.problems
     patches = _patches(registry)
     ours: dict[str, np.ndarray] = {}
     for task in ("genre", "emotion"):

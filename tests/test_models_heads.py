@@ -20,7 +20,7 @@ from m2i_engine.models import heads as heads_mod
 from m2i_engine.models.heads import HeadSpec, build_head, patch_matrix, predict_rows, select_patches
 from m2i_engine.models.keras_loader import FORMAT, MusicnnHeadClassifier
 from m2i_engine.models.musicnn_input import PatchTagger
-from m2i_engine.models.registry import default_model_dir
+from m2i_engine.models.registry import TASKS, default_model_dir
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 WEIGHTS = default_model_dir()
@@ -45,7 +45,7 @@ class _Features:
 @pytest.fixture(scope="module")
 def registry() -> ModelRegistry:
     reg = ModelRegistry.load()
-    assert set(reg.classifiers) == {"genre", "emotion"}, reg.problems
+    assert set(reg.classifiers) == set(TASKS), reg.problems
     return reg
 
 
@@ -60,12 +60,11 @@ def test_shipped_manifests_point_at_small_hashed_weights() -> None:
         assert m["backbones"] == {"msd": "musicnn_msd"}  # one backbone for both heads
 
 
-def test_the_registry_loads_both_heads(registry: ModelRegistry) -> None:
-    for task in ("genre", "emotion"):
-        clf = registry.classifiers[task]
-        assert isinstance(clf, MusicnnHeadClassifier)
-        assert clf.name.endswith("@1")
-    assert registry.classifiers["genre"].backbone is registry.classifiers["emotion"].backbone
+def test_the_registry_loads_every_model_on_one_backbone(registry: ModelRegistry) -> None:
+    for task in ("genre", "emotion", "mood"):
+        assert isinstance(registry.classifiers[task], MusicnnHeadClassifier)
+    backbones = {id(registry.classifiers[t].backbone) for t in TASKS}  # type: ignore[attr-defined]
+    assert len(backbones) == 1  # genre, emotion, mood and styles cost one musicnn pass per song
 
 
 def test_scores_are_a_distribution_and_fractions(registry: ModelRegistry) -> None:

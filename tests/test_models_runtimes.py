@@ -16,6 +16,7 @@ pytest.importorskip("keras", reason="keras not installed (pip install -e '.[trai
 
 from m2i_engine.models import ModelRegistry
 from m2i_engine.models.npnet import NumpyMusicnn
+from m2i_engine.models.registry import TASKS
 from m2i_engine.synth import SongSpec, render_song
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def _song(style: str, bpm: float, seed: int) -> np.ndarray:
 def registries() -> dict[str, ModelRegistry]:
     out = {rt: ModelRegistry.load(runtime=rt) for rt in ("numpy", "keras")}
     for rt, reg in out.items():
-        assert set(reg.classifiers) == {"genre", "emotion"}, (rt, reg.problems)
+        assert set(reg.classifiers) == set(TASKS), (rt, reg.problems)
     return out
 
 
@@ -61,7 +62,7 @@ def test_backbone_is_as_exact_as_the_keras_port(registries: dict[str, ModelRegis
 def test_songs_get_the_same_genre_and_emotion_scores(registries: dict[str, ModelRegistry], style: str,
                                                      bpm: float) -> None:
     features = {rt: _Features(_song(style, bpm, 7)) for rt in registries}
-    for task in ("genre", "emotion"):
+    for task in ("genre", "emotion", "mood"):
         a = registries["numpy"].classify(task, features["numpy"])
         b = registries["keras"].classify(task, features["keras"])
         assert a.status == b.status == "ok"
@@ -74,9 +75,11 @@ def test_songs_get_the_same_genre_and_emotion_scores(registries: dict[str, Model
 
 def test_heads_alone_are_identical(registries: dict[str, ModelRegistry]) -> None:
     rng = np.random.default_rng(3)
-    for task in ("genre", "emotion"):
+    for task in ("genre", "emotion", "mood"):
         n, k = registries["numpy"].classifiers[task], registries["keras"].classifiers[task]
-        rows = rng.standard_normal((5, n.spec.input_dim)).astype(np.float32) * 3  # type: ignore[attr-defined]
+        # rows on the head's own scale (its standardisation), three spreads out
+        norm = n._run  # type: ignore[attr-defined]
+        rows = (norm.mean + 3 * norm.std * rng.standard_normal((5, n.spec.input_dim))).astype(np.float32)  # type: ignore[attr-defined]
         np.testing.assert_allclose(n.head(rows), k.head(rows), atol=1e-6, err_msg=task)  # type: ignore[attr-defined]
 
 

@@ -290,3 +290,52 @@ def run_cv_and_ablations(args: argparse.Namespace, task: str, run_cv: Callable[.
                     run_cv(BACKBONE_SETS[name], f"{task}_ablation_{name}", f"ablation: musicnn-{name} + head",
                            max_patches=cap)
     return result
+
+
+# --- linear heads fitted exactly (scikit-learn), shipped in the Keras head format -------------------
+
+
+def fit_patch_lr(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, C: float, tol: float = 1e-4) -> Any:
+    """Standardise + L2 multinomial logistic regression on rows (``w``: per-row weights).
+
+    Columns whose spread is tiny next to the others' (dead backbone units) are scaled by a floor,
+    1 % of the median spread, not blown up to unit variance: that keeps the shipped float32 head
+    equal to this float64 fit instead of amplifying round-off.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(x)
+    scaler.scale_ = np.maximum(scaler.scale_, 0.01 * float(np.median(scaler.scale_)))
+    lr = LogisticRegression(C=C, max_iter=5000, tol=tol)
+    lr.fit(scaler.transform(x), y, sample_weight=w / w.mean())
+    return make_pipeline(scaler, lr)
+
+
+def lr_to_head(model: Any, spec: HeadSpec) -> Any:
+    """A fitted :func:`fit_patch_lr` pipeline as the linear softmax Keras head of ``spec`` (same maths).
+
+    The classes must be ``0..n_out-1`` in label order; a class absent from training is given a very low
+    bias so it is never predicted (its weights stay zero).
+    """
+    scaler, lr = model[0], model[-1]
+    if spec.hidden or spec.activation != "softmax":
+        raise ValueError("only a linear softmax head holds a logistic regression")
+    head = build_head(spec)
+    norm = head.get_layer("standardize")
+    mean, var, count = norm.get_weights()
+    # scikit-learn's own scale (it leaves constant and near-constant columns unscaled), squared
+    var_fit = np.asarray(scaler.scale_, np.float64) ** 2
+    norm.set_weights([scaler.mean_.reshape(mean.shape).astype(np.float32),
+                      var_fit.reshape(var.shape).astype(np.float32), count])
+    kernel = np.zeros((spec.input_dim, spec.n_out), np.float32)
+    bias = np.full(spec.n_out, -30.0, np.float32)
+    classes = np.asarray(lr.classes_, int)
+    coef, icpt = (lr.coef_, lr.intercept_)
+    if len(classes) == 2 and coef.shape[0] == 1:  # binary: scikit-learn keeps one row
+        coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
+    kernel[:, classes] = coef.T
+    bias[classes] = icpt
+    head.get_layer("scores").set_weights([kernel, bias])
+    return head

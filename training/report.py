@@ -156,7 +156,11 @@ def genre_report() -> Path:
     res = read_results("genre_")
     models = [res[k] for k in GENRE_ORDER if k in res]
     lines = [
-        "# Genre: seed CNN vs musicnn + head (GTZAN, 10 classes)", "", GENERATED, "", "## Protocol", "",
+        "# Genre, in-collection study: seed CNN vs musicnn + head (GTZAN folds only, 10 classes)", "",
+        "GTZAN's tracks 00-09 of a genre are mostly a few artists, so these folds share artists between "
+        "training and test: the numbers are optimistic. The shipped genre model and its scores on unseen "
+        "artists and collections are in [genre.md](genre.md) (`python -m training.train_genre`).", "",
+        "Made by `python -m training.genre_gtzan`.", GENERATED, "", "## Protocol", "",
         "- Data: the GTZAN slice in `../shared/data/gtzan_mini` — 100 songs, 10 per genre, 30 s each. GTZAN "
         "has known faults (repeats, mislabelings, distortions; Sturm 2013); the numbers are on what is "
         "here.",
@@ -168,7 +172,7 @@ def genre_report() -> Path:
         "- Ours = a small Keras head (linear or one hidden layer) on frozen musicnn-MSD embeddings of each "
         "3-s patch; the grid (24 candidates: inputs penultimate / penultimate+mean_pool+max_pool × linear / "
         "MLP-256 × L2 3e-4 / 3e-3 / 3e-2 × with / without Emotify's classical-rock-pop songs as extra data) "
-        "is in `training/train_genre.py`.",
+        "is in `training/genre_gtzan.py`.",
         "", CAVEATS, "", "## Results (mean ± std over 5 folds)", "",
         "| model | song accuracy | segment accuracy | per-fold song accuracy | train+eval time |",
         "|---|---|---|---|---|"]
@@ -204,7 +208,7 @@ def genre_report() -> Path:
     if ooc:
         lines += _genre_ooc_lines(ooc)
     lines += _backends_section() + _speed_memory_section()
-    path = REPORTS / "genre.md"
+    path = REPORTS / "genre_gtzan.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -234,8 +238,9 @@ def _genre_per_class(models: list[dict[str, Any]]) -> list[str]:
 
 def _genre_final(final: dict[str, Any], ours: dict[str, Any] | None) -> list[str]:
     top = sorted(final["table"], key=lambda r: (-r["score"], -r["tiebreak"]))[:5]
-    lines = ["", "## The shipped model", "",
-             f"`m2i_engine/models/weights/genre/` — {final['chosen']}; weights "
+    lines = ["", "## The v1 head this study shipped (replaced by v2: [genre.md](genre.md))", "",
+             f"Kept in `training/reports/results/genre_v1/` as the frozen baseline: {final['chosen']}; "
+             "weights "
              f"{final['weights_bytes'] / 1024:.0f} KB (plus the shared musicnn-MSD backbone, 3.3 MB). "
              "Selected by 5-fold CV on all 100 songs over the same grid, then trained on all 100 songs — "
              "so every GTZAN song here is a *training* song of the shipped model. Best five "

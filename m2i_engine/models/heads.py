@@ -64,6 +64,8 @@ class HeadSpec:
 
     ``inputs`` are names of per-patch backbone outputs, optionally prefixed with a backbone
     (``"msd:penultimate"``); ``hidden=0`` is a linear head (multinomial/multi-output logistic regression).
+    ``pool="patches"`` scores every patch and averages the scores; ``pool="song"`` averages the patch
+    rows first and scores the song's mean embedding once (a song-level model).
     """
 
     inputs: tuple[str, ...]
@@ -72,6 +74,7 @@ class HeadSpec:
     hidden: int = 0
     dropout: float = 0.5
     l2: float = 1e-3
+    pool: Literal["patches", "song"] = "patches"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -82,7 +85,7 @@ class HeadSpec:
     def from_dict(cls, d: Mapping[str, Any]) -> HeadSpec:
         return cls(inputs=tuple(d["inputs"]), n_out=int(d["n_out"]), activation=d["activation"],
                    hidden=int(d.get("hidden", 0)), dropout=float(d.get("dropout", 0.5)),
-                   l2=float(d.get("l2", 1e-3)))
+                   l2=float(d.get("l2", 1e-3)), pool=d.get("pool", "patches"))
 
     @property
     def input_dim(self) -> int:
@@ -92,7 +95,8 @@ class HeadSpec:
     def short(self) -> str:
         """A compact description, e.g. ``penultimate+mean_pool · linear · l2 3e-03``."""
         body = "linear" if not self.hidden else f"mlp{self.hidden}"
-        return f"{'+'.join(self.inputs)} · {body} · l2 {self.l2:.0e}"
+        pooled = " · song mean" if self.pool == "song" else ""
+        return f"{'+'.join(self.inputs)} · {body} · l2 {self.l2:.0e}{pooled}"
 
 
 def build_head(spec: HeadSpec) -> keras.Model:

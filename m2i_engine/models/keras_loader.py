@@ -38,7 +38,9 @@ class MusicnnHeadClassifier:
     """A Keras head on shared musicnn patches: ``predict(features)`` → labels with scores, best first.
 
     Genre scores are class probabilities (softmax, summing to 1); emotion scores are predicted listener
-    fractions per GEMS emotion (independent sigmoids, each in 0..1).
+    fractions per GEMS emotion (independent sigmoids, each in 0..1). A manifest ``calibration``
+    (``temperature``, ``min_confidence``) tempers softmax scores (``softmax(log p / T)``, fitted on
+    held-out songs) and marks the answer ``uncertain`` when the best tempered score is below the floor.
     """
 
     def __init__(self, manifest: Manifest) -> None:
@@ -68,11 +70,23 @@ class MusicnnHeadClassifier:
             model.load_weights(str(weights))
             self._run = lambda rows: predict_rows(model, rows)
         self._lock = threading.Lock()
+        cal = dict(extra.get("calibration") or {})
+        self.temperature = float(cal.get("temperature", 1.0))
+        self.min_confidence = float(cal.get("min_confidence", 0.0))
+        if self.temperature <= 0:
+            raise ValueError(f"calibration temperature must be > 0, not {self.temperature}")
 
     def scores(self, features: Any) -> np.ndarray:
-        """The song's score per label (mean of the head's outputs over the backbone patches)."""
+        """The song's calibrated score per label (head outputs averaged over the backbone patches)."""
         rows = patch_matrix(self.backbone.per_patch(features), self.spec.inputs)
-        return np.clip(self.head(rows).mean(axis=0), 0.0, 1.0)
+        if self.spec.pool == "song":
+            rows = rows.mean(axis=0, keepdims=True)
+        s = np.clip(self.head(rows).mean(axis=0), 0.0, 1.0)
+        if self.temperature != 1.0 and self.spec.activation == "softmax":
+            z = np.log(np.clip(s, 1e-9, 1.0)) / self.temperature
+            z = np.exp(z - z.max())
+            s = z / z.sum()
+        return s
 
     def head(self, rows: np.ndarray) -> np.ndarray:
         """The head alone on ``(patches, input_dim)`` rows: ``(patches, labels)`` scores."""
@@ -82,7 +96,7 @@ class MusicnnHeadClassifier:
     def predict(self, features: Any) -> Classification:
         s = self.scores(features)
         order = np.argsort(-s, kind="stable")
-        return Classification(status="ok", model=self.name,
+        return Classification(status="ok", model=self.name, uncertain=bool(s[order[0]] < self.min_confidence),
                               labels=[LabelScore(label=self.labels[i], score=float(s[i])) for i in order])
 
 

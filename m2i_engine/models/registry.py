@@ -16,11 +16,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from m2i_engine.tags import Classification
+from m2i_engine.tags import Classification, StyleTag
 
 log = logging.getLogger(__name__)
 
-TASKS = ("genre", "emotion")
+#: the model folders the registry looks for: "mood" is the valence/arousal (quadrant) model, "styles"
+#: the backbone's tag words with calibrated thresholds
+TASKS = ("genre", "emotion", "mood", "styles")
 
 
 class Classifier(Protocol):
@@ -120,11 +122,24 @@ class ModelRegistry:
             return Classification(status="error", model=clf.name)
 
 
+    def styles(self, features: Any) -> list[StyleTag]:
+        """The style words the styles model is sure of, best first; ``[]`` without the model or on failure."""
+        clf = self.classifiers.get("styles")
+        if clf is None:
+            return []
+        try:
+            return list(clf.styles(features))  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.exception("styles model %s failed", clf.name)
+            self.problems["styles"] = f"{type(exc).__name__}: {exc}"
+            return []
+
+
 def _import_builtin_loaders() -> None:
     """Import the modules that register loaders; they may need optional extras (keras)."""
     import importlib
 
-    for mod in ("m2i_engine.models.keras_loader",):
+    for mod in ("m2i_engine.models.keras_loader", "m2i_engine.models.styles"):
         try:
             importlib.import_module(mod)
         except ImportError as exc:
