@@ -294,6 +294,26 @@ def run_cv_and_ablations(args: argparse.Namespace, task: str, run_cv: Callable[.
 
 # --- linear heads fitted exactly (scikit-learn), shipped in the Keras head format -------------------
 
+#: the backbone's embeddings every linear head reads (optionally with its 50 tag probabilities)
+EMBED = ("penultimate", "mean_pool", "max_pool")
+
+
+@dataclass(frozen=True)
+class LRCandidate:
+    """One point of a logistic-regression grid: the head's inputs and its inverse L2 strength."""
+
+    inputs: tuple[str, ...]
+    C: float
+
+    @property
+    def label(self) -> str:
+        return f"{'+'.join(self.inputs)} · C {self.C:g}"
+
+
+def lr_grid(strengths: Sequence[float]) -> list[LRCandidate]:
+    """The pre-declared grid: with/without the backbone's 50 tag probabilities x each L2 strength."""
+    return [LRCandidate(i, c) for i in (EMBED, (*EMBED, "tags")) for c in strengths]
+
 
 def fit_patch_lr(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, C: float, tol: float = 1e-4) -> Any:
     """Standardise + L2 multinomial logistic regression on rows (``w``: per-row weights).

@@ -40,7 +40,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise, product
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -55,10 +55,18 @@ from training.common import (
     stopwatch,
     write_result,
 )
-from training.cv import PatchSet, fit_patch_lr, load_patchset, lr_to_head, write_head
+from training.cv import (
+    EMBED,
+    LRCandidate,
+    PatchSet,
+    fit_patch_lr,
+    load_patchset,
+    lr_grid,
+    lr_to_head,
+    write_head,
+)
 
 WEIGHTS_DIR = REPO / "m2i_engine" / "models" / "weights" / "genre"
-EMBED = ("penultimate", "mean_pool", "max_pool")
 #: AllMusic's Pop/Rock, read as a set of GTZAN classes (a Pop/Rock-only clip is right as any of them)
 POP_ROCK = ("pop", "rock", "metal")
 N_CLASSES = len(GTZAN_GENRES)
@@ -68,22 +76,13 @@ ONLY_GTZAN = [GTZAN_GENRES.index("disco"), GTZAN_GENRES.index("metal")]
 MAX_FLAGGED = 0.25
 
 
-@dataclass(frozen=True)
-class Candidate:
-    inputs: tuple[str, ...]
-    C: float
-
-    @property
-    def label(self) -> str:
-        return f"{'+'.join(self.inputs)} · C {self.C:g}"
-
-    @property
-    def spec(self) -> HeadSpec:
-        return HeadSpec(inputs=self.inputs, n_out=N_CLASSES, activation="softmax", pool="song")
+def head_spec(cand: LRCandidate) -> HeadSpec:
+    """The shipped head of a candidate: linear softmax on the song's mean embedding."""
+    return HeadSpec(inputs=cand.inputs, n_out=N_CLASSES, activation="softmax", pool="song")
 
 
-#: the pre-declared grid: with/without the backbone's 50 tag probabilities x L2 strength
-GRID = [Candidate(i, c) for i, c in product((EMBED, (*EMBED, "tags")), (1e-3, 1e-2))]
+#: the pre-declared grid (:func:`training.cv.lr_grid`)
+GRID = lr_grid((1e-3, 1e-2))
 
 
 @dataclass
@@ -152,14 +151,14 @@ class Pool:
 # ----------------------------------------------------------------------------------------------- learners
 
 
-def fit(pool: Pool, cand: Candidate, train: np.ndarray) -> Any:
+def fit(pool: Pool, cand: LRCandidate, train: np.ndarray) -> Any:
     """Logistic regression on the songs' mean embeddings; every class weighs the same."""
     y = pool.label[train]
     w = 1.0 / np.bincount(y, minlength=N_CLASSES)[y]
     return fit_patch_lr(pool.song_x(train, cand.inputs), y, w, C=cand.C, tol=1e-3)
 
 
-def predict(model: Any, pool: Pool, cand: Candidate, ids: np.ndarray) -> np.ndarray:
+def predict(model: Any, pool: Pool, cand: LRCandidate, ids: np.ndarray) -> np.ndarray:
     """Song probabilities over all ten classes; classes absent from training get 0."""
     out = np.zeros((len(ids), N_CLASSES))
     out[:, model[-1].classes_] = model.predict_proba(pool.song_x(ids, cand.inputs))
@@ -171,7 +170,7 @@ def grouped_folds(pool: Pool, ids: np.ndarray, k: int) -> list[tuple[np.ndarray,
     return artist_folds(pool.label[ids].astype(str), pool.group[ids], n_folds=k)
 
 
-def select(pool: Pool, train: np.ndarray, k: int = 3) -> tuple[Candidate, list[dict[str, Any]]]:
+def select(pool: Pool, train: np.ndarray, k: int = 3) -> tuple[LRCandidate, list[dict[str, Any]]]:
     """The candidate with the best grouped ``k``-fold song accuracy on ``train`` alone."""
     folds = grouped_folds(pool, train, k)
     table = []
@@ -350,7 +349,7 @@ def ece(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> tuple[float, list[d
     return float(total), table
 
 
-def calibration(pool: Pool, cand: Candidate) -> dict[str, Any]:
+def calibration(pool: Pool, cand: LRCandidate) -> dict[str, Any]:
     """Out-of-fold probabilities of all labelled songs + the no-fit songs; temperature, ECE, floor."""
     lab = np.flatnonzero(pool.label >= 0)
     nofit = np.flatnonzero(pool.no_fit)
@@ -415,7 +414,7 @@ def ship(pool: Pool, cap: int | None) -> dict[str, Any]:
         "format": "keras-musicnn-head",
         "backbones": {"msd": "musicnn_msd"},
         "max_patches": cap,
-        "head": cand.spec.to_dict(),
+        "head": head_spec(cand).to_dict(),
         "calibration": {
             "temperature": round(cal["temperature"], 4),
             "min_confidence": cal["min_confidence"],
@@ -435,7 +434,7 @@ def ship(pool: Pool, cap: int | None) -> dict[str, Any]:
         },
         "licence": "Trained on GTZAN/Emotify/4Q (research collections); see the data README.",
     }
-    weights = write_head(lr_to_head(model, cand.spec), WEIGHTS_DIR, "genre_head.weights.h5", manifest)
+    weights = write_head(lr_to_head(model, head_spec(cand)), WEIGHTS_DIR, "genre_head.weights.h5", manifest)
     x = pool.song_x(all_lab[:30], cand.inputs)
     diff = float(np.abs(NumpyHead(weights, "softmax")(x) - model.predict_proba(x)).max())
     if diff > 1e-4:

@@ -52,27 +52,16 @@ from training.common import (
     stopwatch,
     write_result,
 )
-from training.cv import PatchSet, fit_patch_lr, load_patchset
+from training.cv import EMBED, LRCandidate, PatchSet, fit_patch_lr, load_patchset, lr_grid
 
 WEIGHTS_DIR = REPO / "m2i_engine" / "models" / "weights" / "mood"
 LABELS = tuple(QUADRANTS)  # Q1..Q4
 #: valence and arousal sign of each quadrant, rows in LABELS order
 SIGNS = np.array([QUADRANTS[q] for q in LABELS], np.float64)
-EMBED = ("penultimate", "mean_pool", "max_pool")
 
 
-@dataclass(frozen=True)
-class Candidate:
-    inputs: tuple[str, ...]
-    C: float
-
-    @property
-    def label(self) -> str:
-        return f"{'+'.join(self.inputs)} · C {self.C:g}"
-
-
-#: the pre-declared grid: inputs (with/without the backbone's 50 tag probabilities) x L2 strength
-GRID = [Candidate(i, c) for i, c in product((EMBED, (*EMBED, "tags")), (3e-4, 1e-3, 3e-3))]
+#: the pre-declared grid (:func:`training.cv.lr_grid`)
+GRID = lr_grid((3e-4, 1e-3, 3e-3))
 
 
 @dataclass
@@ -128,13 +117,13 @@ def _rows(
     return data.patches.rows(p, inputs), data.patches.song[p]
 
 
-def fit(data: MoodData, cand: Candidate, songs: np.ndarray) -> Any:
+def fit(data: MoodData, cand: LRCandidate, songs: np.ndarray) -> Any:
     """Per-patch multinomial logistic regression on all patches of ``songs``, each song weighing the same."""
     x, s = _rows(data, songs, cand.inputs, None)
     return fit_patch_lr(x, data.y[s], 1.0 / data.patches.n_patches(s), C=cand.C)
 
 
-def predict(model: Any, data: MoodData, cand: Candidate, songs: np.ndarray, cap: int | None) -> np.ndarray:
+def predict(model: Any, data: MoodData, cand: LRCandidate, songs: np.ndarray, cap: int | None) -> np.ndarray:
     """Song quadrant probabilities: the mean over the song's (capped) patches, as the engine scores them."""
     x, s = _rows(data, songs, cand.inputs, cap)
     index = {int(song): i for i, song in enumerate(songs)}
@@ -146,7 +135,7 @@ def predict(model: Any, data: MoodData, cand: Candidate, songs: np.ndarray, cap:
 
 def cv_probs(
     data: MoodData,
-    cand: Candidate,
+    cand: LRCandidate,
     songs: np.ndarray,
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     cap: int | None,
@@ -159,7 +148,7 @@ def cv_probs(
     return out
 
 
-def select(data: MoodData, songs: np.ndarray, cap: int | None, *, k: int) -> tuple[Candidate, list[dict]]:
+def select(data: MoodData, songs: np.ndarray, cap: int | None, *, k: int) -> tuple[LRCandidate, list[dict]]:
     """The candidate with the best artist-grouped ``k``-fold quadrant accuracy on ``songs`` alone."""
     folds = artist_folds(data.quadrant[songs], data.artist[songs], n_folds=k)
     table = []
