@@ -160,6 +160,7 @@ def run_batch(paths: Sequence[Path], *, settings: Settings | None = None, jsonl:
     progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,
                         disable=not err.is_terminal, redirect_stdout=out.is_terminal)
+    reader_left = False
     try:
         with progress:
             task = progress.add_task("Loading models…", total=len(files))
@@ -167,9 +168,12 @@ def run_batch(paths: Sequence[Path], *, settings: Settings | None = None, jsonl:
     except (KeyboardInterrupt, asyncio.CancelledError):
         summary.interrupted = True
         raise
+    except BrokenPipeError:  # ``m2i analyze --jsonl dir | head``: the reader has all it wanted
+        reader_left = True
+        raise
     finally:
         summary.elapsed_s = time.perf_counter() - t0
-        if shown:
+        if shown and not reader_left:
             err.print(summary.text(), markup=False, highlight=False, soft_wrap=True)  # one greppable line
     return summary.exit_code
 

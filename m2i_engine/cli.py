@@ -35,7 +35,15 @@ from m2i_engine.errors import InputError, InvalidOptionError, M2IError, describe
 from m2i_engine.options import AnimateOptions, VisualizeOptions
 from m2i_engine.tags import Classification, Tags
 
-out = Console()
+
+class _Stdout(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich would exit 1 here; hand the closed pipe to :func:`main`, which ends quietly with 141."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
+out = _Stdout()
 err = Console(stderr=True)
 _M = typing.TypeVar("_M", bound=BaseModel)
 
@@ -49,6 +57,22 @@ _STAGE_TEXT = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A reader that stops early (``m2i analyze --json … | head -1``) is normal on a
+    command line, so a closed stdout ends the command quietly with 141 (128 + SIGPIPE), like git."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # meet a closed pipe here, not in the interpreter's exit (a second traceback)
+    except BrokenPipeError:
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError, ValueError):  # what is still buffered now flushes into nothing
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -63,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except M2IError as exc:
         return _report_error(exc, args)
+    except BrokenPipeError:
+        raise  # not a failure to report: the reader left (see main)
     except Exception as exc:  # never a traceback for a user; -v shows it
         logging.getLogger("m2i").debug("unexpected error", exc_info=True)
         return _report_error(describe(exc), args)
