@@ -80,11 +80,11 @@ class SeedPipeline:
     """The seed app's analysis, rebuilt from the seed README (see the module docstring)."""
 
     def __init__(self) -> None:
-        from training import seed
+        from training import original_cnns
 
-        self.seed = seed
-        self.genre_cnn = seed.build_seed_genre_cnn()
-        self.emotion_cnn = seed.build_seed_emotion_cnn()
+        self.seed = original_cnns
+        self.genre_cnn = original_cnns.build_seed_genre_cnn()
+        self.emotion_cnn = original_cnns.build_seed_emotion_cnn()
 
     def __call__(self, path: Path) -> dict[str, Any]:
         import librosa

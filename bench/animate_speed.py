@@ -28,15 +28,13 @@ from pathlib import Path  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-from preview_renderer import SONGS  # noqa: E402
 
 from m2i_engine.imaging.animate import animate  # noqa: E402
 from m2i_engine.imaging.base import ImageRequest  # noqa: E402
 from m2i_engine.imaging.renderer import render  # noqa: E402
 from m2i_engine.options import AnimateOptions, VisualizeOptions  # noqa: E402
 from m2i_engine.prompt import build_prompt  # noqa: E402
+from m2i_engine.testing import PREVIEW_SONGS as SONGS  # noqa: E402
 
 BUDGET_S = 20.0
 TARGET_S = 10.0
@@ -78,7 +76,7 @@ def main() -> None:
     ap.add_argument("--fps", type=int, default=15)
     ap.add_argument("--bars", type=int, default=None, help="bars per loop (default: auto, ~5 s)")
     ap.add_argument("--repeat", type=int, default=3, help="still renders per song (the fastest counts)")
-    ap.add_argument("--songs", nargs="*", default=None, help="songs from scripts/preview_renderer.py")
+    ap.add_argument("--songs", nargs="*", default=None, help="songs from m2i_engine.testing.PREVIEW_SONGS")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     songs = args.songs or list(SONGS)

@@ -31,12 +31,10 @@ from PIL import Image  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-from preview_renderer import SONGS  # noqa: E402
 
 from m2i_engine.imaging.renderer import encode_png, render  # noqa: E402
 from m2i_engine.options import Aspect, Style  # noqa: E402
+from m2i_engine.testing import PREVIEW_SONGS as SONGS  # noqa: E402
 
 BUDGET_MS = 500.0
 
@@ -72,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size", type=int, default=1024, help="long side in pixels")
     ap.add_argument("--repeat", type=int, default=3, help="runs per case (the fastest counts)")
-    ap.add_argument("--songs", nargs="*", default=None, help="songs from scripts/preview_renderer.py")
+    ap.add_argument("--songs", nargs="*", default=None, help="songs from m2i_engine.testing.PREVIEW_SONGS")
     args = ap.parse_args()
     songs = args.songs or list(SONGS)
 

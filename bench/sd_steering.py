@@ -43,17 +43,8 @@ from m2i_engine.imaging.sd import SDSettings, SteeringSettings, load_sd_backend
 from m2i_engine.imaging.sd.backend import SDBackend, SDOptions
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt import build_prompt
-from m2i_engine.tags import (
-    AudioInfo,
-    Classification,
-    Key,
-    LabelScore,
-    Loudness,
-    Mood,
-    Tags,
-    Tempo,
-    Timbre,
-)
+from m2i_engine.tags import Tags
+from m2i_engine.testing import make_tags
 
 MODES: dict[str, SteeringSettings] = {
     "text": SteeringSettings(init="none", phrase_weighting=0.0),
@@ -77,21 +68,12 @@ SONGS: dict[str, tuple[str, str, float, str, str, float, float, float]] = {
 
 def song_tags(genre: str, emotion: str, bpm: float, mode: str, tonic: str, energy: float, valence: float,
               arousal: float) -> Tags:
-    beat = 60.0 / bpm
-    return Tags(
-        audio=AudioInfo(container="wav", codec="pcm", sample_rate_hz=44_100, channels=2, duration_s=30.0,
-                        analysed_s=30.0),
-        tempo=Tempo(bpm=bpm, confidence=0.85, beats_s=[i * beat for i in range(int(30 / beat))],
-                    downbeats_s=[i * 4 * beat for i in range(int(30 / beat / 4))], beats_per_bar=4),
-        key=Key(tonic=tonic, mode=mode, confidence=0.8),  # type: ignore[arg-type]
-        loudness=Loudness(integrated_lufs=-20 + 14 * energy, peak_dbfs=-0.5, dynamic_range_db=6.0,
-                          energy=energy),
-        timbre=Timbre(brightness=0.3 + 0.5 * energy, percussiveness=energy, onset_rate_hz=1 + 6 * energy),
-        mood=Mood(valence=valence, arousal=arousal, source="emotion_model"),
-        genre=Classification(status="ok", labels=[LabelScore(label=genre, score=0.8)], model="bench"),
-        emotion=Classification(status="ok", labels=[LabelScore(label=emotion, score=0.7)], model="bench"),
-        energy_curve=[energy] * 64,
-    )
+    """A song whose loudness and timbre follow its energy (louder, brighter, busier when energetic)."""
+    return make_tags(genre=genre, genre_score=0.8, emotion={emotion: 0.7}, model="bench", bpm=bpm, mode=mode,
+                     tonic=tonic, energy=energy, valence=valence, arousal=arousal, tempo_confidence=0.85,
+                     integrated_lufs=-20 + 14 * energy, brightness=0.3 + 0.5 * energy,
+                     percussiveness=energy, onset_rate_hz=1 + 6 * energy, mood_source="emotion_model",
+                     codec="pcm", curve=[energy] * 64)
 
 
 def tag_description(tags: Tags) -> str:

@@ -228,7 +228,7 @@ def run_ours(y: np.ndarray) -> tuple[float, float, list[float], list[float]]:
 
 def run_beatnet(y: np.ndarray) -> tuple[float, float, list[float], list[float]]:
     """Optional: the same tempo/beat decoder on BeatNet's (model 1) beat activation instead."""
-    from m2i_engine.analysis.beatnet import FPS, beat_activations
+    from bench.beatnet import FPS, beat_activations
 
     tempo = tempo_from_novelty(novelty=beat_activations(y=y).sum(axis=1), frame_rate_hz=FPS,
                                duration_s=len(y) / SR)

@@ -17,107 +17,18 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from m2i_engine.imaging.renderer import encode_png, render
 from m2i_engine.options import Aspect, Style
-from m2i_engine.tags import (
-    AudioInfo,
-    Classification,
-    Key,
-    LabelScore,
-    Loudness,
-    Mood,
-    Tags,
-    Tempo,
-    Timbre,
-)
+from m2i_engine.testing import PREVIEW_SONGS
 
 OUT = Path("/tmp/m2i_renderer")
 
 
-def song(*, genre: str | None, bpm: float, tonic: str, mode: str, energy: float, valence: float,
-         arousal: float, emotion: dict[str, float] | None = None, brightness: float = 0.5,
-         percussiveness: float = 0.5, onset_rate_hz: float = 3.0, dynamic_range_db: float = 6.0,
-         curve: str = "arch", swing: float = 0.0, per_bar: int = 4) -> Tags:
-    """A hand-made song's tags (what analysis would report)."""
-    period = 60.0 / bpm
-    n = int(30 / period)
-    beats = [i * period + (swing * period if i % 2 else 0.0) for i in range(n)]
-    downs = beats[::per_bar]
-    x = np.linspace(0, 1, 64)
-    shapes = {
-        "arch": 0.3 + 0.6 * np.sin(np.pi * x),
-        "build": 0.1 + 0.85 * x**2,
-        "drop": np.where(x < 0.45, 0.25 + 0.3 * x, 0.95 - 0.2 * (x - 0.45)),
-        "flat": np.full_like(x, energy),
-        "waves": 0.5 + 0.35 * np.sin(6 * np.pi * x),
-        "fade": 0.9 - 0.8 * x,
-    }
-    genre_c = (Classification(status="ok", model="preview",
-                              labels=[LabelScore(label=genre, score=0.8)])
-               if genre else Classification())
-    emo_c = (Classification(status="ok", model="preview",
-                            labels=sorted((LabelScore(label=k, score=v) for k, v in emotion.items()),
-                                          key=lambda ls: -ls.score))
-             if emotion else Classification())
-    return Tags(
-        audio=AudioInfo(container="wav", codec="pcm", sample_rate_hz=44100, channels=2,
-                        duration_s=30, analysed_s=30),
-        tempo=Tempo(bpm=bpm, confidence=0.9, beats_s=beats, downbeats_s=downs, beats_per_bar=per_bar),
-        key=Key(tonic=tonic, mode=mode, confidence=0.8),  # type: ignore[arg-type]
-        loudness=Loudness(integrated_lufs=-10, peak_dbfs=-1, dynamic_range_db=dynamic_range_db,
-                          energy=energy),
-        timbre=Timbre(brightness=brightness, percussiveness=percussiveness,
-                      onset_rate_hz=onset_rate_hz),
-        mood=Mood(valence=valence, arousal=arousal, source="signal"),
-        genre=genre_c, emotion=emo_c,
-        energy_curve=[float(v) for v in np.clip(shapes[curve], 0, 1)],
-    )
-
-
-SONGS: dict[str, Tags] = {
-    "classical": song(genre="classical", bpm=72, tonic="D", mode="major", energy=0.35, valence=0.3,
-                      arousal=-0.4, emotion={"tenderness": 0.6, "solemnity": 0.3},
-                      percussiveness=0.1, dynamic_range_db=14, curve="arch", per_bar=3),
-    "metal": song(genre="metal", bpm=176, tonic="E", mode="minor", energy=0.95, valence=-0.6,
-                  arousal=0.9, emotion={"power": 0.7, "tension": 0.6}, brightness=0.8,
-                  percussiveness=0.75, onset_rate_hz=8, dynamic_range_db=3, curve="drop"),
-    "jazz": song(genre="jazz", bpm=132, tonic="A#", mode="major", energy=0.5, valence=0.3,
-                 arousal=0.1, emotion={"nostalgia": 0.4, "joyful_activation": 0.3},
-                 percussiveness=0.35, swing=0.18, dynamic_range_db=11, curve="waves"),
-    "electronic": song(genre="electronic", bpm=128, tonic="F", mode="minor", energy=0.85,
-                       valence=0.1, arousal=0.7, emotion={"joyful_activation": 0.5, "power": 0.4},
-                       brightness=0.7, percussiveness=0.8, onset_rate_hz=6, curve="build"),
-    "disco": song(genre="disco", bpm=118, tonic="D", mode="major", energy=0.75, valence=0.8,
-                  arousal=0.6, emotion={"joyful_activation": 0.8}, brightness=0.65,
-                  percussiveness=0.7, onset_rate_hz=5, curve="waves"),
-    "hiphop": song(genre="hiphop", bpm=88, tonic="C#", mode="minor", energy=0.7, valence=-0.1,
-                   arousal=0.3, emotion={"power": 0.6}, brightness=0.35, percussiveness=0.85,
-                   curve="drop"),
-    "reggae": song(genre="reggae", bpm=76, tonic="G", mode="major", energy=0.55, valence=0.6,
-                   arousal=-0.1, emotion={"calmness": 0.4, "joyful_activation": 0.4}, curve="waves"),
-    "country": song(genre="country", bpm=104, tonic="D", mode="major", energy=0.45, valence=0.4,
-                    arousal=-0.1, emotion={"nostalgia": 0.6, "tenderness": 0.3}, curve="arch"),
-    "blues": song(genre="blues", bpm=68, tonic="E", mode="minor", energy=0.4, valence=-0.5,
-                  arousal=-0.3, emotion={"sadness": 0.6, "nostalgia": 0.3}, brightness=0.3,
-                  percussiveness=0.3, swing=0.15, curve="fade", per_bar=4),
-    "pop": song(genre="pop", bpm=116, tonic="C", mode="major", energy=0.7, valence=0.8,
-                arousal=0.5, emotion={"joyful_activation": 0.7, "tenderness": 0.2},
-                brightness=0.7, onset_rate_hz=4, curve="build"),
-    "rock": song(genre="rock", bpm=142, tonic="A", mode="minor", energy=0.85, valence=-0.1,
-                 arousal=0.7, emotion={"power": 0.7}, brightness=0.6, percussiveness=0.6,
-                 dynamic_range_db=5, curve="drop"),
-    "no-model calm": song(genre=None, bpm=64, tonic="F#", mode="minor", energy=0.2, valence=-0.3,
-                          arousal=-0.7, percussiveness=0.08, brightness=0.35, onset_rate_hz=1,
-                          curve="fade"),
-    "no-model club": song(genre=None, bpm=126, tonic="B", mode="minor", energy=0.9, valence=0.2,
-                          arousal=0.6, percussiveness=0.8, brightness=0.6, onset_rate_hz=7,
-                          curve="build"),
-}
+SONGS = PREVIEW_SONGS
 
 CONCRETE = [s for s in Style if s is not Style.auto]
 

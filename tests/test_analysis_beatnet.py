@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from m2i_engine.analysis import beatnet
+from bench import beatnet
 from m2i_engine.synth import SongSpec, render_song
 
 pytestmark = pytest.mark.skipif(not beatnet.weights_available(), reason="BeatNet weights missing")

@@ -25,7 +25,7 @@ from m2i_engine.imaging.renderer.motion import STILL
 from m2i_engine.options import AnimateOptions, LoopSection, Style, VisualizeOptions
 from m2i_engine.prompt import build_prompt
 from m2i_engine.tags import Tags
-from tests.factories import make_tags
+from m2i_engine.testing import make_tags
 
 SIDE = 128
 FPS = 16  # 120 bpm → 8 frames a beat

@@ -62,7 +62,7 @@ from m2i_engine.errors import (
 )
 from m2i_engine.options import MAX_SEED, Aspect, Backend, Style, VisualizeOptions
 from m2i_engine.synth import SongSpec, render_song
-from tests.factories import make_tags
+from m2i_engine.testing import make_tags
 
 # --- options -------------------------------------------------------------------------------------
 

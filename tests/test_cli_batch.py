@@ -13,8 +13,8 @@ from m2i_engine import batch
 from m2i_engine.errors import TooShortError
 from m2i_engine.synth import SongSpec, render_song
 from m2i_engine.tags import Tags
+from m2i_engine.testing import make_tags
 from tests.audiofiles import encode
-from tests.factories import make_tags
 from tests.test_cli import run
 
 SR = 22_050

@@ -7,7 +7,7 @@ import pytest
 from m2i_engine.options import Style, VisualizeOptions
 from m2i_engine.prompt import PRESETS, build_prompt, resolve_style
 from m2i_engine.prompt.builder import EMOTION_WORDS, GENRE_IMAGERY, MAX_WORDS, STYLE_IMAGERY
-from tests.factories import make_tags
+from m2i_engine.testing import make_tags
 
 
 def test_same_tags_and_options_give_the_same_prompt() -> None:

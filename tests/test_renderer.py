@@ -15,17 +15,8 @@ from m2i_engine.imaging.base import ImageRequest, Prompt
 from m2i_engine.imaging.renderer import Motif, Renderer, encode_png, look_from_tags, render
 from m2i_engine.imaging.renderer.look import MOTIF_BY_GENRE, RHYTHM_WINDOW_S
 from m2i_engine.options import Aspect, Style
-from m2i_engine.tags import (
-    AudioInfo,
-    Classification,
-    Key,
-    LabelScore,
-    Loudness,
-    Mood,
-    Tags,
-    Tempo,
-    Timbre,
-)
+from m2i_engine.tags import Classification, Tags
+from m2i_engine.testing import make_tags
 
 SIDE = 224
 CONCRETE = [s for s in Style if s is not Style.auto]
@@ -38,38 +29,16 @@ def song(*, genre: str | None = "pop", bpm: float = 120.0, tonic: str = "A", mod
          emotion: dict[str, float] | None = None, beats: list[float] | None = None,
          downbeats: list[float] | None = None, beats_per_bar: int | None = 4,
          curve: list[float] | None = None, **timbre: float) -> Tags:
-    """A song's tags built by hand."""
-    period = 60.0 / bpm
+    """A song's tags built by hand (an arch of energy unless ``curve`` says otherwise)."""
     if beats is None:
+        period = 60.0 / bpm
         beats = [i * period for i in range(int(30 / period))]
-    if downbeats is None:
-        downbeats = beats[:: beats_per_bar or 4]
     if curve is None:
         curve = [float(0.3 + 0.5 * np.sin(np.pi * x)) for x in np.linspace(0, 1, 64)]
-
-    def classification(scores: dict[str, float] | None) -> Classification:
-        if not scores:
-            return Classification()
-        labels = sorted((LabelScore(label=k, score=v) for k, v in scores.items()),
-                        key=lambda ls: -ls.score)
-        return Classification(status="ok", labels=labels, model="test@0")
-
-    return Tags(
-        audio=AudioInfo(container="wav", codec="pcm_s16le", sample_rate_hz=44_100, channels=2,
-                        duration_s=30.0, analysed_s=30.0),
-        tempo=Tempo(bpm=bpm, confidence=0.9, beats_s=beats, downbeats_s=downbeats,
-                    beats_per_bar=beats_per_bar),
-        key=Key(tonic=tonic, mode=mode, confidence=0.8),  # type: ignore[arg-type]
-        loudness=Loudness(integrated_lufs=-10.0, peak_dbfs=-0.5, dynamic_range_db=6.0,
-                          energy=energy),
-        timbre=Timbre(brightness=timbre.get("brightness", 0.5),
-                      percussiveness=timbre.get("percussiveness", 0.5),
-                      onset_rate_hz=timbre.get("onset_rate_hz", 3.0)),
-        mood=Mood(valence=valence, arousal=arousal, source="signal"),
-        genre=classification({genre: 0.9} if genre else None),
-        emotion=classification(emotion),
-        energy_curve=curve,
-    )
+    return make_tags(genre=genre, bpm=bpm, tonic=tonic, mode=mode, energy=energy, valence=valence,
+                     arousal=arousal, emotion=emotion, beats=beats,
+                     downbeats=beats[:: beats_per_bar or 4] if downbeats is None else downbeats,
+                     beats_per_bar=beats_per_bar, curve=curve, **timbre)
 
 
 def pixels(tags: Tags, style: Style = Style.abstract, seed: int = 3, *, width: int = SIDE,

@@ -24,7 +24,7 @@ from m2i_engine.imaging.sd.backend import SDBackend
 from m2i_engine.imaging.sd.prompt_embeds import PromptEncoder, _phrase_spans
 from m2i_engine.imaging.sd.steering import MusicSteering, _init_from, _to_oklab, transfer_colours
 from m2i_engine.options import Style
-from tests.factories import make_tags
+from m2i_engine.testing import make_tags
 from tests.test_sd_tiny import (  # noqa: F401
     make_request,
     pixels,

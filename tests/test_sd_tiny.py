@@ -28,7 +28,7 @@ from m2i_engine.imaging.sd.batcher import SDBatcher
 from m2i_engine.imaging.sd.tiny import build_tiny_sd, build_tiny_sdxl
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt import build_prompt
-from tests.factories import make_tags
+from m2i_engine.testing import make_tags
 
 #: text-only steering: the cheapest path, used unless a test is about steering
 NO_STEERING = SteeringSettings(init="none", palette_transfer=0.0, phrase_weighting=1.0)

@@ -4,7 +4,7 @@
     python -m training.baselines --only genre       # seed genre CNN only (~3 min)
     python -m training.baselines --only mean        # training-mean emotion predictor only (seconds)
 
-- **Seed genre CNN** (``training/seed.py``) on the seed's features (5 × MFCC-13 segments per 30-s
+- **Seed genre CNN** (``training/original_cnns.py``) on the seed's features (5 × MFCC-13 segments per 30-s
   track), the seed's optimiser settings (Adam 1e-4, batch 32, 30 epochs, no early stopping);
   predictions per 6-s segment and per song (mean of the 5 segment probabilities).
 - **Seed emotion CNN** (the 11-conv A2E network) on 10-s log-spectrogram segments, trained against
@@ -57,7 +57,7 @@ def seed_genre(*, epochs: int = 30, batch_size: int = 32, lr: float = 1e-4) -> d
     import keras
     from tqdm import tqdm
 
-    from training.seed import build_seed_genre_cnn
+    from training.original_cnns import build_seed_genre_cnn
 
     gt = load_seed("gtzan")
     x = gt["mfcc"][..., None]  # (songs, 5, 259, 13, 1)
@@ -115,7 +115,7 @@ def seed_emotion(*, epochs: int = 6, segments_per_epoch: int = 1, batch_size: in
     import keras
     from tqdm import tqdm
 
-    from training.seed import build_seed_emotion_cnn
+    from training.original_cnns import build_seed_emotion_cnn
 
     em = load_seed("emotify")
     x = em["logspec"]  # (songs, 6, 256, 107) float16

@@ -68,16 +68,16 @@ def song_features(song: Song, backbones: Sequence[str] = BACKBONES) -> dict[str,
     """Every cached input of one song (see the module docstring)."""
     from m2i_engine.audio import decode_audio
     from m2i_engine.config import AudioLimits
-    from training import seed
+    from training import original_cnns
 
-    audio = decode_audio(song.path, limits=AudioLimits(), target_sr=seed.SEED_SR)
+    audio = decode_audio(song.path, limits=AudioLimits(), target_sr=original_cnns.SEED_SR)
     y, sr = audio.samples, audio.sample_rate_hz
     out: dict[str, np.ndarray] = {"version": np.array(VERSION), "duration_s": np.array(len(y) / sr)}
     if song.dataset == "gtzan":
-        out["mfcc"] = seed.genre_mfcc_segments(y, sr)
+        out["mfcc"] = original_cnns.genre_mfcc_segments(y, sr)
     elif song.dataset == "emotify":
-        spec = seed.emotion_logspec_segments(y, sr)
-        out["logspec"] = seed.pool_logspec(spec).astype(np.float16)
+        spec = original_cnns.emotion_logspec_segments(y, sr)
+        out["logspec"] = original_cnns.pool_logspec(spec).astype(np.float16)
     for b in backbones:
         pp = _tagger(b).per_patch(y, sr)
         for k in EMBEDDINGS:

@@ -5,7 +5,9 @@ on annotated beats has learnt where listeners tap. This module re-implements, in
 feature front end and the network of BeatNet (Heydari, Cwitkowitz & Duan, "BeatNet: CRNN and
 particle filtering for online joint beat downbeat and meter tracking", ISMIR 2021) and runs the
 published weights of its model 1 — the one trained *without* GTZAN — shipped in
-``m2i_engine/analysis/weights/`` under CC BY 4.0 (see the README there).
+``bench/weights/`` under CC BY 4.0 (see the README there). It lives beside the benchmark that
+uses it (``bench/tempo_accuracy.py --beatnet``), not in the runtime package: measured there, it did
+not beat the DSP tracker, so serving never loads it.
 
 Front end (madmom's ``LogarithmicFilteredSpectrogram`` + positive first difference, as BeatNet
 uses it): 1411-sample Hann frames every 441 samples at 22 050 Hz (50 frames/s, centred, zero
