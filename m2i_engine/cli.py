@@ -362,7 +362,8 @@ def _print_tags(tags: Tags, name: str) -> None:
                           f"{a.channels} ch)")
     t = tags.tempo
     metre = f" · {t.beats_per_bar} beats/bar" if t.beats_per_bar else ""
-    table.add_row("Tempo", f"{t.bpm:.1f} BPM (confidence {t.confidence:.2f}){metre}")
+    also = f" · also felt at {alt.bpm:.0f} BPM ({alt.score:.0%})" if (alt := t.close_alternative) else ""
+    table.add_row("Tempo", f"{t.bpm:.1f} BPM (confidence {t.confidence:.2f}){metre}{also}")
     table.add_row("Key", f"{tags.key.name} (confidence {tags.key.confidence:.2f})")
     lo = tags.loudness
     table.add_row("Loudness", f"{lo.integrated_lufs:.1f} LUFS · peak {lo.peak_dbfs:.1f} dBFS · "

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from m2i_engine.analysis import analyze_signal, signal_mood
+from m2i_engine.analysis.tempo_octave import decide_tempo
 from m2i_engine.audio import decode_audio
 from m2i_engine.config import AudioLimits
 from m2i_engine.imaging.base import ImageRequest
@@ -49,10 +50,15 @@ def analyse_audio(data: bytes, *, limits: AudioLimits, models: ModelRegistry,
         emotion = models.classify("emotion", sig.features)
         quadrants = models.classify("mood", sig.features)
         styles = models.styles(sig.features)
+    learned_mood = mood_from_quadrants(quadrants)
+    with timed(timings, "tempo_decision_ms"):
+        # which octave of the tracked pulse a listener taps, now that mood and genre are known
+        tempo = sig.tempo if sig.tempo_evidence is None else decide_tempo(
+            sig.tempo_evidence, sig.tempo, timbre=sig.timbre, mood=learned_mood, genre=genre)
     # the model trained on listeners' valence/arousal first, the GEMS hand mapping, then the signal rule
-    mood = mood_from_quadrants(quadrants) or mood_from_emotions(emotion) or signal_mood(
-        tempo=sig.tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre)
-    tags = Tags(audio=audio.info, tempo=sig.tempo, key=sig.key, loudness=sig.loudness,
+    mood = learned_mood or mood_from_emotions(emotion) or signal_mood(
+        tempo=tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre)
+    tags = Tags(audio=audio.info, tempo=tempo, key=sig.key, loudness=sig.loudness,
                 timbre=sig.timbre, mood=mood, genre=genre, emotion=emotion, styles=styles,
                 energy_curve=sig.energy_curve)
     return tags, timings

@@ -59,12 +59,32 @@ class StyleTag(LabelScore):
     group: StyleGroup = Field(description="What kind of word it is: genre, style, voice, era or mood.")
 
 
+#: a runner-up tempo at least this probable is shown in replies beside the chosen one
+CLOSE_ALTERNATIVE = 0.3
+
+
+class TempoAlternative(BaseModel):
+    """Another level the song is felt at (half or double the tempo), with its share of the decision."""
+
+    bpm: float = Field(gt=0)
+    score: float = Field(ge=0.0, le=1.0)
+
+
 class Tempo(BaseModel):
     bpm: float = Field(gt=0)
     confidence: float = Field(ge=0.0, le=1.0)
     beats_s: list[float] = Field(default_factory=list)
     downbeats_s: list[float] = Field(default_factory=list)
     beats_per_bar: int | None = None
+    alternatives: list[TempoAlternative] = Field(
+        default_factory=list, description="The runner-up tempo a listener could tap instead (e.g. double "
+        "time), with its probability; empty when the decision is clear.")
+
+    @property
+    def close_alternative(self) -> TempoAlternative | None:
+        """The runner-up when the decision was close enough to tell the user ("also felt at 200 BPM")."""
+        best = max(self.alternatives, key=lambda a: a.score, default=None)
+        return best if best is not None and best.score >= CLOSE_ALTERNATIVE else None
 
 
 class Key(BaseModel):

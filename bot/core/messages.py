@@ -229,6 +229,13 @@ def energy_word(energy: float) -> str:
     return "calm" if energy < 0.33 else "moderate" if energy < 0.66 else "intense"
 
 
+def tempo_text(bpm: float, *, beats_per_bar: int | None = None, also_bpm: float | None = None) -> str:
+    """E.g. "100 BPM · also felt at 200" (the runner-up only when the octave decision was close)."""
+    metre = f", {beats_per_bar} beats/bar" if beats_per_bar else ""
+    also = f" · also felt at {also_bpm:.0f}" if also_bpm else ""
+    return f"{bpm:.0f} BPM{metre}{also}"
+
+
 #: where a song's valence/arousal came from (:attr:`m2i_engine.tags.Mood.source`)
 MOOD_SOURCES: dict[str, str] = {"emotion_model": "from the mood model", "signal": "estimated from the signal"}
 

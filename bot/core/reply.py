@@ -210,7 +210,6 @@ def tag_lines(tags: Tags) -> tuple[TagLine, ...]:
     """
     L = messages.LABELS
     t, lo, m = tags.tempo, tags.loudness, tags.mood
-    metre = f", {t.beats_per_bar} beats/bar" if t.beats_per_bar else ""
     genre = TagLine("genre", L["genre"], _classification(tags.genre, "genre"))
     styles = _styles_line(tags)
     first: tuple[TagLine, ...] = (genre,) if styles is None else (
@@ -218,7 +217,8 @@ def tag_lines(tags: Tags) -> tuple[TagLine, ...]:
     return (
         *first,
         TagLine("emotion", L["emotion"], _classification(tags.emotion, "emotion")),
-        TagLine("tempo", L["tempo"], f"{t.bpm:.0f} BPM{metre}"),
+        TagLine("tempo", L["tempo"], messages.tempo_text(t.bpm, beats_per_bar=t.beats_per_bar, also_bpm=(
+            alt.bpm if (alt := t.close_alternative) else None))),
         TagLine("key", L["key"], tags.key.name),
         TagLine("loudness", L["loudness"], f"{lo.integrated_lufs:.1f} LUFS · energy {lo.energy:.2f} "
                                            f"({messages.energy_word(lo.energy)})"),

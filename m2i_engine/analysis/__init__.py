@@ -26,7 +26,7 @@ from m2i_engine.analysis.features import ANALYSIS_SR, Features, compute_features
 from m2i_engine.analysis.key import estimate_key
 from m2i_engine.analysis.loudness import energy_curve, measure_loudness
 from m2i_engine.analysis.mood import signal_mood
-from m2i_engine.analysis.tempo import estimate_tempo
+from m2i_engine.analysis.tempo import TempoEvidence, estimate_tempo, tempo_evidence, tempo_from_evidence
 from m2i_engine.analysis.timbre import describe_timbre
 from m2i_engine.tags import Key, Loudness, Tempo, Timbre
 
@@ -34,6 +34,7 @@ __all__ = [
     "ANALYSIS_SR",
     "Features",
     "SignalAnalysis",
+    "TempoEvidence",
     "analyze_signal",
     "compute_features",
     "describe_timbre",
@@ -42,6 +43,7 @@ __all__ = [
     "estimate_tempo",
     "measure_loudness",
     "signal_mood",
+    "tempo_evidence",
 ]
 
 
@@ -55,6 +57,8 @@ class SignalAnalysis:
     loudness: Loudness
     timbre: Timbre
     energy_curve: list[float]
+    #: the tracker's periodicity evidence, for the octave decision once the models have answered
+    tempo_evidence: TempoEvidence | None = None
 
 
 def analyze_signal(*, y: np.ndarray, sr: int, energy_points: int = 64) -> SignalAnalysis:
@@ -77,9 +81,11 @@ def analyze_signal(*, y: np.ndarray, sr: int, energy_points: int = 64) -> Signal
     124
     """
     features = compute_features(y=y, sr=sr)
+    evidence = tempo_evidence(features=features)
     return SignalAnalysis(
         features=features,
-        tempo=estimate_tempo(features=features),
+        tempo=tempo_from_evidence(evidence),
+        tempo_evidence=evidence,
         key=estimate_key(features=features),
         loudness=measure_loudness(y=y, sr=sr, features=features),
         timbre=describe_timbre(features=features),

@@ -18,10 +18,13 @@ Offers
 ------
 - :func:`estimate_tempo` — the :class:`~m2i_engine.tags.Tempo` of a song from its features.
 - :func:`tempo_from_novelty` — the same estimator on any onset/beat activation curve.
+- :func:`tempo_evidence` / :class:`TempoEvidence` — the periodicity evidence the octave step re-reads.
 - :func:`onset_novelty` — the novelty curve tempo and beats are read from.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import librosa
 import numba
@@ -69,51 +72,126 @@ def estimate_tempo(*, features: Features) -> Tempo:
     >>> round(t.bpm)
     100
     """
-    return tempo_from_novelty(novelty=onset_novelty(features=features),
-                              frame_rate_hz=features.frame_rate_hz, duration_s=features.duration_s)
+    return tempo_from_evidence(tempo_evidence(features=features))
+
+
+def tempo_evidence(*, features: Features) -> TempoEvidence:
+    """The periodicity evidence of a song's onset novelty (what the tracker and the octave step read)."""
+    bands = _band_novelties(features)
+    return TempoEvidence.from_novelty(novelty=bands.sum(axis=0), frame_rate_hz=features.frame_rate_hz,
+                                      duration_s=features.duration_s, bands=bands)
 
 
 def onset_novelty(*, features: Features) -> np.ndarray:
     """Sum of the sub-band onset envelopes, each minus its 1-s moving average, rectified and
     scaled to unit standard deviation (so quiet hats weigh as much as a loud kick)."""
+    return _band_novelties(features).sum(axis=0)
+
+
+def _band_novelties(features: Features) -> np.ndarray:
+    """Each sub-band's onset envelope minus its 1-s moving average, rectified, at unit std (bands × n)."""
     bands = features.onset_env_bands.astype(np.float64)
-    out = np.zeros(bands.shape[1])
+    out = np.zeros_like(bands)
     n = max(1, round(features.frame_rate_hz))
-    for band in bands:
+    for k, band in enumerate(bands):
         band = np.maximum(band - _moving_average(band, n), 0.0)
         std = float(np.std(band))
         if std > 1e-9:
-            out += band / std
+            out[k] = band / std
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class TempoEvidence:
+    """What the tracker measured once, kept so a later step can weigh other tempi without recomputing.
+
+    ``acf`` is the song's mean windowed autocorrelation of the novelty; ``salience`` the comb over its
+    first four beat multiples on :func:`bpm_grid`, ``score`` the same times the tempo prior.
+    """
+
+    novelty: np.ndarray
+    frame_rate_hz: float
+    duration_s: float
+    acf: np.ndarray
+    grid: np.ndarray
+    salience: np.ndarray
+    score: np.ndarray
+    #: the sub-band novelties the sum was made of (low … high), when known
+    bands: np.ndarray | None = None
+
+    @classmethod
+    def from_novelty(cls, *, novelty: np.ndarray, frame_rate_hz: float, duration_s: float,
+                     bands: np.ndarray | None = None) -> TempoEvidence:
+        novelty = np.asarray(novelty, dtype=np.float64)
+        acf = _mean_acf(novelty, max(8, round(TEMPOGRAM_S * frame_rate_hz)))
+        grid = bpm_grid()
+        salience = _comb_salience(acf, frame_rate_hz, grid)
+        prior = np.exp(-0.5 * (np.log2(grid / PRIOR_CENTER_BPM) / PRIOR_STD_OCTAVES) ** 2)
+        return cls(novelty=novelty, frame_rate_hz=float(frame_rate_hz), duration_s=float(duration_s),
+                   acf=acf, grid=grid, salience=salience, score=salience * prior, bands=bands)
+
+    @property
+    def peak_bpm(self) -> float:
+        """The grid tempo with the best prior-weighted comb score (before the pulse-level rule)."""
+        return float(self.grid[int(np.argmax(self.score))])
+
+    def band_salience_at(self, band: int, bpm: float) -> float:
+        """Comb salience of one sub-band's novelty near ``bpm`` (0 without band novelties)."""
+        if self.bands is None or not MIN_BPM <= bpm <= MAX_BPM:
+            return 0.0
+        acf = _mean_acf(self.bands[band], max(8, round(TEMPOGRAM_S * self.frame_rate_hz)))
+        return float(_comb_salience(acf, self.frame_rate_hz, np.array([bpm]))[0])
+
+    @property
+    def rhythmic(self) -> bool:
+        """Whether the novelty repeats at all (silence and constant tones give nothing to track)."""
+        return bool(np.any(self.acf[1:] > 0)) and float(self.score.max()) > 0
+
+    def salience_at(self, bpm: float) -> float:
+        """Comb salience near ``bpm`` (the best within ±3 grid steps); 0 outside the grid."""
+        if not MIN_BPM <= bpm <= MAX_BPM:
+            return 0.0
+        j = int(np.argmin(np.abs(np.log2(self.grid / bpm))))
+        return float(self.salience[max(0, j - 3) : j + 4].max())
+
+    def beats_at(self, bpm: float) -> list[float]:
+        """Beat times decoded near ``bpm``."""
+        return _track_beats(self.novelty, self.frame_rate_hz, bpm, self.duration_s)
+
+    def onset_strength(self, times_s: np.ndarray) -> float:
+        """Mean novelty peak (±1 frame) at the given times; 0 when none falls inside the song."""
+        return _strength(self.novelty, self.frame_rate_hz, np.asarray(times_s, dtype=np.float64))
+
+    def subdivision_ratio(self, beats_s: list[float], fractions: tuple[float, ...]) -> float:
+        """Onset strength at the given fractions of each inter-beat interval over that on the beats."""
+        return _subdivision_ratio(self.novelty, self.frame_rate_hz, beats_s, fractions)
 
 
 def tempo_from_novelty(*, novelty: np.ndarray, frame_rate_hz: float, duration_s: float) -> Tempo:
     """Tempo, confidence and beats from a non-negative onset novelty (or beat activation) curve."""
-    novelty = np.asarray(novelty, dtype=np.float64)
-    acf = _mean_acf(novelty, max(8, round(TEMPOGRAM_S * frame_rate_hz)))
-    if not np.any(acf[1:] > 0):
+    return tempo_from_evidence(TempoEvidence.from_novelty(novelty=novelty, frame_rate_hz=frame_rate_hz,
+                                                          duration_s=duration_s))
+
+
+def tempo_from_evidence(ev: TempoEvidence) -> Tempo:
+    """The tracker: the best prior-weighted comb tempo, sharpened, its beats, and the pulse-level rule."""
+    if not ev.rhythmic:
         return Tempo(bpm=120.0, confidence=0.0)
-    grid = _bpm_grid()
-    salience = _comb_salience(acf, frame_rate_hz, grid)
-    prior = np.exp(-0.5 * (np.log2(grid / PRIOR_CENTER_BPM) / PRIOR_STD_OCTAVES) ** 2)
-    score = salience * prior
-    i = int(np.argmax(score))
-    if score[i] <= 0:
-        return Tempo(bpm=120.0, confidence=0.0)
-    bpm = _refine_bpm(acf, frame_rate_hz, float(grid[i]))
-    confidence = _confidence(acf, frame_rate_hz, grid, score, i, duration_s)
-    beats_s = _track_beats(novelty, frame_rate_hz, bpm, duration_s)
+    i = int(np.argmax(ev.score))
+    bpm = _refine_bpm(ev.acf, ev.frame_rate_hz, float(ev.grid[i]))
+    confidence = _confidence(ev.acf, ev.frame_rate_hz, ev.grid, ev.score, i, ev.duration_s)
+    beats_s = ev.beats_at(bpm)
     for factor, fractions in ((2.0, (0.5,)), (1.5, (1.0 / 3.0, 2.0 / 3.0))):
         if factor * bpm > MAX_BEAT_LEVEL_BPM:
             continue
-        if _subdivision_ratio(novelty, frame_rate_hz, beats_s, fractions) >= SUBDIVISION_RATIO:
+        if ev.subdivision_ratio(beats_s, fractions) >= SUBDIVISION_RATIO:
             # Onsets between our beats (halves, or thirds) are as strong as those on the beats, so
             # this level is not the pulse: take the next faster one (×2, or ×1.5 for a grid of
             # thirds). Drum & bass is the typical case: its bar-level periodicity favours ½ or ⅔
             # of the tempo. We are less sure than usual.
             bpm *= factor
             confidence *= 0.5
-            beats_s = _track_beats(novelty, frame_rate_hz, bpm, duration_s)
+            beats_s = ev.beats_at(bpm)
             break
     return Tempo(bpm=round(bpm, 2), confidence=round(confidence, 3), beats_s=beats_s)
 
@@ -121,7 +199,8 @@ def tempo_from_novelty(*, novelty: np.ndarray, frame_rate_hz: float, duration_s:
 # --- private helpers ---------------------------------------------------------------------------
 
 
-def _bpm_grid() -> np.ndarray:
+def bpm_grid() -> np.ndarray:
+    """The candidate tempi, 96 per octave from MIN_BPM to MAX_BPM."""
     n = int(np.ceil(np.log2(MAX_BPM / MIN_BPM) * _GRID_STEPS_PER_OCTAVE)) + 1
     return MIN_BPM * 2.0 ** (np.arange(n) / _GRID_STEPS_PER_OCTAVE)
 
@@ -189,25 +268,25 @@ def _refine_bpm(acf: np.ndarray, frame_rate: float, bpm: float) -> float:
     return refined if abs(np.log2(refined / bpm)) < 0.05 else bpm
 
 
+def _strength(novelty: np.ndarray, frame_rate: float, times: np.ndarray) -> float:
+    idx = np.round(times * frame_rate).astype(int)
+    idx = idx[(idx >= 0) & (idx < len(novelty))]
+    if len(idx) == 0:
+        return 0.0
+    window = np.stack([novelty[np.clip(idx + d, 0, len(novelty) - 1)] for d in (-1, 0, 1)])
+    return float(window.max(axis=0).mean())
+
+
 def _subdivision_ratio(novelty: np.ndarray, frame_rate: float, beats_s: list[float],
                        fractions: tuple[float, ...]) -> float:
     """Mean novelty peak at the given fractions of each inter-beat interval, over that on beats."""
     beats = np.asarray(beats_s)
     if len(beats) < 6:
         return 0.0
-
-    def strength(times: np.ndarray) -> float:
-        idx = np.round(times * frame_rate).astype(int)
-        idx = idx[idx < len(novelty)]
-        if len(idx) == 0:
-            return 0.0
-        window = np.stack([novelty[np.clip(idx + d, 0, len(novelty) - 1)] for d in (-1, 0, 1)])
-        return float(window.max(axis=0).mean())
-
-    on = strength(beats)
+    on = _strength(novelty, frame_rate, beats)
     if on <= 0:
         return 0.0
-    between = [strength(beats[:-1] + f * np.diff(beats)) for f in fractions]
+    between = [_strength(novelty, frame_rate, beats[:-1] + f * np.diff(beats)) for f in fractions]
     return min(between) / on
 
 
