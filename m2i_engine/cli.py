@@ -15,7 +15,6 @@ import json
 import logging
 import sys
 import time
-import types
 import typing
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -32,7 +31,7 @@ from m2i_engine.batch import run_batch
 from m2i_engine.config import Settings
 from m2i_engine.engine import AnimationResult, Engine, Progress, Stage, VisualizeResult
 from m2i_engine.errors import InputError, InvalidOptionError, M2IError, describe
-from m2i_engine.options import AnimateOptions, VisualizeOptions
+from m2i_engine.options import AnimateOptions, VisualizeOptions, option_fields
 from m2i_engine.tags import Classification, Tags
 
 
@@ -145,15 +144,14 @@ def add_option_flags(parser: Any, model: type[BaseModel] = VisualizeOptions, *,
                      prefix: str = "opt_") -> None:
     """One ``--flag`` per field of ``model`` (:class:`VisualizeOptions` by default), with its type,
     choices and help, stored as ``<prefix><field>``; ``parser`` may be an argument group."""
-    for name, field in model.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        kind = _base_type(field.annotation)
-        kwargs: dict[str, Any] = {"dest": f"{prefix}{name}", "default": None,
-                                  "help": f"{field.description} (default: {_default_text(field.default)})"}
-        if isinstance(kind, type) and issubclass(kind, enum.Enum):
-            kwargs["choices"] = [m.value for m in kind]
-        elif kind in (int, float):
-            kwargs["type"] = kind
+    for field in option_fields(model):
+        flag = "--" + field.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f"{prefix}{field.name}", "default": None,
+                                  "help": f"{field.help} (default: {_default_text(field.default)})"}
+        if field.is_enum:
+            kwargs["choices"] = [m.value for m in field.choices]
+        elif field.kind in (int, float):
+            kwargs["type"] = field.kind
             kwargs["metavar"] = "N"
         else:
             kwargs["metavar"] = "TEXT"
@@ -425,14 +423,6 @@ def _report_error(exc: M2IError, args: argparse.Namespace) -> int:
     else:
         err.print(f"[bold red]Error[/] [dim]({exc.code})[/]: {exc.message}")
     return exc.exit_code
-
-
-def _base_type(annotation: Any) -> Any:
-    """``int | None`` → ``int``; ``Style`` → ``Style``."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if args else str
-    return annotation
 
 
 def _default_text(default: Any) -> str:

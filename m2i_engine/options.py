@@ -6,8 +6,14 @@ its form fields, so a new option is added here and nowhere else.
 
 from __future__ import annotations
 
-from enum import StrEnum
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Any
 
+from annotated_types import Ge, Le, MaxLen
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_SEED = 2**32 - 1
@@ -87,3 +93,55 @@ class AnimateOptions(BaseModel):
                                   description="Bars in the loop; none picks 1, 2, 4 or 8 bars near 5 s.")
     section: LoopSection = Field(LoopSection.peak, description="Which bars: peak, typical or start.")
     anim_size: int = Field(512, ge=128, le=1024, description="Long side of the animation in pixels.")
+
+
+# --- reading an option model ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionField:
+    """One option as every front end reads it: a CLI flag, a slash-command option, a byte of a button."""
+
+    name: str
+    #: the type without ``None``: ``int``, ``float``, ``str``, ``bool`` or an enum class
+    kind: Any
+    #: ``None`` is a valid value (``seed``: none lets the song pick)
+    optional: bool
+    default: Any
+    #: the field's description; ``None`` when it has none
+    help: str | None
+    #: the ``ge``/``le`` bounds and the ``max_length``; ``None`` where the field has none
+    lo: Any = None
+    hi: Any = None
+    max_length: int | None = None
+
+    @property
+    def is_enum(self) -> bool:
+        return isinstance(self.kind, type) and issubclass(self.kind, Enum)
+
+    @property
+    def choices(self) -> tuple[Enum, ...]:
+        """The enum's members in declaration order; empty for other kinds."""
+        return tuple(self.kind) if self.is_enum else ()
+
+
+def option_fields(model: type[BaseModel]) -> Iterator[OptionField]:
+    """Each field of ``model`` (:class:`VisualizeOptions`, :class:`AnimateOptions`, …) in declaration
+    order, so the CLI, the bots and the button encoding read the schema one way."""
+    for name, info in model.model_fields.items():
+        lo = hi = max_length = None
+        for meta in info.metadata:
+            if isinstance(meta, Ge):
+                lo = meta.ge
+            elif isinstance(meta, Le):
+                hi = meta.le
+            elif isinstance(meta, MaxLen):
+                max_length = meta.max_length
+        annotation = info.annotation
+        args = typing.get_args(annotation)
+        kind: Any = annotation
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+            rest = [a for a in args if a is not type(None)]
+            kind = rest[0] if rest else str
+        yield OptionField(name=name, kind=kind, optional=type(None) in args, default=info.default,
+                          help=info.description, lo=lo, hi=hi, max_length=max_length)

@@ -19,7 +19,7 @@ import pytest_asyncio
 import soundfile as sf
 
 from bot.core import (
-    DISCORD_CUSTOM_ID_MAX_CHARS,
+    DISCORD,
     Action,
     ActionExpiredError,
     ActionKind,
@@ -251,7 +251,7 @@ def test_actions_round_trip_within_telegram_and_discord_limits(kind: ActionKind)
     opts = VisualizeOptions(style=Style.cinematic, aspect=Aspect.story, size=768, backend=Backend.renderer,
                             prompt="ein roter Fuchs im Mondlicht über dem Meer 🦊🌊", negative="blurry")
     action = Action(kind, MAX_SEED, opts)
-    for max_bytes in (64, DISCORD_CUSTOM_ID_MAX_CHARS):
+    for max_bytes in (64, DISCORD.button_data_bytes):
         data = encode_action(action, max_bytes=max_bytes)
         assert len(data.encode()) <= max_bytes
         back = decode_action(data)

@@ -35,6 +35,7 @@ from pydantic import SecretStr
 pytest.importorskip("discord")
 
 from bot.core import (
+    DISCORD,
     Action,
     ActionKind,
     BotService,
@@ -300,7 +301,7 @@ async def test_voice_message_in_a_dm(fake_discord: FakeDiscord, service: BotServ
                                   voice=True)
         answer = await reply_to(fake, voice)
         fake.user_sends(dm, "bob", "hello?")
-        hint = await fake.wait_for(lambda a: a.kind == "message" and a.content == messages.DISCORD_HOW_TO)
+        hint = await fake.wait_for(lambda a: a.kind == "message" and a.content == DISCORD.how_to)
 
     assert voice["flags"] & 8192 and voice["attachments"][0]["waveform"]
     assert answer["embeds"][0]["title"] == messages.title_for(None, "voice")

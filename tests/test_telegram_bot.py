@@ -32,7 +32,7 @@ from telegram.error import RetryAfter
 from bot.core import BotService, BotSettings, decode_action, messages
 from bot.runner import run_platforms
 from bot.telegram.app import TelegramBot
-from bot.telegram.ratelimit import Priority, ProgressDropped, TelegramRateLimiter
+from bot.telegram.flood import FloodLimiter, Priority, ProgressDropped
 from bot.telegram.settings import TelegramSettings
 from m2i_engine.config import Settings
 from m2i_engine.engine import Engine
@@ -403,7 +403,7 @@ class Calls:
         self.sent.append((time.monotonic(), name))
         return True
 
-    async def send(self, limiter: TelegramRateLimiter, name: str, chat: int,
+    async def send(self, limiter: FloodLimiter, name: str, chat: int,
                    priority: Priority | None = None, endpoint: str = "sendMessage") -> Any:
         return await limiter.process_request(self, (name,), {}, endpoint, {"chat_id": chat}, priority)
 
@@ -412,8 +412,8 @@ class Calls:
         return [n for _, n in self.sent]
 
 
-async def test_rate_limiter_serves_answers_first_and_drops_progress_without_budget() -> None:
-    limiter, calls = TelegramRateLimiter(overall_per_second=10, max_retries=0), Calls()
+async def test_flood_limiter_serves_answers_first_and_drops_progress_without_budget() -> None:
+    limiter, calls = FloodLimiter(overall_per_second=10, max_retries=0), Calls()
     for i in range(10):  # the whole overall burst, ten users' images at once
         await calls.send(limiter, f"image{i}", chat=100 + i)
     with pytest.raises(ProgressDropped):  # no budget to spare: progress doesn't wait, it's dropped
@@ -431,8 +431,8 @@ async def test_rate_limiter_serves_answers_first_and_drops_progress_without_budg
     assert calls.names[-1] == "getFile"
 
 
-async def test_rate_limiter_paces_progress_per_chat_and_answers_per_group() -> None:
-    limiter, calls = TelegramRateLimiter(chat_per_second=1, group_per_minute=3, max_retries=0), Calls()
+async def test_flood_limiter_paces_progress_per_chat_and_answers_per_group() -> None:
+    limiter, calls = FloodLimiter(chat_per_second=1, group_per_minute=3, max_retries=0), Calls()
     # a private chat: progress goes while the chat's budget has room beyond a reserve for answers;
     # a status message takes its budget before it picks the text (many waking at once: none dropped)
     assert limiter.reserve_progress(5) == 0 and limiter.reserve_progress(5) == 0
@@ -462,8 +462,8 @@ async def test_rate_limiter_paces_progress_per_chat_and_answers_per_group() -> N
     await calls.send(limiter, "image", chat=6)  # meanwhile other chats go on
 
 
-async def test_rate_limiter_retries_after_429_and_pauses_only_that_chat() -> None:
-    limiter, calls = TelegramRateLimiter(max_retries=2), Calls()
+async def test_flood_limiter_retries_after_429_and_pauses_only_that_chat() -> None:
+    limiter, calls = FloodLimiter(max_retries=2), Calls()
     calls.refuse = [0.3]
     t0 = time.monotonic()
     sending = asyncio.create_task(calls.send(limiter, "image", chat=5))

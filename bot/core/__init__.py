@@ -10,7 +10,7 @@ API
 Requests (``service``)::
 
     service = BotService(engine, BotSettings())          # once per process, shared by platforms
-    req = AudioRequest(platform=Platform("discord", max_download_bytes=None),
+    req = AudioRequest(platform=DISCORD,                  # or TELEGRAM: the adapter's Platform
                        user_id=..., chat_id=..., fetch=attachment.read,      # async () -> bytes
                        meta=AudioMeta(kind="attachment", file_name=..., mime_type=..., file_size=...),
                        options="style=neon seed=42")      # raw text, or VisualizeOptions (buttons)
@@ -38,15 +38,15 @@ Progress messages (``progress``)::
 Replies (``reply``)::
 
     reply.images[0].png, reply.title, reply.tag_lines, reply.prompt, reply.seed, reply.notes
-    reply.text(budget=1024)          # caption within a budget (UTF-16 units, as Telegram counts)
-    reply.details(budget=4096)       # full prompt + every tag, for the "prompt & tags" button
-    reply.embed()                    # EmbedParts(title, description, fields, footer) for Discord
-    reply.buttons                    # (ReplyButton(label, action), …) — re-roll, variations, prompt
-    upscale_button(reply)            # one more for a Stable Diffusion image (None otherwise)
+    reply.text(platform.caption_limit)     # caption within a budget (UTF-16 units, as Telegram counts)
+    reply.details(platform.message_limit)  # full prompt + every tag, for the "prompt & tags" button
+    reply.embed(platform.embed_limits)     # EmbedParts(title, description, fields, footer): Discord
+    reply.buttons                          # (ReplyButton(label, action), …) — re-roll, variations, prompt
+    upscale_button(reply)                  # one more for a Stable Diffusion image (None otherwise)
 
 Buttons (``actions``)::
 
-    data = encode_action(button.action, max_bytes=100)    # Discord custom_id; Telegram: 64 (default)
+    data = encode_action(button.action, max_bytes=platform.button_data_bytes)  # custom_id / callback_data
     action = decode_action(data)                          # ActionExpiredError if from an older build
     options = options_for(action, variations=3)          # new seed / nearby seeds / same image
     # find the audio again from the message the button's message replies to, then
@@ -54,7 +54,8 @@ Buttons (``actions``)::
 
 Options, limits, texts: :func:`parse_options` (chat text), :func:`options_from_values` (typed
 slash-command values), :func:`options_help`; :class:`AudioMeta`,
-:class:`Platform`; :mod:`bot.core.messages` (``start_text()``, ``help_text(options_help())``,
+:class:`Platform` (:data:`TELEGRAM`, :data:`DISCORD`: each platform's limits and its own few
+sentences); :mod:`bot.core.messages` (``start_text()``, ``help_text(options_help())``,
 ``error_text(err)``, ``progress_text(stage, position)``, button labels).
 """
 
@@ -62,8 +63,6 @@ from __future__ import annotations
 
 from bot.core import messages
 from bot.core.actions import (
-    DISCORD_CUSTOM_ID_MAX_CHARS,
-    TELEGRAM_CALLBACK_DATA_MAX_BYTES,
     Action,
     ActionExpiredError,
     ActionKind,
@@ -72,15 +71,12 @@ from bot.core.actions import (
     is_action,
     options_for,
 )
-from bot.core.limits import TELEGRAM_DOWNLOAD_LIMIT_BYTES, AudioMeta, Platform
+from bot.core.fairness import FairScheduler, Rate, RateLimitedError, RateLimiter, UserQueueFullError
+from bot.core.limits import DISCORD, TELEGRAM, AudioMeta, Platform
 from bot.core.messages import BotStage
 from bot.core.options import options_from_values, options_help, parse_options
 from bot.core.progress import ThrottledStatus
-from bot.core.ratelimit import FairScheduler, Rate, RateLimitedError, RateLimiter, UserQueueFullError
 from bot.core.reply import (
-    DISCORD_EMBED_LIMITS,
-    TELEGRAM_CAPTION_LIMIT,
-    TELEGRAM_MESSAGE_LIMIT,
     EmbedParts,
     Reply,
     ReplyButton,
@@ -92,12 +88,8 @@ from bot.core.service import AudioRequest, BotService, DownloadFailedError, Fail
 from bot.core.settings import BotSettings
 
 __all__ = [
-    "DISCORD_CUSTOM_ID_MAX_CHARS",
-    "DISCORD_EMBED_LIMITS",
-    "TELEGRAM_CALLBACK_DATA_MAX_BYTES",
-    "TELEGRAM_CAPTION_LIMIT",
-    "TELEGRAM_DOWNLOAD_LIMIT_BYTES",
-    "TELEGRAM_MESSAGE_LIMIT",
+    "DISCORD",
+    "TELEGRAM",
     "Action",
     "ActionExpiredError",
     "ActionKind",

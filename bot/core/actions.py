@@ -12,7 +12,8 @@ Format (``|``-separated, ASCII except the user's own words)::
 ``schema`` is a 3-character fingerprint of the option model (field names and enum members): a
 button made by a build with different options decodes to :class:`ActionExpiredError` instead of
 to wrong options. Enum options are stored as their index, numbers in base 36, text options last,
-shortened to what fits (Telegram ``callback_data`` ≤ 64 bytes, Discord ``custom_id`` ≤ 100 chars).
+shortened to what fits (each :class:`~bot.core.limits.Platform` says how much: its
+``button_data_bytes``).
 
 Offers
 ------
@@ -27,8 +28,6 @@ from __future__ import annotations
 
 import enum
 import secrets
-import types
-import typing
 import zlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -38,11 +37,10 @@ from pydantic import ValidationError
 
 from bot.core import messages
 from m2i_engine.errors import InputError
-from m2i_engine.options import MAX_SEED, VisualizeOptions
+from m2i_engine.options import MAX_SEED, VisualizeOptions, option_fields
 
 __all__ = [
-    "DISCORD_CUSTOM_ID_MAX_CHARS",
-    "TELEGRAM_CALLBACK_DATA_MAX_BYTES",
+    "BUTTON_DATA_BYTES",
     "Action",
     "ActionExpiredError",
     "ActionKind",
@@ -53,8 +51,8 @@ __all__ = [
     "options_for",
 ]
 
-TELEGRAM_CALLBACK_DATA_MAX_BYTES = 64
-DISCORD_CUSTOM_ID_MAX_CHARS = 100
+#: what button data fits in when the caller doesn't say: the least any platform allows
+BUTTON_DATA_BYTES = 64
 _SEP = "|"
 
 
@@ -82,7 +80,7 @@ class Action:
     options: VisualizeOptions
 
 
-def encode_action(action: Action, *, max_bytes: int = TELEGRAM_CALLBACK_DATA_MAX_BYTES) -> str:
+def encode_action(action: Action, *, max_bytes: int = BUTTON_DATA_BYTES) -> str:
     """The button data for ``action``, at most ``max_bytes`` UTF-8 bytes.
 
     Text options (the user's prompt words) are shortened, at a word boundary where possible, to
@@ -162,18 +160,15 @@ def options_for(action: Action, *, variations: int = 3) -> VisualizeOptions:
 def _field_kinds() -> list[tuple[str, Any]]:
     """(name, kind) for each option but the seed; kind is an Enum class, ``int`` or ``"text"``."""
     out: list[tuple[str, Any]] = []
-    for name, info in VisualizeOptions.model_fields.items():
-        if name == "seed":
+    for field in option_fields(VisualizeOptions):
+        if field.name == "seed":
             continue
-        ann = info.annotation
-        if isinstance(ann, types.UnionType) or typing.get_origin(ann) is typing.Union:
-            ann = next(a for a in typing.get_args(ann) if a is not type(None))
-        if isinstance(ann, type) and issubclass(ann, enum.Enum):
-            out.append((name, ann))
-        elif ann is int:
-            out.append((name, int))
+        if field.is_enum:
+            out.append((field.name, field.kind))
+        elif field.kind is int:
+            out.append((field.name, int))
         else:
-            out.append((name, "text"))
+            out.append((field.name, "text"))
     return out
 
 
@@ -236,11 +231,8 @@ def _max_size() -> int:
 
 
 def _upper_bound(name: str, default: int) -> int:
-    for meta in VisualizeOptions.model_fields[name].metadata:
-        le = getattr(meta, "le", None)
-        if le is not None:
-            return int(le)
-    return default
+    hi = next(f.hi for f in option_fields(VisualizeOptions) if f.name == name)
+    return int(hi) if hi is not None else default
 
 
 _FIELDS = _field_kinds()

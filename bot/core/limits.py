@@ -8,7 +8,9 @@ refused after download as ``not_audio`` or ``corrupt_audio``.
 Offers
 ------
 - :class:`AudioMeta` — what a platform tells about an attachment (kind, name, MIME type, size, duration).
-- :class:`Platform` — a platform's name and download limit (Telegram Bot API: 20 MB unless self-hosted).
+- :class:`Platform` — what the core needs to know of a chat platform: its name, download limit, text
+  and button limits and the few sentences only it needs; :data:`TELEGRAM` and :data:`DISCORD` are the
+  two the adapters pick (and adjust, e.g. a self-hosted Bot API server lifts Telegram's 20 MB).
 - :func:`download_limit` — the effective byte limit: the platform's or the engine's, whichever is lower.
 - :func:`check_before_download` / :func:`check_downloaded` — raise the user-facing ``M2IError``.
 - :func:`looks_like_audio` — ``False`` only for obvious non-audio (images, documents, archives…).
@@ -17,15 +19,19 @@ Offers
 from __future__ import annotations
 
 import mimetypes
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.core import messages
+from bot.core.actions import BUTTON_DATA_BYTES
+from bot.core.reply import CAPTION_BUDGET, EMBED_LIMITS, MESSAGE_BUDGET
 from m2i_engine.config import AudioLimits
 from m2i_engine.errors import EmptyAudioError, NotAudioError, TooLargeError, TooLongError
 
 __all__ = [
-    "TELEGRAM_DOWNLOAD_LIMIT_BYTES",
+    "DISCORD",
+    "TELEGRAM",
     "AudioKind",
     "AudioMeta",
     "Platform",
@@ -34,9 +40,6 @@ __all__ = [
     "download_limit",
     "looks_like_audio",
 ]
-
-#: getFile refuses larger files on the public Bot API (``telegram.constants.FileSizeLimit``)
-TELEGRAM_DOWNLOAD_LIMIT_BYTES = 20_000_000
 
 #: how the platform delivered the audio; ``audio``/``voice``/``video_note``/``video`` are typed by the
 #: platform itself, ``document``/``attachment`` are arbitrary files that still need checking
@@ -64,13 +67,57 @@ class AudioMeta:
 
 @dataclass(frozen=True)
 class Platform:
-    """A chat platform as the bot layer sees it: a name for logs and keys, and its download limit."""
+    """A chat platform as the bot layer sees it: a name for logs and keys, its limits, its own sentences.
+
+    The core reads these instead of naming any platform; an adapter hands its :class:`Platform` (one
+    of :data:`TELEGRAM`, :data:`DISCORD`, or a copy adjusted by its settings) to every request.
+    """
 
     name: str
     #: the platform refuses to hand bots larger files; ``None`` when it has no limit
     max_download_bytes: int | None = None
     #: shown under a "too large" error (e.g. the Bot API's 20 MB limit and how to lift it)
     too_large_hint: str | None = None
+    #: the longest caption under an image, in UTF-16 code units
+    caption_limit: int = CAPTION_BUDGET
+    #: the longest text message, in UTF-16 code units
+    message_limit: int = MESSAGE_BUDGET
+    #: how many UTF-8 bytes a button's data (Telegram ``callback_data``, Discord ``custom_id``) may hold
+    button_data_bytes: int = BUTTON_DATA_BYTES
+    #: limits of an embed's parts (title, description, fields…); empty where the platform has none
+    embed_limits: Mapping[str, int] = field(default_factory=dict)
+    #: how to ask the bot for an image, for a user who addressed it without audio
+    how_to: str = ""
+    #: how the bot behaves in group chats, added to ``/help``
+    groups_help: str = ""
+
+
+#: the public Bot API: ``getFile`` refuses files over 20 MB (``telegram.constants.FileSizeLimit``)
+TELEGRAM = Platform(
+    "telegram",
+    max_download_bytes=20_000_000,
+    too_large_hint=(
+        "Telegram lets bots download files up to 20 MB: send a shorter clip, a compressed mp3 or a "
+        "voice note. (Server admins: a self-hosted Telegram Bot API server in --local mode lifts this limit.)"
+    ),
+    caption_limit=1024,
+    message_limit=4096,
+    button_data_bytes=64,
+    groups_help=("In groups, mention me in the caption, use /visualize, or reply to one of my "
+                 "messages — otherwise I stay quiet."),
+)
+
+#: Discord doesn't limit what a bot may download: the engine's limit (25 MiB) applies
+DISCORD = Platform(
+    "discord",
+    max_download_bytes=None,
+    message_limit=2000,
+    button_data_bytes=100,
+    embed_limits=EMBED_LIMITS,
+    how_to=("Attach a song or voice note and mention me (options go in the message: "
+            '`style=neon seed=42 "a red fox"`), use /visualize, or pick Apps → Visualize on any '
+            "message with audio. In DMs, just send the audio."),
+)
 
 
 def download_limit(platform: Platform, engine_limits: AudioLimits) -> int:

@@ -3,6 +3,8 @@
 Progress texts (queued → position N → downloading → listening → drawing → done), error texts from
 an :class:`~m2i_engine.errors.M2IError`'s stable ``code``, the start/help texts, button labels and
 the labels of the tag lines. Adapters never write user-facing English themselves; they call these.
+The few sentences only one platform needs (Telegram's 20 MB hint, Discord's "how to ask") travel on
+its :class:`~bot.core.limits.Platform` instead, so every text here is every platform's.
 
 Error messages written by the engine (``M2IError.message``) are shown as they are — they are
 already written for the person who sent the file — with an icon per error family and, where it
@@ -78,7 +80,9 @@ def error_text(err: M2IError, *, hint: str | None = None) -> str:
     else:
         icon = "😵"
     lines = [f"{icon} {err.message}"]
-    extra = hint or HINTS.get(err.code)
+    # a hint is advice for the code's usual cause: not under a message naming another (queue mode's
+    # "the queue was too long" is a timeout too, and a shorter clip would not help)
+    extra = hint or (HINTS.get(err.code) if err.message == err.default_message else None)
     if extra:
         lines.append(extra)
     return "\n".join(lines)
@@ -107,11 +111,6 @@ def not_audio(file_name: str | None) -> str:
     return (f"{what} doesn't look like audio — send a song or voice note "
             "(mp3, wav, flac, ogg, opus, m4a, webm or aiff).")
 
-
-TELEGRAM_TOO_LARGE_HINT = (
-    "Telegram lets bots download files up to 20 MB: send a shorter clip, a compressed mp3 or a "
-    "voice note. (Server admins: a self-hosted Telegram Bot API server in --local mode lifts this limit.)"
-)
 
 DOWNLOAD_FAILED = "I couldn't download that file — please send it again."
 ACTION_EXPIRED = "This button is from an older version of m2i — send the song again."
@@ -176,13 +175,7 @@ def help_text(option_lines: Iterable[str], *, command: str = "/visualize", in_gr
     )
 
 
-DISCORD_HOW_TO = ("Attach a song or voice note and mention me (options go in the message: "
-                  '`style=neon seed=42 "a red fox"`), use /visualize, or pick Apps → Visualize on any '
-                  "message with audio. In DMs, just send the audio.")
 NO_AUDIO_IN_MESSAGE = "That message has no audio attached — pick a message with a song or voice note."
-
-TELEGRAM_GROUPS_HELP = ("In groups, mention me in the caption, use /visualize, or reply to one of my "
-                        "messages — otherwise I stay quiet.")
 
 COMMANDS: dict[str, str] = {
     "start": "What m2i does",

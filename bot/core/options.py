@@ -3,7 +3,8 @@
 Chat users write options the way they think of them: ``style=neon seed=42 aspect=9:16 "a red fox"``,
 ``--style neon --seed 42``, ``ar=16:9``. Everything here is derived from the fields of
 :class:`~m2i_engine.options.VisualizeOptions` — option names, enum choices, number ranges and text
-lengths — so a new option or a new style shows up in parsing, error messages and help at once.
+lengths, as :func:`~m2i_engine.options.option_fields` reads them for every front end — so a new option
+or a new style shows up in parsing, error messages and help at once.
 
 Offers
 ------
@@ -21,26 +22,23 @@ from __future__ import annotations
 
 import enum
 import re
-import types
-import typing
 from collections.abc import Mapping
 from typing import Any
 
-from annotated_types import Ge, Le, MaxLen
 from pydantic import ValidationError
-from pydantic.fields import FieldInfo
 
 from bot.core import messages
 from m2i_engine.errors import InvalidOptionError
-from m2i_engine.options import VisualizeOptions
+from m2i_engine.options import OptionField, VisualizeOptions, option_fields
 
-__all__ = ["describe_choices", "field_bounds", "option_names", "options_from_values", "options_help",
-           "parse_options"]
+__all__ = ["describe_choices", "option_names", "options_from_values", "options_help", "parse_options"]
 
 #: short names people use in other image tools; each maps to a real field of VisualizeOptions
 ALIASES: dict[str, str] = {"ar": "aspect", "n": "num_images", "images": "num_images", "neg": "negative"}
 #: values that clear an optional field (e.g. ``seed=none`` → the song picks the seed)
 _NONE_WORDS = frozenset({"none", "null", "default"})
+#: the option fields by name, in declaration order
+_FIELDS: dict[str, OptionField] = {f.name: f for f in option_fields(VisualizeOptions)}
 
 _QUOTES = str.maketrans({"“": '"', "”": '"', "„": '"', "«": '"', "»": '"', "＂": '"'})
 _TOKEN = re.compile(
@@ -53,7 +51,7 @@ _TOKEN = re.compile(
 
 def option_names() -> list[str]:
     """Canonical option names in declaration order (``style``, ``prompt``, … ``num_images``)."""
-    return list(VisualizeOptions.model_fields)
+    return list(_FIELDS)
 
 
 def parse_options(text: str | None, *, base: VisualizeOptions | None = None) -> VisualizeOptions:
@@ -104,7 +102,7 @@ def options_from_values(values: Mapping[str, Any], *,
     """
     base = base or VisualizeOptions()
     given = {name: value for name, value in values.items() if value is not None}
-    unknown = [name for name in given if name not in VisualizeOptions.model_fields]
+    unknown = [name for name in given if name not in _FIELDS]
     if unknown:
         raise InvalidOptionError(messages.unknown_option(unknown[0], option_names()))
     if not given:
@@ -117,25 +115,23 @@ def options_from_values(values: Mapping[str, Any], *,
 
 def describe_choices(name: str) -> str:
     """What ``name`` accepts, in words: its enum values, its number range or its maximum length."""
-    info = VisualizeOptions.model_fields[name]
-    kind = _base_type(info.annotation)
-    if isinstance(kind, type) and issubclass(kind, enum.Enum):
-        return ", ".join(str(m.value) for m in kind)
-    lo, hi, max_len = field_bounds(info)
-    if kind is int:
-        if lo is not None and hi is not None:
-            return f"a whole number from {lo} to {hi}"
+    field = _FIELDS[name]
+    if field.is_enum:
+        return ", ".join(str(m.value) for m in field.choices)
+    if field.kind is int:
+        if field.lo is not None and field.hi is not None:
+            return f"a whole number from {field.lo} to {field.hi}"
         return "a whole number"
-    if max_len is not None:
-        return f"text, up to {max_len} characters"
+    if field.max_length is not None:
+        return f"text, up to {field.max_length} characters"
     return "text"
 
 
 def options_help() -> list[str]:
     """One line per option: ``style — Look of the image… (auto, cover, …)``."""
     lines = []
-    for name, info in VisualizeOptions.model_fields.items():
-        lines.append(f"{name} — {info.description or ''} ({describe_choices(name)})".replace(" — ()", ""))
+    for name, field in _FIELDS.items():
+        lines.append(f"{name} — {field.help or ''} ({describe_choices(name)})".replace(" — ()", ""))
     return lines
 
 
@@ -184,7 +180,7 @@ def _resolve_name(raw: str, *, strict: bool) -> str:
     """
     key = raw.lower().replace("-", "_")
     key = ALIASES.get(key, key)
-    if key in VisualizeOptions.model_fields:
+    if key in _FIELDS:
         return key
     if strict:
         raise InvalidOptionError(messages.unknown_option(raw, option_names()))
@@ -193,14 +189,12 @@ def _resolve_name(raw: str, *, strict: bool) -> str:
 
 def _convert(name: str, raw: str) -> Any:
     """``raw`` as the field's type where the chat spelling differs from the model's (enums, None)."""
-    info = VisualizeOptions.model_fields[name]
-    kind = _base_type(info.annotation)
-    optional = _is_optional(info.annotation)
-    if optional and raw.lower() in _NONE_WORDS:
+    field = _FIELDS[name]
+    if field.optional and raw.lower() in _NONE_WORDS:
         return None
-    if isinstance(kind, type) and issubclass(kind, enum.Enum):
-        return _enum_member(kind, name, raw)
-    if kind is int:
+    if field.is_enum:
+        return _enum_member(field.kind, name, raw)
+    if field.kind is int:
         try:
             return int(raw.replace("_", ""))
         except ValueError:
@@ -224,7 +218,7 @@ def _enum_member(kind: type[enum.Enum], name: str, raw: str) -> enum.Enum:
 def _friendly_error(exc: ValidationError, given: dict[str, Any]) -> InvalidOptionError:
     first = exc.errors()[0]
     name = str(first["loc"][0]) if first["loc"] else ""
-    if name in VisualizeOptions.model_fields:
+    if name in _FIELDS:
         value = given.get(name)
         shown = value.value if isinstance(value, enum.Enum) else value
         if first["type"] == "string_too_long":
@@ -234,33 +228,8 @@ def _friendly_error(exc: ValidationError, given: dict[str, Any]) -> InvalidOptio
     return InvalidOptionError(detail=str(exc))
 
 
-def field_bounds(info: FieldInfo) -> tuple[Any, Any, int | None]:
-    """An option field's ``ge``/``le`` bounds and ``max_length`` (None where it has none), for help texts
-    and for platforms that declare options with limits (Discord's slash commands)."""
-    lo = hi = max_len = None
-    for meta in info.metadata:
-        if isinstance(meta, Ge):
-            lo = meta.ge
-        elif isinstance(meta, Le):
-            hi = meta.le
-        elif isinstance(meta, MaxLen):
-            max_len = meta.max_length
-    return lo, hi, max_len
-
-
 def _unquote(raw: str) -> str:
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
         return raw[1:-1]
     return raw
 
-
-def _is_optional(annotation: Any) -> bool:
-    return type(None) in typing.get_args(annotation)
-
-
-def _base_type(annotation: Any) -> Any:
-    """``int | None`` → ``int``; ``Style`` → ``Style``."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if args else str
-    return annotation

@@ -4,9 +4,10 @@
 :class:`Reply`: PNG bytes, a title, one line per tag (genre, the style words, emotion, tempo, key,
 loudness/energy, mood — saying plainly when a model is not installed or unsure), the prompt, the
 seed, backend notes and the buttons (:func:`upscale_button` adds one for Stable Diffusion images).
-Platforms render it with :meth:`Reply.text` (any length budget: Telegram's 1024-character caption,
-a 4096-character message), :meth:`Reply.details` (everything, for "show prompt") or
-:meth:`Reply.embed` (Discord embed pieces within Discord's limits).
+Platforms render it with :meth:`Reply.text` (any length budget: their
+:attr:`~bot.core.limits.Platform.caption_limit` or ``message_limit``), :meth:`Reply.details`
+(everything, for "show prompt") or :meth:`Reply.embed` (embed pieces within the platform's
+``embed_limits``).
 
 Lengths are counted in UTF-16 code units by default, as Telegram counts them (an emoji is 2); that
 is never less than Python's ``len``, so the same budget is also safe for Discord.
@@ -25,9 +26,9 @@ from m2i_engine.options import VisualizeOptions
 from m2i_engine.tags import Classification, Tags
 
 __all__ = [
-    "DISCORD_EMBED_LIMITS",
-    "TELEGRAM_CAPTION_LIMIT",
-    "TELEGRAM_MESSAGE_LIMIT",
+    "CAPTION_BUDGET",
+    "EMBED_LIMITS",
+    "MESSAGE_BUDGET",
     "EmbedParts",
     "Reply",
     "ReplyButton",
@@ -39,9 +40,12 @@ __all__ = [
     "utf16_len",
 ]
 
-TELEGRAM_CAPTION_LIMIT = 1024
-TELEGRAM_MESSAGE_LIMIT = 4096
-DISCORD_EMBED_LIMITS: Mapping[str, int] = {
+#: the budgets of :meth:`Reply.text` and :meth:`Reply.details` when the caller gives none: a caption
+#: and a message that fit every platform's limits
+CAPTION_BUDGET = 1024
+MESSAGE_BUDGET = 4096
+#: the limits of :meth:`Reply.embed` when the caller gives none (those of the one platform with embeds)
+EMBED_LIMITS: Mapping[str, int] = {
     "title": 256, "description": 4096, "fields": 25, "field_name": 256, "field_value": 1024,
     "footer": 2048, "total": 6000,
 }
@@ -116,7 +120,7 @@ class Reply:
     def footer(self) -> str:
         return messages.footer(style=self.style, seed=self.seed, backend=self.backend)
 
-    def text(self, budget: int = TELEGRAM_CAPTION_LIMIT, *, length: Length = utf16_len,
+    def text(self, budget: int = CAPTION_BUDGET, *, length: Length = utf16_len,
              with_prompt: bool = True) -> str:
         """Title, tag lines, seed line, notes and prompt, shortened to fit ``budget``.
 
@@ -130,7 +134,7 @@ class Reply:
             budget=budget, length=length,
         )
 
-    def details(self, budget: int = TELEGRAM_MESSAGE_LIMIT, *, length: Length = utf16_len) -> str:
+    def details(self, budget: int = MESSAGE_BUDGET, *, length: Length = utf16_len) -> str:
         """The full prompt and every tag, for the "show prompt & tags" button."""
         lines = [
             self.title,
@@ -145,9 +149,9 @@ class Reply:
                              budget=budget, length=length,
                              shorten_first=1)
 
-    def embed(self) -> EmbedParts:
-        """Discord embed pieces: prompt as description, tags as fields, seed and notes as footer."""
-        lim = DISCORD_EMBED_LIMITS
+    def embed(self, limits: Mapping[str, int] = EMBED_LIMITS) -> EmbedParts:
+        """Embed pieces within ``limits``: prompt as description, tags as fields, seed and notes as footer."""
+        lim = limits
         title = _cut(self.title, lim["title"], utf16_len)
         fields = [(_cut(t.label, lim["field_name"], utf16_len), _cut(t.value, lim["field_value"], utf16_len))
                   for t in self.tag_lines[: lim["fields"]]]

@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from bot.core import messages
+from bot.core.fairness import FairScheduler, Rate, RateLimitedError, RateLimiter
 from bot.core.limits import AudioMeta, Platform, check_before_download, check_downloaded, download_limit
 from bot.core.messages import BotStage
 from bot.core.options import parse_options
-from bot.core.ratelimit import FairScheduler, Rate, RateLimitedError, RateLimiter
 from bot.core.reply import Reply, build_details_reply, build_reply
 from bot.core.settings import BotSettings
 from m2i_engine.engine import Engine, Progress, Stage

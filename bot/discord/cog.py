@@ -30,13 +30,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.core import (
-    DISCORD_CUSTOM_ID_MAX_CHARS,
+    DISCORD,
     ActionExpiredError,
     ActionKind,
     AudioRequest,
     BotService,
     Failure,
-    Platform,
     Reply,
     decode_action,
     encode_action,
@@ -56,17 +55,13 @@ from m2i_engine.options import VisualizeOptions
 if TYPE_CHECKING:
     from bot.discord.sources import FetchMessage
 
-__all__ = ["DISCORD_PLATFORM", "MENU_NAME", "ActionButton", "VisualizeCog", "result_view"]
+__all__ = ["MENU_NAME", "ActionButton", "VisualizeCog", "result_view"]
 
 log = logging.getLogger(__name__)
 
-#: Discord doesn't limit what a bot may download: the engine's limit (25 MiB) applies
-DISCORD_PLATFORM = Platform("discord", max_download_bytes=None)
 MENU_NAME = "Visualize"
 VISUALIZE_DESCRIPTION = "Hear a song or voice note and draw it (tags: genre, emotion, tempo, key…)"
 AUDIO_DESCRIPTION = "The song or voice note: mp3, wav, flac, ogg, opus, m4a, webm or aiff"
-#: Discord's limit on a message's text
-MESSAGE_LIMIT = 2000
 #: any m2i action, also one from an older build (answered "this button is too old", not ignored)
 ACTION_TEMPLATE = r"m[0-9a-z]{3}\|.+"
 _MENTION = re.compile(r"<@!?(\d+)>")
@@ -106,7 +101,7 @@ def result_view(reply: Reply) -> discord.ui.View | None:
     for button in buttons:
         style = (discord.ButtonStyle.primary if button.action.kind is ActionKind.reroll
                  else discord.ButtonStyle.secondary)
-        view.add_item(ActionButton(encode_action(button.action, max_bytes=DISCORD_CUSTOM_ID_MAX_CHARS),
+        view.add_item(ActionButton(encode_action(button.action, max_bytes=DISCORD.button_data_bytes),
                                    label=button.label, style=style))
     return view
 
@@ -188,7 +183,7 @@ class VisualizeCog(commands.Cog, name="Visualize"):
             found = await find_source(message, _fetcher(message.channel))
             attachment = found.attachment if found is not None else None
         if attachment is None:
-            await message.reply(messages.DISCORD_HOW_TO, mention_author=False)
+            await message.reply(DISCORD.how_to, mention_author=False)
             return
         status = ReplyStatus(message, interval_s=self.settings.progress_interval_s)
         request = self._request(message.author.id, message.channel.id, attachment.read, attachment, text)
@@ -251,7 +246,7 @@ class VisualizeCog(commands.Cog, name="Visualize"):
                  options: VisualizeOptions | str | None) -> AudioRequest:
         meta = audio_meta(attachment)
         title = messages.title_for(None, "voice") if meta.kind == "voice" else None
-        return AudioRequest(platform=DISCORD_PLATFORM, user_id=user_id, chat_id=chat_id or user_id,
+        return AudioRequest(platform=DISCORD, user_id=user_id, chat_id=chat_id or user_id,
                             fetch=fetch, meta=meta, options=options, title=title)
 
     async def _visualize(self, request: AudioRequest, status: StatusMessage, *, upload_limit: int,
@@ -278,7 +273,7 @@ class VisualizeCog(commands.Cog, name="Visualize"):
         if isinstance(outcome, Failure):
             await self._failed(outcome, status)
         else:
-            await status.answer(content=outcome.details(MESSAGE_LIMIT))
+            await status.answer(content=outcome.details(DISCORD.message_limit))
 
     async def _failed(self, failure: Failure, status: StatusMessage) -> None:
         if failure.silent:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import discord
 from PIL import Image
 
-from bot.core import Reply, ReplyImage
+from bot.core import DISCORD, Reply, ReplyImage
 
 __all__ = ["DEFAULT_UPLOAD_LIMIT_BYTES", "ReplyFiles", "image_name", "reply_embed", "reply_files"]
 
@@ -50,7 +50,7 @@ def image_name(image: ReplyImage, *, ext: str = "png") -> str:
 
 def reply_embed(reply: Reply, *, image: str | None = None) -> discord.Embed:
     """The embed for ``reply``; ``image`` names the attached file it shows."""
-    parts = reply.embed()
+    parts = reply.embed(DISCORD.embed_limits)
     embed = discord.Embed(title=parts.title, description=parts.description, colour=_EMBED_COLOUR)
     for name, value in parts.fields:
         embed.add_field(name=name, value=value, inline=len(value) <= _INLINE_FIELD_CHARS)

@@ -27,17 +27,13 @@ from __future__ import annotations
 
 import enum
 import inspect
-import types
-import typing
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 import discord
 from discord import app_commands
-from pydantic.fields import FieldInfo
 
-from bot.core.options import field_bounds
-from m2i_engine.options import Style, VisualizeOptions
+from m2i_engine.options import OptionField, Style, VisualizeOptions, option_fields
 from m2i_engine.prompt.styles import BASE_NEGATIVE, PRESETS
 
 __all__ = [
@@ -55,6 +51,8 @@ Autocomplete = Callable[[discord.Interaction, str], Coroutine[Any, Any, list[app
 
 #: the bot's image size comes from its settings; several images come from the variations button
 SLASH_EXCLUDED = frozenset({"size", "num_images"})
+#: the option fields by name, in declaration order
+_FIELDS: dict[str, OptionField] = {f.name: f for f in option_fields(VisualizeOptions)}
 #: Discord's limits on command options
 MAX_CHOICES = 25
 MAX_DESCRIPTION = 100
@@ -62,10 +60,10 @@ MAX_CHOICE_NAME = 100
 MAX_CHOICE_VALUE = 100
 
 
-def slash_fields(exclude: Iterable[str] = SLASH_EXCLUDED) -> list[tuple[str, FieldInfo]]:
+def slash_fields(exclude: Iterable[str] = SLASH_EXCLUDED) -> list[OptionField]:
     """The option fields offered as slash-command options, in the model's order."""
     skip = set(exclude)
-    return [(name, info) for name, info in VisualizeOptions.model_fields.items() if name not in skip]
+    return [field for field in _FIELDS.values() if field.name not in skip]
 
 
 def option_parameters(exclude: Iterable[str] = SLASH_EXCLUDED) -> Callable[[F], F]:
@@ -80,8 +78,8 @@ def option_parameters(exclude: Iterable[str] = SLASH_EXCLUDED) -> Callable[[F], 
     def decorate(func: F) -> F:
         sig = inspect.signature(func)
         fixed = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                   annotation=_slash_type(info)) for name, info in fields]
+        added = [inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation=_slash_type(field)) for field in fields]
         func.__signature__ = sig.replace(parameters=[*fixed, *added])  # type: ignore[attr-defined]
         return func
 
@@ -90,28 +88,27 @@ def option_parameters(exclude: Iterable[str] = SLASH_EXCLUDED) -> Callable[[F], 
 
 def option_descriptions(exclude: Iterable[str] = SLASH_EXCLUDED) -> dict[str, str]:
     """Each option's description: the field's own, cut to Discord's 100 characters."""
-    return {name: _cut(info.description or name, MAX_DESCRIPTION) for name, info in slash_fields(exclude)}
+    return {f.name: _cut(f.help or f.name, MAX_DESCRIPTION) for f in slash_fields(exclude)}
 
 
 def option_choices(exclude: Iterable[str] = SLASH_EXCLUDED) -> dict[str, list[app_commands.Choice[str]]]:
     """Choices for every enum option with at most 25 members: value = the enum value."""
     out: dict[str, list[app_commands.Choice[str]]] = {}
-    for name, info in slash_fields(exclude):
-        kind = _base_type(info.annotation)
-        if _is_enum(kind) and len(kind) <= MAX_CHOICES:
-            out[name] = [app_commands.Choice(name=_choice_name(m), value=str(m.value)) for m in kind]
+    for field in slash_fields(exclude):
+        if field.is_enum and len(field.choices) <= MAX_CHOICES:
+            out[field.name] = [app_commands.Choice(name=_choice_name(m), value=str(m.value))
+                               for m in field.choices]
     return out
 
 
 def option_autocomplete(exclude: Iterable[str] = SLASH_EXCLUDED) -> dict[str, Autocomplete]:
     """Autocomplete where a list helps but choices can't be used: word lists, enums over 25 members."""
     out: dict[str, Autocomplete] = {}
-    for name, info in slash_fields(exclude):
-        kind = _base_type(info.annotation)
-        if _is_enum(kind) and len(kind) > MAX_CHOICES:
-            out[name] = _enum_autocomplete(kind)
-        elif name in _VOCABULARY:
-            out[name] = complete_terms
+    for field in slash_fields(exclude):
+        if field.is_enum and len(field.choices) > MAX_CHOICES:
+            out[field.name] = _enum_autocomplete(field.kind)
+        elif field.name in _VOCABULARY:
+            out[field.name] = complete_terms
     return out
 
 
@@ -176,10 +173,9 @@ def _enum_autocomplete(kind: type[enum.Enum]) -> Autocomplete:
     return complete
 
 
-def _slash_type(info: FieldInfo) -> Any:
-    kind = _base_type(info.annotation)
-    lo, hi, max_len = field_bounds(info)
-    if _is_enum(kind):
+def _slash_type(field: OptionField) -> Any:
+    kind, lo, hi, max_len = field.kind, field.lo, field.hi, field.max_length
+    if field.is_enum:
         return str
     if kind is int:
         return app_commands.Range[int, lo, hi] if (lo, hi) != (None, None) else int
@@ -199,20 +195,8 @@ def _focused_name(interaction: discord.Interaction) -> str:
 
 
 def _max_length(name: str) -> int | None:
-    info = VisualizeOptions.model_fields.get(name)
-    return field_bounds(info)[2] if info is not None else None
-
-
-def _base_type(annotation: Any) -> Any:
-    """``int | None`` → ``int``; ``Style`` → ``Style``."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if args else str
-    return annotation
-
-
-def _is_enum(kind: Any) -> bool:
-    return isinstance(kind, type) and issubclass(kind, enum.Enum)
+    field = _FIELDS.get(name)
+    return field.max_length if field is not None else None
 
 
 def _cut(text: str, limit: int) -> str:

@@ -3,8 +3,8 @@
 The token is a :class:`~pydantic.SecretStr`: it prints as ``**********`` and is only unwrapped
 when the application is built. Pointing ``base_url``/``base_file_url`` at a self-hosted Bot API
 server (and setting ``local_mode`` when it runs with ``--local``) lifts the 20 MB download limit.
-The flood limits and the progress timings are explained in :mod:`bot.telegram.app` and
-:mod:`bot.telegram.ratelimit`.
+The flood limits and the progress timings are explained in :mod:`bot.telegram.flood` and
+:mod:`bot.telegram.progress`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Two independent guards, both platform-neutral and keyed by any hashable (the ser
   users), so a user with five songs queued never delays another user's first song by more than
   one turn. Every waiting request learns its 1-based position whenever it changes.
 
-Both take a ``clock`` so tests control time instead of sleeping.
+Both take a ``clock`` so tests control time instead of sleeping. (What the bot itself may send
+within a platform's flood limits is the adapter's concern: :mod:`bot.telegram.flood`.)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ __all__ = [
     "RateLimitedError",
     "RateLimiter",
     "Ticket",
-    "TokenBucket",
+    "UserBucket",
     "UserQueueFullError",
 ]
 
@@ -83,8 +84,8 @@ class Rate:
         return self.per_minute / 60.0
 
 
-class TokenBucket:
-    """Classic token bucket: holds up to ``rate.burst`` tokens, refills continuously."""
+class UserBucket:
+    """One user's (or chat's) allowance of requests: a token bucket of ``rate.burst``, always refilling."""
 
     __slots__ = ("_clock", "_stamp", "_tokens", "rate")
 
@@ -129,7 +130,7 @@ class RateLimiter:
         self.per_user = per_user
         self.per_chat = per_chat
         self._clock = clock
-        self._buckets: dict[tuple[str, Hashable], TokenBucket] = {}
+        self._buckets: dict[tuple[str, Hashable], UserBucket] = {}
         self._told_until: dict[Hashable, float] = {}
 
     def check(self, user: Hashable, chat: Hashable | None = None) -> None:
@@ -151,10 +152,10 @@ class RateLimiter:
         if len(self._buckets) > self.PRUNE_ABOVE:
             self._prune()
 
-    def _bucket(self, scope: str, key: Hashable, rate: Rate) -> TokenBucket:
+    def _bucket(self, scope: str, key: Hashable, rate: Rate) -> UserBucket:
         bucket = self._buckets.get((scope, key))
         if bucket is None:
-            bucket = self._buckets[(scope, key)] = TokenBucket(rate, self._clock)
+            bucket = self._buckets[(scope, key)] = UserBucket(rate, self._clock)
         return bucket
 
     def _prune(self) -> None:

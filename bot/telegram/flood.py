@@ -15,7 +15,7 @@ what a call is for — the ``rate_limit_args`` of the call, a :class:`Priority`:
   budgets have room to spare beyond a reserve kept for answers (a chat action isn't a message: only
   the overall budget counts it), and is dropped otherwise
   (:class:`ProgressDropped`); progress gets whatever answers leave over. A status message asks
-  :meth:`TelegramRateLimiter.reserve_progress` before it picks the text to show: it either takes
+  :meth:`FloodLimiter.reserve_progress` before it picks the text to show: it either takes
   the budget for its next call there and then, or learns how long to hold the edit — so with many
   status messages waking at once, none is dropped and none shows a text that waited in a queue.
 - ``CLEANUP`` (deleting a status message once the image is out) waits behind answers but ahead of
@@ -25,7 +25,8 @@ what a call is for — the ``rate_limit_args`` of the call, a :class:`Priority`:
 A 429 pauses the chat it came from (the whole bot for calls without a chat) for ``retry_after``,
 then the call is retried (up to ``max_retries``), and progress everywhere holds off meanwhile.
 Calls without a ``chat_id`` (``getFile``, ``answerCallbackQuery``, ``getMe``…) aren't limited;
-``getUpdates`` never reaches a rate limiter.
+``getUpdates`` never reaches a rate limiter. (How often a user may ask, and whose song is drawn
+next, is :mod:`bot.core.fairness`.)
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from telegram.error import RetryAfter, TelegramError
 from telegram.ext import BaseRateLimiter
 from telegram.warnings import PTBDeprecationWarning
 
-__all__ = ["Priority", "ProgressDropped", "TelegramRateLimiter", "TokenBucket"]
+__all__ = ["FloodBucket", "FloodLimiter", "Priority", "ProgressDropped"]
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class ProgressDropped(TelegramError):
         super().__init__(f"progress in chat {chat_id} dropped: no rate budget to spare")
 
 
-class TokenBucket:
+class FloodBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; waiters are served by priority, then in order.
 
     :meth:`take` waits for a token; :meth:`take_now` spends one at once (the balance may go down to
@@ -148,7 +149,7 @@ class TokenBucket:
         self._schedule()
 
 
-class TelegramRateLimiter(BaseRateLimiter[Priority]):
+class FloodLimiter(BaseRateLimiter[Priority]):
     """Telegram's flood limits with answers first (see the module docstring)."""
 
     #: calls that don't count against any budget even though they name a chat
@@ -157,13 +158,13 @@ class TelegramRateLimiter(BaseRateLimiter[Priority]):
     def __init__(self, *, overall_per_second: float = 30.0, chat_per_second: float = 1.0,
                  chat_burst: float = 3.0, group_per_minute: float = 20.0, max_retries: int = 3,
                  reserve_share: float = 1 / 3) -> None:
-        self.overall = TokenBucket(overall_per_second, overall_per_second)
+        self.overall = FloodBucket(overall_per_second, overall_per_second)
         self.chat_per_second = chat_per_second
         self.chat_burst = chat_burst
         self.group_per_minute = group_per_minute
         self.max_retries = max_retries
         self.reserve_share = reserve_share
-        self._chats: dict[str | int, TokenBucket] = {}
+        self._chats: dict[str | int, FloodBucket] = {}
         self._paused: dict[str | int | None, float] = {}  # chat (None: everything) → paused until
         #: (chat, is a chat action) → progress calls whose budget reserve_progress() took
         self._reserved: dict[tuple[str | int, bool], int] = {}
@@ -259,10 +260,10 @@ class TelegramRateLimiter(BaseRateLimiter[Priority]):
             chat.take_now()  # private chats allow bursts; the bot's per-user limit bounds answers
         await self.overall.take(rank)
 
-    def _reserve(self, bucket: TokenBucket) -> float:
+    def _reserve(self, bucket: FloodBucket) -> float:
         return bucket.burst * self.reserve_share
 
-    def _chat(self, chat_id: int | str) -> TokenBucket:
+    def _chat(self, chat_id: int | str) -> FloodBucket:
         bucket = self._chats.get(chat_id)
         if bucket is None:
             if len(self._chats) > 1024:
@@ -271,9 +272,9 @@ class TelegramRateLimiter(BaseRateLimiter[Priority]):
                     self._reserved.pop((key, False), None)
                     self._reserved.pop((key, True), None)
             if _is_group(chat_id):
-                bucket = TokenBucket(self.group_per_minute / 60, self.group_per_minute)
+                bucket = FloodBucket(self.group_per_minute / 60, self.group_per_minute)
             else:
-                bucket = TokenBucket(self.chat_per_second, self.chat_burst)
+                bucket = FloodBucket(self.chat_per_second, self.chat_burst)
             self._chats[chat_id] = bucket
         return bucket
 
