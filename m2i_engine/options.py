@@ -69,10 +69,12 @@ class VisualizeOptions(BaseModel):
     @field_validator("prompt", "negative")
     @classmethod
     def _clean_text(cls, v: str | None) -> str | None:
+        """One line of words: whitespace and control characters separate words, invisible ones go."""
         if v is None:
             return None
-        v = " ".join("".join(ch for ch in v if ch.isprintable()).split())
-        return v or None
+        v = "".join(ch if ch.isprintable() else " " if ch.isspace() or ch < " " or "\x7f" <= ch <= "\x9f"
+                    else "" for ch in v)  # C0/C1 controls (tab, NUL, …) → space; bidi, ZWSP, … → dropped
+        return " ".join(v.split()) or None
 
 
 class LoopSection(StrEnum):

@@ -4,7 +4,9 @@
 alike (:class:`~m2i_engine.frontend.EngineLike`); nothing below knows which it got. Every request
 gets a request id (the client's ``X-Request-ID`` if it is safe, else a new one) that is echoed in
 the answer, written on every log line, and carried into queued jobs. Every failure is JSON
-``{"error": {"code", "message"}, "request_id"}`` with a 4xx/5xx status — never a traceback.
+``{"error": {"code", "message"}, "request_id"}`` with a 4xx/5xx status — never a traceback —
+including requests aiohttp itself refuses as unparseable, when served by :class:`ApiRunner`
+(as ``m2i serve`` does), which also closes connections whose headers never finish.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import http_exceptions as hx
 from aiohttp import web
 
 from m2i_engine.config import Settings
@@ -79,8 +82,9 @@ def create_app(settings: Settings, engine: EngineLike, *, own_engine: bool = Tru
             images = MemoryImages(serve.image_entries)
     state = ApiState(settings=settings, engine=engine, images=images, own_engine=own_engine,
                      jobs=JobRegistry(ttl_s=serve.job_ttl_s, max_jobs=serve.max_jobs))
-    app = web.Application(middlewares=[_context_middleware, _auth_middleware],
-                          client_max_size=state.max_body, handler_args={"max_field_size": 8190})
+    app = web.Application(middlewares=[_context_middleware, _auth_middleware], client_max_size=state.max_body,
+                          handler_args={"max_field_size": 8190,
+                                        "keepalive_timeout": serve.keepalive_timeout_s})
     app[STATE] = state
     app.router.add_post("/v1/visualize", _visualize)
     app.router.add_post("/v1/analyze", _analyze)
@@ -90,6 +94,7 @@ def create_app(settings: Settings, engine: EngineLike, *, own_engine: bool = Tru
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/openapi.json", _openapi)
+    app.on_response_prepare.append(_nosniff)
     app.on_startup.append(_startup)
     app.on_cleanup.append(_cleanup)
     return app
@@ -108,6 +113,114 @@ async def _cleanup(app: web.Application) -> None:
     await state.jobs.drain(state.settings.serve.shutdown_grace_s)
     if state.own_engine:
         await state.engine.close()
+
+
+async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:
+    """Browsers must take our content types as given (an uploaded name or a prompt is never HTML)."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+
+
+# --- connections --------------------------------------------------------------------------------
+
+#: what a client is told about a request aiohttp could not parse — never the offending bytes
+_PARSE_ERRORS: tuple[tuple[type[Exception], str], ...] = (
+    (hx.LineTooLong, "The request line or a header is too long."),
+    (hx.BadHttpMethod, "The request method isn't valid HTTP."),
+    (hx.BadStatusLine, "The request line isn't valid HTTP (expected: METHOD /path HTTP/1.1)."),
+    (hx.InvalidURLError, "The request path isn't a valid URL."),
+    (hx.InvalidHeader, "A request header isn't valid HTTP (a control character, or a line without a colon)."),
+    (hx.PayloadEncodingError, "The request body's framing (Content-Length or Transfer-Encoding) is invalid."),
+)
+
+
+class ApiProtocol(web.RequestHandler):
+    """aiohttp's connection handler plus a header timeout and the API's error contract for parse errors.
+
+    aiohttp waits for a request's headers as long as the client likes, so connections that never
+    finish them would pile up; here they are closed after ``header_timeout_s`` (counted from the
+    connection, or from the first byte of a later request on a kept-alive one; bodies are timed by
+    :func:`read_upload`). Requests aiohttp can't parse are refused before any route or middleware
+    runs, as text/plain that echoes the bad bytes and with a traceback in the log; here they get the
+    JSON error body and one short WARNING line instead.
+    """
+
+    def __init__(self, manager: web.Server, state: ApiState, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._m2i_state = state
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        heads = self._request_count  # counts the request heads parsed so far
+        idle = self._waiter is not None and not self._waiter.done()  # between requests: a new one begins
+        if data and idle and self._head_timer is None:
+            self._arm_head_timer()
+        super().data_received(data)
+        if self._request_count != heads:
+            self._disarm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        timeout = self._m2i_state.settings.serve.header_timeout_s
+        self._head_timer = self._loop.call_later(timeout, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        log.debug("closed a connection whose request headers didn't arrive in time")
+        self.force_close()
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # as aiohttp: a response has begun, the connection is broken
+            raise ConnectionError("Response is sent already, cannot send another response")
+        rid = new_request_id()
+        with request_context(rid):
+            if status < 500:
+                text = next((t for cls, t in _PARSE_ERRORS if isinstance(exc, cls)),
+                            "The request isn't valid HTTP/1.1: its request line or a header is malformed.")
+                err: M2IError = BadRequestError(text)
+                log.warning("refused a request that isn't valid HTTP (%s) from %s", type(exc).__name__,
+                            request.remote)
+            else:
+                log.error("error outside the request handler", exc_info=exc)
+                err = M2IError()
+        self._m2i_state.metrics.errors.labels(err.code).inc()
+        resp = error_response(err, rid)
+        resp.headers.update({"X-Request-ID": rid, "X-Content-Type-Options": "nosniff"})
+        resp.force_close()
+        return resp
+
+
+class _ApiServer(web.Server):
+    """aiohttp's low-level server, making :class:`ApiProtocol` connections."""
+
+    def __init__(self, server: web.Server, state: ApiState) -> None:
+        # aiohttp has no public hook for the protocol class: rebuild its server with the same arguments
+        super().__init__(server.request_handler, request_factory=server.request_factory,
+                         handler_cancellation=server.handler_cancellation, loop=server._loop,
+                         **server._kwargs)
+        self.state = state
+
+    def __call__(self) -> web.RequestHandler:
+        return ApiProtocol(self, self.state, loop=self._loop, **self._kwargs)
+
+
+class ApiRunner(web.AppRunner):
+    """The runner for an app of :func:`create_app`: its connections are :class:`ApiProtocol`."""
+
+    async def _make_server(self) -> web.Server:
+        return _ApiServer(await super()._make_server(), self.app[STATE])
 
 
 # --- middleware ---------------------------------------------------------------------------------
@@ -355,7 +468,7 @@ def _remote_status(job_id: str, remote: dict[str, Any], state: ApiState) -> dict
 async def _image(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     image_id = name[:-4] if name.endswith(".png") else ""
-    if not IMAGE_ID.match(image_id):
+    if not IMAGE_ID.fullmatch(image_id):
         raise NotFoundError("No such image.")
     png = await request.app[STATE].images.get(image_id)
     if png is None:

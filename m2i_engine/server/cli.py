@@ -52,12 +52,12 @@ async def serve(settings: Settings, *, engine: EngineLike | None = None, stop: a
     from aiohttp import web
 
     from m2i_engine.frontend import make_engine
-    from m2i_engine.server.app import STATE, create_app
+    from m2i_engine.server.app import STATE, ApiRunner, create_app
 
     engine = engine or make_engine(settings)
     app = create_app(settings, engine)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=max(1.0, settings.serve.shutdown_grace_s))
+    runner = ApiRunner(app, access_log=None, handle_signals=False,
+                       shutdown_timeout=max(1.0, settings.serve.shutdown_grace_s))
     await runner.setup()
     site = web.TCPSite(runner, settings.serve.host, settings.serve.port, reuse_address=True)
     await site.start()

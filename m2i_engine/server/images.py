@@ -15,7 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
-IMAGE_ID = re.compile(r"^[0-9a-f]{32}$")
+IMAGE_ID = re.compile(r"[0-9a-f]{32}")  # always used with fullmatch: "$" would let a trailing "\n" in
 
 
 class ImageStore(Protocol):
@@ -38,7 +38,7 @@ class MemoryImages:
             self._data.popitem(last=False)
 
     async def get(self, image_id: str) -> bytes | None:
-        return self._data.get(image_id) if IMAGE_ID.match(image_id) else None
+        return self._data.get(image_id) if IMAGE_ID.fullmatch(image_id) else None
 
 
 class DirImages:
@@ -49,7 +49,7 @@ class DirImages:
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, image_id: str) -> Path:
-        if not IMAGE_ID.match(image_id):
+        if not IMAGE_ID.fullmatch(image_id):
             raise ValueError("bad image id")
         return self.root / f"{image_id}.png"
 
@@ -60,7 +60,7 @@ class DirImages:
         await asyncio.to_thread(_write_atomic, path, png)
 
     async def get(self, image_id: str) -> bytes | None:
-        if not IMAGE_ID.match(image_id):
+        if not IMAGE_ID.fullmatch(image_id):
             return None
         path = self._path(image_id)
         try:
@@ -79,7 +79,7 @@ class QueueImages:
         return None  # the worker stored it already
 
     async def get(self, image_id: str) -> bytes | None:
-        if not IMAGE_ID.match(image_id):
+        if not IMAGE_ID.fullmatch(image_id):
             return None
         data: bytes | None = await self.engine.image(image_id)
         return data

@@ -26,6 +26,13 @@ class ServeSettings(BaseModel):
                                                             "(slow-loris uploads get 408).")
     min_upload_rate_bps: int = Field(
         16 * 1024, ge=0, description="…or faster than this on average after the first 5 s (0: off).")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's line and headers must arrive within this of the connection "
+                                "opening (or of their first byte on a kept-alive connection), else it is "
+                                "closed — slow-loris connections don't pile up. The body is not timed by it.")
+    keepalive_timeout_s: float = Field(
+        75.0, gt=0, description="Idle kept-alive connections are closed after this; keep it above a "
+                                "reverse proxy's upstream keep-alive (nginx: 60 s).")
     media_dir: Path | None = Field(
         None, description="Write images here (a shared volume) instead of keeping them in memory/Redis.")
     public_url: str | None = Field(None, description="Base URL for image links (default: the request's).")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 from pydantic import ValidationError
 
 from m2i_engine.errors import EmptyAudioError, InvalidOptionError, TooLargeError
@@ -37,6 +38,8 @@ RATE_GRACE_S = 5.0
 #: query parameters that steer the response rather than the picture
 CONTROL_PARAMS = ("image", "wait")
 RAW_TYPES = ("application/octet-stream",)
+#: form fields that are text even when sent as a file (``curl -F options=@options.json``)
+TEXT_FIELDS = frozenset({"options", *CONTROL_PARAMS, *VisualizeOptions.model_fields})
 
 
 @dataclass
@@ -48,9 +51,15 @@ class Upload:
 
 
 def clean_filename(name: str | None) -> str | None:
-    """A display-only version of a client's file name: no path, no control or bidi characters."""
+    """A display-only version of a client's file name: no path, no control or bidi characters.
+
+    Header bytes that aren't UTF-8 reach us surrogate-escaped; HTTP's historical header charset is
+    ISO-8859-1 (RFC 9110 §5.5), so such a name is read as Latin-1 rather than losing its accents.
+    """
     if not name:
         return None
+    if any("\udc80" <= ch <= "\udcff" for ch in name):  # undecodable bytes, surrogate-escaped by aiohttp
+        name = name.encode("utf-8", "surrogateescape").decode("latin-1")
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
     name = unicodedata.normalize("NFC", name).strip(" .")
@@ -118,17 +127,26 @@ async def _read_stream(stream: Any, budget: _Budget, audio_max: int) -> bytes:
 
 
 async def _read_multipart(request: web.Request, budget: _Budget, audio_max: int) -> Upload:
+    """The one file part is the audio, whatever its field name (``curl -F song=@x.mp3`` works too).
+
+    A part is the audio when it is named ``audio`` or ``file``, or carries a file name and isn't
+    one of the :data:`TEXT_FIELDS`.
+    """
     try:
         reader = await request.multipart()
     except (ValueError, AssertionError, KeyError) as exc:
         raise BadRequestError("The multipart body can't be read (is the boundary missing?).") from exc
     audio: bytes | None = None
+    audio_field = ""
     filename: str | None = None
     fields: dict[str, str] = {}
     count = 0
     while True:
         try:
             part = await reader.next()
+        except BadHttpMessage as exc:  # aiohttp's part-header parser: control characters, no colon, …
+            raise BadRequestError("A part header of the multipart body is malformed (a control character, "
+                                  "or a line without a colon).") from exc
         except (ValueError, AssertionError, RuntimeError) as exc:
             raise BadRequestError(f"The multipart body is malformed: {exc}.") from exc
         if part is None:
@@ -138,12 +156,14 @@ async def _read_multipart(request: web.Request, budget: _Budget, audio_max: int)
         count += 1
         if count > MAX_FIELDS:
             raise BadRequestError(f"Too many form fields (at most {MAX_FIELDS}).")
+        _check_part_headers(part)
         name = part.name or ""
-        if name in AUDIO_FIELDS:
+        if name in AUDIO_FIELDS or (part.filename is not None and name not in TEXT_FIELDS):
             if audio is not None:
-                raise BadRequestError("Send one audio file per request.")
+                raise BadRequestError(f"Send one audio file per request (got files in the fields "
+                                      f"{_safe(audio_field)!r} and {_safe(name)!r}).")
             audio = await _read_stream(part, budget, audio_max)
-            filename = clean_filename(part.filename)
+            audio_field, filename = name, clean_filename(part.filename)
             continue
         if not name:
             raise BadRequestError("A form field has no name.")
@@ -153,10 +173,25 @@ async def _read_multipart(request: web.Request, budget: _Budget, audio_max: int)
         try:
             fields[name] = value.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise BadRequestError(f"The field {name!r} isn't UTF-8 text.") from exc
+            raise BadRequestError(f"The field {name!r} isn't UTF-8 text{_audio_hint(name)}") from exc
     if audio is None:
         raise MissingAudioError()
     return Upload(audio=audio, filename=filename, fields=fields)
+
+
+def _check_part_headers(part: BodyPartReader) -> None:
+    """Refuse control characters aiohttp's parser lets through (DEL, or any after percent-decoding)."""
+    values = [*part.headers.values(), part.name or "", part.filename or ""]
+    if any(unicodedata.category(ch) == "Cc" and ch != "\t" for v in values for ch in v):
+        raise BadRequestError("A part header of the multipart body (field name, file name, content type) "
+                              "contains a control character.")
+
+
+def _audio_hint(name: str) -> str:
+    """The end of a sentence about a bad text field: where audio goes, when the field isn't an option."""
+    if name in TEXT_FIELDS:
+        return "."
+    return " — if it is the audio, send it as a file in the 'audio' field (curl -F audio=@song.mp3)."
 
 
 class _Sub(_Budget):
@@ -169,7 +204,8 @@ class _Sub(_Budget):
         self.parent.add(n)
         self.n += n
         if self.n > self.limit:
-            raise BadRequestError(f"The field {self.name!r} is too long (at most {self.limit} bytes).")
+            raise BadRequestError(f"The field {self.name!r} is too long (at most {self.limit} bytes)"
+                                  f"{_audio_hint(self.name)}")
 
 
 def parse_options(fields: dict[str, str], query: dict[str, str] | None = None, *,
