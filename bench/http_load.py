@@ -10,12 +10,19 @@ Per mode it reports:
 - HTTP overhead: client latency minus the engine's wall time (``Server-Timing: engine``), p50/p95,
   measured one request at a time so queueing does not count as overhead;
 - lost (requests without a 200 result), duplicated (a job id answered twice, or — in queue mode — a
-  job executed more than once: its ``deliveries`` count in Redis), and errors by code.
+  job executed more than once: its ``deliveries`` count in Redis), and errors by code;
+- the API process's RSS after warm-up and after each of ``--rounds`` repeated rounds (each round: the
+  load, then ``--mem-requests`` big ``--mem-size`` pictures), so a front end that keeps what it served
+  shows as growth from round to round; in queue mode also Redis's memory.
+
+Both modes run in the same invocation and the summary prints queue/single ratios, since the machines
+are noisy: compare the ratios, not absolute numbers from different runs.
 
 Every request is a re-roll (a new seed) of one of a few 30-s songs whose analysis is already
 cached, so each one draws a new picture: the "analysis cache warm" case.
 
-    python bench/http_load.py                      # both modes, 500 requests, 50 clients, 2 workers
+    python bench/http_load.py --quick              # smoke run: both modes, a few seconds of load each
+    python bench/http_load.py                      # both modes, 300 requests, 30 clients, 2 workers, 3 rounds
     python bench/http_load.py --mode queue --requests 500 --concurrency 50 --workers 2 --size 256
 """
 
@@ -135,6 +142,21 @@ class Stack:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def api_rss_mb(self) -> float:
+        """Resident memory of the API process (``m2i serve``), from /proc."""
+        api = self.procs[-1]
+        for line in Path(f"/proc/{api.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return float("nan")
+
+    def redis_mb(self) -> float | None:
+        if self.redis_url is None:
+            return None
+        import redis
+
+        return round(int(redis.Redis.from_url(self.redis_url).info("memory")["used_memory"]) / 2**20, 1)
+
     def deliveries(self, job_ids: list[str]) -> Counter[int]:
         import redis
 
@@ -180,70 +202,102 @@ async def one(http: aiohttp.ClientSession, base: str, audio: bytes, seed: int, s
                 "doc": {"error": {"code": type(exc).__name__}}, "timing": {}}
 
 
+async def load(http: aiohttp.ClientSession, base: str, clips: list[bytes], *, n: int, concurrency: int,
+               size: int, tag: str, seed0: int) -> tuple[list[dict[str, Any]], float]:
+    """``n`` requests from ``concurrency`` clients; the results in order and the wall time."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(i)
+    results: list[dict[str, Any]] = [{} for _ in range(n)]
+
+    async def client() -> None:
+        while True:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            results[i] = await one(http, base, clips[i % len(clips)], seed0 + i, size, f"{tag}-{i}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return results, time.perf_counter() - t0
+
+
 async def run_mode(mode: str, args: argparse.Namespace, clips: list[bytes]) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix=f"m2i-bench-{mode}-"))
     stack = Stack(mode, args.workers, tmp)
     stack.start()
     timeout = aiohttp.ClientTimeout(total=600)
+    rounds: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     try:
         async with aiohttp.ClientSession(timeout=timeout,
                                          connector=aiohttp.TCPConnector(limit=args.concurrency)) as http:
             await stack.wait_ready(http)
             run = f"{mode}-{time.time_ns()}"
-            # warm the analysis cache: one request per song
+            # warm the analysis cache: one request per song, then one round of the load to warm the rest
+            # (worker processes, code paths) so that round 1's memory is the steady state's
             for i, clip in enumerate(clips):
-                res = await one(http, stack.base, clip, 10**6 + i, args.size, f"{run}-warm-{i}")
-                if res["status"] != 200:
-                    raise SystemExit(f"warm-up failed: {res['doc']}")
+                first = await one(http, stack.base, clip, 10**6 + i, args.size, f"{run}-warm-{i}")
+                if first["status"] != 200:
+                    raise SystemExit(f"warm-up failed: {first['doc']}")
+            await load(http, stack.base, clips, n=min(args.requests, 4 * args.concurrency),
+                       concurrency=args.concurrency, size=args.size, tag=f"{run}-warm", seed0=5 * 10**6)
+            if args.mem_requests:
+                await load(http, stack.base, clips, n=args.mem_requests, concurrency=min(4, args.concurrency),
+                           size=args.mem_size, tag=f"{run}-warmbig", seed0=6 * 10**6)
+            rss_warm = stack.api_rss_mb()
             # HTTP overhead, one request at a time (fresh seeds: the engine really draws)
             seq = [await one(http, stack.base, clips[i % len(clips)], 2 * 10**6 + i, args.size,
                              f"{run}-seq-{i}") for i in range(args.sequential)]
             overhead = [r["ms"] - r["timing"].get("engine", 0.0) for r in seq if r["status"] == 200]
             server_overhead = [r["timing"]["total"] - r["timing"]["engine"] for r in seq
                                if r["status"] == 200]
-            # the load: N requests from C concurrent clients
-            queue: asyncio.Queue[int] = asyncio.Queue()
-            for i in range(args.requests):
-                queue.put_nowait(i)
-            results: list[dict[str, Any]] = [{} for _ in range(args.requests)]
-
-            async def client() -> None:
-                while True:
-                    try:
-                        i = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    results[i] = await one(http, stack.base, clips[i % len(clips)], i, args.size,
-                                           f"{run}-{i}")
-
-            t0 = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(args.concurrency)))
-            wall = time.perf_counter() - t0
-            async with http.get(f"{stack.base}/metrics") as r:
-                metrics = await r.text()
+            # the load, repeated: N requests from C concurrent clients, then the big pictures
+            for k in range(args.rounds):
+                res, took = await load(http, stack.base, clips, n=args.requests, concurrency=args.concurrency,
+                                       size=args.size, tag=f"{run}-r{k}", seed0=10**7 * (k + 1))
+                big, _ = await load(http, stack.base, clips, n=args.mem_requests,
+                                    concurrency=min(4, args.concurrency), size=args.mem_size,
+                                    tag=f"{run}-big{k}", seed0=10**7 * (k + 1) + 10**6)
+                ok = [r for r in res if r["status"] == 200]
+                rounds.append({"throughput_rps": round(len(ok) / took, 2), "wall_s": round(took, 2),
+                               "p95_ms": round(pct([r["ms"] for r in ok], 95), 1),
+                               "api_rss_mb": stack.api_rss_mb(), "redis_mb": stack.redis_mb()})
+                results += res + big
+            async with http.get(f"{stack.base}/metrics") as resp:
+                metrics = await resp.text()
             answered = [r["doc"]["job_id"] for r in results if r.get("status") == 200]
             deliveries = stack.deliveries(answered) if mode == "queue" else Counter()
     finally:
         codes = stack.stop()
     ok = [r for r in results if r["status"] == 200]
+    loaded = [r for r in ok if r["doc"]["images"][0]["width"] <= args.size]  # the load, not the big ones
     job_ids = [r["doc"]["job_id"] for r in ok]
-    seeds = [r["doc"]["seed"] for r in ok]
     images = [r["doc"]["images"][0]["id"] for r in ok]
     dup_answers = len(job_ids) - len(set(job_ids))
+    wall = sum(r["wall_s"] for r in rounds)
+    rss_after = [r["api_rss_mb"] for r in rounds]
     report: dict[str, Any] = {
-        "mode": mode, "requests": args.requests, "concurrency": args.concurrency,
+        "mode": mode, "requests": args.requests, "concurrency": args.concurrency, "rounds": args.rounds,
         "workers": args.workers if mode == "queue" else f"1 process, {args.workers} engine threads",
         "size": args.size, "songs": len(clips), "song_seconds": args.duration, "wall_s": round(wall, 2),
-        "throughput_rps": round(len(ok) / wall, 2),
-        "latency_ms": {"p50": round(pct([r["ms"] for r in ok], 50), 1),
-                       "p95": round(pct([r["ms"] for r in ok], 95), 1),
-                       "p99": round(pct([r["ms"] for r in ok], 99), 1)},
+        "throughput_rps": round(len(loaded) / wall, 2) if wall else 0.0,
+        "latency_ms": {"p50": round(pct([r["ms"] for r in loaded], 50), 1),
+                       "p95": round(pct([r["ms"] for r in loaded], 95), 1),
+                       "p99": round(pct([r["ms"] for r in loaded], 99), 1)},
         "http_overhead_ms": {"p50": round(pct(overhead, 50), 2), "p95": round(pct(overhead, 95), 2),
                              "server_side_p50": round(pct(server_overhead, 50), 2),
                              "engine_p50": round(statistics.median(r["timing"].get("engine", 0)
                                                                    for r in seq), 1) if seq else None},
-        "lost": args.requests - len(ok),
-        "duplicated": dup_answers + (len(seeds) - len(set(seeds))) + (len(images) - len(set(images))),
+        "api_rss_mb": {"after_warmup": rss_warm, "after_rounds": rss_after,
+                       "growth": round(rss_after[-1] - rss_warm, 1) if rss_after else None,
+                       # kept jobs fill up to M2I_SERVE__MAX_JOBS (1000): flat after that is the test
+                       "growth_last_round": round(rss_after[-1] - rss_after[-2], 1) if len(rss_after) > 1
+                       else None},
+        "per_round": rounds,
+        "lost": len(results) - len(ok),
+        "duplicated": dup_answers + (len(images) - len(set(images))),
         "errors": dict(Counter(r["doc"].get("error", {}).get("code", "?")
                                for r in results if r["status"] != 200)),
         "exit_codes": codes,
@@ -259,19 +313,31 @@ async def run_mode(mode: str, args: argparse.Namespace, clips: list[bytes]) -> d
     return report
 
 
+QUICK = {"requests": 40, "concurrency": 8, "rounds": 2, "songs": 2, "duration": 8.0, "sequential": 3,
+         "mem_requests": 2}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", choices=["single", "queue", "both"], default="both")
-    p.add_argument("--requests", type=int, default=500)
-    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--quick", action="store_true", help="smoke run: " + ", ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
+    p.add_argument("--requests", type=int, default=300, help="requests per round")
+    p.add_argument("--concurrency", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=3, help="repeats of the load (API memory must stay flat)")
     p.add_argument("--workers", type=int, default=2,
                    help="queue mode: worker processes; single: engine threads")
     p.add_argument("--size", type=int, default=256, help="long side of each image")
+    p.add_argument("--mem-size", type=int, default=2048, help="long side of the big pictures of each round")
+    p.add_argument("--mem-requests", type=int, default=8, help="big pictures per round (0: none)")
     p.add_argument("--songs", type=int, default=5)
     p.add_argument("--duration", type=float, default=30.0, help="seconds per song")
-    p.add_argument("--sequential", type=int, default=50, help="one-at-a-time requests for the overhead")
+    p.add_argument("--sequential", type=int, default=20, help="one-at-a-time requests for the overhead")
     p.add_argument("--json", type=Path, help="also write the reports here")
     args = p.parse_args()
+    if args.quick:
+        for k, v in QUICK.items():
+            setattr(args, k, v)
     clips = songs(args.songs, args.duration)
     reports = []
     for mode in (["single", "queue"] if args.mode == "both" else [args.mode]):
@@ -280,11 +346,23 @@ def main() -> None:
         print(json.dumps(rep, indent=2), flush=True)
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
-    print("\nmode    req  conc  rps    p50ms  p95ms  overhead p50ms  lost  dup")
+    print(f"\n{args.rounds} rounds of {args.requests} requests from {args.concurrency} clients at "
+          f"{args.size} px (+{args.mem_requests} at {args.mem_size} px); RSS of the API process in MB")
+    print("mode    rps     p50ms    p95ms    overhead p50ms  rss warm  rss after rounds         lost  dup")
     for r in reports:
-        print(f"{r['mode']:<7} {r['requests']:<4} {r['concurrency']:<5} {r['throughput_rps']:<6} "
-              f"{r['latency_ms']['p50']:<6} {r['latency_ms']['p95']:<6} {r['http_overhead_ms']['p50']:<15} "
-              f"{r['lost']:<5} {r['duplicated']}")
+        rss = r["api_rss_mb"]
+        lat = r["latency_ms"]
+        print(f"{r['mode']:<7} {r['throughput_rps']:<7} {lat['p50']:<8} {lat['p95']:<8} "
+              f"{r['http_overhead_ms']['p50']:<15} {rss['after_warmup']:<9} "
+              f"{' '.join(str(x) for x in rss['after_rounds']):<24} {r['lost']:<5} {r['duplicated']}")
+    by = {r["mode"]: r for r in reports}
+    if {"single", "queue"} <= set(by):
+        q, one_proc = by["queue"], by["single"]
+        print(f"queue/single: throughput {q['throughput_rps'] / one_proc['throughput_rps']:.2f}x, "
+              f"p95 {q['latency_ms']['p95'] / one_proc['latency_ms']['p95']:.2f}x; API RSS growth over the "
+              f"rounds: queue {q['api_rss_mb']['growth']:+} MB (last round "
+              f"{q['api_rss_mb']['growth_last_round']:+}), single {one_proc['api_rss_mb']['growth']:+} MB "
+              f"(last round {one_proc['api_rss_mb']['growth_last_round']:+})")
     if any(r["lost"] or r["duplicated"] for r in reports):
         sys.exit(1)
 

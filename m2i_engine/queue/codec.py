@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from PIL import Image
 
 from m2i_engine.engine import AnalysisResult, VisualizeResult
-from m2i_engine.errors import M2IError
+from m2i_engine.errors import M2IError, ServiceError
 from m2i_engine.imaging.base import GeneratedImage, Prompt
 from m2i_engine.options import Style
 from m2i_engine.tags import Tags
@@ -60,11 +62,28 @@ def image_id(png: bytes) -> str:
     return hashlib.sha256(png).hexdigest()[:32]
 
 
+class ImageExpiredError(ServiceError):
+    code = "image_expired"
+    default_message = "That picture has expired — please make it again."
+    http_status = 410
+
+
+#: ``meta`` key of a callable that fetches the PNG again (blocking) from where the worker stored it
+PNG_FETCH = "png_fetch"
+
+
 def png_of(img: GeneratedImage) -> bytes:
-    """The PNG bytes of an image, encoded once and remembered in its ``meta``."""
+    """The PNG bytes of an image, encoded once and remembered in its ``meta`` — or, for an image a
+    kept result gave back (:func:`slim_visualize`), fetched again and not remembered. Blocking."""
     png = img.meta.get("png")
     if isinstance(png, bytes):
         return png
+    fetch = img.meta.get(PNG_FETCH)
+    if callable(fetch):
+        again = fetch()
+        if not isinstance(again, bytes):
+            raise ImageExpiredError(detail=f"image {img.meta.get('image_id')} is no longer stored")
+        return again
     from m2i_engine.imaging.renderer import encode_png
 
     png = encode_png(img.image)
@@ -76,7 +95,7 @@ def png_of(img: GeneratedImage) -> bytes:
 def _json_safe(meta: dict[str, object]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in meta.items():
-        if k in ("png", "image_id"):
+        if k in ("png", "image_id", PNG_FETCH):
             continue
         try:
             json.dumps(v)
@@ -120,8 +139,10 @@ def decode_analysis(doc: dict[str, Any]) -> AnalysisResult:
                           cached=bool(a["cached"]), timings_ms=dict(a["timings_ms"]))
 
 
-def decode_visualize(doc: dict[str, Any], pngs: dict[str, bytes]) -> VisualizeResult:
-    """The result type the local engine returns; images decode lazily, their PNG rides in ``meta``."""
+def decode_visualize(doc: dict[str, Any], pngs: dict[str, bytes],
+                     fetch: Callable[[str], Callable[[], bytes | None]] | None = None) -> VisualizeResult:
+    """The result type the local engine returns; images decode lazily, their PNG rides in ``meta``.
+    ``fetch(image_id)``: how to get a PNG again later, so a kept result can give its bytes back."""
     p = doc["prompt"]
     prompt = Prompt(text=p["text"], negative=p["negative"], style=Style(p["style"]),
                     phrases=tuple((str(a), float(b)) for a, b in p["phrases"]))
@@ -129,11 +150,42 @@ def decode_visualize(doc: dict[str, Any], pngs: dict[str, bytes]) -> VisualizeRe
     for im in doc["images"]:
         png = pngs[im["id"]]
         pil = Image.open(io.BytesIO(png))  # lazy: pixels decode only if someone looks at them
-        images.append(GeneratedImage(image=pil, seed=int(im["seed"]), backend=im["backend"],
-                                     meta={**im.get("meta", {}), "png": png, "image_id": im["id"]}))
+        meta = {**im.get("meta", {}), "png": png, "image_id": im["id"]}
+        if fetch is not None:
+            meta[PNG_FETCH] = fetch(im["id"])
+        images.append(GeneratedImage(image=pil, seed=int(im["seed"]), backend=im["backend"], meta=meta))
     return VisualizeResult(analysis=decode_analysis(doc), prompt=prompt, images=images,
                            backend=doc["backend"], seed=int(doc["seed"]), notes=list(doc["notes"]),
                            timings_ms=dict(doc["timings_ms"]))
+
+
+def slim_visualize(result: VisualizeResult) -> VisualizeResult | None:
+    """``result`` without its pictures' bytes, or None when some image could not be fetched again.
+
+    Why: the HTTP API keeps finished jobs for an hour (``GET /v1/jobs``, idempotent retries); holding
+    every PNG (2–6 MB at 2048 px) made a queue-mode front end grow by hundreds of MB under load, though
+    the workers had stored those PNGs in Redis already. The slim copy keeps everything else, and each
+    image as its PNG header alone (size and mode, no pixels); :func:`png_of` fetches the bytes again."""
+    if not result.images or not all(callable(img.meta.get(PNG_FETCH)) for img in result.images):
+        return None
+    images = []
+    for img in result.images:
+        png = img.meta.get("png")
+        head = _header_only(png) if isinstance(png, bytes) else img.image
+        meta = {k: v for k, v in img.meta.items() if k != "png"}
+        images.append(GeneratedImage(image=head, seed=img.seed, backend=img.backend, meta=meta))
+    return replace(result, images=images)
+
+
+def _header_only(png: bytes) -> Image.Image:
+    """A lazily opened image of ``png``'s chunks up to its first IDAT header: width, height and mode
+    answer, pixels don't (loading raises). Some 50 bytes instead of the whole picture."""
+    pos = 8
+    while pos + 8 <= len(png):
+        if png[pos + 4:pos + 8] == b"IDAT":
+            return Image.open(io.BytesIO(png[:pos + 8]))
+        pos += 12 + int.from_bytes(png[pos:pos + 4], "big")
+    return Image.open(io.BytesIO(png))
 
 
 # --- errors -------------------------------------------------------------------------------------

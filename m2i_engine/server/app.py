@@ -350,6 +350,7 @@ async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
     if not created:
         log.info("request joins job %s (same Idempotency-Key)", job_id)
     if not wait:
+        await state.jobs.admitted(job)  # refused outright (no worker, queue full): that error, not a 202
         return web.json_response(_status_doc(job, request), status=202,
                                  headers={"Location": f"/v1/jobs/{job.id}"})
     state.metrics.inflight.inc()
