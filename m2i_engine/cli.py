@@ -29,9 +29,9 @@ from m2i_engine.audio.decode import read_audio_bytes
 from m2i_engine.audio.sniff import HEAD_BYTES, sniff_format
 from m2i_engine.batch import run_batch
 from m2i_engine.config import Settings
-from m2i_engine.engine import AnimationResult, Engine, Progress, Stage, VisualizeResult
+from m2i_engine.engine import AnimationResult, Engine, Progress, Stage, VideoResult, VisualizeResult
 from m2i_engine.errors import InputError, InvalidOptionError, M2IError, describe
-from m2i_engine.options import AnimateOptions, VisualizeOptions, option_fields
+from m2i_engine.options import AnimateOptions, Aspect, VideoOptions, VisualizeOptions, option_fields
 from m2i_engine.tags import Classification, Tags
 
 
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     anim.add_argument("--animate", action="store_true",
                       help="Also write a beat-synced loop beside the image: <out>.gif and <out>.mp4.")
     add_option_flags(anim, AnimateOptions, prefix="anim_")
+    _add_video_flags(vis)
     sd = vis.add_argument_group("Stable Diffusion (with --backend sd or auto)")
     sd.add_argument("--model", help="Diffusers folder or hub id (same as M2I_SD__MODEL).")
     sd.add_argument("--lora", action="append", default=[], metavar="DIR[:WEIGHT]",
@@ -158,6 +159,38 @@ def add_option_flags(parser: Any, model: type[BaseModel] = VisualizeOptions, *,
         parser.add_argument(flag, **kwargs)
 
 
+def _add_video_flags(parser: argparse.ArgumentParser) -> None:
+    """``--video`` and the clip's ``--start``/``--length``; its frame rate, aspect and size are the
+    ``--fps``, ``--aspect`` and ``--size`` flags, with a video's own defaults when not given."""
+    fields = VideoOptions.model_fields
+    group = parser.add_argument_group("Video")
+    group.add_argument("--video", action="store_true",
+                       help="Also write a music video beside the image: <out>-video.mp4 (H.264 + AAC), the "
+                       "song's clip with its sound, pulsing on its beats and changing scene at its sections. "
+                       f"--fps, --aspect and --size apply (defaults {fields['fps'].default} fps, "
+                       f"{fields['aspect'].default.value}, {fields['size'].default} px).")
+    group.add_argument("--start", type=float, metavar="S", dest="video_start",
+                       help=f"{fields['start'].description} (default: none)")
+    group.add_argument("--length", type=float, metavar="S", dest="video_length",
+                       help=f"{fields['length'].description} (default: none)")
+    group.add_argument("--max-mb", type=float, metavar="MB", dest="video_max_mb",
+                       help="Largest video file in megabytes: a bigger one is encoded again at a lower bit "
+                       "rate, or refused when it can't fit (default: no limit).")
+
+
+def video_options_from_args(args: argparse.Namespace) -> VideoOptions:
+    """The video's options: ``--start``/``--length``, and ``--fps``/``--aspect``/``--size`` when given."""
+    given: dict[str, Any] = {"start": args.video_start, "length": args.video_length,
+                             "fps": args.anim_fps, "size": args.opt_size,
+                             "aspect": Aspect(args.opt_aspect) if args.opt_aspect else None}
+    try:
+        return VideoOptions(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidOptionError(f"Invalid --{field.replace('_', '-')} for a video: {first['msg']}.") from exc
+
+
 def options_from_args(args: argparse.Namespace) -> VisualizeOptions:
     return _model_from_args(args, VisualizeOptions, "opt_")
 
@@ -182,18 +215,30 @@ def _model_from_args(args: argparse.Namespace, model: type[_M], prefix: str) -> 
 def _cmd_visualize(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     animation = animate_options_from_args(args) if args.animate else None
+    video = video_options_from_args(args) if args.video else None
+    if video is not None:
+        from m2i_engine.imaging.video import check_video_options
+
+        check_video_options(options)  # refused before the models load
+    max_bytes = round(args.video_max_mb * 1e6) if args.video_max_mb else None
     settings = _settings_with_sd(Settings(), args, explicit_sd=options.backend.value == "sd")
     source, name = _song(args, settings)
+    first = args.out or Path(f"m2i-{name}.png")
+    video_path = first.with_name(f"{first.stem}-video.mp4")
     t0 = time.perf_counter()
 
-    async def draw(eng: Engine, cb: Any) -> tuple[VisualizeResult, AnimationResult | None]:
+    async def draw(eng: Engine, cb: Any) -> tuple[VisualizeResult, AnimationResult | None,
+                                                  VideoResult | None]:
         still = await eng.visualize(source, options, progress=cb)
         loop = await eng.animate(source, options, animation, progress=cb) if animation else None
-        return still, loop
+        clip = None
+        if video is not None:
+            video_path.parent.mkdir(parents=True, exist_ok=True)
+            clip = await eng.video(source, options, video, out=video_path, max_bytes=max_bytes, progress=cb)
+        return still, loop, clip
 
-    result, loop = asyncio.run(_run(draw, args, settings=settings))
+    result, loop, clip = asyncio.run(_run(draw, args, settings=settings))
     total_s = time.perf_counter() - t0
-    first = args.out or Path(f"m2i-{name}.png")
     paths = _save_images(result, first)
     loop_paths = _save_animation(loop, first) if loop is not None else None
     if args.json:
@@ -202,6 +247,9 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
             doc["animation"] = {"gif": str(loop_paths[0]), "mp4": str(loop_paths[1]),
                                 **loop.animation.to_dict()}
             doc["notes"] = [*doc["notes"], *(n for n in loop.notes if n not in doc["notes"])]
+        if clip is not None:
+            doc["video"] = clip.video.to_dict()
+            doc["notes"] = [*doc["notes"], *(n for n in clip.notes if n not in doc["notes"])]
         print(json.dumps(doc, indent=2))
         return 0
     _print_tags(result.tags, name)
@@ -220,6 +268,8 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
                   f"{a.fps:.2f} fps, {a.length_s:.2f} s = {sec.bars} bar{'s' if sec.bars > 1 else ''} "
                   f"from {sec.start_in_song_s:.1f}–{sec.end_in_song_s:.1f} s, {sec.mode.value} section, "
                   f"{a.backend}, {a.mp4_codec}; {took})")
+    if clip is not None:
+        _print_video(clip, shown=result.notes)
     out.print(f"[dim]Took {total_s:.2f} s "
               f"({', '.join(f'{k[:-3]} {v:.0f} ms' for k, v in result.timings_ms.items())}).[/]")
     return 0
@@ -350,6 +400,19 @@ def _save_animation(result: AnimationResult, first: Path) -> tuple[Path, Path]:
     return gif, mp4
 
 
+def _print_video(clip: VideoResult, *, shown: list[str]) -> None:
+    v = clip.video
+    took = ", ".join(f"{k[:-3]} {ms:.0f} ms" for k, ms in v.timings_ms.items())
+    rate = f", {v.bit_rate / 1000:.0f} kbit/s" if v.bit_rate else ""
+    for note in (n for n in clip.notes if n not in shown):
+        out.print(f"[yellow]Note[/]      {note}")
+    out.print(f"[bold green]Video[/]     {v.path}  ({v.width}×{v.height}, {v.fps:g} fps, {v.length_s:.1f} s "
+              f"from {v.start_s:.1f} s of the song, {v.codec} + {v.audio_codec}, {v.size_bytes / 1e6:.1f} MB"
+              f"{rate}, "
+              f"{len(v.sections)} section{'s' if len(v.sections) != 1 else ''} in {v.scenes} scene"
+              f"{'s' if v.scenes != 1 else ''}, {v.backend}; {took})")
+
+
 def _print_tags(tags: Tags, name: str) -> None:
     a = tags.audio
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -387,6 +450,9 @@ def _print_tags(tags: Tags, name: str) -> None:
     lean = "leaning " if min(abs(m.valence), abs(m.arousal)) <= 0.2 else ""  # near an axis
     table.add_row("Mood", f"{lean}{m.quadrant_name} ({m.quadrant}) · valence {m.valence:+.2f} · "
                           f"arousal {m.arousal:+.2f} ({src})")
+    if tags.sections:
+        table.add_row("Sections", " · ".join(f"{s.label} {s.start_s:.0f}–{s.end_s:.0f} s"
+                                             for s in tags.sections))
     out.print(table)
 
 

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,12 +32,15 @@ from m2i_engine.errors import (
 )
 from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest, Prompt
 from m2i_engine.models import ModelRegistry
-from m2i_engine.options import MAX_SEED, AnimateOptions, Backend, VisualizeOptions
+from m2i_engine.options import MAX_SEED, AnimateOptions, Backend, VideoOptions, VisualizeOptions
 from m2i_engine.pipeline import Timings, analyse_audio, image_request
 from m2i_engine.tags import Tags
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from m2i_engine.imaging.animate import Animation
+    from m2i_engine.imaging.video import Video
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,12 +104,66 @@ class AnimationResult:
         return self.analysis.tags
 
 
+@dataclass(frozen=True)
+class VideoResult:
+    """A music video of a song: :attr:`video` is the MP4 on disk (``video.path``, ``video.read_bytes()``)
+    with its size, length, codecs, bit rate and sections; :attr:`analysis` is the clip's own analysis
+    (its times are the clip's, from 0)."""
+
+    analysis: AnalysisResult
+    prompt: Prompt
+    video: Video
+    seed: int
+    notes: list[str] = field(default_factory=list)
+    timings_ms: Timings = field(default_factory=dict)
+
+    @property
+    def tags(self) -> Tags:
+        return self.analysis.tags
+
+    @property
+    def path(self) -> Path:
+        return self.video.path
+
+    @property
+    def backend(self) -> str:
+        return self.video.backend
+
+
+class AnalysisHook:
+    """A step a serving engine adds around an analysis its own cache can't answer.
+
+    Decoder isolation (:class:`~m2i_engine.serving.DecodeGuard`) and the analysis cache queue workers
+    share (:class:`~m2i_engine.serving.SharedTags`) are hooks; the engine calls them in order, inside
+    the same in-flight slot that makes concurrent requests for one song share its analysis. Every
+    method is optional (the defaults do nothing).
+    """
+
+    async def start(self) -> None:
+        """Called once by :meth:`Engine.start`."""
+
+    async def close(self) -> None:
+        """Called once by :meth:`Engine.close`."""
+
+    async def lookup(self, key: str) -> Tags | None:
+        """Tags analysed elsewhere for this cache ``key`` (audio hash + analysis settings), or None."""
+        return None
+
+    async def admit(self, data: bytes, sha256: str) -> None:
+        """Raise an :class:`~m2i_engine.errors.InputError` to refuse ``data`` before it is analysed."""
+
+    async def store(self, key: str, tags: Tags) -> None:
+        """Tags just analysed here, for others (errors are logged, never fail the request)."""
+
+
 class Engine:
     """Create once per process; use as ``async with Engine() as engine: ...``."""
 
     def __init__(self, settings: Settings | None = None, *, models: ModelRegistry | None = None,
-                 backends: dict[str, ImageBackend] | None = None) -> None:
+                 backends: dict[str, ImageBackend] | None = None,
+                 hooks: Sequence[AnalysisHook] = ()) -> None:
         self.settings = settings or Settings()
+        self.hooks: tuple[AnalysisHook, ...] = tuple(hooks)
         self._models = models
         self._backends: dict[str, ImageBackend] = dict(backends or {})
         self._pool: ThreadPoolExecutor | None = None
@@ -118,6 +175,7 @@ class Engine:
         self._start_lock = asyncio.Lock()
         self._sd_off_reason = "no Stable Diffusion model is configured"
         self._sd_checked = "sd" in self._backends
+        self._hooks_started = False
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -132,9 +190,17 @@ class Engine:
             if not self._sd_checked and self.settings.backend != "renderer":
                 self._sd_checked = True
                 await self._load_sd()
+            if not self._hooks_started:
+                self._hooks_started = True
+                for hook in self.hooks:
+                    await hook.start()
         return self
 
     async def close(self) -> None:
+        if self._hooks_started:
+            self._hooks_started = False
+            for hook in self.hooks:
+                await hook.close()
         for backend in self._backends.values():
             try:
                 backend.close()
@@ -221,7 +287,78 @@ class Engine:
         return AnimationResult(analysis=analysis, prompt=request.prompt, animation=loop, notes=notes,
                                timings_ms={**analysis.timings_ms, **loop.timings_ms})
 
+    async def video(self, audio: AudioSource, options: VisualizeOptions | None = None,
+                    video: VideoOptions | None = None, *, out: Path | None = None,
+                    max_bytes: int | None = None, progress: ProgressCallback | None = None) -> VideoResult:
+        """An MP4 music video of ``audio``: the clip ``video`` picks (the most representative part by
+        default, at most ``MAX_VIDEO_S``) with its own sound, the picture pulsing on its beats, moving
+        with its energy and changing scene at its sections; style, backend and seed come from
+        ``options`` (``num_images`` must be 1). Written to ``out`` (default: a new temporary file the
+        caller owns). ``max_bytes``: a file over it is encoded again at a lower bit rate, and a clip that
+        can't fit raises ``VideoTooLargeError`` (code ``video_too_large``). Bad audio raises the same
+        ``InputError``\\ s as :meth:`visualize`. The same audio + options + seed repeat exactly."""
+        import tempfile
+        from pathlib import Path
+
+        from m2i_engine.imaging.video import check_video_options, load_clip, render_video
+
+        options = options or VisualizeOptions()
+        video = video or VideoOptions()
+        check_video_options(options)  # before any work
+        await self.start()
+        wanted, backend, notes = self._backend_for(options)
+        async with self._deadline():
+            data = await self._read(audio)
+            await _notify(progress, Progress(Stage.decoding))
+            t0 = time.perf_counter()
+            clip = await self._run_blocking(load_clip, data, limits=self.settings.limits, start=video.start,
+                                            length=video.length)
+            clip_ms = round((time.perf_counter() - t0) * 1000.0, 2)
+            analysis = await self._clip_analysis(clip.wav_bytes(), clip.length_s, progress)
+            tags = analysis.tags.model_copy(update={"audio": clip.info})
+            analysis = AnalysisResult(tags, analysis.audio_sha256, analysis.cached, analysis.timings_ms)
+            seed = options.seed if options.seed is not None else _seed_from(hashlib.sha256(data).hexdigest())
+            width, height = video.aspect.size(video.size, multiple=2)
+            request = image_request(tags, options, seed=seed, width=width, height=height)
+            owned = out is None
+            if out is None:
+                fd, name = tempfile.mkstemp(prefix="m2i-video-", suffix=".mp4")
+                os.close(fd)
+                out = Path(name)
+            target = out
+            try:
+                async with self._slot(progress):
+                    await _notify(progress, Progress(Stage.drawing))
+                    made, _ = await self._with_fallback(
+                        wanted, backend, notes, "drew the video",
+                        lambda b: self._run_blocking(render_video, request, audio=clip.samples,
+                                                     sample_rate=clip.sample_rate, out=target, fps=video.fps,
+                                                     backend=b, max_bytes=max_bytes))
+            except BaseException:
+                if owned:
+                    target.unlink(missing_ok=True)
+                raise
+            made.start_s = clip.start_s
+            await _notify(progress, Progress(Stage.done))
+        return VideoResult(analysis=analysis, prompt=request.prompt, video=made, seed=seed,
+                           notes=[*notes, *made.notes],
+                           timings_ms={"clip_ms": clip_ms, **analysis.timings_ms, **made.timings_ms})
+
     # --- internals ------------------------------------------------------------------------------
+
+    async def _clip_analysis(self, wav: bytes, length_s: float,
+                             progress: ProgressCallback | None) -> AnalysisResult:
+        """A video clip's tags, all of it analysed: through the cache as usual, or (where the settings
+        analyse less than a clip's length) directly under limits that take it whole."""
+        from m2i_engine.imaging.video import clip_limits
+
+        if self.settings.limits.analysis_s >= length_s:
+            return await self._analysis(wav, progress)
+        async with self._slot(progress):
+            tags, timings = await self._run_blocking(
+                analyse_audio, wav, limits=clip_limits(self.settings.limits), models=self.models,
+                on_stage=self._stage_reporter(progress))
+        return AnalysisResult(tags, hashlib.sha256(wav).hexdigest(), cached=False, timings_ms=timings)
 
     def _backend_for(self, options: VisualizeOptions) -> tuple[Backend, ImageBackend, list[str]]:
         """The backend asked for (``auto`` resolved by the settings), the one that will draw, its notes."""
@@ -279,11 +416,18 @@ class Engine:
                 # the other request was cancelled: loop and compute it ourselves
         fut: asyncio.Future[Tags] = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
+        elsewhere = False
         try:
-            async with self._slot(progress):
-                tags, timings = await self._run_blocking(
-                    analyse_audio, data, limits=self.settings.limits, models=self.models,
-                    on_stage=self._stage_reporter(progress))
+            tags = await self._hooked_lookup(key)
+            elsewhere = tags is not None
+            timings: Timings = {}
+            if tags is None:
+                for hook in self.hooks:
+                    await hook.admit(data, sha)
+                async with self._slot(progress):
+                    tags, timings = await self._run_blocking(
+                        analyse_audio, data, limits=self.settings.limits, models=self.models,
+                        on_stage=self._stage_reporter(progress))
         except asyncio.CancelledError:
             fut.cancel()
             raise
@@ -298,7 +442,27 @@ class Engine:
             self._cache[key] = tags
             while len(self._cache) > self.settings.cache_entries:
                 self._cache.popitem(last=False)
-        return AnalysisResult(tags, sha, cached=False, timings_ms=timings)
+        if not elsewhere:
+            await self._hooked_store(key, tags)
+        return AnalysisResult(tags, sha, cached=elsewhere, timings_ms=timings)
+
+    async def _hooked_lookup(self, key: str) -> Tags | None:
+        for hook in self.hooks:
+            try:
+                tags = await hook.lookup(key)
+            except Exception as exc:  # a shared cache that is down must not fail the request
+                log.warning("%s lookup failed: %s", type(hook).__name__, exc)
+                continue
+            if tags is not None:
+                return tags
+        return None
+
+    async def _hooked_store(self, key: str, tags: Tags) -> None:
+        for hook in self.hooks:
+            try:
+                await hook.store(key, tags)
+            except Exception as exc:
+                log.warning("%s store failed: %s", type(hook).__name__, exc)
 
     def _cache_key(self, data: bytes) -> str:
         ids = ",".join(f"{t}={c.name}" for t, c in sorted(self.models.classifiers.items()))

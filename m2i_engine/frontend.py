@@ -52,6 +52,6 @@ def make_engine(settings: Settings | None = None) -> EngineLike:
 
         log.info("queue mode: jobs go to m2i workers through Redis")
         return QueueEngine(settings)
-    from m2i_engine.queue.guard import local_engine
+    from m2i_engine.serving import local_engine
 
     return local_engine(settings)

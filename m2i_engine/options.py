@@ -97,6 +97,25 @@ class AnimateOptions(BaseModel):
     anim_size: int = Field(512, ge=128, le=1024, description="Long side of the animation in pixels.")
 
 
+#: the longest clip a video is made of, in seconds
+MAX_VIDEO_S = 60.0
+
+
+class VideoOptions(BaseModel):
+    """What a user may choose when asking for a music video of a song: its picture moving with its sound."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: float | None = Field(None, ge=0.0, description="Where the clip starts in the song, in seconds; "
+                                "none takes the song's most representative part.")
+    length: float | None = Field(None, ge=2.0, le=MAX_VIDEO_S,
+                                 description=f"Clip length in seconds, at most {MAX_VIDEO_S:g}; none: as "
+                                 f"much as there is, up to {MAX_VIDEO_S:g}.")
+    fps: int = Field(30, ge=8, le=30, description="Frames per second of the video.")
+    aspect: Aspect = Field(Aspect.story, description="Aspect ratio of the video.")
+    size: int = Field(1280, ge=256, le=1920, description="Long side of the video in pixels.")
+
+
 # --- reading an option model ---------------------------------------------------------------------
 
 

@@ -60,7 +60,7 @@ def analyse_audio(data: bytes, *, limits: AudioLimits, models: ModelRegistry,
         tempo=tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre)
     tags = Tags(audio=audio.info, tempo=tempo, key=sig.key, loudness=sig.loudness,
                 timbre=sig.timbre, mood=mood, genre=genre, emotion=emotion, styles=styles,
-                energy_curve=sig.energy_curve)
+                energy_curve=sig.energy_curve, sections=sig.sections)
     return tags, timings
 
 

@@ -149,6 +149,20 @@ class AudioInfo(BaseModel):
     analysed_s: float = Field(description="Seconds actually analysed (windows of long songs).")
 
 
+class SongSection(BaseModel):
+    """One stretch of the song (intro, verse, chorus …), in seconds of the analysed audio like the beats."""
+
+    start_s: float = Field(ge=0.0)
+    end_s: float = Field(ge=0.0)
+    label: str = Field(description="intro, verse, chorus, bridge or outro when the form is clear, else A, "
+                       "B, C … in order of first appearance; repeated material gets the same label.")
+    energy: float = Field(ge=0.0, le=1.0, description="Mean of the energy curve over the section.")
+
+    @property
+    def length_s(self) -> float:
+        return self.end_s - self.start_s
+
+
 class Tags(BaseModel):
     """Everything m2i reports about one song."""
 
@@ -166,3 +180,6 @@ class Tags(BaseModel):
     energy_curve: list[float] = Field(
         default_factory=list, description="Energy 0..1 at evenly spaced points over the analysed audio."
     )
+    sections: list[SongSection] = Field(
+        default_factory=list, description="The song's sections in order, covering the analysed audio; "
+        "empty when not analysed.")

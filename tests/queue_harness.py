@@ -32,7 +32,7 @@ import pytest
 from m2i_engine.config import Settings
 from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest
 from m2i_engine.models import ModelRegistry
-from m2i_engine.queue.guard import DecodeGuard, GuardedEngine, probe_audio
+from m2i_engine.serving import DecodeGuard, ServingEngine, probe_audio
 
 REPO = Path(__file__).resolve().parents[1]
 POISON = b"M2I-POISON"
@@ -85,9 +85,9 @@ def crashing_probe(data: bytes, limits_json: str) -> None:
 
 
 def harness_engine(settings: Settings, *, shared_tags: Any = None, oom_fallback: bool = False,
-                   result_cache: int = 0) -> GuardedEngine:
+                   result_cache: int = 0) -> ServingEngine:
     """The engine the test workers (and the single-process side of mode comparisons) run."""
-    return GuardedEngine(settings, models=ModelRegistry(), backends={"renderer": FaultyRenderer()},
+    return ServingEngine(settings, models=ModelRegistry(), backends={"renderer": FaultyRenderer()},
                          guard=DecodeGuard(settings.limits, probe=crashing_probe),
                          shared_tags=shared_tags, oom_fallback=oom_fallback, result_cache=result_cache)
 

@@ -37,8 +37,10 @@ from bot.core import (
     Reply,
     Status,
     UserQueueFullError,
+    VideoReply,
     decode_action,
     encode_action,
+    label_for,
     messages,
     options_for,
     options_help,
@@ -275,6 +277,13 @@ def test_options_for_each_button() -> None:
     varied = options_for(Action(ActionKind.variations, MAX_SEED, opts), variations=9)
     assert varied.seed == 0 and varied.num_images == 4  # wraps around; capped by the option model
     assert options_for(Action(ActionKind.prompt, 10, opts)).seed == 10
+    video = options_for(Action(ActionKind.video, 10, opts.model_copy(update={"num_images": 3})))
+    assert (video.seed, video.style, video.num_images) == (10, Style.neon, 1)  # one picture moving
+
+
+def test_every_button_kind_has_its_label() -> None:
+    assert label_for(ActionKind.video) == messages.BUTTON_VIDEO
+    assert len({label_for(kind) for kind in ActionKind}) == len(ActionKind)
 
 
 # --- reply and messages --------------------------------------------------------------------------
@@ -439,10 +448,46 @@ async def test_service_visualize_returns_a_reply_with_progress(service: BotServi
     keys = [t.key for t in out.tag_lines]
     assert [k for k in keys if k != "styles"] == ["genre", "emotion", "tempo", "key", "loudness", "mood"]
     assert "styles" not in keys or keys.index("styles") in (0, 1)  # first when the genre is uncertain
-    assert out.title == "🎵 a.wav" and len(out.buttons) == 3
+    assert out.title == "🎵 a.wav" and len(out.buttons) == 4
     stages = [s.stage for s in seen]
     assert stages[0] is BotStage.downloading and stages[-1] is BotStage.sending
     assert BotStage.analysing in stages and BotStage.drawing in stages
+
+
+@pytest.mark.parametrize("budget", [1024, 200, 60])
+def test_video_reply_text_fits_any_budget(budget: int) -> None:
+    lines = tuple(TagLine(k, messages.LABELS[k], "x" * 30) for k in ("genre", "emotion", "tempo", "key"))
+    video = VideoReply(request_id="r", title="🎵 song.mp3", mp4=b"", width=720, height=1280, fps=30.0,
+                       length_s=42.0, start_s=75.2, seed=7, style="neon", backend="renderer", tag_lines=lines,
+                       notes=("Encoded at 800 kbit/s to fit 10.5 MB.",))
+    text = video.text(budget)
+    assert utf16_len(text) <= budget
+    if budget >= 200:
+        assert text.startswith("🎵 song.mp3\n🎬 42 s from 1:15 · 720×1280 · 30 fps") and "seed 7" in text
+    assert video.file_name == "m2i-7.mp4"
+
+
+async def test_service_video_fits_the_upload_limit_or_says_why(service: BotService) -> None:
+    small = BotService(service.engine, BotSettings(image_size=256, video_size=256, video_fps=15))
+    seen: list[Status] = []
+    opts = VisualizeOptions(size=256, seed=3)
+    out = await small.video(request(wav_song(), options=opts, upload_limit=130_000), progress=seen.append)
+    assert isinstance(out, VideoReply), out
+    assert out.mp4[4:8] == b"ftyp" and len(out.mp4) <= 130_000 and (out.width, out.height) == (144, 256)
+    assert any("kbit/s" in n for n in out.notes)  # encoded down to fit
+    assert messages.progress_text(BotStage.drawing, video=True) in [s.text for s in seen]
+    assert seen[-1].stage is BotStage.sending
+    refused = await small.video(request(wav_song(), options=opts, upload_limit=20_000, user=2))
+    assert isinstance(refused, Failure) and refused.code == "video_too_large"
+    assert messages.video_too_large(20_000) in refused.text and "--" not in refused.text
+
+    class NoVideos:  # the queue's engine, for now
+        settings = service.engine.settings
+
+    queue_bot = BotService(NoVideos(), small.settings)  # type: ignore[arg-type]
+    none = await queue_bot.video(request(wav_song(), user=3))
+    assert isinstance(none, Failure) and none.code == "video_unavailable"
+    assert none.text == f"🛠 {messages.VIDEO_UNAVAILABLE}"
 
 
 async def test_service_describe_gives_prompt_and_tags_without_an_image(service: BotService) -> None:

@@ -50,6 +50,7 @@ from bot.core import (
 )
 from bot.core.redact import redact
 from bot.core.reply import tag_lines
+from bot.core.service import VideoTooBigError
 from bot.discord.app import DiscordBot
 from bot.discord.cog import MENU_NAME, result_view
 from bot.discord.options import SLASH_EXCLUDED, complete_terms
@@ -63,6 +64,7 @@ from m2i_engine.errors import InvalidOptionError
 from m2i_engine.options import MAX_SEED, Aspect, Backend, Style, VisualizeOptions
 from m2i_engine.synth import SongSpec, render_song
 from tests.audiofiles import encode
+from tests.fakes.media import probe_mp4
 from tests.fakes.telegram_server import FakeTelegramServer
 from tests.fakes.telegram_server import telegram_server as telegram_server
 
@@ -94,8 +96,10 @@ async def engine() -> AsyncIterator[Engine]:
 
 
 def service_for(engine: Engine, **overrides: Any) -> BotService:
+    """Images and videos as small as the engine makes them (256 px; videos at 15 fps), so each takes
+    seconds to draw."""
     return BotService(engine, BotSettings(**{"image_size": 256, "user_burst": 20, "chat_burst": 40,
-                                             **overrides}))
+                                             "video_size": 256, "video_fps": 15, **overrides}))
 
 
 @pytest_asyncio.fixture
@@ -211,7 +215,8 @@ async def test_slash_command_is_deferred_then_answered_with_image_tags_and_butto
     assert "seed 42" in embed["footer"]["text"] and "style neon" in embed["footer"]["text"]
     assert embed["description"].startswith(messages.LABELS["prompt"])
     ids = buttons(answer)
-    assert list(ids) == [messages.BUTTON_REROLL, messages.BUTTON_VARIATIONS, messages.BUTTON_PROMPT]
+    assert list(ids) == [messages.BUTTON_REROLL, messages.BUTTON_VARIATIONS, messages.BUTTON_PROMPT,
+                         messages.BUTTON_VIDEO]
     assert all(len(cid) <= 100 for cid in ids.values())
     action = decode_action(ids[messages.BUTTON_REROLL])
     assert action.seed == 42 and action.options.style is Style.neon and action.options.aspect is Aspect.story
@@ -369,6 +374,67 @@ async def test_buttons_keep_working_after_a_restart(fake_discord: FakeDiscord, s
     assert album.message is not None and album.message["message_reference"]["message_id"] == first["id"]
     assert f"seed {seed}" in details.content
     assert len(fake.connections) == 2 and fake.dangling_loading_messages() == []
+
+
+def video_sent(fake: FakeDiscord) -> Any:
+    """A predicate: the bot posted a message with an MP4."""
+    return lambda a: a.kind == "message" and any(f.filename.endswith(".mp4") for f in a.files)
+
+
+async def test_video_button_attaches_an_mp4_of_the_song(fake_discord: FakeDiscord,
+                                                        service: BotService) -> None:
+    fake = fake_discord
+    async with running(fake, service):
+        rec = fake.user_invokes_slash("visualize", {"seed": 11, "style": "neon"},
+                                      attachment=(song(bpm=124), "loop.ogg", "audio/ogg"))
+        answer = await answer_to(fake, rec)
+        press = fake.user_presses_button(answer, buttons(answer)[messages.BUTTON_VIDEO])
+        assert await press.wait_acknowledged() < 3.0
+        sent = await fake.wait_for(video_sent(fake), timeout=60)
+        await fake.wait_for(lambda a: a.interaction is press and a.kind == "webhook_delete", timeout=WAIT_S)
+
+    assert press.ack_type == 5 and not press.refused
+    progress = [a.payload.get("content") for a in press.actions if a.kind == "webhook_edit"]
+    assert messages.progress_text(messages.BotStage.drawing, video=True) in progress  # ephemeral progress
+    assert sent.message is not None and sent.message["message_reference"]["message_id"] == answer["id"]
+    [attachment] = sent.message["attachments"]
+    assert (attachment["filename"], attachment["content_type"]) == ("m2i-11.mp4", "video/mp4")
+    mp4 = fake.cdn_file(attachment)
+    info = probe_mp4(mp4)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.width, info.height) == (144, 256)  # 9:16 at the bot's 256-pixel video size
+    assert abs(info.duration_s - 6.0) < 0.3  # the whole 6 s song
+    assert len(mp4) <= 10 * 1024 * 1024  # the fake server has no boosts: Discord's 10 MiB
+    assert sent.content.startswith("🎵 loop.ogg") and "seed 11" in sent.content and "144×256" in sent.content
+    assert fake.dangling_loading_messages() == [] and not fake.unhandled_requests
+
+
+async def test_a_video_is_encoded_to_fit_the_server_or_refused_clearly(
+        fake_discord: FakeDiscord, service: BotService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server whose limit is tiny: the bit rate is lowered to fit it, and below what a clip needs the
+    user reads why (in chat words, not the CLI's flags)."""
+    import discord
+
+    limit = [130_000]
+    monkeypatch.setattr(discord.Guild, "filesize_limit", property(lambda _guild: limit[0]))
+    fake = fake_discord
+    async with running(fake, service):
+        rec = fake.user_invokes_slash("visualize", {"seed": 12},
+                                      attachment=(song(bpm=110), "loop.ogg", "audio/ogg"))
+        answer = await answer_to(fake, rec)
+        fake.user_presses_button(answer, buttons(answer)[messages.BUTTON_VIDEO])
+        fitted = await fake.wait_for(video_sent(fake), timeout=60)
+        limit[0] = 20_000
+        press = fake.user_presses_button(answer, buttons(answer)[messages.BUTTON_VIDEO])
+        refused = await fake.wait_for(lambda a: a.interaction is press and a.kind == "webhook_edit"
+                                      and "too big" in a.content, timeout=60)
+
+    mp4 = fitted.file().data
+    assert len(mp4) <= 130_000 and probe_mp4(mp4).audio_codec == "aac"
+    assert "kbit/s" in fitted.content  # the note says it was encoded down to fit
+    assert refused.content == messages.error_text(VideoTooBigError(messages.video_too_large(20_000)))
+    assert "--" not in refused.content
+    assert len([a for a in fake.actions if video_sent(fake)(a)]) == 1
 
 
 async def test_upscale_is_offered_under_stable_diffusion_images_only() -> None:
@@ -539,6 +605,9 @@ async def test_transcript_of_a_whole_conversation(fake_discord: FakeDiscord, ser
         second = await reply_to(fake, first)
         shown = fake.user_presses_button(second, buttons(second)[messages.BUTTON_PROMPT])
         await fake.wait_for(lambda a: a.interaction is shown and "Negative" in a.content, timeout=WAIT_S)
+        filmed = fake.user_presses_button(first, buttons(first)[messages.BUTTON_VIDEO])
+        video = await fake.wait_for(video_sent(fake), timeout=60)
+        await fake.wait_for(lambda a: a.interaction is filmed and a.kind == "webhook_delete", timeout=WAIT_S)
         notes = fake.user_uploads("general", "alice", b"not audio", "notes.txt", "text/plain",
                                   mention_bot=True)
         await reply_to(fake, notes, image=False)
@@ -548,19 +617,24 @@ async def test_transcript_of_a_whole_conversation(fake_discord: FakeDiscord, ser
     out_dir = REPO / "docs" / "transcripts" if os.environ.get("M2I_WRITE_TRANSCRIPTS") == "1" else tmp_path
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "discord-first-image.png").write_bytes(fake.cdn_file(first["attachments"][0]))
+    (out_dir / "discord-video.mp4").write_bytes(video.file().data)
     path = conversation.write_markdown(out_dir / "discord.md", title="m2i on Discord — one conversation",
                                        max_body=1200)
     header = ("_Generated by `M2I_WRITE_TRANSCRIPTS=1 pytest tests/test_discord_bot.py -k transcript`: the "
               "unmodified discord.py bot against the local Discord in `tests/fakes/discord_server.py` "
               "(gateway, REST, CDN), with the real engine on a 6 s synthetic song. Alice runs `/visualize` "
-              "with options, presses 🎲 Re-roll and 📝 Prompt & tags under the answers, then mentions the "
-              "bot with a text file. Left out: logging in and syncing the commands (before this excerpt), "
-              "heartbeats, the gateway echoes of the bot's own messages and the bodies of Discord's "
+              "with options, presses 🎲 Re-roll and 📝 Prompt & tags under the answers and 🎬 Video "
+              "under the first (an MP4 of the song, H.264 + AAC, replying to it; encoded to fit the "
+              "server's upload limit, here the test's small 144×256 at 15 fps: "
+              "[discord-video.mp4](discord-video.mp4)), then mentions the bot with a text file. Left out: "
+              "logging in and syncing the commands (before this excerpt), heartbeats, the gateway echoes "
+              "of the bot's own messages and the bodies of Discord's "
               "responses; tokens in URLs are masked as in the bot's logs. "
               "The first image: ![first image](discord-first-image.png)_\n\n")
     text = redact(path.read_text(encoding="utf-8"))
     path.write_text(text.replace("\n\n", "\n\n" + header, 1), encoding="utf-8")
     assert "INTERACTION_CREATE" in text and "m2i-42.png" in text and fake.token not in text
+    assert "m2i-42.mp4" in text
     assert re.search(r"PATCH /api/v10/webhooks/\d+/\S+/messages/@original", text)
 
 

@@ -38,6 +38,7 @@ from m2i_engine.config import Settings
 from m2i_engine.engine import Engine
 from m2i_engine.synth import SongSpec, render_song
 from tests.audiofiles import encode
+from tests.fakes.media import probe_mp4
 from tests.fakes.telegram_server import FakeChat, FakeTelegramServer, FakeUser
 from tests.fakes.telegram_server import telegram_server as telegram_server
 
@@ -53,6 +54,10 @@ SLOW_REQUEST = {"chat_action_after_s": 0.0, "progress_after_s": 0.0}
 #: progress from the first moment, edited as often as the stages change (no 1/s pacing per chat)
 PROGRESS = {"chat_action_after_s": 0.0, "progress_after_s": 0.0, "progress_interval_s": 0.0,
             "chat_per_second": 1000.0}
+
+
+#: videos as small as the engine makes them (144×256 at 15 fps): a few seconds to draw, not a minute
+SMALL_VIDEO = {"video_size": 256, "video_fps": 15}
 
 
 def song(fmt: str, *, bpm: float = 120.0, seed: int = 0, duration_s: float = 6.0) -> bytes:
@@ -78,7 +83,8 @@ async def make_bot(telegram_server: FakeTelegramServer, engine: Engine) -> Async
     bots: list[TelegramBot] = []
 
     async def make(*, telegram: dict[str, Any] | None = None, **overrides: Any) -> TelegramBot:
-        settings = BotSettings(**{"image_size": 256, "user_burst": 20, "chat_burst": 40, **overrides})
+        settings = BotSettings(**{"image_size": 256, "user_burst": 20, "chat_burst": 40, **SMALL_VIDEO,
+                                  **overrides})
         tg = TelegramSettings(**{"token": SecretStr(telegram_server.token),
                                  "base_url": telegram_server.base_url,
                                  "base_file_url": telegram_server.base_file_url, "poll_timeout_s": 5,
@@ -126,7 +132,8 @@ async def test_voice_note_gets_photo_with_tags_and_buttons(telegram_server: Fake
     assert len(caption.encode("utf-16-le")) // 2 <= 1024
     assert png_size(telegram_server.photo_bytes(photo)) == (256, 256)
     labels = [b["text"] for b in buttons(photo)]
-    assert labels == [messages.BUTTON_REROLL, messages.BUTTON_VARIATIONS, messages.BUTTON_PROMPT]
+    assert labels == [messages.BUTTON_REROLL, messages.BUTTON_VARIATIONS, messages.BUTTON_PROMPT,
+                      messages.BUTTON_VIDEO]
     assert all(len(b["callback_data"].encode()) <= 64 for b in buttons(photo))
     # a quick answer is the progress: no status message, no chat action, nothing to delete — the
     # request costs one message call (and the download)
@@ -300,6 +307,41 @@ async def test_reroll_prompt_and_variation_buttons(telegram_server: FakeTelegram
     assert len(photos) == 3
     assert [p["caption"] for p in photos[1:]] == ["Variation 2 · seed 9", "Variation 3 · seed 10"]
     assert "seed 8" in photos[0]["caption"]
+
+
+async def test_video_button_sends_a_streamable_mp4_of_the_song(telegram_server: FakeTelegramServer,
+                                                              make_bot: MakeBot) -> None:
+    await make_bot(telegram=PROGRESS)
+    vic, chat = people(telegram_server, "Vic")
+    voice = telegram_server.user_sends_audio(chat, vic, song("opus"), kind="voice",
+                                             caption="seed=5 style=neon")
+    photo = await telegram_server.wait_for_reply(chat, kind="photo")
+    qid = telegram_server.user_presses_button(chat, vic, photo, label="Video")
+
+    video = await telegram_server.wait_for_reply(chat, kind="video", timeout=60)
+
+    assert telegram_server.callback_answers[qid]["text"] == messages.BUTTON_VIDEO + "…"
+    assert video["reply_to_message"]["message_id"] == voice["message_id"]  # the song, like every answer
+    mp4 = telegram_server.video_bytes(video)
+    info = probe_mp4(mp4)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.width, info.height) == (144, 256)  # 9:16 at the bot's 256-pixel video size
+    assert abs(info.duration_s - 6.0) < 0.3 and abs(info.frames - 6 * 15) <= 2  # the whole 6 s song
+    assert len(mp4) <= 50_000_000 and video["video"]["file_name"] == "m2i-5.mp4"
+    assert (video["video"]["width"], video["video"]["height"], video["video"]["duration"]) == (144, 256, 6)
+    sent = telegram_server.calls("sendVideo", ok=True)
+    assert len(sent) == 1 and sent[0].params["supports_streaming"] is True
+    caption = video["caption"]
+    assert caption.startswith("🎙 Your voice note") and "seed 5" in caption and "style neon" in caption
+    assert "144×256" in caption and "15 fps" in caption
+    # its progress said a video is coming, and went away once it was out
+    shown = [e.params.get("text") for e in telegram_server.calls(chat=chat)
+             if e.method in ("sendMessage", "editMessageText")]
+    assert messages.progress_text(messages.BotStage.drawing, video=True) in shown
+    assert [e.params["action"] for e in telegram_server.calls("sendChatAction")][-1] == "upload_video"
+    await telegram_server.wait_for(lambda: len(telegram_server.bot_messages(chat)) == 2)
+    assert [m["message_id"] for m in telegram_server.bot_messages(chat)] == [photo["message_id"],
+                                                                            video["message_id"]]
 
 
 async def test_button_from_an_older_build_is_answered_not_crashed(telegram_server: FakeTelegramServer,
@@ -545,14 +587,20 @@ async def test_transcript_of_a_whole_conversation(telegram_server: FakeTelegramS
     second = await telegram_server.wait_for_reply(chat, kind="photo", after=first["message_id"])
     telegram_server.user_presses_button(chat, sam, second, label="Prompt")
     await telegram_server.wait_for_reply(chat, kind="text", contains="Negative")
+    telegram_server.user_presses_button(chat, sam, first, label="Video")
+    video = await telegram_server.wait_for_reply(chat, kind="video", timeout=60)
+    progress = {messages.progress_text(stage, video=True) for stage in messages.BotStage}
+    await telegram_server.wait_for(lambda: not any(m.get("text") in progress for m in  # status gone
+                                                   telegram_server.bot_messages(chat)))
     telegram_server.user_sends_audio(chat, sam, b"not audio", kind="document", file_name="notes.txt",
                                      mime_type="text/plain")
     await telegram_server.wait_for_reply(chat, contains="notes.txt")
-    assert voice["message_id"] < first["message_id"] < second["message_id"]
+    assert voice["message_id"] < first["message_id"] < second["message_id"] < video["message_id"]
 
     out_dir = REPO / "docs" / "transcripts" if os.environ.get("M2I_WRITE_TRANSCRIPTS") == "1" else tmp_path
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "telegram-first-image.png").write_bytes(telegram_server.photo_bytes(first))
+    (out_dir / "telegram-video.mp4").write_bytes(telegram_server.video_bytes(video))
     text = telegram_server.render_markdown(
         title="m2i on Telegram — one conversation", chats=[chat],
         image_links={first["message_id"]: "telegram-first-image.png"})
@@ -566,9 +614,13 @@ async def test_transcript_of_a_whole_conversation(telegram_server: FakeTelegramS
               "(about once a second per chat; the re-roll was quicker than that and only got "
               "\"typing…\"), deleted once the image is out. With the default settings an answer ready "
               "within half a second is just the photo replying to the song: no status message, "
-              "nothing deleted._\n\n")
+              "nothing deleted._\n\n"
+              "_🎬 Video under the first image answers with `sendVideo`: an MP4 (H.264 + AAC) of the song "
+              "with that image's seed and style, replying to the song like every answer, encoded to fit "
+              "the Bot API's 50 MB upload limit; here at the test's small size (144×256, 15 fps): "
+              "[telegram-video.mp4](telegram-video.mp4)._\n\n")
     (out_dir / "telegram.md").write_text(text.replace("\n\n", "\n\n" + header, 1))
-    assert "sendPhoto" in text and "presses" in text
+    assert "sendPhoto" in text and "presses" in text and "sendVideo" in text
 
 
 async def test_runner_serves_platforms_on_one_shared_engine(telegram_server: FakeTelegramServer,

@@ -16,6 +16,9 @@ Requests (``service``)::
                        options="style=neon seed=42")      # raw text, or VisualizeOptions (buttons)
     outcome = await service.visualize(req, progress=on_status)  # Reply | Failure, never raises
     outcome = await service.describe(req)                 # prompt & tags only, no image
+    outcome = await service.video(req)                    # VideoReply | Failure: the 🎬 button; fits
+                                                          # req.max_upload_bytes (AudioRequest(upload_limit=…)
+                                                          # where the chat decides, else the Platform's)
 
   ``on_status(Status)`` (sync or async) gets ``Status(stage: BotStage, text, queue_position)`` once
   per change: queued (position N) → downloading → decoding → analysing → drawing → sending.
@@ -41,13 +44,16 @@ Replies (``reply``)::
     reply.text(platform.caption_limit)     # caption within a budget (UTF-16 units, as Telegram counts)
     reply.details(platform.message_limit)  # full prompt + every tag, for the "prompt & tags" button
     reply.embed(platform.embed_limits)     # EmbedParts(title, description, fields, footer): Discord
-    reply.buttons                          # (ReplyButton(label, action), …) — re-roll, variations, prompt
+    reply.buttons                          # (ReplyButton(label, action), …) — re-roll, variations,
+                                           # prompt, video
+    video.mp4, video.file_name, video.width, video.height, video.length_s, video.text(budget)
     upscale_button(reply)                  # one more for a Stable Diffusion image (None otherwise)
 
 Buttons (``actions``)::
 
     data = encode_action(button.action, max_bytes=platform.button_data_bytes)  # custom_id / callback_data
     action = decode_action(data)                          # ActionExpiredError if from an older build
+    label_for(action.kind)                                # the pressed button's label, to echo it
     options = options_for(action, variations=3)          # new seed / nearby seeds / same image
     # find the audio again from the message the button's message replies to, then
     # service.visualize(AudioRequest(..., options=options)) or service.describe(...) for prompt.
@@ -69,6 +75,7 @@ from bot.core.actions import (
     decode_action,
     encode_action,
     is_action,
+    label_for,
     options_for,
 )
 from bot.core.fairness import FairScheduler, Rate, RateLimitedError, RateLimiter, UserQueueFullError
@@ -82,6 +89,7 @@ from bot.core.reply import (
     ReplyButton,
     ReplyImage,
     TagLine,
+    VideoReply,
     upscale_button,
 )
 from bot.core.service import AudioRequest, BotService, DownloadFailedError, Failure, Status
@@ -113,9 +121,11 @@ __all__ = [
     "TagLine",
     "ThrottledStatus",
     "UserQueueFullError",
+    "VideoReply",
     "decode_action",
     "encode_action",
     "is_action",
+    "label_for",
     "messages",
     "options_for",
     "options_from_values",

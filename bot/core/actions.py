@@ -1,7 +1,7 @@
 """Button actions packed into the few bytes a chat button can carry, so buttons survive a restart.
 
 A button under an image must still work after the bot restarts, so nothing about it lives in
-memory: the button's own data says what to do (re-roll, variations, show prompt), with which seed
+memory: the button's own data says what to do (re-roll, variations, show prompt, video), with which seed
 and which options. The audio is found again from the message the button's reply refers to
 (Telegram: ``callback_query.message.reply_to_message``; Discord: the message reference).
 
@@ -22,6 +22,7 @@ Offers
 - :func:`is_action` — whether a string is one of ours (cheap prefix check).
 - :func:`options_for` — the options a pressed button runs with (new seed, nearby seeds, …).
 - :func:`can_upscale` — whether an image's options leave room for the upscale button.
+- :func:`label_for` — the label of a kind's button (what a platform echoes when it is pressed).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ __all__ = [
     "decode_action",
     "encode_action",
     "is_action",
+    "label_for",
     "options_for",
 ]
 
@@ -62,6 +64,8 @@ class ActionKind(StrEnum):
     prompt = "p"
     #: the same seed at twice the size (offered under Stable Diffusion images)
     upscale = "u"
+    #: a music video of the song with the shown image's seed and options ("f"ilm: "v" is taken)
+    video = "f"
 
 
 class ActionExpiredError(InputError):
@@ -126,6 +130,13 @@ def can_upscale(options: VisualizeOptions) -> bool:
     return options.size < _max_size()
 
 
+def label_for(kind: ActionKind) -> str:
+    """The label of ``kind``'s button, so a platform can echo which button was pressed."""
+    return {ActionKind.reroll: messages.BUTTON_REROLL, ActionKind.variations: messages.BUTTON_VARIATIONS,
+            ActionKind.prompt: messages.BUTTON_PROMPT, ActionKind.upscale: messages.BUTTON_UPSCALE,
+            ActionKind.video: messages.BUTTON_VIDEO}[kind]
+
+
 def is_action(data: str | None) -> bool:
     return bool(data) and data.startswith(_PREFIX + _SEP)  # type: ignore[union-attr]
 
@@ -136,7 +147,8 @@ def options_for(action: Action, *, variations: int = 3) -> VisualizeOptions:
     - re-roll: the same options with a new random seed, one image;
     - variations: ``variations`` images on the seeds right after the shown one;
     - prompt: the shown image's exact options (only the prompt is rebuilt, nothing is drawn);
-    - upscale: the shown image's seed and options at twice the size (capped by the option model).
+    - upscale: the shown image's seed and options at twice the size (capped by the option model);
+    - video: the shown image's exact options (its seed, style and words make the video's picture).
     """
     opts = action.options
     if action.kind is ActionKind.reroll:

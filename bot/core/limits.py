@@ -8,9 +8,10 @@ refused after download as ``not_audio`` or ``corrupt_audio``.
 Offers
 ------
 - :class:`AudioMeta` — what a platform tells about an attachment (kind, name, MIME type, size, duration).
-- :class:`Platform` — what the core needs to know of a chat platform: its name, download limit, text
-  and button limits and the few sentences only it needs; :data:`TELEGRAM` and :data:`DISCORD` are the
-  two the adapters pick (and adjust, e.g. a self-hosted Bot API server lifts Telegram's 20 MB).
+- :class:`Platform` — what the core needs to know of a chat platform: its name, download and upload
+  limits, text and button limits and the few sentences only it needs; :data:`TELEGRAM` and
+  :data:`DISCORD` are the two the adapters pick (and adjust, e.g. a self-hosted Bot API server lifts
+  Telegram's 20 MB).
 - :func:`download_limit` — the effective byte limit: the platform's or the engine's, whichever is lower.
 - :func:`check_before_download` / :func:`check_downloaded` — raise the user-facing ``M2IError``.
 - :func:`looks_like_audio` — ``False`` only for obvious non-audio (images, documents, archives…).
@@ -76,6 +77,9 @@ class Platform:
     name: str
     #: the platform refuses to hand bots larger files; ``None`` when it has no limit
     max_download_bytes: int | None = None
+    #: the largest file the bot may send (a video answer is encoded to fit); ``None``: no limit. Where the
+    #: limit depends on the chat (a Discord server's boosts), the request's ``upload_limit`` says it
+    max_upload_bytes: int | None = None
     #: shown under a "too large" error (e.g. the Bot API's 20 MB limit and how to lift it)
     too_large_hint: str | None = None
     #: the longest caption under an image, in UTF-16 code units
@@ -96,6 +100,7 @@ class Platform:
 TELEGRAM = Platform(
     "telegram",
     max_download_bytes=20_000_000,
+    max_upload_bytes=50_000_000,  # sendVideo/sendDocument on the public Bot API
     too_large_hint=(
         "Telegram lets bots download files up to 20 MB: send a shorter clip, a compressed mp3 or a "
         "voice note. (Server admins: a self-hosted Telegram Bot API server in --local mode lifts this limit.)"
@@ -107,10 +112,12 @@ TELEGRAM = Platform(
                  "messages — otherwise I stay quiet."),
 )
 
-#: Discord doesn't limit what a bot may download: the engine's limit (25 MiB) applies
+#: Discord doesn't limit what a bot may download: the engine's limit (25 MiB) applies; uploads are
+#: limited per server (``Guild.filesize_limit``, by its boosts): 10 MiB without boosts and in DMs
 DISCORD = Platform(
     "discord",
     max_download_bytes=None,
+    max_upload_bytes=10 * 1024 * 1024,
     message_limit=2000,
     button_data_bytes=100,
     embed_limits=EMBED_LIMITS,

@@ -46,12 +46,22 @@ _STAGE_TEXT: dict[BotStage, str] = {
 }
 
 
-def progress_text(stage: BotStage, queue_position: int | None = None) -> str:
-    """Status line for ``stage``; while queued, the 1-based ``queue_position`` is shown."""
+#: where a video's stages read differently from an image's
+_VIDEO_STAGE_TEXT: dict[BotStage, str] = {
+    BotStage.drawing: "🎬 Making your video — its picture moves with the beat…",
+    BotStage.sending: "📤 Sending your video…",
+}
+
+
+def progress_text(stage: BotStage, queue_position: int | None = None, *, video: bool = False) -> str:
+    """Status line for ``stage``; while queued, the 1-based ``queue_position`` is shown. ``video``:
+    the request makes a music video (drawing it takes longer, and the user should know what comes)."""
     if stage is BotStage.queued and queue_position:
         if queue_position == 1:
             return "⏳ You're next in the queue…"
         return f"⏳ You're number {queue_position} in the queue…"
+    if video and stage in _VIDEO_STAGE_TEXT:
+        return _VIDEO_STAGE_TEXT[stage]
     return _STAGE_TEXT[stage]
 
 
@@ -118,6 +128,13 @@ SOURCE_GONE = "I can't find the original song for this button anymore — please
 NEEDS_AUDIO_REPLY = ("Reply to a song or voice note with /visualize (options optional), or just send me "
                      "the audio — options go in the caption.")
 INTERNAL = "Something went wrong on our side; please try again later."
+VIDEO_UNAVAILABLE = "Videos aren't available on this server yet — the image buttons still work."
+
+
+def video_too_large(limit_bytes: int) -> str:
+    """A clip that can't be squeezed into what the bot may upload here (the engine's text names CLI flags)."""
+    return (f"That video would be too big to send here (the limit is {_mb(limit_bytes)}), even at the "
+            "lowest quality worth watching — send a shorter song or clip.")
 
 
 def rate_limited(retry_after_s: float) -> str:
@@ -170,7 +187,8 @@ def help_text(option_lines: Iterable[str], *, command: str = "/visualize", in_gr
         f'{command} style=neon seed=42 aspect=9:16 "a red fox"\n'
         f"(--style neon works too; words that aren't options become part of the prompt.)\n\n"
         f"{opts}\n\n"
-        "Under each image: 🎲 re-roll (new seed), 🖼 variations (nearby seeds), 📝 the full prompt and tags."
+        "Under each image: 🎲 re-roll (new seed), 🖼 variations (nearby seeds), 📝 the full prompt and tags, "
+        "🎬 a music video of the song (its picture moving with the beat, with the sound)."
         f"{groups}"
     )
 
@@ -189,6 +207,7 @@ BUTTON_REROLL = "🎲 Re-roll"
 BUTTON_VARIATIONS = "🖼 Variations"
 BUTTON_PROMPT = "📝 Prompt & tags"
 BUTTON_UPSCALE = "🔍 Upscale"
+BUTTON_VIDEO = "🎬 Video"
 
 LABELS: dict[str, str] = {
     "genre": "🎼 Genre",
@@ -258,6 +277,12 @@ def variation_caption(index: int, seed: int) -> str:
 def footer(*, style: str, seed: int, backend: str | None) -> str:
     parts = [f"{LABELS['seed']} seed {seed}", f"style {style}", *([backend] if backend else [])]
     return " · ".join(parts)
+
+
+def video_line(*, length_s: float, start_s: float, width: int, height: int, fps: float) -> str:
+    """E.g. "🎬 12 s from 0:42 · 720×1280 · 30 fps": what the video shows of the song."""
+    start = max(0, round(start_s))
+    return (f"🎬 {length_s:.0f} s from {start // 60}:{start % 60:02d} · {width}×{height} · {fps:g} fps")
 
 
 def note_line(note: str) -> str:

@@ -4,6 +4,8 @@
 :class:`Reply`: PNG bytes, a title, one line per tag (genre, the style words, emotion, tempo, key,
 loudness/energy, mood — saying plainly when a model is not installed or unsure), the prompt, the
 seed, backend notes and the buttons (:func:`upscale_button` adds one for Stable Diffusion images).
+:func:`build_video_reply` turns an engine :class:`~m2i_engine.engine.VideoResult` (the 🎬 button) into
+a :class:`VideoReply`: the MP4's bytes, its size and length, and a caption within any budget.
 Platforms render it with :meth:`Reply.text` (any length budget: their
 :attr:`~bot.core.limits.Platform.caption_limit` or ``message_limit``), :meth:`Reply.details`
 (everything, for "show prompt") or :meth:`Reply.embed` (embed pieces within the platform's
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 
 from bot.core import messages
 from bot.core.actions import Action, ActionKind, can_upscale
-from m2i_engine.engine import VisualizeResult
+from m2i_engine.engine import VideoResult, VisualizeResult
 from m2i_engine.imaging.base import Prompt
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.tags import Classification, Tags
@@ -34,7 +36,9 @@ __all__ = [
     "ReplyButton",
     "ReplyImage",
     "TagLine",
+    "VideoReply",
     "build_reply",
+    "build_video_reply",
     "tag_lines",
     "upscale_button",
     "utf16_len",
@@ -181,10 +185,63 @@ def build_reply(result: VisualizeResult, *, options: VisualizeOptions, title: st
             ReplyButton(messages.BUTTON_REROLL, Action(ActionKind.reroll, shown, used)),
             ReplyButton(messages.BUTTON_VARIATIONS, Action(ActionKind.variations, shown, used)),
             ReplyButton(messages.BUTTON_PROMPT, Action(ActionKind.prompt, shown, used)),
+            ReplyButton(messages.BUTTON_VIDEO, Action(ActionKind.video, shown, used)),
         )
     return _reply(result.tags, result.prompt, options=used, title=title, request_id=request_id,
                   seed=result.seed, backend=result.backend, images=images, notes=tuple(result.notes),
                   buttons=buttons, timings_ms=dict(result.timings_ms))
+
+
+@dataclass(frozen=True)
+class VideoReply:
+    """A music video answer: the MP4 (H.264 + AAC, already within the platform's upload limit) and its
+    caption's parts. Bytes rather than a path: the engine's temporary file is gone before it is sent."""
+
+    request_id: str
+    title: str
+    mp4: bytes
+    width: int
+    height: int
+    fps: float
+    length_s: float
+    #: where the clip starts in the song
+    start_s: float
+    seed: int
+    style: str
+    backend: str
+    tag_lines: tuple[TagLine, ...] = ()
+    notes: tuple[str, ...] = ()
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def file_name(self) -> str:
+        return f"m2i-{self.seed}.mp4"
+
+    @property
+    def footer(self) -> str:
+        return messages.footer(style=self.style, seed=self.seed, backend=self.backend)
+
+    def text(self, budget: int = CAPTION_BUDGET, *, length: Length = utf16_len) -> str:
+        """Title, what the clip is, seed line, then notes and the tag lines as far as ``budget`` allows."""
+        clip = messages.video_line(length_s=self.length_s, start_s=self.start_s, width=self.width,
+                                   height=self.height, fps=self.fps)
+        notes = [messages.note_line(n) for n in self.notes]
+        return _fit_sections(head=[self.title, clip, self.footer],
+                             optional=[notes, list(map(str, self.tag_lines))], budget=budget, length=length)
+
+
+def build_video_reply(result: VideoResult, *, title: str, request_id: str) -> VideoReply:
+    """A :class:`VideoReply` from an engine result; reads the MP4 and removes the engine's file (blocking:
+    run off-loop)."""
+    video = result.video
+    try:
+        data = video.read_bytes()
+    finally:
+        video.path.unlink(missing_ok=True)
+    return VideoReply(request_id=request_id, title=title, mp4=data, width=video.width, height=video.height,
+                      fps=video.fps, length_s=video.length_s, start_s=video.start_s, seed=result.seed,
+                      style=video.style, backend=video.backend, tag_lines=tag_lines(result.tags),
+                      notes=tuple(result.notes), timings_ms=dict(result.timings_ms))
 
 
 def upscale_button(reply: Reply) -> ReplyButton | None:

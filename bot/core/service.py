@@ -1,8 +1,9 @@
 """The one request path every chat platform shares: limits → rate limit → queue → engine → reply.
 
 :class:`BotService` takes a platform-neutral :class:`AudioRequest` (who asked, where, how to fetch
-the bytes, what the platform said about the file, the options) and returns a :class:`Reply` or a
-:class:`Failure` whose text is ready to show. It never raises for a bad request — a failed request
+the bytes, what the platform said about the file, the options) and returns a :class:`Reply` (or, for
+:meth:`BotService.video`, a :class:`~bot.core.reply.VideoReply`) or a :class:`Failure` whose text is
+ready to show. It never raises for a bad request — a failed request
 is logged with its request id and answered politely, and the bot carries on. Tokens never pass
 through here, so they can't be logged here.
 
@@ -20,19 +21,21 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from bot.core import messages
 from bot.core.fairness import FairScheduler, Rate, RateLimitedError, RateLimiter
 from bot.core.limits import AudioMeta, Platform, check_before_download, check_downloaded, download_limit
 from bot.core.messages import BotStage
 from bot.core.options import parse_options
-from bot.core.reply import Reply, build_details_reply, build_reply
+from bot.core.reply import Reply, VideoReply, build_details_reply, build_reply, build_video_reply
 from bot.core.settings import BotSettings
-from m2i_engine.engine import Engine, Progress, Stage
-from m2i_engine.errors import M2IError, ServiceError
+from m2i_engine.engine import Engine, Progress, Stage, VideoResult
+from m2i_engine.errors import InputError, M2IError, ServiceError
 from m2i_engine.options import VisualizeOptions
 
-__all__ = ["AudioRequest", "BotService", "DownloadFailedError", "Failure", "Status", "new_request_id"]
+__all__ = ["AudioRequest", "BotService", "DownloadFailedError", "Failure", "Status", "VideoTooBigError",
+           "VideoUnavailableError", "new_request_id"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,24 @@ def new_request_id() -> str:
 class DownloadFailedError(ServiceError):
     code = "download_failed"
     default_message = messages.DOWNLOAD_FAILED
+
+
+class VideoUnavailableError(ServiceError):
+    """The engine behind the bot makes no videos (queue mode, until its workers learn to)."""
+
+    code = "video_unavailable"
+    default_message = messages.VIDEO_UNAVAILABLE
+
+
+class VideoTooBigError(InputError):
+    """The clip can't fit what the bot may upload here: said in chat words, not the CLI's flags."""
+
+    code = "video_too_large"
+    http_status = 413
+
+
+#: what a request makes: an image (and its buttons), the prompt & tags only, or a music video
+Mode = Literal["image", "describe", "video"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,13 @@ class AudioRequest:
     options: VisualizeOptions | str | None = None
     title: str | None = None
     request_id: str = field(default_factory=new_request_id)
+    #: the most bytes a file sent here may have, where it depends on the chat (a Discord server's
+    #: boosts); ``None``: the platform's :attr:`~bot.core.limits.Platform.max_upload_bytes`
+    upload_limit: int | None = None
+
+    @property
+    def max_upload_bytes(self) -> int | None:
+        return self.upload_limit if self.upload_limit is not None else self.platform.max_upload_bytes
 
     @property
     def user_key(self) -> str:
@@ -120,22 +148,35 @@ class BotService:
     async def visualize(self, request: AudioRequest, *,
                         progress: StatusCallback | None = None) -> Reply | Failure:
         """Tags, prompt and image(s) for the request's audio, or a :class:`Failure` to show."""
-        return await self._handle(request, progress, draw=True)
+        outcome = await self._handle(request, progress, mode="image")
+        assert not isinstance(outcome, VideoReply)
+        return outcome
 
     async def describe(self, request: AudioRequest, *,
                        progress: StatusCallback | None = None) -> Reply | Failure:
         """Full prompt and tags, without drawing (the "show prompt & tags" button)."""
-        return await self._handle(request, progress, draw=False)
+        outcome = await self._handle(request, progress, mode="describe")
+        assert not isinstance(outcome, VideoReply)
+        return outcome
+
+    async def video(self, request: AudioRequest, *,
+                    progress: StatusCallback | None = None) -> VideoReply | Failure:
+        """A music video of the request's audio (the 🎬 button): the options' style, words and seed make
+        its picture, :meth:`BotSettings.video_options` its size, and the bit rate is picked to fit
+        ``request.max_upload_bytes``; a clip that can't fit is a ``video_too_large`` :class:`Failure`."""
+        outcome = await self._handle(request, progress, mode="video")
+        assert not isinstance(outcome, Reply)
+        return outcome
 
     # --- internals ------------------------------------------------------------------------------
 
     async def _handle(self, request: AudioRequest, progress: StatusCallback | None, *,
-                      draw: bool) -> Reply | Failure:
+                      mode: Mode) -> Reply | VideoReply | Failure:
         rid = request.request_id
-        report = _Reporter(progress, rid)
+        report = _Reporter(progress, rid, video=mode == "video")
         t0 = time.perf_counter()
         log.info("[%s] %s %s from user %s in chat %s: %s, %s bytes, options %r", rid, request.platform.name,
-                 "visualize" if draw else "describe", request.user_id, request.chat_id, request.meta.kind,
+                 {"image": "visualize"}.get(mode, mode), request.user_id, request.chat_id, request.meta.kind,
                  request.meta.file_size, _options_for_log(request.options))
         try:
             options = (request.options if isinstance(request.options, VisualizeOptions)
@@ -149,7 +190,7 @@ class BotService:
             await ticket.wait(lambda pos: report(BotStage.queued, pos))
             queue_ms = (time.perf_counter() - t_queue) * 1000
             try:
-                reply, timings = await self._run(request, options, max_bytes, report, draw=draw)
+                reply, timings = await self._run(request, options, max_bytes, report, mode=mode)
             finally:
                 ticket.release()
             timings = {"queue": queue_ms, **timings}
@@ -172,7 +213,7 @@ class BotService:
             return Failure(rid, "internal_error", messages.error_text(M2IError(messages.INTERNAL)))
 
     async def _run(self, request: AudioRequest, options: VisualizeOptions, max_bytes: int,
-                   report: _Reporter, *, draw: bool) -> tuple[Reply, dict[str, float]]:
+                   report: _Reporter, *, mode: Mode) -> tuple[Reply | VideoReply, dict[str, float]]:
         """Download, run the engine and build the reply; returns it with the time each step took."""
         timings: dict[str, float] = {}
         clock = time.perf_counter
@@ -188,11 +229,20 @@ class BotService:
 
         title = request.title or messages.title_for(request.meta.file_name, request.meta.kind)
         t = clock()
-        if not draw:
+        if mode == "describe":
             reply = await self._describe(data, options, title=title, rid=request.request_id,
                                          progress=on_engine)
             timings["engine"] = (clock() - t) * 1000
             return reply, timings
+        if mode == "video":
+            video = await self._video(data, options, request.max_upload_bytes, progress=on_engine)
+            timings["engine"] = (clock() - t) * 1000
+            await report(BotStage.sending)
+            t = clock()
+            clip = await asyncio.to_thread(build_video_reply, video, title=title,
+                                           request_id=request.request_id)
+            timings["read"] = (clock() - t) * 1000
+            return clip, timings
         result = await self.engine.visualize(data, options, progress=on_engine)
         timings["engine"] = (clock() - t) * 1000
         await report(BotStage.sending)
@@ -201,6 +251,21 @@ class BotService:
                                         request_id=request.request_id)
         timings["png"] = (clock() - t) * 1000
         return reply, timings
+
+    async def _video(self, data: bytes, options: VisualizeOptions, limit: int | None, *,
+                     progress: Callable[[Progress], Awaitable[None]]) -> VideoResult:
+        """The engine's video within ``limit`` bytes, its "too large" said in chat words."""
+        make = getattr(self.engine, "video", None)
+        if make is None:  # an engine without videos (the queue's, for now)
+            raise VideoUnavailableError(detail=f"{type(self.engine).__name__} has no video()")
+        try:
+            result: VideoResult = await make(data, options, self.settings.video_options(), max_bytes=limit,
+                                             progress=progress)
+        except M2IError as exc:
+            if exc.code != "video_too_large" or limit is None:
+                raise
+            raise VideoTooBigError(messages.video_too_large(limit), detail=exc.message) from exc
+        return result
 
     async def _download(self, request: AudioRequest) -> bytes:
         try:
@@ -230,13 +295,14 @@ def _options_for_log(options: VisualizeOptions | str | None) -> object:
 class _Reporter:
     """Calls the platform's status callback once per distinct status; its failures are only logged."""
 
-    def __init__(self, callback: StatusCallback | None, rid: str) -> None:
+    def __init__(self, callback: StatusCallback | None, rid: str, *, video: bool = False) -> None:
         self.callback = callback
         self.rid = rid
+        self.video = video
         self.last: Status | None = None
 
     async def __call__(self, stage: BotStage, position: int | None = None) -> None:
-        status = Status(stage, messages.progress_text(stage, position), position)
+        status = Status(stage, messages.progress_text(stage, position, video=self.video), position)
         if self.callback is None or status == self.last:
             return
         self.last = status

@@ -14,7 +14,8 @@ out what comes back (:mod:`bot.discord.layout`). Discord specifics handled here:
 - the buttons are :class:`ActionButton` dynamic items: the custom id *is* the action
   (:func:`~bot.core.encode_action`), and the song is found again from the message links
   (:func:`~bot.discord.sources.find_source`), so they keep working after a restart. Their progress
-  is ephemeral; the new image is a reply to the song's message; "prompt & tags" answers ephemerally.
+  is ephemeral; the new image (or 🎬's video, within the server's upload limit) is a reply to the
+  song's message; "prompt & tags" answers ephemerally.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -37,6 +39,7 @@ from bot.core import (
     BotService,
     Failure,
     Reply,
+    VideoReply,
     decode_action,
     encode_action,
     messages,
@@ -44,7 +47,7 @@ from bot.core import (
     options_from_values,
     upscale_button,
 )
-from bot.discord.layout import DEFAULT_UPLOAD_LIMIT_BYTES, reply_embed, reply_files
+from bot.discord.layout import reply_embed, reply_files, upload_limit, video_message
 from bot.discord.options import option_autocomplete, option_choices, option_descriptions, option_parameters
 from bot.discord.progress import InteractionStatus, ReplyStatus, StatusMessage
 from bot.discord.settings import DiscordSettings
@@ -187,13 +190,13 @@ class VisualizeCog(commands.Cog, name="Visualize"):
             return
         status = ReplyStatus(message, interval_s=self.settings.progress_interval_s)
         request = self._request(message.author.id, message.channel.id, attachment.read, attachment, text)
-        limit = message.guild.filesize_limit if message.guild is not None else DEFAULT_UPLOAD_LIMIT_BYTES
-        await self._visualize(request, status, upload_limit=limit)
+        await self._visualize(request, status, upload_limit=upload_limit(message.guild))
 
     # --- buttons --------------------------------------------------------------------------------
 
     async def on_button(self, interaction: discord.Interaction, custom_id: str) -> None:
-        """Re-roll, variations, upscale (a new image replying to the song) or prompt & tags (ephemeral)."""
+        """Re-roll, variations, upscale, video (a new image or a video replying to the song) or prompt &
+        tags (ephemeral)."""
         try:
             action = decode_action(custom_id)
         except ActionExpiredError as exc:
@@ -212,21 +215,32 @@ class VisualizeCog(commands.Cog, name="Visualize"):
         if action.kind is ActionKind.prompt:
             await self._describe(request, status)
             return
-        outcome = await self.service.visualize(request, progress=status.update)
+        limit = interaction.filesize_limit
+        outcome: Reply | VideoReply | Failure
+        if action.kind is ActionKind.video:
+            # the reply goes to the channel: the server's limit (an interaction's may be larger)
+            request = replace(request, upload_limit=min(limit, upload_limit(interaction.guild)))
+            outcome = await self.service.video(request, progress=status.update)
+        else:
+            outcome = await self.service.visualize(request, progress=status.update)
         if isinstance(outcome, Failure):
             await self._failed(outcome, status)
             return
         await status.close()
-        limit = interaction.filesize_limit
+        answer = outcome
+
+        def message() -> dict[str, Any]:
+            if isinstance(answer, VideoReply):
+                return video_message(answer)
+            return self._layout(answer, upload_limit=limit, files_key="files")
+
         try:
             try:
-                await source.message.reply(mention_author=False,
-                                           **self._layout(outcome, upload_limit=limit, files_key="files"))
+                await source.message.reply(mention_author=False, **message())
             except discord.Forbidden as exc:  # no Send Messages here (e.g. a user-installed app)
                 log.info("[%s] can't reply in the channel (%s): answering in the interaction",
                          request.request_id, exc)
-                await interaction.followup.send(**self._layout(outcome, upload_limit=limit,
-                                                               files_key="files"))
+                await interaction.followup.send(**message())
         except discord.HTTPException as exc:
             log.error("[%s] could not answer on Discord: %s", request.request_id, exc)
             await status.fail(messages.internal_error_text())

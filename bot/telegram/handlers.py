@@ -2,7 +2,8 @@
 
 Audio, voice notes, video notes, videos and audio sent as documents (options in the caption),
 ``/start``, ``/help``, ``/visualize`` (as a reply to audio, options in the command), text replying to
-audio, and the inline buttons. Everything that isn't Telegram-specific — option parsing, limits,
+audio, and the inline buttons (🎬 answers with a music video, ``sendVideo`` within the Bot API's
+50 MB). Everything that isn't Telegram-specific — option parsing, limits,
 rate limits, texts, the reply model, button encoding — comes from :mod:`bot.core`.
 
 Telegram specifics handled here:
@@ -12,7 +13,8 @@ Telegram specifics handled here:
 - the answer replies to the audio, so a button can find the audio again
   (:mod:`bot.telegram.layout`, :mod:`bot.telegram.sources`);
 - ``file_size`` is checked before ``getFile`` (the public Bot API refuses files over 20 MB:
-  :func:`telegram_platform`).
+  :func:`telegram_platform`), and a video is encoded to fit what bots may upload (50 MB; 2000 MB
+  through a local-mode server).
 """
 
 from __future__ import annotations
@@ -36,12 +38,13 @@ from telegram.ext import (
 )
 
 from bot.core import messages
-from bot.core.actions import ActionExpiredError, ActionKind, decode_action, options_for
+from bot.core.actions import ActionExpiredError, ActionKind, decode_action, label_for, options_for
 from bot.core.limits import TELEGRAM, Platform
 from bot.core.options import options_help
+from bot.core.reply import Reply
 from bot.core.service import AudioRequest, BotService, Failure
 from bot.telegram.flood import FloodLimiter
-from bot.telegram.layout import retrying, send_reply
+from bot.telegram.layout import retrying, send_reply, send_video
 from bot.telegram.progress import TelegramStatus
 from bot.telegram.settings import TelegramSettings
 from bot.telegram.sources import audio_file, download
@@ -57,12 +60,15 @@ AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 
 def telegram_platform(settings: TelegramSettings) -> Platform:
-    """The public Bot API hands bots files up to 20 MB; a local-mode server has no such limit."""
+    """The public Bot API hands bots files up to 20 MB and takes up to 50 MB from them; a local-mode
+    server has no download limit and takes up to 2000 MB."""
     if settings.local_mode:
-        return replace(TELEGRAM, max_download_bytes=None, too_large_hint=None)
-    assert TELEGRAM.max_download_bytes is not None
+        return replace(TELEGRAM, max_download_bytes=None, too_large_hint=None,
+                       max_upload_bytes=int(FileSizeLimit.FILESIZE_UPLOAD_LOCAL_MODE))
+    assert TELEGRAM.max_download_bytes is not None and TELEGRAM.max_upload_bytes is not None
     return replace(TELEGRAM, max_download_bytes=min(TELEGRAM.max_download_bytes,
-                                                    int(FileSizeLimit.FILESIZE_DOWNLOAD)))
+                                                    int(FileSizeLimit.FILESIZE_DOWNLOAD)),
+                   max_upload_bytes=min(TELEGRAM.max_upload_bytes, int(FileSizeLimit.FILESIZE_UPLOAD)))
 
 
 class TelegramHandlers:
@@ -141,7 +147,7 @@ class TelegramHandlers:
     # --- buttons --------------------------------------------------------------------------------
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Re-roll, variations or prompt & tags; the audio is the message the image replies to."""
+        """Re-roll, variations, prompt & tags or video; the audio is the message the image replies to."""
         query = update.callback_query
         if query is None:
             return
@@ -155,15 +161,14 @@ class TelegramHandlers:
         if shown is None or source is None or audio_file(source) is None:
             await query.answer(messages.SOURCE_GONE, show_alert=True)
             return
-        await query.answer({ActionKind.reroll: messages.BUTTON_REROLL, ActionKind.variations:
-                            messages.BUTTON_VARIATIONS}.get(action.kind, messages.BUTTON_PROMPT) + "…")
+        await query.answer(label_for(action.kind) + "…")
         options = options_for(action, variations=self.service.settings.variations)
         if action.kind is ActionKind.prompt:
             await self._describe(context, source=source, shown=shown, user_id=query.from_user.id,
                                  options=options)
         else:
             await self._visualize(context, source=source, status_to=shown, user_id=query.from_user.id,
-                                  options=options)
+                                  options=options, video=action.kind is ActionKind.video)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         err = context.error
@@ -176,19 +181,26 @@ class TelegramHandlers:
     # --- the request path -----------------------------------------------------------------------
 
     async def _visualize(self, context: ContextTypes.DEFAULT_TYPE, *, source: Message, status_to: Message,
-                         user_id: int, options: VisualizeOptions | str | None) -> None:
+                         user_id: int, options: VisualizeOptions | str | None, video: bool = False) -> None:
+        """An image (or with ``video`` a music video) replying to ``source``, progress under ``status_to``."""
         request = self._request(context, source, user_id, options)
-        status = self._status(context, status_to)
+        status = self._status(context, status_to, video=video)
         try:
-            outcome = await self.service.visualize(request, progress=status.update)
+            outcome = await (self.service.video if video else self.service.visualize)(
+                request, progress=status.update)
             status.stop()  # no progress edit may start while the answer is on its way
             if isinstance(outcome, Failure):
                 await (status.remove() if outcome.silent else status.fail(outcome.text))
                 return
+            retries = self.settings.send_retries
             try:
-                await send_reply(source, outcome, retries=self.settings.send_retries)
+                if isinstance(outcome, Reply):
+                    await send_reply(source, outcome, retries=retries)
+                else:
+                    await send_video(source, outcome, caption_limit=self.platform.caption_limit,
+                                     retries=retries)
             except TelegramError as exc:
-                log.error("[%s] could not send the image: %s", request.request_id, exc)
+                log.error("[%s] could not send the answer: %s", request.request_id, exc)
                 await status.fail(messages.internal_error_text())
                 return
             await status.remove()
@@ -211,11 +223,11 @@ class TelegramHandlers:
             status.stop()
 
     def _status(self, context: ContextTypes.DEFAULT_TYPE, reply_to: Message, *,
-                show_progress: bool = True) -> TelegramStatus:
+                show_progress: bool = True, video: bool = False) -> TelegramStatus:
         s = self.settings
         return TelegramStatus(context.bot, reply_to, limiter=self.limiter, show_progress=show_progress,
                               delay_s=s.progress_after_s, interval_s=s.progress_interval_s,
-                              action_after_s=s.chat_action_after_s)
+                              action_after_s=s.chat_action_after_s, video=video)
 
     def _request(self, context: ContextTypes.DEFAULT_TYPE, source: Message, user_id: int,
                  options: VisualizeOptions | str | None) -> AudioRequest:

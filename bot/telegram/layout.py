@@ -2,12 +2,14 @@
 
 One image is a photo (a document above Telegram's 10 MB photo limit) with a caption within
 :attr:`TELEGRAM.caption_limit <bot.core.limits.Platform.caption_limit>` and the inline buttons; several
-images (variations) are an album, the first captioned with the tags. Every answer replies to the
-audio, so a button under it can find the audio again.
+images (variations) are an album, the first captioned with the tags. A music video (the 🎬 button) is
+``sendVideo`` with streaming on, its size and length given so clients lay it out before it loads.
+Every answer replies to the audio, so a button under it can find the audio again.
 
 Offers
 ------
 - :func:`send_reply` — send a reply as the answer to the audio's message.
+- :func:`send_video` — send a video reply the same way.
 - :func:`keyboard` — the inline buttons of a reply (their data is the action, :mod:`bot.core.actions`).
 - :func:`retrying` — a send, again after a network error (never after Telegram refused it).
 """
@@ -25,9 +27,9 @@ from telegram.error import BadRequest, NetworkError
 from bot.core import messages
 from bot.core.actions import encode_action
 from bot.core.limits import TELEGRAM
-from bot.core.reply import Reply
+from bot.core.reply import Reply, VideoReply
 
-__all__ = ["PHOTO_LIMIT_BYTES", "keyboard", "retrying", "send_reply"]
+__all__ = ["PHOTO_LIMIT_BYTES", "keyboard", "retrying", "send_reply", "send_video"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,6 +57,15 @@ async def send_reply(source: Message, reply: Reply, *, retries: int) -> None:
     else:
         await retrying(lambda: source.reply_photo(image.png, caption=caption, reply_markup=markup,
                                                   do_quote=True), retries)
+
+
+async def send_video(source: Message, video: VideoReply, *, caption_limit: int = TELEGRAM.caption_limit,
+                     retries: int) -> None:
+    """Send ``video`` (already within the upload limit) as an answer to ``source``, as a streamable video."""
+    caption = video.text(caption_limit)
+    await retrying(lambda: source.reply_video(
+        video.mp4, filename=video.file_name, caption=caption, width=video.width, height=video.height,
+        duration=round(video.length_s), supports_streaming=True, do_quote=True, write_timeout=120), retries)
 
 
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:

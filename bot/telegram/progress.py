@@ -52,8 +52,10 @@ class TelegramStatus(ThrottledStatus):
 
     def __init__(self, bot: ExtBot[Any], reply_to: Message, *, limiter: FloodLimiter | None = None,
                  show_progress: bool = True, delay_s: float = 1.0, interval_s: float = 1.0,
-                 action_after_s: float = 0.5) -> None:
+                 action_after_s: float = 0.5, video: bool = False) -> None:
         super().__init__(interval_s=interval_s, delay_s=delay_s)
+        #: "sending a video…" rather than "sending a photo…" while a video is made
+        self._upload = ChatAction.UPLOAD_VIDEO if video else ChatAction.UPLOAD_PHOTO
         self.bot = bot
         self.reply_to = reply_to
         self.limiter = limiter
@@ -73,7 +75,7 @@ class TelegramStatus(ThrottledStatus):
         if self.stopped:
             return
         if status.stage is not BotStage.queued:
-            action = ChatAction.UPLOAD_PHOTO if status.stage in (BotStage.drawing, BotStage.sending) else (
+            action = self._upload if status.stage in (BotStage.drawing, BotStage.sending) else (
                 ChatAction.TYPING)
             if action != self.action:
                 self.action = action

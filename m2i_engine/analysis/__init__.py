@@ -12,13 +12,14 @@ Offers
 - :func:`measure_loudness` — integrated LUFS, peak, loudness range, energy.
 - :func:`describe_timbre` — brightness, percussiveness, onset rate.
 - :func:`energy_curve` — intensity 0 … 1 over time, for artwork and animation.
+- :func:`segment_sections` — intro/verse/chorus … (or A/B/C) with times and energy, for videos.
 - :func:`signal_mood` — valence/arousal estimated from the signal tags.
 - :func:`analyze_signal` / :class:`SignalAnalysis` — all of the above at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,9 +27,10 @@ from m2i_engine.analysis.features import ANALYSIS_SR, Features, compute_features
 from m2i_engine.analysis.key import estimate_key
 from m2i_engine.analysis.loudness import energy_curve, measure_loudness
 from m2i_engine.analysis.mood import signal_mood
+from m2i_engine.analysis.sections import segment_sections
 from m2i_engine.analysis.tempo import TempoEvidence, estimate_tempo, tempo_evidence, tempo_from_evidence
 from m2i_engine.analysis.timbre import describe_timbre
-from m2i_engine.tags import Key, Loudness, Tempo, Timbre
+from m2i_engine.tags import Key, Loudness, SongSection, Tempo, Timbre
 
 __all__ = [
     "ANALYSIS_SR",
@@ -42,6 +44,7 @@ __all__ = [
     "estimate_key",
     "estimate_tempo",
     "measure_loudness",
+    "segment_sections",
     "signal_mood",
     "tempo_evidence",
 ]
@@ -59,6 +62,8 @@ class SignalAnalysis:
     energy_curve: list[float]
     #: the tracker's periodicity evidence, for the octave decision once the models have answered
     tempo_evidence: TempoEvidence | None = None
+    #: the song's sections (boundaries where the material changes), for scene changes in a video
+    sections: list[SongSection] = field(default_factory=list)
 
 
 def analyze_signal(*, y: np.ndarray, sr: int, energy_points: int = 64) -> SignalAnalysis:
@@ -82,7 +87,7 @@ def analyze_signal(*, y: np.ndarray, sr: int, energy_points: int = 64) -> Signal
     """
     features = compute_features(y=y, sr=sr)
     evidence = tempo_evidence(features=features)
-    return SignalAnalysis(
+    signal = SignalAnalysis(
         features=features,
         tempo=tempo_from_evidence(evidence),
         tempo_evidence=evidence,
@@ -91,3 +96,5 @@ def analyze_signal(*, y: np.ndarray, sr: int, energy_points: int = 64) -> Signal
         timbre=describe_timbre(features=features),
         energy_curve=energy_curve(features=features, points=energy_points),
     )
+    return replace(signal, sections=segment_sections(features=features, tempo=signal.tempo,
+                                                     energy_curve=signal.energy_curve))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from m2i_engine.imaging.base import Prompt
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt.styles import BASE_NEGATIVE, preset, resolve_style
-from m2i_engine.tags import Tags
+from m2i_engine.tags import SongSection, Tags
 
 #: a classifier label is only put into words above this score
 MIN_LABEL_SCORE = 0.2
@@ -190,3 +190,31 @@ def _join_within(phrases: list[tuple[str, float]], max_words: int, *, keep: int)
         out.append(phrase)
         words += n
     return ", ".join(out)
+
+
+#: words for a named section of the song (letters A, B, C … add none): a video's scene for that part
+SECTION_WORDS: dict[str, str] = {
+    "intro": "opening scene, sparse and emerging",
+    "verse": "steady unfolding scene",
+    "chorus": "climactic, full and radiant",
+    "bridge": "contrasting, transformed scene",
+    "outro": "fading, resolving scene",
+}
+#: (upper energy bound, words) for a section's energy, first match wins
+SECTION_ENERGY_WORDS: tuple[tuple[float, str], ...] = (
+    (0.35, "calm, still, soft light"),
+    (0.6, "flowing, steady pulse of light"),
+    (1.01, "explosive, bursting with intense light and motion"),
+)
+
+
+def section_prompt(prompt: Prompt, section: SongSection, *, energy: float | None = None) -> Prompt:
+    """``prompt`` for one section of the song: its name's words (when it has one) and words for its
+    energy (``energy`` overrides the section's) appended, so a video's chorus and verse differ in what
+    they ask for as well as in their noise."""
+    level = section.energy if energy is None else energy
+    words = [w for w in (SECTION_WORDS.get(section.label, ""),
+                         next(w for bound, w in SECTION_ENERGY_WORDS if level < bound)) if w]
+    extra = tuple((w, 1.0) for w in words)
+    return Prompt(text=", ".join([prompt.text, *words]), negative=prompt.negative, style=prompt.style,
+                  phrases=(*prompt.phrases, *extra))

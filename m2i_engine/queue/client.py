@@ -51,7 +51,7 @@ from m2i_engine.logs import job_id_var, request_id_var
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.queue.broker import build_broker, job_message, queue_depth_key
 from m2i_engine.queue.codec import Keys, decode_analysis, decode_visualize, raise_error
-from m2i_engine.queue.guard import result_cache_key
+from m2i_engine.serving import result_cache_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

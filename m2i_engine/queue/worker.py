@@ -35,9 +35,9 @@ from m2i_engine.logs import request_context
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.queue.broker import ACTOR_NAME, QUEUE, build_broker, job_message
 from m2i_engine.queue.codec import Keys, encode_analysis, encode_visualize, error_doc
-from m2i_engine.queue.guard import (
+from m2i_engine.serving import (
     DecodeGuard,
-    GuardedEngine,
+    ServingEngine,
     is_oom,
     oom_error,
     oom_note,
@@ -48,7 +48,7 @@ from m2i_engine.tags import Tags
 
 log = logging.getLogger(__name__)
 
-EngineFactory = Callable[..., GuardedEngine]
+EngineFactory = Callable[..., ServingEngine]
 
 
 class JobCrashedError(ServiceError):
@@ -77,9 +77,9 @@ class RedisTags:
         await self.redis.set(self.keys.tags(key), tags.model_dump_json(), ex=self.ttl_s)
 
 
-def default_engine(settings: Settings, *, shared_tags: RedisTags) -> GuardedEngine:
+def default_engine(settings: Settings, *, shared_tags: RedisTags) -> ServingEngine:
     guard = DecodeGuard(settings.limits) if settings.queue.decode_guard else None
-    return GuardedEngine(settings, guard=guard, shared_tags=shared_tags, oom_fallback=False)
+    return ServingEngine(settings, guard=guard, shared_tags=shared_tags, oom_fallback=False)
 
 
 class WorkerRuntime:
@@ -92,7 +92,7 @@ class WorkerRuntime:
         self.keys = Keys(self.q.namespace)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.engine_factory = engine_factory
-        self.engine: GuardedEngine | None = None
+        self.engine: ServingEngine | None = None
         self.redis: Any = None
         self.broker: Any = None
         self.jobs_done = 0

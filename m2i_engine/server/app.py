@@ -7,6 +7,11 @@ the answer, written on every log line, and carried into queued jobs. Every failu
 ``{"error": {"code", "message"}, "request_id"}`` with a 4xx/5xx status — never a traceback —
 including requests aiohttp itself refuses as unparseable, when served by :class:`ApiRunner`
 (as ``m2i serve`` does), which also closes connections whose headers never finish.
+
+``POST /v1/visualize?video=true`` also makes a music video of the song (:meth:`Engine.video
+<m2i_engine.engine.Engine.video>`; ``video_start``, ``video_length``, ``video_fps``, ``video_size``,
+``video_aspect`` and ``video_max_bytes`` as query or form fields): the answer's ``video`` links to
+``GET /v1/videos/{id}.mp4`` (a file, served with ``Range`` support) and says its size, length and codecs.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from typing import Any
 
 from aiohttp import http_exceptions as hx
 from aiohttp import web
+from pydantic import ValidationError
 
 from m2i_engine.config import Settings
 from m2i_engine.engine import AnalysisResult, VisualizeResult
-from m2i_engine.errors import InvalidOptionError, M2IError, TooLargeError, describe
+from m2i_engine.errors import InvalidOptionError, M2IError, ServiceError, TooLargeError, describe
 from m2i_engine.frontend import EngineLike
 from m2i_engine.logs import clean_request_id, new_request_id, request_context, request_id_var
+from m2i_engine.options import VideoOptions, VisualizeOptions
 from m2i_engine.queue.codec import png_of
 from m2i_engine.server.errors import (
     BadRequestError,
@@ -37,7 +44,15 @@ from m2i_engine.server.errors import (
     ShuttingDownError,
     UnauthorizedError,
 )
-from m2i_engine.server.images import IMAGE_ID, DirImages, ImageStore, MemoryImages, QueueImages
+from m2i_engine.server.images import (
+    IMAGE_ID,
+    DirImages,
+    FileVideos,
+    ImageStore,
+    MemoryImages,
+    QueueImages,
+    VideoStore,
+)
 from m2i_engine.server.jobs import Job, JobRegistry
 from m2i_engine.server.metrics import Metrics
 from m2i_engine.server.openapi import build_openapi
@@ -47,6 +62,19 @@ log = logging.getLogger("m2i_engine.server")
 
 #: form fields beyond the audio file and the options
 FORM_OVERHEAD = 64 * 1024
+#: the query/form fields of a video: ``video=true``, one ``video_<name>`` per :class:`VideoOptions` field,
+#: and the byte limit its bit rate is fitted to
+VIDEO_FLAG = "video"
+VIDEO_FIELDS = frozenset({f"video_{name}" for name in VideoOptions.model_fields})
+VIDEO_MAX_BYTES = "video_max_bytes"
+
+
+class VideoUnavailableError(ServiceError):
+    """The engine behind the API makes no videos (queue mode, until its workers learn to)."""
+
+    code = "video_unavailable"
+    default_message = "Videos aren't available on this server (queue mode makes images only, for now)."
+    http_status = 503
 
 
 @dataclass
@@ -55,6 +83,8 @@ class ApiState:
     engine: EngineLike
     images: ImageStore
     jobs: JobRegistry
+    #: where videos go (made at startup unless given: a folder only a started server needs)
+    videos: VideoStore | None = None
     metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False
     started: bool = False
@@ -71,7 +101,7 @@ STATE: web.AppKey[ApiState] = web.AppKey("m2i_state", ApiState)
 
 
 def create_app(settings: Settings, engine: EngineLike, *, own_engine: bool = True,
-               images: ImageStore | None = None) -> web.Application:
+               images: ImageStore | None = None, videos: VideoStore | None = None) -> web.Application:
     serve = settings.serve
     if images is None:
         if serve.media_dir is not None:
@@ -81,7 +111,7 @@ def create_app(settings: Settings, engine: EngineLike, *, own_engine: bool = Tru
         else:
             images = MemoryImages(serve.image_entries)
     state = ApiState(settings=settings, engine=engine, images=images, own_engine=own_engine,
-                     jobs=JobRegistry(ttl_s=serve.job_ttl_s, max_jobs=serve.max_jobs))
+                     jobs=JobRegistry(ttl_s=serve.job_ttl_s, max_jobs=serve.max_jobs), videos=videos)
     app = web.Application(middlewares=[_context_middleware, _auth_middleware], client_max_size=state.max_body,
                           handler_args={"max_field_size": 8190,
                                         "keepalive_timeout": serve.keepalive_timeout_s})
@@ -90,6 +120,7 @@ def create_app(settings: Settings, engine: EngineLike, *, own_engine: bool = Tru
     app.router.add_post("/v1/analyze", _analyze)
     app.router.add_get("/v1/jobs/{job_id}", _job)
     app.router.add_get("/v1/images/{name}", _image)
+    app.router.add_get("/v1/videos/{name}", _video)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
@@ -102,6 +133,10 @@ def create_app(settings: Settings, engine: EngineLike, *, own_engine: bool = Tru
 
 async def _startup(app: web.Application) -> None:
     state = app[STATE]
+    if state.videos is None:
+        media = state.settings.serve.media_dir
+        state.videos = FileVideos(media) if media is not None else FileVideos.private(
+            state.settings.serve.image_entries)
     await state.engine.start()
     state.started = True
     log.info("API ready (%s mode)", "queue" if state.settings.queue.enabled else "single-process")
@@ -113,6 +148,8 @@ async def _cleanup(app: web.Application) -> None:
     await state.jobs.drain(state.settings.serve.shutdown_grace_s)
     if state.own_engine:
         await state.engine.close()
+    if state.videos is not None:
+        await state.videos.close()
 
 
 async def _nosniff(request: web.Request, response: web.StreamResponse) -> None:
@@ -325,15 +362,24 @@ async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
     upload = await read_upload(request, max_bytes=state.max_body, audio_max_bytes=s.limits.max_bytes,
                                timeout_s=s.serve.upload_timeout_s, min_rate_bps=s.serve.min_upload_rate_bps)
     state.metrics.stage.labels("upload").observe(upload.read_ms / 1000)
-    options = parse_options(upload.fields, dict(request.query), allowed=kind == "visualize")
+    fields, query = dict(upload.fields), dict(request.query)
+    video, video_max = _video_request(fields, query) if kind == "visualize" else (None, None)
+    options = parse_options(fields, query, allowed=kind == "visualize")
+    engine = state.engine
+    if video is not None:
+        from m2i_engine.imaging.video import check_video_options
+
+        check_video_options(options)  # before any work, like every other bad option
+        if getattr(engine, "video", None) is None:
+            raise VideoUnavailableError()
     rid = request_id_var.get() or new_request_id()
     if idem is not None:
         sha = hashlib.sha256(upload.audio).hexdigest()
-        job_id = hashlib.sha256(f"{kind}|{idem}|{sha}|{options.model_dump_json()}".encode()).hexdigest()[:24]
+        asked = options.model_dump_json() + (f"|{video.model_dump_json()}|{video_max}" if video else "")
+        job_id = hashlib.sha256(f"{kind}|{idem}|{sha}|{asked}".encode()).hexdigest()[:24]
     else:
         job_id = secrets.token_hex(12)
     audio = upload.audio
-    engine = state.engine
 
     async def run(job: Job) -> Any:
         if kind == "analyze":
@@ -343,6 +389,8 @@ async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
             t = time.perf_counter()  # single-process mode: encode here, as a worker would
             await asyncio.to_thread(lambda: [png_of(img) for img in result.images])
             result.timings_ms["png_ms"] = round((time.perf_counter() - t) * 1000, 2)
+        if video is not None:
+            job.extra["video"] = await _make_video(state, job, audio, options, video, video_max)
         return result
 
     job, created = state.jobs.submit(job_id, kind, rid, run)
@@ -405,11 +453,76 @@ async def _result_doc(state: ApiState, job: Job, *, image_mode: str) -> dict[str
         images.append(entry)
     result_cached = res.analysis.cached and not res.timings_ms
     state.metrics.cache.labels("result" if result_cached else "analysis").inc(res.analysis.cached)
-    return {"request_id": job.request_id, "job_id": job.id, "file_name": job.extra.get("file_name"),
-            "tags": res.tags.model_dump(mode="json"), "prompt": res.prompt.text,
-            "negative_prompt": res.prompt.negative, "style": res.prompt.style.value, "backend": res.backend,
-            "seed": res.seed, "images": images, "notes": list(res.notes), "cached": res.analysis.cached,
-            "timings_ms": {k: v for k, v in res.timings_ms.items()}}
+    doc: dict[str, Any] = {
+           "request_id": job.request_id, "job_id": job.id, "file_name": job.extra.get("file_name"),
+           "tags": res.tags.model_dump(mode="json"), "prompt": res.prompt.text,
+           "negative_prompt": res.prompt.negative, "style": res.prompt.style.value, "backend": res.backend,
+           "seed": res.seed, "images": images, "notes": list(res.notes), "cached": res.analysis.cached,
+           "timings_ms": {k: v for k, v in res.timings_ms.items()}}
+    made = job.extra.get("video")
+    if made is not None:
+        doc["video"] = {**made, "url": f"{base}/v1/videos/{made['id']}.mp4"}
+        doc["notes"] += [n for n in made["notes"] if n not in doc["notes"]]
+        doc["timings_ms"]["video_ms"] = made["timings_ms"]["total_ms"]
+    return doc
+
+
+def _video_request(fields: dict[str, str], query: dict[str, str]) -> tuple[VideoOptions | None, int | None]:
+    """Take the video's fields out of ``fields`` and ``query`` (the rest are the picture's options):
+    the :class:`VideoOptions` when ``video=true``, and the byte limit to fit, if any."""
+    given: dict[str, str] = {}
+    for src in (query, fields):  # a form field wins over the query, as for the picture's options
+        for key in [k for k in src if k in (VIDEO_FLAG, VIDEO_MAX_BYTES) or k in VIDEO_FIELDS]:
+            value = src.pop(key)
+            if value != "":
+                given[key] = value
+    flag = given.pop(VIDEO_FLAG, "false").lower()
+    if flag not in ("true", "false", "1", "0", "yes", "no"):
+        raise InvalidOptionError("Invalid video: use true or false.")
+    if flag not in ("true", "1", "yes"):
+        if given:
+            raise InvalidOptionError(f"{sorted(given)[0]} is a video option: add video=true.")
+        return None, None
+    max_bytes: int | None = None
+    if VIDEO_MAX_BYTES in given:
+        raw = given.pop(VIDEO_MAX_BYTES)
+        if not raw.isdigit() or int(raw) <= 0:
+            raise InvalidOptionError("Invalid video_max_bytes: use a whole number of bytes above 0.")
+        max_bytes = int(raw)
+    try:
+        return VideoOptions.model_validate({k.removeprefix("video_"): v for k, v in given.items()}), max_bytes
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "options"
+        raise InvalidOptionError(f"Invalid video_{loc}: {first['msg']}.") from exc
+
+
+async def _make_video(state: ApiState, job: Job, audio: bytes, options: VisualizeOptions,
+                      video: VideoOptions, max_bytes: int | None) -> dict[str, Any]:
+    """The music video, moved into the video store; returns what the answer says of it (without its
+    link, which depends on the request's base URL)."""
+    from m2i_engine.imaging.video import VideoTooLargeError
+
+    make = state.engine.video  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    try:
+        made = await make(audio, options, video, max_bytes=max_bytes, progress=job.progress)
+    except VideoTooLargeError as exc:  # its message names the CLI's flags: say the API's fields
+        words = exc.message.replace("--length", "video_length").replace("--size", "video_size")
+        raise VideoTooLargeError(f"{words.rstrip('.')} (or raise video_max_bytes).",
+                                 detail=exc.detail) from exc
+    try:
+        assert state.videos is not None, "the app has not started"
+        video_id = await state.videos.put(made.path)
+    finally:
+        made.path.unlink(missing_ok=True)  # moved in, or not to be kept
+    v = made.video
+    return {"id": video_id, "content_type": "video/mp4", "bytes": v.size_bytes, "width": v.width,
+            "height": v.height, "fps": v.fps, "length_s": round(v.length_s, 3),
+            "start_s": round(v.start_s, 3), "codec": v.codec, "audio_codec": v.audio_codec,
+            "bit_rate": v.bit_rate, "backend": v.backend, "seed": made.seed, "scenes": v.scenes,
+            "sections": [s.model_dump(mode="json") for s in v.sections], "notes": list(made.notes),
+            "timings_ms": {**made.timings_ms, "total_ms": round((time.perf_counter() - t0) * 1000, 2)}}
 
 
 def _status_doc(job: Job, request: web.Request) -> dict[str, Any]:
@@ -477,6 +590,20 @@ async def _image(request: web.Request) -> web.StreamResponse:
     return web.Response(body=png, content_type="image/png",
                         headers={"Cache-Control": "private, max-age=86400, immutable",
                                  "ETag": f'"{image_id}"'})
+
+
+async def _video(request: web.Request) -> web.StreamResponse:
+    """A video file, like an image but from disk: ``Range`` requests (players seeking) come for free."""
+    name = request.match_info["name"]
+    video_id = name[:-4] if name.endswith(".mp4") else ""
+    if not IMAGE_ID.fullmatch(video_id):
+        raise NotFoundError("No such video.")
+    store = request.app[STATE].videos
+    path = await store.path(video_id) if store is not None else None
+    if path is None:
+        raise NotFoundError("No such video (unknown, or expired).")
+    return web.FileResponse(path, headers={"Content-Type": "video/mp4",
+                                           "Cache-Control": "private, max-age=86400, immutable"})
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:

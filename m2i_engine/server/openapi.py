@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from m2i_engine import __version__
-from m2i_engine.options import VisualizeOptions
+from m2i_engine.options import VideoOptions, VisualizeOptions
 
 
 def _error(desc: str) -> dict[str, Any]:
@@ -13,9 +13,28 @@ def _error(desc: str) -> dict[str, Any]:
     return {"description": desc, "content": {"application/json": {"schema": schema}}}
 
 
+def _video_params() -> list[dict[str, Any]]:
+    """``video=true`` and one ``video_<name>`` per :class:`VideoOptions` field, from the model itself."""
+    schema = VideoOptions.model_json_schema(ref_template="#/components/schemas/{model}")
+    params: list[dict[str, Any]] = [
+        {"name": "video", "in": "query", "schema": {"type": "boolean", "default": False},
+         "description": "Also make a music video of the song (H.264 + AAC MP4: a clip with its sound, the "
+                        "picture moving with its beats and sections); the answer's video links to "
+                        "/v1/videos/{id}.mp4. The video_* fields below may also be form fields."},
+        {"name": "video_max_bytes", "in": "query", "schema": {"type": "integer", "minimum": 1},
+         "description": "Largest video file: a bigger one is encoded again at a lower bit rate, and one "
+                        "that can't fit is refused (413 video_too_large)."}]
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        params.append({"name": f"video_{name}", "in": "query", "schema": prop,
+                       "description": prop.pop("description", "")})
+    return params
+
+
 def build_openapi() -> dict[str, Any]:
     opt_schema = VisualizeOptions.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = opt_schema.pop("$defs", {})
+    defs.update(VideoOptions.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {}))
     form_props: dict[str, Any] = {"audio": {"type": "string", "format": "binary",
                                             "description": "The song or voice note (any common format)."},
                                   "options": {"type": "string",
@@ -25,7 +44,7 @@ def build_openapi() -> dict[str, Any]:
         "400": _error("Malformed request (missing audio, bad multipart, duplicate or over-long field)."),
         "401": _error("Missing or wrong bearer token."),
         "408": _error("The upload did not arrive in time."),
-        "413": _error("The upload is larger than the limit."),
+        "413": _error("The upload is larger than the limit, or the video can't fit video_max_bytes."),
         "415": _error("Wrong content type, or the file isn't audio."),
         "422": _error("Audio that can't be used (corrupt, too long/short, silent) or an invalid option."),
         "429": _error("Busy: try again later."),
@@ -58,7 +77,7 @@ def build_openapi() -> dict[str, Any]:
                 "parameters": [*common_params, {"name": "image", "in": "query", "schema": {
                     "type": "string", "enum": ["url", "base64"], "default": "url"},
                     "description": "Images as links to /v1/images (default) or inline base64; send "
-                                   "Accept: image/png for the first image's bytes only."}],
+                                   "Accept: image/png for the first image's bytes only."}, *_video_params()],
                 "requestBody": body,
                 "responses": {"200": {"description": "Done.", "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/VisualizeResult"}},
@@ -81,6 +100,17 @@ def build_openapi() -> dict[str, Any]:
                                 "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}],
                 "responses": {"200": {"description": "PNG", "content": {"image/png": {}}},
                               "404": _error("Unknown or expired image.")}}},
+            "/v1/videos/{video_id}.mp4": {"get": {
+                "summary": "A video made by a visualize request with video=true (kept like images; "
+                           "Range requests are answered with 206 for players that seek).",
+                "parameters": [{"name": "video_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}},
+                               {"name": "Range", "in": "header", "schema": {"type": "string"},
+                                "description": "e.g. bytes=0-1023"}],
+                "responses": {"200": {"description": "MP4 (H.264 + AAC)", "content": {"video/mp4": {}}},
+                              "206": {"description": "The requested byte range",
+                                      "content": {"video/mp4": {}}},
+                              "404": _error("Unknown or expired video.")}}},
             "/healthz": {"get": {"summary": "Liveness: the process answers.", "security": [],
                                  "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "Readiness: models loaded (or queue and a worker reachable), "
@@ -111,8 +141,23 @@ def build_openapi() -> dict[str, Any]:
                     "negative_prompt": {"type": "string"}, "style": {"type": "string"},
                     "backend": {"type": "string"}, "seed": {"type": "integer"},
                     "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}},
+                    "video": {"$ref": "#/components/schemas/Video"},
                     "notes": {"type": "array", "items": {"type": "string"}},
                     "cached": {"type": "boolean"}, "timings_ms": {"type": "object"}}},
+                "Video": {"type": "object", "description": "Only with video=true.", "properties": {
+                    "id": {"type": "string"}, "url": {"type": "string"},
+                    "content_type": {"type": "string", "const": "video/mp4"},
+                    "bytes": {"type": "integer"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+                    "fps": {"type": "number"}, "length_s": {"type": "number"},
+                    "start_s": {"type": "number", "description": "Where the clip starts in the song."},
+                    "codec": {"type": "string"}, "audio_codec": {"type": ["string", "null"]},
+                    "bit_rate": {"type": ["integer", "null"],
+                                 "description": "The video bit rate a byte limit forced; null: constant "
+                                                "quality."},
+                    "backend": {"type": "string"}, "seed": {"type": "integer"}, "scenes": {"type": "integer"},
+                    "sections": {"type": "array", "items": {"type": "object"}},
+                    "notes": {"type": "array", "items": {"type": "string"}},
+                    "timings_ms": {"type": "object"}}},
                 "AnalyzeResult": {"type": "object", "properties": {
                     "request_id": {"type": "string"}, "job_id": {"type": "string"},
                     "tags": {"type": "object"}, "audio_sha256": {"type": "string"},

@@ -42,6 +42,8 @@ __all__ = ["FakeChat", "FakeTelegramServer", "FakeUser", "Fault", "TranscriptEnt
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn"
 #: getFile refuses larger files, like api.telegram.org
 DOWNLOAD_LIMIT_BYTES = 20_000_000
+#: what bots may upload (sendVideo, sendDocument); larger requests get 413, like api.telegram.org
+UPLOAD_LIMIT_BYTES = 50_000_000
 CAPTION_LIMIT = 1024
 TEXT_LIMIT = 4096
 CALLBACK_DATA_LIMIT = 64
@@ -54,7 +56,7 @@ _STRING_PARAMS = frozenset({
 
 AudioKind = Literal["audio", "voice", "document", "video_note"]
 _MIME = {"voice": "audio/ogg", "audio": "audio/mpeg", "document": "application/octet-stream"}
-_BOT_SENDS = ("sendMessage", "sendPhoto", "sendMediaGroup", "sendDocument")
+_BOT_SENDS = ("sendMessage", "sendPhoto", "sendMediaGroup", "sendDocument", "sendVideo")
 
 
 @dataclass(frozen=True)
@@ -293,7 +295,8 @@ class FakeTelegramServer:
             await asyncio.wait_for(self._changed.wait_for(ready), timeout)
         return result
 
-    async def wait_for_reply(self, chat: FakeChat, *, kind: Literal["photo", "text", "album", "any"] = "any",
+    async def wait_for_reply(self, chat: FakeChat, *,
+                             kind: Literal["photo", "text", "album", "video", "any"] = "any",
                              contains: str | None = None, reply_to: int | None = None,
                              where: Callable[[dict[str, Any]], bool] | None = None,
                              after: int = 0, timeout: float = 30.0) -> dict[str, Any]:
@@ -311,6 +314,8 @@ class FakeTelegramServer:
                 if kind == "album" and "media_group_id" not in m:
                     continue
                 if kind == "text" and "text" not in m:
+                    continue
+                if kind == "video" and "video" not in m:
                     continue
                 if contains is not None and contains not in (m.get("text") or m.get("caption") or ""):
                     continue
@@ -348,6 +353,9 @@ class FakeTelegramServer:
 
     def photo_bytes(self, message: dict[str, Any]) -> bytes:
         return self.files[message["photo"][-1]["file_id"]].data
+
+    def video_bytes(self, message: dict[str, Any]) -> bytes:
+        return self.files[message["video"]["file_id"]].data
 
     def calls(self, method: str | None = None, *, chat: FakeChat | None = None,
               ok: bool | None = None) -> list[TranscriptEntry]:
@@ -548,6 +556,22 @@ class FakeTelegramServer:
         msg = self._bot_message(params)
         msg["document"] = {"file_id": f.file_id, "file_unique_id": f.file_unique_id, "file_size": f.size,
                            "file_name": "image.png", "mime_type": "image/png"}
+        self._caption(msg, params)
+        return self._save(msg)
+
+    def _m_sendVideo(self, params: dict[str, Any], files: dict[str, Any]) -> dict[str, Any]:
+        """Like the Bot API: the file (≤ 50 MB) becomes a video with the size and length the bot gave."""
+        data = _file_part(files, params, "video")
+        if len(data) > UPLOAD_LIMIT_BYTES:
+            raise _ApiError(413, "Request Entity Too Large")
+        name = next((f["filename"] for f in files.values() if f["data"] == data), None) or "video.mp4"
+        f = self._store_file(data, folder="videos", suffix=".mp4")
+        msg = self._bot_message(params)
+        msg["video"] = {"file_id": f.file_id, "file_unique_id": f.file_unique_id, "file_size": f.size,
+                        "file_name": name, "mime_type": "video/mp4",
+                        "width": _int_or_none(params.get("width")) or 0,
+                        "height": _int_or_none(params.get("height")) or 0,
+                        "duration": _int_or_none(params.get("duration")) or 0}
         self._caption(msg, params)
         return self._save(msg)
 
@@ -856,6 +880,17 @@ def _describe(e: TranscriptEntry, image_links: dict[int, str]) -> str:
         reply = f" (reply to #{r['reply_to_message']['message_id']})" if r.get("reply_to_message") else ""
         return (f"{head} #{r['message_id']}{reply}: {photo['width']}×{photo['height']} PNG "
                 f"({photo['file_size'] / 1000:.0f} KB){link}, buttons {buttons}, caption:\n\n"
+                + _block(r.get("caption", "")))
+    if e.method == "sendVideo":
+        video = r["video"]
+        buttons = " ".join(f"[{b['text']}]" for row in r.get("reply_markup", {}).get("inline_keyboard", [])
+                           for b in row)
+        reply = f" (reply to #{r['reply_to_message']['message_id']})" if r.get("reply_to_message") else ""
+        streaming = ", streaming" if p.get("supports_streaming") else ""
+        return (f"{head} #{r['message_id']}{reply}: `{video['file_name']}` "
+                f"{video['width']}×{video['height']} MP4, {video['duration']} s "
+                f"({video['file_size'] / 1000:.0f} KB{streaming})"
+                + (f", buttons {buttons}" if buttons else "") + ", caption:\n\n"
                 + _block(r.get("caption", "")))
     if e.method == "sendMediaGroup":
         items = e.result if isinstance(e.result, list) else []

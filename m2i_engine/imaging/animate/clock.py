@@ -42,6 +42,17 @@ KICK_MIN, KICK_MAX = 0.004, 0.014
 DRIFT_BARS = 2.0
 
 
+def beat_envelope(since_s: np.ndarray | float, *, attack_s: float, decay_s: float,
+                  end_s: float) -> np.ndarray:
+    """A beat's envelope ``since_s`` (≥ 0) seconds after it: a rise to 1 over ``attack_s``, then an
+    exponential decay (time constant ``decay_s``) lowered so it reaches exactly 0 at ``end_s``."""
+    since = np.asarray(since_s, dtype=float)
+    rise = np.minimum(since / attack_s, 1.0)
+    floor = min(math.exp(-max(end_s - attack_s, 0.0) / decay_s), 0.9)
+    decay = np.exp(-np.maximum(since - attack_s, 0.0) / decay_s)
+    return rise * np.maximum(decay - floor, 0.0) / (1.0 - floor)
+
+
 @dataclass(frozen=True)
 class LoopClock:
     """The loop's time base: frames, beats and energy. Build with :meth:`for_section`."""
@@ -96,10 +107,7 @@ class LoopClock:
         beats = np.asarray(self.section.beats_s)
         since = np.mod(t_s - beats, self.section.length_s)
         weights = np.where(np.asarray(self.section.accents), 1.0, OFFBEAT_WEIGHT)
-        rise = np.minimum(since / self.attack_s, 1.0)
-        floor = min(math.exp(-max(self.end_s - self.attack_s, 0.0) / self.decay_s), 0.9)
-        decay = np.exp(-np.maximum(since - self.attack_s, 0.0) / self.decay_s)
-        return weights * rise * np.maximum(decay - floor, 0.0) / (1.0 - floor)
+        return weights * beat_envelope(since, attack_s=self.attack_s, decay_s=self.decay_s, end_s=self.end_s)
 
     def energy_at(self, t_s: float) -> float:
         """The section's energy at ``t_s``, with the drift from its first to its last sample taken

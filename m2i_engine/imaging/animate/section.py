@@ -9,7 +9,8 @@ Offers
 ------
 - :func:`loop_bars_for` — how many bars make a loop of a comfortable length at a tempo;
 - :func:`choose_section` — the loop's bars, beats, accents and energy;
-- :class:`Section` — the result, with :meth:`Section.to_dict` for result metadata.
+- :class:`Section` — the result, with :meth:`Section.to_dict` for result metadata;
+- :func:`energy_function` — the tags' energy curve as a function of song time.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def choose_section(tags: Tags, *, bars: int | None = None,
         n_bars //= 2
     n_beats = n_bars * per_bar
     duration = float(max(tags.audio.analysed_s, 1e-3))
-    energy_of = _energy_function(tags, duration)
+    energy_of = energy_function(tags, duration)
 
     beats = np.sort(np.asarray(tags.tempo.beats_s, dtype=float))
     beats = beats[np.isfinite(beats)]
@@ -204,7 +205,7 @@ def _accents(rel: np.ndarray, downs_rel: np.ndarray, per_bar: int, period: float
     return accents
 
 
-def _energy_function(tags: Tags, duration: float) -> Callable[[np.ndarray | float], np.ndarray]:
+def energy_function(tags: Tags, duration: float) -> Callable[[np.ndarray | float], np.ndarray]:
     """Energy (0..1) at song times: the curve's points sit at the centres of equal spans of the
     analysed audio; flat at the overall energy when there is no curve."""
     curve = np.clip(np.nan_to_num(np.asarray(tags.energy_curve, dtype=float),

@@ -30,6 +30,7 @@ from PIL import Image
 
 from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest, Prompt
 from m2i_engine.imaging.sd.failures import (
+    OOM_SCALE,
     SDBadOutputError,
     SDOutOfMemoryError,
     bad_items,
@@ -51,8 +52,6 @@ log = logging.getLogger(__name__)
 #: a NaN/black image is retried with ``seed + attempt * NAN_SEED_STEP`` (a large odd step, so the
 #: retry never lands on the seed of a sibling image)
 NAN_SEED_STEP = 1_000_003
-#: each out-of-memory size step keeps this fraction of each side (≈ half the pixels)
-OOM_SIDE_SCALE = 0.75
 
 
 @dataclass(frozen=True)
@@ -227,7 +226,7 @@ class SDBackend(ImageBackend):
 
     def _shrink(self, key: CallKey) -> CallKey | None:
         w, h = plan_size(key.width, key.height, multiple=self.profile.size_multiple,
-                         max_pixels=int(key.width * key.height * OOM_SIDE_SCALE ** 2),
+                         max_pixels=int(key.width * key.height * OOM_SCALE ** 2),
                          min_side=self.settings.min_side_px)
         if (w, h) == (key.width, key.height) or w * h >= key.width * key.height:
             return None

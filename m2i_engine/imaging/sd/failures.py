@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from typing import Any
 
 from m2i_engine.errors import ServiceError
@@ -31,14 +32,30 @@ class SDBadOutputError(ServiceError):
     default_message = "The image generator produced a broken picture; please try another seed."
 
 
-def is_oom(exc: BaseException) -> bool:
-    """True for CUDA/MPS/CPU allocator out-of-memory errors (typed or, in older code paths, by message)."""
-    import torch
+#: each out-of-memory retry shrinks the long side to this fraction (the backend's own retry and the
+#: serving engine's / queue worker's retry of a whole request take the same step)
+OOM_SCALE = 0.75
+#: no retry goes below this long side
+OOM_MIN_SIDE = 256
 
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+
+def is_oom(exc: BaseException) -> bool:
+    """True for our ``sd_out_of_memory`` and for CUDA/MPS/CPU allocator out-of-memory errors (typed or,
+    in older code paths, by message). Never imports torch: without it loaded, nothing ran on a GPU."""
+    if getattr(exc, "code", None) == "sd_out_of_memory":
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "cudnn_status_alloc_failed" in text)
+
+
+def smaller_side(side: int, *, multiple: int = 64, min_side: int = OOM_MIN_SIDE) -> int | None:
+    """The long side one out-of-memory step below ``side`` (snapped down to ``multiple``), or None when
+    ``side`` is already as small as allowed."""
+    smaller = max(min_side, int(side * OOM_SCALE) // multiple * multiple)
+    return smaller if smaller < side else None
 
 
 def free_memory() -> None:

@@ -1,16 +1,15 @@
-"""What every serving engine adds around :class:`~m2i_engine.engine.Engine`, in one process or many.
+"""The engine as a service runs it, in one process or as a queue worker: hooks and retries around it.
 
-- **Decoder isolation**: a song not seen before is first decoded in a sacrificial child process, so a
-  file that crashes the decoder (a native ffmpeg fault, not a Python exception) kills that child, and
-  the request gets a clear ``corrupt_audio`` answer while the server or worker carries on.
-- **Shared analysis**: in queue mode workers keep tags in Redis too, so a re-roll of a song another
-  worker analysed skips straight to drawing.
-- **Out of GPU memory**: :func:`is_oom` recognises the backend's report and :func:`smaller_options`
-  sizes the retry; in one process the retry happens here, in queue mode the worker re-queues the job
-  so that any GPU may take it.
+- **Decoder isolation** (:class:`DecodeGuard`, an :class:`~m2i_engine.engine.AnalysisHook`): a song
+  not seen before is first decoded in a sacrificial child process, so a file that crashes the decoder
+  (a native ffmpeg fault, not a Python exception) kills that child, and the request gets a clear
+  ``corrupt_audio`` answer while the server or worker carries on.
+- **Shared analysis** (:class:`SharedTags`, a hook): queue workers keep tags in Redis too, so a
+  re-roll of a song another worker analysed skips straight to drawing.
+- **Out of GPU memory**: :func:`smaller_options` sizes the retry with the one OOM step of
+  :mod:`m2i_engine.imaging.sd.failures`; in one process :class:`ServingEngine` retries here, in queue
+  mode the worker re-queues the job so that any GPU may take it.
 - **Result cache** (one process): the same audio + options return the finished result again.
-
-The hooks override the engine's analysis step (``Engine._analysis``); the engine stays unaware of them.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import concurrent.futures
 import hashlib
 import logging
 import multiprocessing
-import sys
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
@@ -29,37 +27,24 @@ from typing import Any, Protocol
 from m2i_engine import __version__
 from m2i_engine.audio import decode_audio, read_audio_bytes
 from m2i_engine.config import AudioLimits, Settings
-from m2i_engine.engine import AnalysisResult, AudioSource, Engine, ProgressCallback, VisualizeResult
+from m2i_engine.engine import AnalysisHook, AudioSource, Engine, ProgressCallback, VisualizeResult
 from m2i_engine.errors import CorruptAudioError, M2IError
 from m2i_engine.imaging.base import ImageBackend
+from m2i_engine.imaging.sd.failures import is_oom, smaller_side
 from m2i_engine.models import ModelRegistry
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.tags import Tags
 
 log = logging.getLogger(__name__)
 
-#: each out-of-memory retry shrinks the long side to this fraction (snapped to 64 px, at least 256)
-OOM_SCALE = 0.75
-MIN_SIZE = 256
-
 
 # --- out of memory ------------------------------------------------------------------------------
 
 
-def is_oom(exc: BaseException) -> bool:
-    """True for the SD backend's ``sd_out_of_memory`` and for raw CUDA/allocator OOM errors."""
-    if getattr(exc, "code", None) == "sd_out_of_memory":
-        return True
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
 def smaller_options(options: VisualizeOptions) -> VisualizeOptions | None:
-    """The same request at a smaller size, or None when it is already as small as allowed."""
-    size = max(MIN_SIZE, int(options.size * OOM_SCALE) // 64 * 64)
-    return None if size >= options.size else options.model_copy(update={"size": size})
+    """The same request one out-of-memory step smaller, or None when it is already as small as allowed."""
+    size = smaller_side(options.size)
+    return None if size is None else options.model_copy(update={"size": size})
 
 
 def oom_note(asked: VisualizeOptions, used: VisualizeOptions) -> str:
@@ -83,7 +68,7 @@ def probe_audio(data: bytes, limits_json: str) -> None:
     decode_audio(data, limits=AudioLimits.model_validate_json(limits_json))
 
 
-class DecodeGuard:
+class DecodeGuard(AnalysisHook):
     """Decodes untrusted audio once in a child process before the engine touches it."""
 
     def __init__(self, limits: AudioLimits, *, processes: int = 1,
@@ -108,13 +93,14 @@ class DecodeGuard:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._pool, _warm)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    async def check(self, data: bytes, sha: str) -> None:
+    async def admit(self, data: bytes, sha256: str) -> None:
         """Return when ``data`` decodes safely; raise the decoder's ``InputError`` or ``corrupt_audio``."""
+        sha = sha256
         if sha in self._passed:
             return
         pending = self._pending.get(sha)
@@ -160,7 +146,7 @@ def _warm() -> None:
     import m2i_engine.audio  # noqa: F401  (load PyAV/numpy before the first real file)
 
 
-# --- the engine with the hooks ------------------------------------------------------------------
+# --- shared analysis ----------------------------------------------------------------------------
 
 
 class TagsStore(Protocol):
@@ -171,6 +157,26 @@ class TagsStore(Protocol):
     async def put(self, key: str, tags: Tags) -> None: ...
 
 
+class SharedTags(AnalysisHook):
+    """The engine's analysis cache extended to a :class:`TagsStore` other processes share."""
+
+    def __init__(self, tags_store: TagsStore) -> None:
+        self.tags_store = tags_store
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    async def lookup(self, key: str) -> Tags | None:
+        return await self.tags_store.get(self._key(key))
+
+    async def store(self, key: str, tags: Tags) -> None:
+        await self.tags_store.put(self._key(key), tags)
+
+
+# --- the serving engine -------------------------------------------------------------------------
+
+
 def result_cache_key(sha256: str, options: VisualizeOptions, settings: Settings) -> str:
     """Audio content + every option + what else decides the picture (limits, backend, version)."""
     text = "|".join([sha256, options.model_dump_json(), settings.limits.model_dump_json(),
@@ -178,30 +184,23 @@ def result_cache_key(sha256: str, options: VisualizeOptions, settings: Settings)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class GuardedEngine(Engine):
-    """:class:`Engine` + decoder isolation, optional shared tags, OOM fallback and result cache."""
+class ServingEngine(Engine):
+    """:class:`Engine` with decoder isolation and shared tags as hooks, OOM retry and a result cache."""
 
     def __init__(self, settings: Settings | None = None, *, models: ModelRegistry | None = None,
                  backends: dict[str, ImageBackend] | None = None, guard: DecodeGuard | None = None,
                  shared_tags: TagsStore | None = None, oom_fallback: bool = True,
                  result_cache: int = 0) -> None:
-        super().__init__(settings, models=models, backends=backends)
+        hooks: list[AnalysisHook] = []
+        if shared_tags is not None:  # another worker's analysis first: no decode needed then
+            hooks.append(SharedTags(shared_tags))
+        if guard is not None:
+            hooks.append(guard)
+        super().__init__(settings, models=models, backends=backends, hooks=hooks)
         self.guard = guard
-        self.shared_tags = shared_tags
         self.oom_fallback = oom_fallback
         self._results: OrderedDict[str, VisualizeResult] = OrderedDict()
         self._result_entries = result_cache
-
-    async def start(self) -> GuardedEngine:
-        await super().start()
-        if self.guard is not None:
-            await self.guard.start()
-        return self
-
-    async def close(self) -> None:
-        if self.guard is not None:
-            self.guard.close()
-        await super().close()
 
     async def visualize(self, audio: AudioSource, options: VisualizeOptions | None = None, *,
                         progress: ProgressCallback | None = None) -> VisualizeResult:
@@ -238,39 +237,12 @@ class GuardedEngine(Engine):
             return bytes(audio)
         return await asyncio.to_thread(read_audio_bytes, audio, limits=self.settings.limits)
 
-    async def _analysis(self, data: bytes, progress: ProgressCallback | None) -> AnalysisResult:
-        key = self._cache_key(data)
-        if key not in self._cache and key not in self._inflight:
-            shared_key = hashlib.sha256(key.encode()).hexdigest()
-            tags = await self._shared_get(shared_key)
-            if tags is not None:
-                return AnalysisResult(tags, key.split(":", 1)[0], cached=True, timings_ms={})
-            if self.guard is not None:
-                await self.guard.check(data, key.split(":", 1)[0])
-            result = await super()._analysis(data, progress)
-            if not result.cached and self.shared_tags is not None:
-                try:
-                    await self.shared_tags.put(shared_key, result.tags)
-                except Exception as exc:  # a cache that is down must not fail the request
-                    log.warning("shared analysis cache unavailable: %s", exc)
-            return result
-        return await super()._analysis(data, progress)
 
-    async def _shared_get(self, key: str) -> Tags | None:
-        if self.shared_tags is None:
-            return None
-        try:
-            return await self.shared_tags.get(key)
-        except Exception as exc:
-            log.warning("shared analysis cache unavailable: %s", exc)
-            return None
-
-
-def local_engine(settings: Settings, **kw: Any) -> GuardedEngine:
+def local_engine(settings: Settings, **kw: Any) -> ServingEngine:
     """The single-process engine every front end uses when no queue is configured."""
     guard = DecodeGuard(settings.limits) if settings.queue.decode_guard else None
-    return GuardedEngine(settings, guard=guard, result_cache=settings.serve.result_cache_entries, **kw)
+    return ServingEngine(settings, guard=guard, result_cache=settings.serve.result_cache_entries, **kw)
 
 
-__all__ = ["DecodeGuard", "GuardedEngine", "is_oom", "local_engine", "oom_note",
-           "result_cache_key", "smaller_options"]
+__all__ = ["DecodeGuard", "ServingEngine", "SharedTags", "TagsStore", "is_oom", "local_engine", "oom_error",
+           "oom_note", "probe_audio", "result_cache_key", "smaller_options"]
