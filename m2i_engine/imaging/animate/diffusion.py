@@ -17,7 +17,8 @@ Runs under the backend's pipeline lock with its LoRAs and scheduler; only correc
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from PIL import Image
 from m2i_engine.imaging.animate.clock import LoopClock
 from m2i_engine.imaging.base import ImageBackend, ImageRequest, Prompt
 from m2i_engine.imaging.renderer.motion import Motion
-from m2i_engine.imaging.sd.backend import SDBackend, SDOptions
+from m2i_engine.imaging.sd.backend import CallKey, SDBackend, SDOptions
 from m2i_engine.imaging.sd.prompt_embeds import EncodedPrompts
 
 #: (upper energy bound, words) for a keyframe's bar, first match wins
@@ -110,39 +111,74 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float, *, eps: float = 1e-6) -> t
     return out.to(a.dtype)
 
 
-def sd_frames(backend: SDBackend, request: ImageRequest, clock: LoopClock) -> tuple[list[Image.Image],
-                                                                                    dict[str, object]]:
-    """Every frame of the loop from Stable Diffusion, at ``request``'s size; and metadata (keyframes,
-    which frame shows each, steps)."""
+def plain_key(backend: SDBackend, request: ImageRequest) -> CallKey:
+    """The pipeline call ``request`` would make as one plain text-to-image picture (no guide
+    images, no palette transfer): what every interpolated frame of a loop or a video scene shares."""
     steering = backend.settings.steering.model_copy(update={"init": "none", "palette_transfer": 0.0})
-    job = backend.prepare(ImageRequest(tags=request.tags, prompt=request.prompt, width=request.width,
-                                       height=request.height, seed=request.seed, num_images=1),
-                          SDOptions(steering=steering))
-    key = job.key
-    keys = keyframes(request, clock)
+    return backend.prepare(ImageRequest(tags=request.tags, prompt=request.prompt, width=request.width,
+                                        height=request.height, seed=request.seed, num_images=1),
+                           SDOptions(steering=steering)).key
+
+
+@dataclass(frozen=True)
+class Diffusion:
+    """The backend's pipeline, held under its lock with the call's LoRAs and scheduler, and ``prompts``
+    encoded once: interpolated start latents and prompt mixes in, pictures out (:func:`diffusion`)."""
+
+    backend: SDBackend
+    key: CallKey
+    encoded: EncodedPrompts
+    prompts: int
+
+    def noise(self, seed: int) -> torch.Tensor:
+        """A start latent for one picture at the call's size, from ``seed`` (on the CPU: reproducible)."""
+        pipe, vae = self.backend.pipeline, self.backend.profile.vae_scale_factor
+        shape = (1, pipe.unet.config.in_channels, self.key.height // vae, self.key.width // vae)
+        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
+
+    def images(self, latents: Sequence[torch.Tensor], mixes: Sequence[tuple[int, float]], *, seed: int,
+               width: int, height: int) -> list[Image.Image]:
+        """One picture per start latent, its prompt embedding ``mixes[i] = (k, α)`` of the way from
+        prompt *k* to *k+1*; batched by the backend's ``max_batch``, resized to ``width × height``."""
+        pipe, key = self.backend.pipeline, self.key
+        out_images: list[Image.Image] = []
+        batch = max(1, self.backend.settings.max_batch)
+        for start in range(0, len(latents), batch):
+            chunk = list(latents[start:start + batch])
+            kwargs = _mix(self.encoded, list(mixes[start:start + batch]), self.prompts).pipeline_kwargs()
+            out = pipe(**kwargs, latents=torch.cat(chunk).to(pipe.device, pipe.unet.dtype), height=key.height,
+                       width=key.width, num_inference_steps=key.steps, guidance_scale=key.guidance,
+                       output_type="np", generator=[torch.Generator("cpu").manual_seed(seed) for _ in chunk])
+            self.backend.calls += 1
+            out_images += [_to_image(arr, width, height) for arr in out.images]
+        return out_images
+
+
+@contextmanager
+def diffusion(backend: SDBackend, key: CallKey, prompts: Sequence[Prompt]) -> Iterator[Diffusion]:
+    """Hold the backend's pipeline for ``key`` (its lock, LoRAs, scheduler; no autograd) with
+    ``prompts`` encoded, for the loops' frames and the videos' scenes alike."""
     pipe = backend.pipeline
     lock: AbstractContextManager[Any] = getattr(backend, "_lock", None) or nullcontext()
     with lock, torch.inference_mode():
         backend.loras.activate(key.loras)
         pipe.scheduler = backend.schedulers.get(key.scheduler)
         negative = key.guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
-        encoded = backend.encoder.encode([kf.prompt for kf in keys], weighting=key.phrase_weighting,
-                                         negative=negative)
-        shape = (1, pipe.unet.config.in_channels, key.height // backend.profile.vae_scale_factor,
-                 key.width // backend.profile.vae_scale_factor)
-        noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(kf.seed)) for kf in keys]
+        encoded = backend.encoder.encode(list(prompts), weighting=key.phrase_weighting, negative=negative)
+        yield Diffusion(backend, key, encoded, len(prompts))
+
+
+def sd_frames(backend: SDBackend, request: ImageRequest, clock: LoopClock) -> tuple[list[Image.Image],
+                                                                                    dict[str, object]]:
+    """Every frame of the loop from Stable Diffusion, at ``request``'s size; and metadata (keyframes,
+    which frame shows each, steps)."""
+    key = plain_key(backend, request)
+    keys = keyframes(request, clock)
+    with diffusion(backend, key, [kf.prompt for kf in keys]) as diff:
+        noise = [diff.noise(kf.seed) for kf in keys]
         plan = [progress_at(clock, len(keys), float(t)) for t in clock.frame_times()]
-        images: list[Image.Image] = []
-        batch = max(1, backend.settings.max_batch)
-        for start in range(0, len(plan), batch):
-            chunk = plan[start:start + batch]
-            latents = torch.cat([slerp(noise[k], noise[(k + 1) % len(keys)], a) for k, a in chunk])
-            kwargs = _mix(encoded, chunk, len(keys)).pipeline_kwargs()
-            out = pipe(**kwargs, latents=latents.to(pipe.device, pipe.unet.dtype), height=key.height,
-                       width=key.width, num_inference_steps=key.steps, guidance_scale=key.guidance,
-                       output_type="np",
-                       generator=[torch.Generator("cpu").manual_seed(request.seed) for _ in chunk])
-            images += [_to_image(arr, request.width, request.height) for arr in out.images]
+        latents = [slerp(noise[k], noise[(k + 1) % len(keys)], a) for k, a in plan]
+        images = diff.images(latents, plan, seed=request.seed, width=request.width, height=request.height)
     frames = [kick(im, motion) for im, motion in zip(images, clock.motions(), strict=True)]
     step = clock.length_s / clock.frames
     meta: dict[str, object] = {

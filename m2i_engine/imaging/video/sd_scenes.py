@@ -21,15 +21,13 @@ Runs under the backend's pipeline lock with its LoRAs and scheduler, like the lo
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager, nullcontext
-from typing import Any
 
 import numpy as np
 import torch
 
-from m2i_engine.imaging.animate.diffusion import _mix, _to_image
+from m2i_engine.imaging.animate.diffusion import diffusion, plain_key
 from m2i_engine.imaging.base import ImageRequest
-from m2i_engine.imaging.sd.backend import SDBackend, SDOptions
+from m2i_engine.imaging.sd.backend import SDBackend
 from m2i_engine.imaging.video.scenes import SEED_STEP, Scene, SceneDrawer
 from m2i_engine.prompt import section_prompt
 from m2i_engine.tags import SongSection
@@ -61,41 +59,17 @@ def pose_latents(z_a: torch.Tensor, z_b: torch.Tensor, z_c: torch.Tensor, *, bea
 def sd_scene_drawer(backend: SDBackend, request: ImageRequest, *, beats_per_bar: int) -> SceneDrawer:
     """A :class:`~.scenes.SceneCache` drawer whose scenes Stable Diffusion paints at the model's size,
     resized to ``request``'s (the video's) size."""
-    steering = backend.settings.steering.model_copy(update={"init": "none", "palette_transfer": 0.0})
-    job = backend.prepare(ImageRequest(tags=request.tags, prompt=request.prompt, width=request.width,
-                                       height=request.height, seed=request.seed, num_images=1),
-                          SDOptions(steering=steering))
-    key = job.key
+    key = plain_key(backend, request)
 
     def draw(section: SongSection, label_index: int) -> Scene:
         seed = (request.seed + SEED_STEP * label_index) & 0xFFFFFFFF
         prompts = [section_prompt(request.prompt, section),
                    section_prompt(request.prompt, section, energy=1.0)]
-        pipe = backend.pipeline
-        lock: AbstractContextManager[Any] = getattr(backend, "_lock", None) or nullcontext()
-        with lock, torch.inference_mode():
-            backend.loras.activate(key.loras)
-            pipe.scheduler = backend.schedulers.get(key.scheduler)
-            negative = key.guidance > 1.0 and pipe.unet.config.time_cond_proj_dim is None
-            encoded = backend.encoder.encode(prompts, weighting=key.phrase_weighting, negative=negative)
-            shape = (1, pipe.unet.config.in_channels, key.height // backend.profile.vae_scale_factor,
-                     key.width // backend.profile.vae_scale_factor)
-            z_a, z_b, z_c = (torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s))
-                             for s in (seed, seed + FLOW_SEED, seed + HIT_SEED))
+        with diffusion(backend, key, prompts) as diff:
+            z_a, z_b, z_c = (diff.noise(s) for s in (seed, seed + FLOW_SEED, seed + HIT_SEED))
             rest, hit = pose_latents(z_a, z_b, z_c, beats_per_bar=beats_per_bar, energy=section.energy)
-            plan = [(z, (0, 0.0)) for z in rest] + [(z, (0, HIT_PROMPT)) for z in hit]
-            images = []
-            batch = max(1, backend.settings.max_batch)
-            for start in range(0, len(plan), batch):
-                chunk = plan[start:start + batch]
-                latents = torch.cat([z for z, _ in chunk])
-                kwargs = _mix(encoded, [mix for _, mix in chunk], len(prompts)).pipeline_kwargs()
-                out = pipe(**kwargs, latents=latents.to(pipe.device, pipe.unet.dtype), height=key.height,
-                           width=key.width, num_inference_steps=key.steps, guidance_scale=key.guidance,
-                           output_type="np",
-                           generator=[torch.Generator("cpu").manual_seed(seed) for _ in chunk])
-                backend.calls += 1
-                images += [_to_image(arr, request.width, request.height) for arr in out.images]
+            mixes = [(0, 0.0)] * len(rest) + [(0, HIT_PROMPT)] * len(hit)
+            images = diff.images([*rest, *hit], mixes, seed=seed, width=request.width, height=request.height)
         return Scene(label=section.label, rest=tuple(images[:beats_per_bar]),
                      hit=tuple(images[beats_per_bar:]))
 
