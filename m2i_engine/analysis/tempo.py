@@ -25,6 +25,7 @@ Offers
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import librosa
 import numba
@@ -139,8 +140,15 @@ class TempoEvidence:
         """Comb salience of one sub-band's novelty near ``bpm`` (0 without band novelties)."""
         if self.bands is None or not MIN_BPM <= bpm <= MAX_BPM:
             return 0.0
-        acf = _mean_acf(self.bands[band], max(8, round(TEMPOGRAM_S * self.frame_rate_hz)))
+        acf = self._band_acfs.get(band)
+        if acf is None:  # once per band, however many tempi are asked about
+            acf = self._band_acfs[band] = _mean_acf(self.bands[band],
+                                                   max(8, round(TEMPOGRAM_S * self.frame_rate_hz)))
         return float(_comb_salience(acf, self.frame_rate_hz, np.array([bpm]))[0])
+
+    @cached_property
+    def _band_acfs(self) -> dict[int, np.ndarray]:
+        return {}
 
     @property
     def rhythmic(self) -> bool:
