@@ -49,10 +49,9 @@ from m2i_engine.analysis.tempo_octave import (
     FACTORS,
     MOOD_FEATURES,
     SIGNAL_FEATURES,
-    TAP_MAX_BPM,
-    TAP_MIN_BPM,
     OctaveModel,
     apply_decision,
+    level_probabilities,
     octave_features,
 )
 from m2i_engine.synth import SongSpec, render_song
@@ -270,8 +269,7 @@ def choose_c(records: Sequence[Record], names: Sequence[str], seed: int) -> floa
 def _decide(r: Record, model: OctaveModel, *, retrack: bool = True) -> Tempo:
     """The engine's decision on a cached song (beats decoded again only when asked)."""
     if not retrack:
-        allowed = [TAP_MIN_BPM <= f * r.tracker.bpm <= TAP_MAX_BPM for f in FACTORS]
-        p = model.probabilities(r.features, allowed=allowed)
+        p = level_probabilities(model, r.features, r.tracker.bpm)
         return r.tracker.model_copy(update={"bpm": r.tracker.bpm * FACTORS[int(np.argmax(p))]})
     return apply_decision(r.evidence(), r.tracker, r.features, model)
 

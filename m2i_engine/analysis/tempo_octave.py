@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from m2i_engine.analysis.tempo import MAX_BPM, MIN_BPM, PRIOR_CENTER_BPM, TempoEvidence
+from m2i_engine.analysis.tempo import PRIOR_CENTER_BPM, TempoEvidence
 from m2i_engine.tags import Classification, Mood, Tempo, TempoAlternative, Timbre
 
 log = logging.getLogger(__name__)
@@ -161,11 +161,15 @@ def decide_tempo(ev: TempoEvidence, tempo: Tempo, *, timbre: Timbre, mood: Mood 
     return apply_decision(ev, tempo, octave_features(ev, tempo, timbre=timbre, mood=mood, genre=genre), model)
 
 
+def level_probabilities(model: OctaveModel, feats: Mapping[str, float], bpm: float) -> np.ndarray:
+    """P(each of :data:`FACTORS`) for a song tracked at ``bpm``; levels a listener would not tap
+    (outside :data:`TAP_MIN_BPM` … :data:`TAP_MAX_BPM`, inside the tracker's range) get 0."""
+    return model.probabilities(feats, allowed=[TAP_MIN_BPM <= f * bpm <= TAP_MAX_BPM for f in FACTORS])
+
+
 def apply_decision(ev: TempoEvidence, tempo: Tempo, feats: Mapping[str, float], model: OctaveModel) -> Tempo:
     """:func:`decide_tempo` on features already computed (the trainer replays cached songs through it)."""
-    allowed = [TAP_MIN_BPM <= f * tempo.bpm <= TAP_MAX_BPM and MIN_BPM <= f * tempo.bpm <= MAX_BPM
-               for f in FACTORS]
-    p = model.probabilities(feats, allowed=allowed)
+    p = level_probabilities(model, feats, tempo.bpm)
     order = np.argsort(-p)
     best, second = int(order[0]), int(order[1])
     factor = FACTORS[best]
