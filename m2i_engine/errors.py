@@ -133,6 +133,13 @@ class ModelLoadError(ServiceError):
     default_message = "A model could not be loaded."
 
 
+class VideoUnavailableError(ServiceError):
+    """The engine behind a front end makes no videos (queue mode, until its workers learn to)."""
+
+    code = "video_unavailable"
+    default_message = "Videos aren't available on this server (queue mode makes images only, for now)."
+
+
 def describe(exc: BaseException) -> M2IError:
     """Map any exception to an ``M2IError`` so front ends never show a raw traceback."""
     if isinstance(exc, M2IError):

@@ -31,11 +31,11 @@ from bot.core.options import parse_options
 from bot.core.reply import Reply, VideoReply, build_details_reply, build_reply, build_video_reply
 from bot.core.settings import BotSettings
 from m2i_engine.engine import Engine, Progress, Stage, VideoResult
-from m2i_engine.errors import InputError, M2IError, ServiceError
+from m2i_engine.errors import InputError, M2IError, ServiceError, VideoUnavailableError
 from m2i_engine.options import VisualizeOptions
 
 __all__ = ["AudioRequest", "BotService", "DownloadFailedError", "Failure", "Status", "VideoTooBigError",
-           "VideoUnavailableError", "new_request_id"]
+           "new_request_id"]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,6 @@ def new_request_id() -> str:
 class DownloadFailedError(ServiceError):
     code = "download_failed"
     default_message = messages.DOWNLOAD_FAILED
-
-
-class VideoUnavailableError(ServiceError):
-    """The engine behind the bot makes no videos (queue mode, until its workers learn to)."""
-
-    code = "video_unavailable"
-    default_message = messages.VIDEO_UNAVAILABLE
 
 
 class VideoTooBigError(InputError):
@@ -257,7 +250,8 @@ class BotService:
         """The engine's video within ``limit`` bytes, its "too large" said in chat words."""
         make = getattr(self.engine, "video", None)
         if make is None:  # an engine without videos (the queue's, for now)
-            raise VideoUnavailableError(detail=f"{type(self.engine).__name__} has no video()")
+            raise VideoUnavailableError(messages.VIDEO_UNAVAILABLE,
+                                        detail=f"{type(self.engine).__name__} has no video()")
         try:
             result: VideoResult = await make(data, options, self.settings.video_options(), max_bytes=limit,
                                              progress=progress)

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from m2i_engine.config import Settings
 from m2i_engine.engine import AnalysisResult, VisualizeResult
-from m2i_engine.errors import InvalidOptionError, M2IError, ServiceError, TooLargeError, describe
+from m2i_engine.errors import InvalidOptionError, M2IError, TooLargeError, VideoUnavailableError, describe
 from m2i_engine.frontend import EngineLike
 from m2i_engine.logs import clean_request_id, new_request_id, request_context, request_id_var
 from m2i_engine.options import VideoOptions, VisualizeOptions
@@ -67,14 +67,6 @@ FORM_OVERHEAD = 64 * 1024
 VIDEO_FLAG = "video"
 VIDEO_FIELDS = frozenset({f"video_{name}" for name in VideoOptions.model_fields})
 VIDEO_MAX_BYTES = "video_max_bytes"
-
-
-class VideoUnavailableError(ServiceError):
-    """The engine behind the API makes no videos (queue mode, until its workers learn to)."""
-
-    code = "video_unavailable"
-    default_message = "Videos aren't available on this server (queue mode makes images only, for now)."
-    http_status = 503
 
 
 @dataclass
