@@ -100,6 +100,14 @@ class InvalidOptionError(InputError):
     http_status = 422
 
 
+class VideoTooLargeError(InputError):
+    """The clip can't be made to fit the byte limit at a bit rate that still shows a picture."""
+
+    code = "video_too_large"
+    default_message = "That video would be too big to send; ask for a shorter clip or a smaller size."
+    http_status = 413
+
+
 # --- service: the engine cannot serve right now ----------------------------------------------
 
 

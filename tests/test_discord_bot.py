@@ -50,7 +50,6 @@ from bot.core import (
 )
 from bot.core.redact import redact
 from bot.core.reply import tag_lines
-from bot.core.service import VideoTooBigError
 from bot.discord.app import DiscordBot
 from bot.discord.cog import MENU_NAME, result_view
 from bot.discord.options import SLASH_EXCLUDED, complete_terms
@@ -60,7 +59,7 @@ from bot.telegram.app import TelegramBot
 from bot.telegram.settings import TelegramSettings
 from m2i_engine.config import Settings
 from m2i_engine.engine import Engine
-from m2i_engine.errors import InvalidOptionError
+from m2i_engine.errors import InvalidOptionError, VideoTooLargeError
 from m2i_engine.options import MAX_SEED, Aspect, Backend, Style, VisualizeOptions
 from m2i_engine.synth import SongSpec, render_song
 from tests.audiofiles import encode
@@ -432,7 +431,7 @@ async def test_a_video_is_encoded_to_fit_the_server_or_refused_clearly(
     mp4 = fitted.file().data
     assert len(mp4) <= 130_000 and probe_mp4(mp4).audio_codec == "aac"
     assert "kbit/s" in fitted.content  # the note says it was encoded down to fit
-    assert refused.content == messages.error_text(VideoTooBigError(messages.video_too_large(20_000)))
+    assert refused.content == messages.error_text(VideoTooLargeError(messages.video_too_large(20_000)))
     assert "--" not in refused.content
     assert len([a for a in fake.actions if video_sent(fake)(a)]) == 1
 

@@ -31,10 +31,10 @@ from bot.core.options import parse_options
 from bot.core.reply import Reply, VideoReply, build_details_reply, build_reply, build_video_reply
 from bot.core.settings import BotSettings
 from m2i_engine.engine import Engine, Progress, Stage, VideoResult
-from m2i_engine.errors import InputError, M2IError, ServiceError, VideoUnavailableError
+from m2i_engine.errors import M2IError, ServiceError, VideoTooLargeError, VideoUnavailableError
 from m2i_engine.options import VisualizeOptions
 
-__all__ = ["AudioRequest", "BotService", "DownloadFailedError", "Failure", "Status", "VideoTooBigError",
+__all__ = ["AudioRequest", "BotService", "DownloadFailedError", "Failure", "Status",
            "new_request_id"]
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,6 @@ def new_request_id() -> str:
 class DownloadFailedError(ServiceError):
     code = "download_failed"
     default_message = messages.DOWNLOAD_FAILED
-
-
-class VideoTooBigError(InputError):
-    """The clip can't fit what the bot may upload here: said in chat words, not the CLI's flags."""
-
-    code = "video_too_large"
-    http_status = 413
 
 
 #: what a request makes: an image (and its buttons), the prompt & tags only, or a music video
@@ -258,7 +251,8 @@ class BotService:
         except M2IError as exc:
             if exc.code != "video_too_large" or limit is None:
                 raise
-            raise VideoTooBigError(messages.video_too_large(limit), detail=exc.message) from exc
+            # said in chat words, not the CLI's flags
+            raise VideoTooLargeError(messages.video_too_large(limit), detail=exc.message) from exc
         return result
 
     async def _download(self, request: AudioRequest) -> bytes:

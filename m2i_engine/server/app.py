@@ -32,7 +32,14 @@ from pydantic import ValidationError
 
 from m2i_engine.config import Settings
 from m2i_engine.engine import AnalysisResult, VisualizeResult
-from m2i_engine.errors import InvalidOptionError, M2IError, TooLargeError, VideoUnavailableError, describe
+from m2i_engine.errors import (
+    InvalidOptionError,
+    M2IError,
+    TooLargeError,
+    VideoTooLargeError,
+    VideoUnavailableError,
+    describe,
+)
 from m2i_engine.frontend import EngineLike
 from m2i_engine.logs import clean_request_id, new_request_id, request_context, request_id_var
 from m2i_engine.options import VideoOptions, VisualizeOptions
@@ -493,8 +500,6 @@ async def _make_video(state: ApiState, job: Job, audio: bytes, options: Visualiz
                       video: VideoOptions, max_bytes: int | None) -> dict[str, Any]:
     """The music video, moved into the video store; returns what the answer says of it (without its
     link, which depends on the request's base URL)."""
-    from m2i_engine.imaging.video import VideoTooLargeError
-
     make = state.engine.video  # type: ignore[attr-defined]
     t0 = time.perf_counter()
     try:

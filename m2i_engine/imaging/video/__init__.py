@@ -15,6 +15,7 @@ AAC, 9:16 720×1280 at 30 fps by default. Modules, in the order a video is made:
 - :mod:`.video` — :func:`render_video` (request + samples → file) and the :class:`Video` it returns.
 """
 
+from m2i_engine.errors import VideoTooLargeError
 from m2i_engine.imaging.video.clip import AUDIO_SR, Clip, load_clip
 from m2i_engine.imaging.video.scenes import Scene, SceneCache, draw_scene
 from m2i_engine.imaging.video.timeline import Instant, Timeline
@@ -26,7 +27,7 @@ from m2i_engine.imaging.video.video import (
     fit_bit_rate,
     render_video,
 )
-from m2i_engine.imaging.video.writer import Mp4Writer, VideoTooLargeError, video_codec
+from m2i_engine.imaging.video.writer import Mp4Writer, video_codec
 
 __all__ = ["AUDIO_SR", "Clip", "Instant", "Mp4Writer", "Scene", "SceneCache", "Timeline", "Video",
            "VideoTooLargeError", "check_video_options", "clip_limits", "compose", "draw_scene",

@@ -10,7 +10,8 @@ blends, a lookup table and a crop the encoder's scaler zooms, so a frame costs m
 
 Given ``max_bytes``, a file over it is encoded again at the average bit rate that fits (the frames are a
 pure function of the song, so the second pass draws the same video); when even that rate would be too low
-to show a picture, or the second file still doesn't fit, :class:`~.writer.VideoTooLargeError` says so.
+to show a picture, or the second file still doesn't fit,
+:class:`~m2i_engine.errors.VideoTooLargeError` says so.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ import numpy as np
 from PIL import Image
 
 from m2i_engine.config import AudioLimits
-from m2i_engine.errors import InvalidOptionError
+from m2i_engine.errors import InvalidOptionError, VideoTooLargeError
 from m2i_engine.imaging.base import ImageBackend, ImageRequest
 from m2i_engine.imaging.renderer import look_from_tags
 from m2i_engine.imaging.video.scenes import SceneCache
 from m2i_engine.imaging.video.timeline import Instant, Timeline
-from m2i_engine.imaging.video.writer import AUDIO_BIT_RATE, AUDIO_CODEC, Mp4Writer, VideoTooLargeError
+from m2i_engine.imaging.video.writer import AUDIO_BIT_RATE, AUDIO_CODEC, Mp4Writer
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt import build_prompt
 from m2i_engine.prompt.styles import resolve_style

@@ -25,7 +25,6 @@ import av
 import numpy as np
 from PIL import Image
 
-from m2i_engine.errors import InputError
 from m2i_engine.imaging.animate.encode import MP4_CODECS
 
 log = logging.getLogger(__name__)
@@ -41,14 +40,6 @@ AUDIO_CODEC = "aac"
 AUDIO_BIT_RATE = 128_000
 #: options that only make sense in constant-quality mode, dropped when a bit rate is asked for
 _QUALITY_OPTIONS = ("crf", "qscale")
-
-
-class VideoTooLargeError(InputError):
-    """The clip can't be made to fit the byte limit at a bit rate that still shows a picture."""
-
-    code = "video_too_large"
-    default_message = "That video would be too big to send; ask for a shorter clip or a smaller size."
-    http_status = 413
 
 
 @functools.cache
