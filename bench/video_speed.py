@@ -35,7 +35,6 @@ from m2i_engine.imaging.video.video import clip_limits
 from m2i_engine.models import ModelRegistry
 from m2i_engine.options import Aspect, VisualizeOptions
 from m2i_engine.pipeline import analyse_audio, image_request
-from m2i_engine.prompt.styles import resolve_style
 from tests.sectioned_songs import Part, sectioned_song
 
 GOAL = 1.0
@@ -70,7 +69,7 @@ def main() -> int:
 
     # baseline: encoding pre-made frames (two keyframes of the same picture, alternating per beat) with
     # the sound, nothing composed
-    style = resolve_style(request.prompt.style, tags)
+    style = request.prompt.concrete_style(tags)
     premade = draw_scene(tags, tags.sections[0], 0, beats_per_bar=4, style=style, width=width, height=height,
                          seed=1).rest[:2]
     frames = round(length * args.fps)

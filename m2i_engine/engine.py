@@ -30,10 +30,11 @@ from m2i_engine.errors import (
     RequestTimeoutError,
     ServiceError,
 )
-from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest, Prompt
+from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest
 from m2i_engine.models import ModelRegistry
 from m2i_engine.options import MAX_SEED, AnimateOptions, Backend, VideoOptions, VisualizeOptions
 from m2i_engine.pipeline import Timings, analyse_audio, image_request
+from m2i_engine.prompt import Prompt
 from m2i_engine.tags import Tags
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from m2i_engine.options import Style, VisualizeOptions
-from m2i_engine.prompt import PRESETS, build_prompt, resolve_style
+from m2i_engine.prompt import PRESETS, Prompt, build_prompt, resolve_style
 from m2i_engine.prompt.builder import EMOTION_WORDS, GENRE_IMAGERY, MAX_WORDS, STYLE_IMAGERY
 from m2i_engine.testing import make_tags
 
@@ -71,6 +71,16 @@ def test_auto_style_follows_genre_then_energy() -> None:
     assert resolve_style(Style.auto, make_tags(genre={"disco": 0.9})) is Style.neon
     assert resolve_style(Style.auto, make_tags(energy=0.1)) is Style.watercolor
     assert resolve_style(Style.auto, make_tags(energy=0.9)) is Style.neon
+
+
+def test_the_style_is_resolved_once_by_the_builder() -> None:
+    for tags in (make_tags(genre={"disco": 0.9}), make_tags(energy=0.1), make_tags(energy=0.5)):
+        built = build_prompt(tags)
+        assert built.style is not Style.auto and built.style is resolve_style(Style.auto, tags)
+        assert built.concrete_style(tags) is built.style
+        # a prompt made by hand and left on auto gets the builder's choice; a concrete one is kept
+        assert Prompt(text="", negative="", style=Style.auto).concrete_style(tags) is built.style
+        assert Prompt(text="", negative="", style=Style.minimal).concrete_style(tags) is Style.minimal
 
 
 def test_phrase_weights_follow_confidence() -> None:

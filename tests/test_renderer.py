@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from m2i_engine.imaging.base import ImageRequest, Prompt
+from m2i_engine.imaging.base import ImageRequest
 from m2i_engine.imaging.renderer import Motif, Renderer, encode_png, look_from_tags, render
 from m2i_engine.imaging.renderer.look import MOTIF_BY_GENRE, RHYTHM_WINDOW_S
 from m2i_engine.options import Aspect, Style
+from m2i_engine.prompt import Prompt
 from m2i_engine.tags import Classification, Tags
 from m2i_engine.testing import make_tags
 

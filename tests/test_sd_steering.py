@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest, Prompt
+from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest
 from m2i_engine.imaging.sd import SDOptions, SteeringSettings, load_sd_backend
 from m2i_engine.imaging.sd.backend import SDBackend
 from m2i_engine.imaging.sd.prompt_embeds import PromptEncoder, _phrase_spans
 from m2i_engine.imaging.sd.steering import MusicSteering, _init_from, _to_oklab, transfer_colours
 from m2i_engine.options import Style
+from m2i_engine.prompt import Prompt
 from m2i_engine.testing import make_tags
 from tests.test_sd_tiny import (  # noqa: F401
     make_request,

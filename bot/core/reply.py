@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from bot.core import messages
 from bot.core.actions import Action, ActionKind, can_upscale
 from m2i_engine.engine import VideoResult, VisualizeResult
-from m2i_engine.imaging.base import Prompt
 from m2i_engine.options import VisualizeOptions
+from m2i_engine.prompt import Prompt
 from m2i_engine.tags import Classification, Tags
 
 __all__ = [

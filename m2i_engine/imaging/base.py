@@ -12,19 +12,8 @@ from typing import ClassVar
 
 from PIL import Image
 
-from m2i_engine.options import Style
+from m2i_engine.prompt import Prompt
 from m2i_engine.tags import Tags
-
-
-@dataclass(frozen=True)
-class Prompt:
-    """Text for a text-to-image model, plus the structure it was built from."""
-
-    text: str
-    negative: str
-    style: Style
-    #: ordered (phrase, weight) pairs the text was assembled from; weight ~ the tag's confidence
-    phrases: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

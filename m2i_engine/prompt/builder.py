@@ -7,8 +7,8 @@ and options always give the same prompt, so a user's re-roll changes the seed, n
 
 from __future__ import annotations
 
-from m2i_engine.imaging.base import Prompt
 from m2i_engine.options import VisualizeOptions
+from m2i_engine.prompt.model import Prompt
 from m2i_engine.prompt.styles import BASE_NEGATIVE, preset, resolve_style
 from m2i_engine.tags import SongSection, Tags
 
@@ -131,6 +131,9 @@ def build_prompt(tags: Tags, options: VisualizeOptions | None = None) -> Prompt:
     after a confident genre at most :data:`MAX_STYLE_EXTRAS` style phrases follow its imagery. Style
     phrases beyond the first are only added where they fit within :data:`MAX_WORDS` with everything
     else, so they never push out the rhythm, tonality or finish.
+
+    The style is resolved here, once: the prompt's ``style`` is concrete (``auto`` becomes the look
+    :func:`~m2i_engine.prompt.styles.resolve_style` picks for ``tags``), and backends draw in it.
     """
     options = options or VisualizeOptions()
     style = resolve_style(options.style, tags)

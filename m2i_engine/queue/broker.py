@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from m2i_engine.queue.settings import QueueSettings
+from m2i_engine.config.queue import QueueSettings
 
 if TYPE_CHECKING:
     from dramatiq.brokers.redis import RedisBroker

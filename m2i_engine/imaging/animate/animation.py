@@ -21,7 +21,6 @@ from m2i_engine.imaging.animate.section import Section, choose_section
 from m2i_engine.imaging.base import ImageBackend, ImageRequest
 from m2i_engine.imaging.renderer import look_from_tags
 from m2i_engine.options import AnimateOptions
-from m2i_engine.prompt.styles import resolve_style
 
 
 @dataclass
@@ -104,7 +103,7 @@ def animate(request: ImageRequest, options: AnimateOptions | None = None, *,
         frames, meta = sd_frames(sd, request, clock)
         name = "sd"
     else:
-        style = resolve_style(request.prompt.style, tags)
+        style = request.prompt.concrete_style(tags)
         frames = render_frames(tags, clock, style=style, width=request.width, height=request.height,
                                seed=request.seed)
         meta = {"motif": look.motif.value, "style": style.value, "moves": MOVES[look.motif]}

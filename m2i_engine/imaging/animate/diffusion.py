@@ -27,10 +27,11 @@ import torch
 from PIL import Image
 
 from m2i_engine.imaging.animate.clock import LoopClock
-from m2i_engine.imaging.base import ImageBackend, ImageRequest, Prompt
+from m2i_engine.imaging.base import ImageBackend, ImageRequest
 from m2i_engine.imaging.renderer.motion import Motion
 from m2i_engine.imaging.sd.backend import CallKey, SDBackend, SDOptions
 from m2i_engine.imaging.sd.prompt_embeds import EncodedPrompts
+from m2i_engine.prompt import Prompt
 
 #: (upper energy bound, words) for a keyframe's bar, first match wins
 ENERGY_WORDS: tuple[tuple[float, str], ...] = (

@@ -29,8 +29,8 @@ def render(tags: Tags, *, style: Style = Style.auto, width: int = 1024, height: 
            seed: int = 0, motion: Motion = STILL) -> Image.Image:
     """Draw one picture of the song. The same arguments always give the same pixels. ``motion`` is
     one instant of an animation (:mod:`m2i_engine.imaging.animate` makes them); the default is the
-    still."""
-    return _draw(tags, style, width, height, seed, motion)[0]
+    still. ``style`` ``auto`` is the look ``build_prompt`` would pick for ``tags``."""
+    return _draw(tags, resolve_style(style, tags), width, height, seed, motion)[0]
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -50,19 +50,19 @@ class Renderer(ImageBackend):
         images = []
         for i in range(request.num_images):
             seed = request.seed + i
-            image, meta = _draw(request.tags, request.prompt.style, request.width, request.height,
-                                seed)
+            image, meta = _draw(request.tags, request.prompt.concrete_style(request.tags), request.width,
+                                request.height, seed)
             images.append(GeneratedImage(image=image, seed=seed, backend=self.name, meta=meta))
         return images
 
 
 def _draw(tags: Tags, style: Style, width: int, height: int,
           seed: int, motion: Motion = STILL) -> tuple[Image.Image, dict[str, object]]:
+    """``style`` is concrete (resolved by the caller)."""
     if width < MIN_SIDE_PX or height < MIN_SIDE_PX:
         raise ValueError(f"image must be at least {MIN_SIDE_PX}×{MIN_SIDE_PX} px, got {width}×{height}")
     look = look_from_tags(tags)
-    concrete = resolve_style(style, tags)
-    image, palette = paint(look, concrete, width, height, seed, motion=motion)
-    meta: dict[str, object] = {"style": concrete.value, "motif": look.motif.value,
+    image, palette = paint(look, style, width, height, seed, motion=motion)
+    meta: dict[str, object] = {"style": style.value, "motif": look.motif.value,
                                "palette": palette.hexes()}
     return image, meta

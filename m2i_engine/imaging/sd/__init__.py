@@ -9,18 +9,18 @@ on first use. Engine wiring::
     if ok:
         backends["sd"] = load_sd_backend(settings.sd)   # an ImageBackend; close() it at shutdown
 
-Modules: :mod:`.settings` (``SDSettings``, env ``M2I_SD__*``), :mod:`.runtime` (availability,
-loading, device options), :mod:`.profile` (model facts, sizes), :mod:`.backend` (``SDBackend``),
-:mod:`.batcher` (``SDBatcher``), :mod:`.prompt_embeds` (phrase weighting), :mod:`.steering` (the
-renderer's composition and palette), :mod:`.lora`, :mod:`.schedulers`, :mod:`.failures`,
-:mod:`.factory`.
+Settings live in the config layer, :mod:`m2i_engine.config.sd` (``SDSettings``, env ``M2I_SD__*``),
+and are re-exported here. Modules: :mod:`.runtime` (availability, loading, device options),
+:mod:`.profile` (model facts, sizes), :mod:`.backend` (``SDBackend``), :mod:`.batcher` (``SDBatcher``),
+:mod:`.prompt_embeds` (phrase weighting), :mod:`.steering` (the renderer's composition and palette),
+:mod:`.lora`, :mod:`.schedulers`, :mod:`.failures`, :mod:`.factory`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from m2i_engine.imaging.sd.settings import LoraSpec, SDSettings, SteeringSettings
+from m2i_engine.config.sd import LoraSpec, SDSettings, SteeringSettings
 
 if TYPE_CHECKING:
     from m2i_engine.imaging.sd.backend import SDBackend, SDOptions

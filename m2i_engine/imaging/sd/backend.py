@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from PIL import Image
 
-from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest, Prompt
+from m2i_engine.config.sd import LoraSpec, SDSettings, SteeringSettings
+from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest
 from m2i_engine.imaging.sd.failures import (
     OOM_SCALE,
     SDBadOutputError,
@@ -42,10 +43,10 @@ from m2i_engine.imaging.sd.profile import ModelProfile, describe_pipeline, plan_
 from m2i_engine.imaging.sd.prompt_embeds import PromptEncoder
 from m2i_engine.imaging.sd.runtime import use_vae_tiling
 from m2i_engine.imaging.sd.schedulers import SchedulerBank
-from m2i_engine.imaging.sd.settings import LoraSpec, SDSettings, SteeringSettings
 from m2i_engine.imaging.sd.steering import MusicGuide, MusicSteering
 from m2i_engine.options import Style
-from m2i_engine.prompt.styles import PRESETS, resolve_style
+from m2i_engine.prompt import Prompt
+from m2i_engine.prompt.styles import PRESETS
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class SDBackend(ImageBackend):
         chosen = opts.loras if opts.loras is not None else self.settings.loras
         specs = [(spec, spec.weight) for spec in chosen]
         if self.settings.style_loras:
-            style = resolve_style(request.prompt.style, request.tags)
+            style = request.prompt.concrete_style(request.tags)
             source = self.style_loras.get(style)
             if source:
                 specs.append((LoraSpec(source=source), self.settings.style_lora_weight))

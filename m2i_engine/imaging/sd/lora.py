@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from m2i_engine.config.sd import LoraSpec
 from m2i_engine.errors import ModelLoadError
-from m2i_engine.imaging.sd.settings import LoraSpec
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from m2i_engine.imaging.sd.settings import SDSettings
+from m2i_engine.config.sd import SDSettings
 
 Family = Literal["sd15", "sdxl"]
 FewStep = Literal["turbo", "lcm", "lightning"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from m2i_engine.imaging.base import Prompt
+from m2i_engine.prompt import Prompt
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m2i_engine.config.sd import SDSettings
 from m2i_engine.errors import ModelLoadError
-from m2i_engine.imaging.sd.settings import SDSettings
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from m2i_engine.config.sd import SCHEDULER_NAMES
 from m2i_engine.errors import InvalidOptionError
-from m2i_engine.imaging.sd.settings import SCHEDULER_NAMES
 
 #: name → (diffusers class name, config overrides)
 _TABLE: dict[str, tuple[str, dict[str, Any]]] = {

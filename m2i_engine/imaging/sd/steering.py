@@ -3,7 +3,7 @@
 The prompt carries genre, mood and tempo as words; the renderer already turns the same tags into a
 composition (motif from genre, rhythm of shapes from beats, density from energy) and a palette (hue from
 key, temperature from mood). This module hands those to diffusion in three ways, each a setting in
-:class:`~m2i_engine.imaging.sd.settings.SteeringSettings`:
+:class:`~m2i_engine.config.sd.SteeringSettings`:
 
 - ``init="composition"``: the render is the img2img init at ``init_strength`` — layout and colours;
 - ``init="palette"``: a heavily blurred render is the init — colours and where they sit, no shapes;
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
+from m2i_engine.config.sd import SteeringSettings
 from m2i_engine.imaging.base import ImageBackend, ImageRequest
-from m2i_engine.imaging.sd.settings import SteeringSettings
 
 log = logging.getLogger(__name__)
 

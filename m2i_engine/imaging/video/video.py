@@ -35,7 +35,6 @@ from m2i_engine.imaging.video.timeline import Instant, Timeline
 from m2i_engine.imaging.video.writer import AUDIO_BIT_RATE, AUDIO_CODEC, Mp4Writer
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt import build_prompt
-from m2i_engine.prompt.styles import resolve_style
 from m2i_engine.tags import SongSection, Tags
 
 #: frames composed ahead of the encoder
@@ -193,7 +192,7 @@ def _too_large(video: Video, max_bytes: int, *, need: int) -> VideoTooLargeError
 def _render_once(request: ImageRequest, *, audio: np.ndarray | None, sample_rate: int, out: Path, fps: int,
                  backend: ImageBackend | None, length_s: float, bit_rate: int | None) -> Video:
     tags = request.tags
-    concrete = resolve_style(request.prompt.style, tags)
+    concrete = request.prompt.concrete_style(tags)
     timeline = Timeline.from_tags(tags, length_s=length_s, fps=fps)
     width, height = request.width, request.height
     if backend is not None and backend.name == "sd":

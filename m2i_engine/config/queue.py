@@ -1,7 +1,7 @@
 """Settings of the job queue (``M2I_QUEUE__*``): one Redis URL turns single-process mode into scale-out mode.
 
-Mounted as ``Settings.queue``. Nothing here imports Redis or Dramatiq, so reading the configuration
-stays cheap for every front end.
+Mounted as ``Settings.queue`` and read by :mod:`m2i_engine.queue`. Nothing here imports Redis or
+Dramatiq, so reading the configuration stays cheap for every front end.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Mounted by the main :class:`~m2i_engine.config.Settings` as ``Settings.sd``; each field below is then
 ``M2I_SD__<FIELD>`` (nested: ``M2I_SD__STEERING__INIT``; lists as JSON, e.g.
-``M2I_SD__LORAS='[{"source": "/loras/ink", "weight": 0.7}]'``). This module imports nothing heavy:
-reading the configuration never loads torch.
+``M2I_SD__LORAS='[{"source": "/loras/ink", "weight": 0.7}]'``). The backend in
+:mod:`m2i_engine.imaging.sd` reads it. This module imports nothing heavy: reading the configuration
+never loads torch.
 """
 
 from __future__ import annotations

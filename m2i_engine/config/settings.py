@@ -1,7 +1,5 @@
-"""One typed place for every setting: environment variables (``M2I_*``) or a ``.env`` file.
-
-Front ends read :class:`Settings` once and pass it to the engine; nothing else reads the
-environment, so a deployment is fully described by its variables.
+"""The top of the settings tree: :class:`Settings` reads ``M2I_*`` variables (or ``.env``) and mounts
+the sub-models this package owns — limits, Stable Diffusion, HTTP API, job queue.
 """
 
 from __future__ import annotations
@@ -9,28 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from m2i_engine.imaging.sd.settings import SDSettings
-from m2i_engine.queue.settings import QueueSettings
-from m2i_engine.server.settings import ServeSettings
-
-
-class AudioLimits(BaseModel):
-    """Bounds checked before the expensive work starts."""
-
-    max_bytes: int = Field(25 * 1024 * 1024, gt=0, description="Largest upload accepted, in bytes.")
-    max_duration_s: float = Field(15 * 60, gt=0, description="Longest audio accepted, in seconds.")
-    min_duration_s: float = Field(2.0, ge=0, description="Shortest audio accepted, in seconds.")
-    analysis_s: float = Field(
-        90.0,
-        gt=0,
-        description="Seconds of audio analysed; longer songs are analysed on representative windows.",
-    )
-    max_channels: int = Field(8, ge=1)
-    min_sample_rate: int = Field(8_000, gt=0)
-    max_sample_rate: int = Field(192_000, gt=0)
+from m2i_engine.config.limits import AudioLimits
+from m2i_engine.config.queue import QueueSettings
+from m2i_engine.config.sd import SDSettings
+from m2i_engine.config.serve import ServeSettings
 
 
 class Settings(BaseSettings):

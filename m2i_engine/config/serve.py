@@ -1,6 +1,7 @@
 """Settings of the HTTP API (``M2I_SERVE__*``): address, auth tokens, upload limits, image storage, logs.
 
-Mounted as ``Settings.serve``. Importing this module loads no aiohttp, so the CLI stays fast.
+Mounted as ``Settings.serve`` and read by :mod:`m2i_engine.server`. Importing this module loads no
+aiohttp, so the CLI stays fast.
 """
 
 from __future__ import annotations
