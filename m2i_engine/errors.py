@@ -142,10 +142,10 @@ class ModelLoadError(ServiceError):
 
 
 class VideoUnavailableError(ServiceError):
-    """The engine behind a front end makes no videos (queue mode, until its workers learn to)."""
+    """The engine behind a front end makes no videos (one without a ``video`` method)."""
 
     code = "video_unavailable"
-    default_message = "Videos aren't available on this server (queue mode makes images only, for now)."
+    default_message = "Videos aren't available on this server."
 
 
 def describe(exc: BaseException) -> M2IError:

@@ -481,7 +481,7 @@ async def test_service_video_fits_the_upload_limit_or_says_why(service: BotServi
     assert isinstance(refused, Failure) and refused.code == "video_too_large"
     assert messages.video_too_large(20_000) in refused.text and "--" not in refused.text
 
-    class NoVideos:  # the queue's engine, for now
+    class NoVideos:  # an engine without a video method
         settings = service.engine.settings
 
     queue_bot = BotService(NoVideos(), small.settings)  # type: ignore[arg-type]

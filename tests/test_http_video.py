@@ -111,7 +111,7 @@ async def test_the_openapi_document_describes_videos(client: TestClient[Any, Any
 
 
 async def test_an_engine_without_videos_says_so(engine: Engine) -> None:
-    class ImagesOnly:  # the queue's engine, for now
+    class ImagesOnly:  # an engine without a video method
         settings = engine.settings
 
         async def start(self) -> None: ...

@@ -242,7 +242,7 @@ class BotService:
                      progress: Callable[[Progress], Awaitable[None]]) -> VideoResult:
         """The engine's video within ``limit`` bytes, its "too large" said in chat words."""
         make = getattr(self.engine, "video", None)
-        if make is None:  # an engine without videos (the queue's, for now)
+        if make is None:  # an engine without videos (a stand-in, an older one)
             raise VideoUnavailableError(messages.VIDEO_UNAVAILABLE,
                                         detail=f"{type(self.engine).__name__} has no video()")
         try:

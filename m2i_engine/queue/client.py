@@ -1,9 +1,10 @@
 """The engine interface backed by the job queue: front ends call it exactly like the local engine.
 
-:class:`QueueEngine` has ``start/close/analyze/visualize`` with the same arguments, results and errors
-as :class:`~m2i_engine.engine.Engine`; behind them it stores the upload in Redis (once per content
+:class:`QueueEngine` has ``start/close/analyze/visualize/video`` with the same arguments, results and
+errors as :class:`~m2i_engine.engine.Engine`; behind them it stores the upload in Redis (once per content
 hash), enqueues a Dramatiq message, relays the worker's progress events and returns the worker's
-result. Guarantees it adds on top of Dramatiq's delivery:
+result (a video's MP4 comes back through Redis and is written to a file, as the local engine does).
+Guarantees it adds on top of Dramatiq's delivery:
 
 - **idempotent jobs**: the job id comes from the caller's idempotency key when there is one
   (:data:`m2i_engine.logs.job_id_var`); a retried request joins the job already queued or finished
@@ -30,15 +31,26 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from m2i_engine.config import Settings
-from m2i_engine.engine import AnalysisResult, AudioSource, Progress, ProgressCallback, Stage, VisualizeResult
+from m2i_engine.engine import (
+    AnalysisResult,
+    AudioSource,
+    Progress,
+    ProgressCallback,
+    Stage,
+    VideoResult,
+    VisualizeResult,
+)
 from m2i_engine.errors import (
     BusyError,
     EmptyAudioError,
@@ -48,9 +60,16 @@ from m2i_engine.errors import (
     TooLargeError,
 )
 from m2i_engine.logs import job_id_var, request_id_var
-from m2i_engine.options import VisualizeOptions
+from m2i_engine.options import VideoOptions, VisualizeOptions
 from m2i_engine.queue.broker import build_broker, job_message, queue_depth_key
-from m2i_engine.queue.codec import Keys, decode_analysis, decode_visualize, raise_error
+from m2i_engine.queue.codec import (
+    VIDEO_CHUNK,
+    Keys,
+    decode_analysis,
+    decode_video,
+    decode_visualize,
+    raise_error,
+)
 from m2i_engine.serving import result_cache_key
 
 log = logging.getLogger(__name__)
@@ -200,6 +219,30 @@ class QueueEngine:
         await _notify(progress, Progress(Stage.done))
         return result
 
+    async def video(self, audio: AudioSource, options: VisualizeOptions | None = None,
+                    video: VideoOptions | None = None, *, out: Path | None = None,
+                    max_bytes: int | None = None, progress: ProgressCallback | None = None) -> VideoResult:
+        """:meth:`Engine.video <m2i_engine.engine.Engine.video>` run by a worker: the MP4 comes back through
+        Redis and is written to ``out`` (default: a new temporary file the caller owns). A worker keeps
+        every video under :data:`~m2i_engine.queue.codec.MAX_VIDEO_BYTES` (``max_bytes`` lower still)."""
+        from m2i_engine.imaging.video import check_video_options
+
+        options = options or VisualizeOptions()
+        video = video or VideoOptions()
+        check_video_options(options)  # before any work, as the local engine does
+        await self.start()
+        data = await self._bytes(audio)
+        call = _Call()
+        extra = {"video": video.model_dump(mode="json"), "max_bytes": max_bytes}
+
+        async def run() -> VideoResult:
+            doc = await self._job("video", data, options, progress, call, extra=extra)
+            return await self._video_file(doc, out)
+
+        result = await self._deadline(run(), call)
+        await _notify(progress, Progress(Stage.done))
+        return result
+
     # --- extras for the HTTP API and metrics -----------------------------------------------------
 
     async def queue_depth_now(self) -> int:
@@ -342,12 +385,16 @@ class QueueEngine:
         return {i: (bytes(v) if v is not None else None) for i, v in zip(ids, values, strict=True)}
 
     async def _job(self, kind: str, data: bytes, options: VisualizeOptions | None,
-                   progress: ProgressCallback | None, call: _Call) -> dict[str, Any]:
+                   progress: ProgressCallback | None, call: _Call,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
         sha = hashlib.sha256(data).hexdigest()
-        job_id = call.job_id = job_id_var.get() or secrets.token_hex(12)
+        given = job_id_var.get()
+        if given and kind == "video":  # the HTTP API asks for the picture and the video under one id
+            given = f"{given}-video"
+        job_id = call.job_id = given or secrets.token_hex(12)
         payload = {"job": job_id, "kind": kind, "sha": sha, "rid": request_id_var.get() or job_id,
                    "options": options.model_dump(mode="json") if options is not None else None,
-                   "oom_step": 0, "enqueued": time.time()}
+                   "oom_step": 0, "enqueued": time.time(), **(extra or {})}
         waiter = _Waiter(progress)
         self._waiters.setdefault(job_id, []).append(waiter)
         try:
@@ -361,6 +408,42 @@ class QueueEngine:
                 waiters.remove(waiter)
             if not waiters:
                 self._waiters.pop(job_id, None)
+
+    async def _video_file(self, doc: dict[str, Any], out: Path | None) -> VideoResult:
+        """Write the MP4 a worker stored for ``doc`` to ``out`` (or a new temporary file), piece by piece."""
+        import tempfile
+
+        meta = doc["video"]
+        key, size = self.keys.video(meta["id"]), int(meta["size_bytes"])
+        owned = out is None
+        if out is None:
+            fd, name = tempfile.mkstemp(prefix="m2i-video-", suffix=".mp4")
+            os.close(fd)
+            out = Path(name)
+        target = out
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
+            f = await asyncio.to_thread(target.open, "wb")
+            try:
+                while written < size:
+                    end = min(written + VIDEO_CHUNK, size) - 1
+                    chunk = await retry_connection(partial(self._redis.getrange, key, written, end),
+                                                   what="reading a video")
+                    if not chunk:
+                        break
+                    await asyncio.to_thread(f.write, chunk)
+                    written += len(chunk)
+            finally:
+                await asyncio.to_thread(f.close)
+            if written != size:
+                raise QueueUnavailableError(detail=f"video {meta['id']} expired before it was read "
+                                                   f"({written} of {size} bytes)")
+        except BaseException:
+            if owned:
+                target.unlink(missing_ok=True)
+            raise
+        return decode_video(doc, target)
 
     async def _submit(self, payload: dict[str, Any], data: bytes) -> int | None:
         """Store the audio, claim the job id and enqueue; None when the job already existed.

@@ -1,7 +1,8 @@
 """The wire format between workers and front ends: results and errors as JSON, images as PNG by id.
 
 A worker turns a :class:`~m2i_engine.engine.VisualizeResult` into a JSON document plus PNG bytes
-(stored under content-derived ids); a front end turns them back into the same result type the local
+(stored under content-derived ids), and a :class:`~m2i_engine.engine.VideoResult` into a document plus
+the MP4's bytes (:meth:`Keys.video`); a front end turns them back into the same result type the local
 engine returns, so the HTTP API and the bots can't tell which mode they run in. Errors travel as their
 stable ``code`` and user ``message`` and are raised again as the matching :class:`M2IError` subclass.
 """
@@ -13,15 +14,19 @@ import io
 import json
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from m2i_engine.engine import AnalysisResult, VisualizeResult
+from m2i_engine.engine import AnalysisResult, VideoResult, VisualizeResult
 from m2i_engine.errors import M2IError, ServiceError
-from m2i_engine.imaging.base import GeneratedImage, Prompt
+from m2i_engine.imaging.base import GeneratedImage
 from m2i_engine.options import Style
-from m2i_engine.tags import Tags
+from m2i_engine.prompt import Prompt
+from m2i_engine.tags import SongSection, Tags
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class Keys:
@@ -47,6 +52,9 @@ class Keys:
 
     def image(self, image_id: str) -> str:
         return f"{self.ns}:img:{image_id}"
+
+    def video(self, video_id: str) -> str:
+        return f"{self.ns}:vid:{video_id}"
 
     def result_cache(self, key: str) -> str:
         return f"{self.ns}:rc:{key}"
@@ -120,12 +128,9 @@ def encode_visualize(result: VisualizeResult) -> tuple[dict[str, Any], dict[str,
         pngs[iid] = png
         images.append({"id": iid, "seed": img.seed, "backend": img.backend, "width": img.image.width,
                        "height": img.image.height, "meta": _json_safe(img.meta)})
-    p = result.prompt
     doc = {"kind": "visualize", "analysis": analysis_doc(result.analysis),
-           "prompt": {"text": p.text, "negative": p.negative, "style": p.style.value,
-                      "phrases": [list(x) for x in p.phrases]},
-           "images": images, "backend": result.backend, "seed": result.seed, "notes": list(result.notes),
-           "timings_ms": result.timings_ms}
+           "prompt": _prompt_doc(result.prompt), "images": images, "backend": result.backend,
+           "seed": result.seed, "notes": list(result.notes), "timings_ms": result.timings_ms}
     return doc, pngs
 
 
@@ -143,9 +148,7 @@ def decode_visualize(doc: dict[str, Any], pngs: dict[str, bytes],
                      fetch: Callable[[str], Callable[[], bytes | None]] | None = None) -> VisualizeResult:
     """The result type the local engine returns; images decode lazily, their PNG rides in ``meta``.
     ``fetch(image_id)``: how to get a PNG again later, so a kept result can give its bytes back."""
-    p = doc["prompt"]
-    prompt = Prompt(text=p["text"], negative=p["negative"], style=Style(p["style"]),
-                    phrases=tuple((str(a), float(b)) for a, b in p["phrases"]))
+    prompt = _prompt_of(doc["prompt"])
     images = []
     for im in doc["images"]:
         png = pngs[im["id"]]
@@ -157,6 +160,52 @@ def decode_visualize(doc: dict[str, Any], pngs: dict[str, bytes],
     return VisualizeResult(analysis=decode_analysis(doc), prompt=prompt, images=images,
                            backend=doc["backend"], seed=int(doc["seed"]), notes=list(doc["notes"]),
                            timings_ms=dict(doc["timings_ms"]))
+
+
+def _prompt_doc(p: Prompt) -> dict[str, Any]:
+    return {"text": p.text, "negative": p.negative, "style": p.style.value,
+            "phrases": [list(x) for x in p.phrases]}
+
+
+def _prompt_of(p: dict[str, Any]) -> Prompt:
+    return Prompt(text=p["text"], negative=p["negative"], style=Style(p["style"]),
+                  phrases=tuple((str(a), float(b)) for a, b in p["phrases"]))
+
+
+#: the most a queued video may weigh: a worker fits the MP4 under it (or fails with ``video_too_large``),
+#: so one Redis value stays far below Redis's 512 MB string limit and a front end's memory
+MAX_VIDEO_BYTES = 100 * 2**20
+#: an MP4 travels through Redis in pieces this big (each one Redis call inside the socket timeout)
+VIDEO_CHUNK = 8 * 2**20
+
+#: the Video fields a video document carries (all but its path and tags, which the front end has)
+_VIDEO_FIELDS = ("width", "height", "fps", "frames", "length_s", "start_s", "codec", "audio_codec", "backend",
+                 "style", "motif", "seed", "scenes", "size_bytes", "bit_rate")
+
+
+def encode_video(result: VideoResult, video_id: str) -> dict[str, Any]:
+    """The document of a finished music video whose MP4 is stored under :meth:`Keys.video` ``video_id``."""
+    v = result.video
+    meta: dict[str, Any] = {name: getattr(v, name) for name in _VIDEO_FIELDS}
+    meta.update(id=video_id, sections=[s.model_dump(mode="json") for s in v.sections],
+                timings_ms=dict(v.timings_ms), notes=list(v.notes))
+    return {"kind": "video", "analysis": analysis_doc(result.analysis), "prompt": _prompt_doc(result.prompt),
+            "video": meta, "seed": result.seed, "notes": list(result.notes),
+            "timings_ms": dict(result.timings_ms)}
+
+
+def decode_video(doc: dict[str, Any], path: Path) -> VideoResult:
+    """The result type the local engine returns, for the video's MP4 already written to ``path``."""
+    from m2i_engine.imaging.video import Video
+
+    analysis = decode_analysis(doc)
+    m = doc["video"]
+    video = Video(path=path, tags=analysis.tags,
+                  sections=[SongSection.model_validate(s) for s in m["sections"]],
+                  timings_ms=dict(m["timings_ms"]), notes=list(m["notes"]),
+                  **{name: m[name] for name in _VIDEO_FIELDS})
+    return VideoResult(analysis=analysis, prompt=_prompt_of(doc["prompt"]), video=video,
+                       seed=int(doc["seed"]), notes=list(doc["notes"]), timings_ms=dict(doc["timings_ms"]))
 
 
 def slim_visualize(result: VisualizeResult) -> VisualizeResult | None:

@@ -5,9 +5,9 @@ job runs as a coroutine on one event loop beside one engine (models loaded once)
 meet in the engine and the Stable Diffusion micro-batcher can group them into one GPU call.
 
 Per job: skip it if a result exists (a redelivery after a crash), count the delivery (a job that
-killed its worker ``max_deliveries`` times is failed as poison), run the engine, store images and the
-result (first result wins), publish ``done``. Out of GPU memory re-queues the job smaller, for any
-worker; input errors and bugs become a clear error for the client; Redis trouble is retried.
+killed its worker ``max_deliveries`` times is failed as poison), run the engine, store images (or a
+video's MP4) and the result (first result wins), publish ``done``. Out of GPU memory re-queues the job
+smaller, for any worker; input errors and bugs become a clear error for the client; Redis trouble is retried.
 On SIGTERM the worker stops fetching, finishes running jobs for up to ``shutdown_timeout_s`` and
 hands back the rest.
 """
@@ -25,16 +25,25 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from m2i_engine.config import Settings
 from m2i_engine.engine import Progress, Stage
-from m2i_engine.errors import M2IError, ServiceError, describe
+from m2i_engine.errors import M2IError, ServiceError, VideoTooLargeError, describe
 from m2i_engine.logs import request_context
-from m2i_engine.options import VisualizeOptions
+from m2i_engine.options import VideoOptions, VisualizeOptions
 from m2i_engine.queue.broker import ACTOR_NAME, QUEUE, build_broker, job_message
-from m2i_engine.queue.codec import Keys, encode_analysis, encode_visualize, error_doc
+from m2i_engine.queue.codec import (
+    MAX_VIDEO_BYTES,
+    VIDEO_CHUNK,
+    Keys,
+    encode_analysis,
+    encode_video,
+    encode_visualize,
+    error_doc,
+)
 from m2i_engine.serving import (
     DecodeGuard,
     ServingEngine,
@@ -171,9 +180,12 @@ class WorkerRuntime:
         t0 = time.perf_counter()
         options = VisualizeOptions.model_validate(payload["options"]) if payload["options"] else None
         pngs: dict[str, bytes] = {}
+        mp4: bytes | None = None
         try:
             if payload["kind"] == "analyze":
                 doc = encode_analysis(await self.engine.analyze(bytes(data), progress=on_progress))
+            elif payload["kind"] == "video":
+                doc, mp4 = await self._video(bytes(data), options, payload, on_progress)
             else:
                 assert options is not None
                 result = await self.engine.visualize(bytes(data), options, progress=on_progress)
@@ -181,8 +193,8 @@ class WorkerRuntime:
                     asked = VisualizeOptions.model_validate(payload["asked"])
                     result.notes.append(oom_note(asked, options))
                 doc, pngs = await asyncio.to_thread(encode_visualize, result)
-        except Exception as exc:
-            await self._failed(payload, options, exc, retries)
+        except Exception as exc:  # a video's size is its own option: no re-queue smaller for it
+            await self._failed(payload, options if payload["kind"] == "visualize" else None, exc, retries)
             return
         doc["worker"] = self.worker_id
         doc["timings_ms"] = {**doc.get("timings_ms", {}), "queue_wait_ms": round(wait_ms, 2),
@@ -198,7 +210,44 @@ class WorkerRuntime:
             return await pipe.execute()
 
         await self._persist(save)
+        if mp4 is not None:
+            await self._store_video(doc["video"]["id"], mp4)
         await self._store(job_id, doc)
+
+    async def _video(self, data: bytes, options: VisualizeOptions | None, payload: dict[str, Any],
+                     progress: Callable[[Progress], Any]) -> tuple[dict[str, Any], bytes]:
+        """The engine's video of ``data`` (its document and MP4 bytes), held under ``MAX_VIDEO_BYTES``."""
+        import secrets
+        import tempfile
+
+        assert self.engine is not None
+        video = VideoOptions.model_validate(payload["video"]) if payload.get("video") else None
+        asked = payload.get("max_bytes")
+        limit = min(int(asked), MAX_VIDEO_BYTES) if asked else MAX_VIDEO_BYTES
+        fd, name = tempfile.mkstemp(prefix="m2i-video-", suffix=".mp4")
+        os.close(fd)
+        path = Path(name)
+        try:
+            result = await self.engine.video(data, options, video, out=path, max_bytes=limit,
+                                             progress=progress)
+            mp4 = await asyncio.to_thread(path.read_bytes)
+        finally:
+            path.unlink(missing_ok=True)
+        if len(mp4) > limit:  # the encoder fits a file under the limit or refuses; this is a safety net
+            raise VideoTooLargeError(detail=f"{len(mp4)} bytes over the limit of {limit}")
+        # an id of its own per run: two runs of one job never write into each other's value
+        return encode_video(result, secrets.token_hex(16)), mp4
+
+    async def _store_video(self, video_id: str, mp4: bytes) -> None:
+        """Store an MP4 in pieces (each call well inside the socket timeout, each one safe to retry), for
+        as long as the result that names it."""
+        r, q = self.redis, self.q
+        key = self.keys.video(video_id)
+        ttl = min(q.image_ttl_s, q.result_ttl_s)
+        view = memoryview(mp4)
+        await self._persist(lambda: r.set(key, bytes(view[:VIDEO_CHUNK]), ex=ttl))
+        for at in range(VIDEO_CHUNK, len(mp4), VIDEO_CHUNK):
+            await self._persist(partial(r.setrange, key, at, bytes(view[at:at + VIDEO_CHUNK])))
 
     async def _persist(self, op: Callable[[], Any]) -> Any:
         """Run a Redis operation until it succeeds: finished work is not thrown away because Redis
@@ -224,8 +273,8 @@ class WorkerRuntime:
     async def _failed(self, payload: dict[str, Any], options: VisualizeOptions | None,
                       exc: Exception, retries: int) -> None:
         job_id = payload["job"]
-        if options is not None and is_oom(exc):
-            smaller = smaller_options(options)
+        if is_oom(exc):
+            smaller = smaller_options(options) if options is not None else None
             if smaller is not None and payload["oom_step"] < self.q.oom_retries:
                 again = {**payload, "options": smaller.model_dump(mode="json"),
                          "oom_step": payload["oom_step"] + 1,
@@ -233,8 +282,8 @@ class WorkerRuntime:
                 await self._persist(lambda: self.redis.hset(self.keys.job(job_id),
                                                             mapping={"deliveries": 0, "state": "queued"}))
                 await self._persist(lambda: asyncio.to_thread(self.broker.enqueue, job_message(again)))
-                log.warning("job %s out of memory at %d px: re-queued at %d px", job_id, options.size,
-                            smaller.size)
+                log.warning("job %s out of memory at %d px: re-queued at %d px", job_id,
+                            payload["options"]["size"], smaller.size)
                 return
             await self._store(job_id, error_doc(oom_error(exc)))
             return
