@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from m2i_engine.imaging.base import ImageRequest
-from m2i_engine.imaging.renderer import Renderer, encode_png
+from m2i_engine.imaging.renderer import Renderer
 from m2i_engine.imaging.sd import SDSettings, SteeringSettings
 from m2i_engine.imaging.sd.backend import SDBackend, SDOptions
 from m2i_engine.imaging.sd.batcher import SDBatcher
@@ -123,7 +123,7 @@ def to_png(generate: Callable[[ImageRequest], Any], request: ImageRequest) -> fl
     started = time.perf_counter()
     images = generate(request)
     for image in images:
-        encode_png(image.image)
+        _ = image.png  # encoded once, as every front end then sends it
     return time.perf_counter() - started
 
 
@@ -142,12 +142,12 @@ def throughput_case(backend: SDBackend, *, size: int, steps: int, steering: Stee
     requests = [bench_request(100 + i, size) for i in range(4)]
     with SDBatcher(backend, max_batch=4, window_ms=window_ms) as batcher, ThreadPoolExecutor(4) as pool:
         def batched() -> None:
-            list(pool.map(lambda r: [encode_png(im.image) for im in batcher.generate(r, opts)], requests))
+            list(pool.map(lambda r: [im.png for im in batcher.generate(r, opts)], requests))
 
         def one_by_one() -> None:
             for r in requests:
                 for im in backend.generate(r, opts):
-                    encode_png(im.image)
+                    _ = im.png
 
         batched()  # warm batch-4 shapes
         one_by_one()

@@ -258,7 +258,7 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     for note in result.notes:
         out.print(f"[yellow]Note[/]      {note}")
     for p, img in zip(paths, result.images, strict=True):
-        out.print(f"[bold green]Image[/]     {p}  ({img.image.width}×{img.image.height}, "
+        out.print(f"[bold green]Image[/]     {p}  ({img.width}×{img.height}, "
                   f"{result.backend}, style {result.prompt.style.value}, seed {img.seed})")
     if loop is not None and loop_paths is not None:
         a = loop.animation
@@ -380,13 +380,11 @@ async def _run(call: Any, args: argparse.Namespace, *, settings: Settings | None
 
 
 def _save_images(result: VisualizeResult, first: Path) -> list[Path]:
-    from m2i_engine.imaging.renderer import encode_png
-
     paths = []
     for i, img in enumerate(result.images):
         path = first if i == 0 else first.with_name(f"{first.stem}-{i + 1}{first.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(encode_png(img.image))
+        path.write_bytes(img.png)  # the bytes the image holds: encoded once, or as the worker sent them
         paths.append(path)
     return paths
 
@@ -476,8 +474,8 @@ def _result_json(result: VisualizeResult, paths: list[Path]) -> dict[str, Any]:
         "style": result.prompt.style.value,
         "backend": result.backend,
         "seed": result.seed,
-        "images": [{"path": str(p), "seed": img.seed, "width": img.image.width,
-                    "height": img.image.height} for p, img in zip(paths, result.images, strict=True)],
+        "images": [{"path": str(p), "seed": img.seed, "width": img.width,
+                    "height": img.height} for p, img in zip(paths, result.images, strict=True)],
         "notes": result.notes,
         "timings_ms": result.timings_ms,
     }

@@ -41,8 +41,8 @@ def held_bytes(result: Any) -> int:
         return 0
     total = 0
     for img in result.images:
-        png = img.meta.get("png")
-        total += len(png) if isinstance(png, bytes) else 0
+        png = img.held_png
+        total += len(png) if png is not None else 0
         fp = getattr(img.image, "fp", None)
         total += len(fp.getvalue()) if isinstance(fp, io.BytesIO) else 0
     return total

@@ -168,15 +168,14 @@ class Reply:
 
 def build_reply(result: VisualizeResult, *, options: VisualizeOptions, title: str, request_id: str,
                 with_buttons: bool = True) -> Reply:
-    """A :class:`Reply` from an engine result; encodes each image as PNG (blocking: run off-loop).
+    """A :class:`Reply` from an engine result, with each image's PNG bytes as the result holds them
+    (encoded once if not yet: blocking, run off-loop; a queue-mode result's pass through unchanged).
 
     Buttons are added when ``with_buttons`` and there is exactly one image (albums of variations
     can't carry buttons on every platform).
     """
-    from m2i_engine.imaging.renderer import encode_png
-
-    images = tuple(ReplyImage(png=encode_png(g.image), seed=g.seed, width=g.image.width,
-                              height=g.image.height) for g in result.images)
+    images = tuple(ReplyImage(png=g.png, seed=g.seed, width=g.width, height=g.height)
+                   for g in result.images)
     used = options.model_copy(update={"seed": result.seed})
     buttons: tuple[ReplyButton, ...] = ()
     if with_buttons and len(images) == 1:

@@ -9,7 +9,6 @@ stable ``code`` and user ``message`` and are raised again as the matching :class
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from PIL import Image
 from m2i_engine.engine import AnalysisResult, VideoResult, VisualizeResult
 from m2i_engine.errors import M2IError, ServiceError
 from m2i_engine.imaging.base import GeneratedImage
+from m2i_engine.imaging.png import png_id
 from m2i_engine.options import Style
 from m2i_engine.prompt import Prompt
 from m2i_engine.tags import SongSection, Tags
@@ -67,7 +67,7 @@ class Keys:
 
 
 def image_id(png: bytes) -> str:
-    return hashlib.sha256(png).hexdigest()[:32]
+    return png_id(png)
 
 
 class ImageExpiredError(ServiceError):
@@ -76,34 +76,22 @@ class ImageExpiredError(ServiceError):
     http_status = 410
 
 
-#: ``meta`` key of a callable that fetches the PNG again (blocking) from where the worker stored it
-PNG_FETCH = "png_fetch"
+def _refetch(fetch: Callable[[], bytes | None], iid: str) -> Callable[[], bytes]:
+    """``fetch`` (blocking, from where the worker stored the PNG) as a GeneratedImage ``refetch``:
+    bytes, or :class:`ImageExpiredError` once they are gone."""
+    def again() -> bytes:
+        data = fetch()
+        if not isinstance(data, bytes):
+            raise ImageExpiredError(detail=f"image {iid} is no longer stored")
+        return data
 
-
-def png_of(img: GeneratedImage) -> bytes:
-    """The PNG bytes of an image, encoded once and remembered in its ``meta`` — or, for an image a
-    kept result gave back (:func:`slim_visualize`), fetched again and not remembered. Blocking."""
-    png = img.meta.get("png")
-    if isinstance(png, bytes):
-        return png
-    fetch = img.meta.get(PNG_FETCH)
-    if callable(fetch):
-        again = fetch()
-        if not isinstance(again, bytes):
-            raise ImageExpiredError(detail=f"image {img.meta.get('image_id')} is no longer stored")
-        return again
-    from m2i_engine.imaging.renderer import encode_png
-
-    png = encode_png(img.image)
-    img.meta["png"] = png
-    img.meta["image_id"] = image_id(png)
-    return png
+    return again
 
 
 def _json_safe(meta: dict[str, object]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in meta.items():
-        if k in ("png", "image_id", PNG_FETCH):
+        if k in ("png", "image_id"):
             continue
         try:
             json.dumps(v)
@@ -123,11 +111,12 @@ def encode_visualize(result: VisualizeResult) -> tuple[dict[str, Any], dict[str,
     pngs: dict[str, bytes] = {}
     images = []
     for img in result.images:
-        png = png_of(img)
-        iid = image_id(png)
+        png = img.png  # encoded once, where it was made or here; a result-cache hit's are kept
+        iid = img.image_id
         pngs[iid] = png
-        images.append({"id": iid, "seed": img.seed, "backend": img.backend, "width": img.image.width,
-                       "height": img.image.height, "meta": _json_safe(img.meta)})
+        width, height = img.size
+        images.append({"id": iid, "seed": img.seed, "backend": img.backend, "width": width,
+                       "height": height, "meta": _json_safe(img.meta)})
     doc = {"kind": "visualize", "analysis": analysis_doc(result.analysis),
            "prompt": _prompt_doc(result.prompt), "images": images, "backend": result.backend,
            "seed": result.seed, "notes": list(result.notes), "timings_ms": result.timings_ms}
@@ -146,17 +135,17 @@ def decode_analysis(doc: dict[str, Any]) -> AnalysisResult:
 
 def decode_visualize(doc: dict[str, Any], pngs: dict[str, bytes],
                      fetch: Callable[[str], Callable[[], bytes | None]] | None = None) -> VisualizeResult:
-    """The result type the local engine returns; images decode lazily, their PNG rides in ``meta``.
+    """The result type the local engine returns. Each image holds the worker's PNG bytes as they came
+    (handed on unchanged, never encoded again) and opens them as pixels only if someone asks.
     ``fetch(image_id)``: how to get a PNG again later, so a kept result can give its bytes back."""
     prompt = _prompt_of(doc["prompt"])
     images = []
     for im in doc["images"]:
-        png = pngs[im["id"]]
-        pil = Image.open(io.BytesIO(png))  # lazy: pixels decode only if someone looks at them
-        meta = {**im.get("meta", {}), "png": png, "image_id": im["id"]}
-        if fetch is not None:
-            meta[PNG_FETCH] = fetch(im["id"])
-        images.append(GeneratedImage(image=pil, seed=int(im["seed"]), backend=im["backend"], meta=meta))
+        iid = im["id"]
+        meta = {**im.get("meta", {}), "image_id": iid}
+        again = _refetch(fetch(iid), iid) if fetch is not None else None
+        images.append(GeneratedImage(None, int(im["seed"]), im["backend"], meta, png=pngs[iid],
+                                     refetch=again))
     return VisualizeResult(analysis=decode_analysis(doc), prompt=prompt, images=images,
                            backend=doc["backend"], seed=int(doc["seed"]), notes=list(doc["notes"]),
                            timings_ms=dict(doc["timings_ms"]))
@@ -214,15 +203,14 @@ def slim_visualize(result: VisualizeResult) -> VisualizeResult | None:
     Why: the HTTP API keeps finished jobs for an hour (``GET /v1/jobs``, idempotent retries); holding
     every PNG (2–6 MB at 2048 px) made a queue-mode front end grow by hundreds of MB under load, though
     the workers had stored those PNGs in Redis already. The slim copy keeps everything else, and each
-    image as its PNG header alone (size and mode, no pixels); :func:`png_of` fetches the bytes again."""
-    if not result.images or not all(callable(img.meta.get(PNG_FETCH)) for img in result.images):
+    image as its PNG header alone (size and mode, no pixels); its ``png`` fetches the bytes again."""
+    if not result.images or not all(img.refetch is not None for img in result.images):
         return None
     images = []
     for img in result.images:
-        png = img.meta.get("png")
-        head = _header_only(png) if isinstance(png, bytes) else img.image
-        meta = {k: v for k, v in img.meta.items() if k != "png"}
-        images.append(GeneratedImage(image=head, seed=img.seed, backend=img.backend, meta=meta))
+        png = img.held_png
+        head = _header_only(png) if png is not None else img.image
+        images.append(GeneratedImage(head, img.seed, img.backend, dict(img.meta), refetch=img.refetch))
     return replace(result, images=images)
 
 

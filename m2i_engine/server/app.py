@@ -41,9 +41,9 @@ from m2i_engine.errors import (
     describe,
 )
 from m2i_engine.frontend import EngineLike
+from m2i_engine.imaging.base import GeneratedImage
 from m2i_engine.logs import clean_request_id, new_request_id, request_context, request_id_var
 from m2i_engine.options import VideoOptions, VisualizeOptions
-from m2i_engine.queue.codec import png_of
 from m2i_engine.server.errors import (
     BadRequestError,
     MethodNotAllowedError,
@@ -384,9 +384,9 @@ async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
         if kind == "analyze":
             return await engine.analyze(audio, progress=job.progress)
         result = await engine.visualize(audio, options, progress=job.progress)
-        if any(not isinstance(img.meta.get("png"), bytes) for img in result.images):
-            t = time.perf_counter()  # single-process mode: encode here, as a worker would
-            await asyncio.to_thread(lambda: [png_of(img) for img in result.images])
+        if any(img.held_png is None for img in result.images):
+            t = time.perf_counter()  # single-process mode: encode here (once), as a worker would
+            await asyncio.to_thread(lambda: [img.image_id for img in result.images])  # encodes, hashes
             result.timings_ms["png_ms"] = round((time.perf_counter() - t) * 1000, 2)
         if video is not None:
             job.extra["video"] = await _make_video(state, job, audio, options, video, video_max)
@@ -416,10 +416,17 @@ async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
     timing = f"upload;dur={upload.read_ms:.2f}, engine;dur={engine_ms:.2f}, total;dur={http_ms:.2f}"
     if "image/png" in request.headers.get("Accept", "") and kind == "visualize" and job.result.images:
         img = job.result.images[0]
-        return web.Response(body=img.meta["png"], content_type="image/png",
+        body = img.held_png
+        if body is None:  # a kept job that gave its bytes back: fetched again, off the loop
+            body = await asyncio.to_thread(_png_of, img)
+        return web.Response(body=body, content_type="image/png",
                             headers={"X-M2I-Job-ID": job.id, "X-M2I-Seed": str(img.seed),
                                      "Server-Timing": timing})
     return web.json_response(doc, headers={"Server-Timing": timing})
+
+
+def _png_of(img: GeneratedImage) -> bytes:
+    return img.png  # blocking: encodes (once) or fetches again
 
 
 def _wants_wait(request: web.Request) -> bool:
@@ -441,12 +448,14 @@ async def _result_doc(state: ApiState, job: Job, *, image_mode: str) -> dict[str
     assert isinstance(res, VisualizeResult)
     images = []
     for img in res.images:
-        cached_png = img.meta.get("png")
-        png = cached_png if isinstance(cached_png, bytes) else await asyncio.to_thread(png_of, img)
-        iid = str(img.meta["image_id"])
+        png = img.held_png  # the bytes made once (in run(), or by the worker) and handed on as they are
+        if png is None:  # a kept job that gave its bytes back: fetched again, off the loop
+            png = await asyncio.to_thread(_png_of, img)
+        iid = img.image_id
         await state.images.put(iid, png)
+        width, height = img.size
         entry: dict[str, Any] = {"id": iid, "url": f"{base}/v1/images/{iid}.png", "seed": img.seed,
-                                 "width": img.image.width, "height": img.image.height}
+                                 "width": width, "height": height}
         if image_mode == "base64":
             entry["png_base64"] = base64.b64encode(png).decode()
         images.append(entry)

@@ -12,10 +12,12 @@ made:
 - :mod:`.texture` — flattening, paper, glow, vignette, grading, grain;
 - :mod:`.motion` — :class:`Motion`, one instant of an animation as the motifs read it (``STILL``
   for a picture);
-- :mod:`.backend` — :class:`Renderer`, :func:`render`, :func:`encode_png`.
+- :mod:`.backend` — :class:`Renderer`, :func:`render`; :func:`encode_png` is re-exported from
+  :mod:`m2i_engine.imaging.png`, the one PNG encoder.
 """
 
-from m2i_engine.imaging.renderer.backend import Renderer, encode_png, render
+from m2i_engine.imaging.png import encode_png
+from m2i_engine.imaging.renderer.backend import Renderer, render
 from m2i_engine.imaging.renderer.look import Look, Motif, look_from_tags
 from m2i_engine.imaging.renderer.motion import STILL, Motion
 

@@ -1,13 +1,12 @@
 """The built-in image backend: draws a song's tags as generative artwork, no model or GPU needed.
 
 :class:`Renderer` implements :class:`~m2i_engine.imaging.base.ImageBackend`; :func:`render` is the
-same drawing as a plain function (tags in, picture out) and :func:`encode_png` the fast PNG
-encoding every front end uses to send the result.
+same drawing as a plain function (tags in, picture out). PNG encoding is not drawn here: a
+:class:`~m2i_engine.imaging.base.GeneratedImage` runs the one encoder (:mod:`m2i_engine.imaging.png`)
+once, when its bytes are first asked for, and keeps them.
 """
 
 from __future__ import annotations
-
-import io
 
 from PIL import Image
 
@@ -19,9 +18,6 @@ from m2i_engine.options import Style
 from m2i_engine.prompt.styles import resolve_style
 from m2i_engine.tags import Tags
 
-#: zlib level for PNGs: 1 is several times faster than Pillow's default 6 and, on grainy artwork,
-#: within a few percent of its size
-PNG_COMPRESS_LEVEL = 1
 MIN_SIDE_PX = 16
 
 
@@ -31,13 +27,6 @@ def render(tags: Tags, *, style: Style = Style.auto, width: int = 1024, height: 
     one instant of an animation (:mod:`m2i_engine.imaging.animate` makes them); the default is the
     still. ``style`` ``auto`` is the look ``build_prompt`` would pick for ``tags``."""
     return _draw(tags, resolve_style(style, tags), width, height, seed, motion)[0]
-
-
-def encode_png(image: Image.Image) -> bytes:
-    """PNG bytes of ``image`` at a fast compression level (≈50 ms for a grainy 1024² picture)."""
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
 
 
 class Renderer(ImageBackend):
