@@ -151,7 +151,8 @@ class AnalysisHook:
         return None
 
     async def admit(self, data: bytes, sha256: str) -> None:
-        """Raise an :class:`~m2i_engine.errors.InputError` to refuse ``data`` before it is analysed."""
+        """Raise an :class:`~m2i_engine.errors.InputError` to refuse ``data`` before the engine decodes
+        it (to analyse it, or to cut a video's clip from it)."""
 
     async def store(self, key: str, tags: Tags) -> None:
         """Tags just analysed here, for others (errors are logged, never fail the request)."""
@@ -312,6 +313,7 @@ class Engine:
             data = await self._read(audio)
             await _notify(progress, Progress(Stage.decoding))
             t0 = time.perf_counter()
+            await self._admit(data)  # the decode guard first: a file that crashes decoders dies in a child
             clip = await self._run_blocking(load_clip, data, limits=self.settings.limits, start=video.start,
                                             length=video.length)
             clip_ms = round((time.perf_counter() - t0) * 1000.0, 2)
@@ -354,7 +356,7 @@ class Engine:
         from m2i_engine.imaging.video import clip_limits
 
         if self.settings.limits.analysis_s >= length_s:
-            return await self._analysis(wav, progress)
+            return await self._analysis(wav, progress, admitted=True)
         async with self._slot(progress):
             tags, timings = await self._run_blocking(
                 analyse_audio, wav, limits=clip_limits(self.settings.limits), models=self.models,
@@ -398,8 +400,10 @@ class Engine:
             return bytes(audio)
         return await self._run_blocking(read_audio_bytes, audio, limits=self.settings.limits)
 
-    async def _analysis(self, data: bytes, progress: ProgressCallback | None) -> AnalysisResult:
-        """Tags for ``data``: from the cache, from an identical request in flight, or computed."""
+    async def _analysis(self, data: bytes, progress: ProgressCallback | None, *,
+                        admitted: bool = False) -> AnalysisResult:
+        """Tags for ``data``: from the cache, from an identical request in flight, or computed.
+        ``admitted``: the hooks have passed ``data`` already (a clip the engine decoded itself)."""
         key = self._cache_key(data)
         sha = key.split(":", 1)[0]
         while True:
@@ -423,8 +427,8 @@ class Engine:
             elsewhere = tags is not None
             timings: Timings = {}
             if tags is None:
-                for hook in self.hooks:
-                    await hook.admit(data, sha)
+                if not admitted:
+                    await self._admit(data, sha)
                 async with self._slot(progress):
                     tags, timings = await self._run_blocking(
                         analyse_audio, data, limits=self.settings.limits, models=self.models,
@@ -446,6 +450,15 @@ class Engine:
         if not elsewhere:
             await self._hooked_store(key, tags)
         return AnalysisResult(tags, sha, cached=elsewhere, timings_ms=timings)
+
+    async def _admit(self, data: bytes, sha256: str | None = None) -> None:
+        """Let every hook refuse ``data`` before it is decoded here (the decode guard probes it in a
+        child process and raises the decoder's ``InputError`` or ``corrupt_audio``)."""
+        if not self.hooks:
+            return
+        sha = sha256 or hashlib.sha256(data).hexdigest()
+        for hook in self.hooks:
+            await hook.admit(data, sha)
 
     async def _hooked_lookup(self, key: str) -> Tags | None:
         for hook in self.hooks:
