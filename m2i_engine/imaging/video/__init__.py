@@ -11,7 +11,7 @@ AAC, 9:16 720×1280 at 30 fps by default. Modules, in the order a video is made:
   the bar), drawn once and blended per frame; :mod:`.sd_scenes` — the same scenes painted by Stable
   Diffusion (a keyframe per label, its poses by latent interpolation);
 - :mod:`.writer` — frames and samples streamed into the MP4, one frame at a time, at constant quality
-  or at a bit rate that fits a byte limit;
+  or at a bit rate that fits a byte limit; :class:`Yuv420`, the encoder's planes frames are composed in;
 - :mod:`.video` — :func:`render_video` (request + samples → file) and the :class:`Video` it returns.
 """
 
@@ -27,8 +27,8 @@ from m2i_engine.imaging.video.video import (
     fit_bit_rate,
     render_video,
 )
-from m2i_engine.imaging.video.writer import Mp4Writer, video_codec
+from m2i_engine.imaging.video.writer import Mp4Writer, Yuv420, video_codec
 
 __all__ = ["AUDIO_SR", "Clip", "Instant", "Mp4Writer", "Scene", "SceneCache", "Timeline", "Video",
-           "VideoTooLargeError", "check_video_options", "clip_limits", "compose", "draw_scene",
+           "VideoTooLargeError", "Yuv420", "check_video_options", "clip_limits", "compose", "draw_scene",
            "fit_bit_rate", "load_clip", "render_video", "video_codec"]

@@ -14,6 +14,7 @@ its energy — so a returning chorus comes back as the same scene.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from m2i_engine.imaging.renderer import Motion, look_from_tags, render
+from m2i_engine.imaging.video.writer import Yuv420
 from m2i_engine.options import Style
 from m2i_engine.tags import PITCH_CLASSES, SongSection, Tags
 
@@ -57,6 +59,19 @@ class Scene:
         p = position % n
         base = self.rest[p] if step <= 0.01 else Image.blend(self.rest[p], self.rest[(p + 1) % n], step)
         return base if hit <= 0.01 else Image.blend(base, self.hit[p], min(hit, 1.0))
+
+    @functools.cached_property
+    def planes(self) -> tuple[tuple[Yuv420, ...], tuple[Yuv420, ...]]:
+        """The rest and hit keyframes in the encoder's planes, converted once."""
+        return tuple(map(Yuv420.from_rgb, self.rest)), tuple(map(Yuv420.from_rgb, self.hit))
+
+    def frame_planes(self, position: int, step: float, hit: float) -> Yuv420:
+        """:meth:`frame` composed in the encoder's planes (what a video's frames are made of)."""
+        rest, hits = self.planes
+        n = len(rest)
+        p = position % n
+        base = rest[p] if step <= 0.01 else Yuv420.blend(rest[p], rest[(p + 1) % n], step)
+        return base if hit <= 0.01 else Yuv420.blend(base, hits[p], min(hit, 1.0))
 
 
 def scene_tags(tags: Tags, section: SongSection, label_index: int) -> Tags:

@@ -7,6 +7,8 @@ the tests and the benchmark call too. Each frame is composed from the section's 
 crossfaded into a new section's scene on its first beat, lifted in brightness on each beat (downbeats
 most), then moved by the camera (a zoom kick on each beat and a drift that grows with the energy) — two
 blends, a lookup table and a crop the encoder's scaler zooms, so a frame costs milliseconds, not a redraw.
+All of it happens in the encoder's own 4:2:0 planes (:class:`~.writer.Yuv420`, the keyframes converted
+once per scene): half of RGB's bytes per blend, and no colour conversion per frame.
 
 Given ``max_bytes``, a file over it is encoded again at the average bit rate that fits (the frames are a
 pure function of the song, so the second pass draws the same video); when even that rate would be too low
@@ -23,8 +25,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
-from PIL import Image
 
 from m2i_engine.config import AudioLimits
 from m2i_engine.errors import InvalidOptionError, VideoTooLargeError
@@ -32,7 +34,7 @@ from m2i_engine.imaging.base import ImageBackend, ImageRequest
 from m2i_engine.imaging.renderer import look_from_tags
 from m2i_engine.imaging.video.scenes import SceneCache
 from m2i_engine.imaging.video.timeline import Instant, Timeline
-from m2i_engine.imaging.video.writer import AUDIO_BIT_RATE, AUDIO_CODEC, Mp4Writer
+from m2i_engine.imaging.video.writer import AUDIO_BIT_RATE, AUDIO_CODEC, Mp4Writer, Yuv420
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt import build_prompt
 from m2i_engine.tags import SongSection, Tags
@@ -211,20 +213,19 @@ def _render_once(request: ImageRequest, *, audio: np.ndarray | None, sample_rate
         name = "renderer"
     t0 = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    # frames are composed on a second thread a few ahead of the encoder (Pillow and x264 both let go of
-    # the GIL), so two cores work at once; the queue is short, so memory stays flat
+    # frames are composed, cropped and zoomed on a second thread a few ahead of the encoder (Pillow,
+    # FFmpeg's scaler and x264 all let go of the GIL), so two cores work at once; the queue is short, so
+    # memory stays flat
     with (Mp4Writer(out, width=width, height=height, fps=fps, audio=audio, sample_rate=sample_rate,
                     bit_rate=bit_rate) as writer,
           ThreadPoolExecutor(1, thread_name_prefix="m2i-frames") as pool):
-        ahead: deque[Future[tuple[Image.Image, Box]]] = deque()
+        ahead: deque[Future[av.VideoFrame]] = deque()
         for k in range(timeline.frames):
-            ahead.append(pool.submit(_frame, timeline, scenes, k / fps))
+            ahead.append(pool.submit(_frame, timeline, scenes, writer, k / fps))
             if len(ahead) > FRAMES_AHEAD:
-                image, box = ahead.popleft().result()
-                writer.write(image, crop=box)
+                writer.write(ahead.popleft().result())
         while ahead:
-            image, box = ahead.popleft().result()
-            writer.write(image, crop=box)
+            writer.write(ahead.popleft().result())
         frames, codec = writer.frames, writer.codec
     total = time.perf_counter() - t0
     draw_s = scenes.draw_s
@@ -236,22 +237,24 @@ def _render_once(request: ImageRequest, *, audio: np.ndarray | None, sample_rate
                  timings_ms={"scenes_ms": _ms(draw_s), "frames_ms": _ms(total - draw_s)})
 
 
-def _frame(timeline: Timeline, scenes: SceneCache, t_s: float) -> tuple[Image.Image, Box]:
-    return compose(timeline, scenes, timeline.at(t_s))
+def _frame(timeline: Timeline, scenes: SceneCache, writer: Mp4Writer, t_s: float) -> av.VideoFrame:
+    image, box = compose(timeline, scenes, timeline.at(t_s))
+    return writer.frame(image, crop=box)
 
 
-def compose(timeline: Timeline, scenes: SceneCache, now: Instant) -> tuple[Image.Image, Box]:
-    """The frame at ``now``: the section's scene (crossfaded from the last one's after a cut) lifted by
-    the beat's flash, and the camera's crop box (which the writer zooms back to the full size)."""
-    def scene_frame(index: int) -> Image.Image:
-        return scenes.get(timeline.sections[index]).frame(now.position, now.step, now.hit)
+def compose(timeline: Timeline, scenes: SceneCache, now: Instant) -> tuple[Yuv420, Box]:
+    """The frame at ``now`` in the encoder's planes: the section's scene (crossfaded from the last one's
+    after a cut) lifted by the beat's flash, and the camera's crop box (which the writer zooms back to
+    the full size)."""
+    def scene_frame(index: int) -> Yuv420:
+        return scenes.get(timeline.sections[index]).frame_planes(now.position, now.step, now.hit)
 
     image = scene_frame(now.section)
     if now.previous is not None and now.fade_in < 0.99:
-        image = Image.blend(scene_frame(now.previous), image, now.fade_in)
+        image = Yuv420.blend(scene_frame(now.previous), image, now.fade_in)
     level = min(1.0, (1.0 - DOWNBEAT_FLASH) * now.hit + DOWNBEAT_FLASH * now.downbeat)
     if level > 0.02:
-        image = image.point(_flash_lut(round(level * 32)))
+        image = image.point(*_flash_luts(round(level * 32)))
     return image, camera_box(image.size, zoom=now.zoom, pan_x=now.pan_x, pan_y=now.pan_y)
 
 
@@ -267,11 +270,17 @@ def camera_box(size: tuple[int, int], *, zoom: float, pan_x: float, pan_y: float
 
 
 @functools.cache
-def _flash_lut(level: int) -> list[int]:
-    """A brightness lift for a beat of height ``level / 32``, for all three channels."""
+def _flash_luts(level: int) -> tuple[list[int], list[int]]:
+    """A brightness lift for a beat of height ``level / 32`` — each RGB channel times ``1 + gain`` plus
+    an offset — as it acts on limited-range luma (16..235) and chroma (centred on 128). Luma stops at
+    white (235) as RGB stops at 255."""
     a = level / 32.0
+    gain = 1.0 + FLASH_GAIN * a
     v = np.arange(256, dtype=float)
-    return np.clip(np.round(v * (1.0 + FLASH_GAIN * a) + FLASH_OFFSET * a), 0, 255).astype(int).tolist() * 3
+    luma = np.minimum(16.0 + (v - 16.0) * gain + FLASH_OFFSET * a * 219.0 / 255.0, np.maximum(v, 235.0))
+    chroma = 128.0 + (v - 128.0) * gain
+    return (np.clip(np.round(luma), 0, 255).astype(int).tolist(),
+            np.clip(np.round(chroma), 0, 255).astype(int).tolist())
 
 
 def _ms(seconds: float) -> float:
