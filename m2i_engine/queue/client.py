@@ -70,6 +70,7 @@ from m2i_engine.queue.codec import (
     decode_visualize,
     raise_error,
 )
+from m2i_engine.queue.connection import is_connection_error, retry_connection
 from m2i_engine.serving import result_cache_key
 
 log = logging.getLogger(__name__)
@@ -504,7 +505,7 @@ class QueueEngine:
                 pipe.hget(k.job(job_id), "state")
                 raw, exists, state = await pipe.execute()
             except Exception as exc:
-                if not _is_connection_error(exc):
+                if not is_connection_error(exc):
                     raise
                 log.warning("queue unreachable while waiting for job %s: %s", job_id, exc)
                 await asyncio.sleep(0.5)
@@ -567,35 +568,6 @@ class QueueEngine:
                     await pubsub.aclose()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-
-async def retry_connection(op: Callable[[], Awaitable[T]], *, what: str) -> T:
-    """Run a Redis operation until it gets through: connection failures (Redis restarting, a network
-    blip) are retried with backoff from 0.1 s doubling to 2 s, anything else is raised. The caller's
-    deadline (a request's, or a job's time limit) bounds the whole. Shared by front ends and workers."""
-    delay = 0.1
-    while True:
-        try:
-            return await op()
-        except Exception as exc:
-            if not _is_connection_error(exc):
-                raise
-            log.warning("Redis unreachable while %s (%s); retrying in %.1f s", what, type(exc).__name__,
-                        delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    import redis
-
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | OSError):
-        return True
-    if isinstance(exc, redis.ResponseError) and "LOADING" in str(exc):
-        return True
-    from dramatiq.errors import ConnectionError as DqConnectionError
-
-    return isinstance(exc, DqConnectionError)
 
 
 async def _notify(progress: ProgressCallback | None, event: Progress) -> None:

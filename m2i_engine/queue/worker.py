@@ -44,6 +44,7 @@ from m2i_engine.queue.codec import (
     encode_visualize,
     error_doc,
 )
+from m2i_engine.queue.connection import is_connection_error, retry_connection
 from m2i_engine.serving import (
     DecodeGuard,
     ServingEngine,
@@ -252,8 +253,6 @@ class WorkerRuntime:
     async def _persist(self, op: Callable[[], Any]) -> Any:
         """Run a Redis operation until it succeeds: finished work is not thrown away because Redis
         restarted meanwhile (the job's time limit bounds the wait)."""
-        from m2i_engine.queue.client import retry_connection
-
         return await retry_connection(op, what="running a job")
 
     async def _store(self, job_id: str, doc: dict[str, Any]) -> None:
@@ -305,9 +304,7 @@ class WorkerRuntime:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    from m2i_engine.queue.client import _is_connection_error
-
-    return _is_connection_error(exc) or getattr(exc, "code", None) == "busy"
+    return is_connection_error(exc) or getattr(exc, "code", None) == "busy"
 
 
 def _gpu_memory() -> int | None:

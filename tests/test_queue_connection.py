@@ -1,0 +1,63 @@
+"""One retry policy for Redis blips, shared by the queue's front ends and workers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+redis = pytest.importorskip("redis")
+
+from m2i_engine.queue import client, worker  # noqa: E402
+from m2i_engine.queue.connection import is_connection_error, retry_connection  # noqa: E402
+
+
+@pytest.mark.parametrize("exc, expected", [
+    (redis.ConnectionError("refused"), True),
+    (redis.TimeoutError("slow"), True),
+    (ConnectionResetError(), True),
+    (redis.ResponseError("LOADING Redis is loading the dataset in memory"), True),
+    (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+    (ValueError("a bug"), False),
+])
+def test_what_counts_as_redis_being_away(exc: BaseException, expected: bool) -> None:
+    assert is_connection_error(exc) is expected
+
+
+def test_blips_are_retried_until_the_operation_gets_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+
+    async def no_wait(s: float) -> None:
+        waits.append(s)
+
+    monkeypatch.setattr(asyncio, "sleep", no_wait)
+    calls = 0
+
+    async def op() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 7:
+            raise redis.ConnectionError("restarting")
+        return "ok"
+
+    assert asyncio.run(retry_connection(op, what="testing")) == "ok"
+    assert calls == 7
+    assert waits == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]  # doubling, capped at 2 s
+
+
+def test_other_errors_are_raised_at_once() -> None:
+    calls = 0
+
+    async def op() -> None:
+        nonlocal calls
+        calls += 1
+        raise redis.ResponseError("WRONGTYPE")
+
+    with pytest.raises(redis.ResponseError):
+        asyncio.run(retry_connection(op, what="testing"))
+    assert calls == 1
+
+
+def test_front_ends_and_workers_share_the_one_policy() -> None:
+    assert client.retry_connection is retry_connection is worker.retry_connection
+    assert client.is_connection_error is is_connection_error is worker.is_connection_error
