@@ -68,8 +68,10 @@ def make_clips(folder: Path) -> list[tuple[str, Path]]:
     if not clip30.is_file():
         raise SystemExit(f"{clip30} not found: set M2I_DATA_DIR to the shared data folder")
     limits = AudioLimits(analysis_s=10_000.0)
-    parts = [decode_audio(data / "emotify" / "audio" / f"{i}.opus", limits=limits, target_sr=44_100).samples
-             for i in range(101, 106)]
+    parts = [
+        decode_audio(data / "emotify" / "audio" / f"{i}.opus", limits=limits, target_sr=44_100).samples
+        for i in range(101, 106)
+    ]
     song = np.concatenate(parts)[: 300 * 44_100]
     long_path = folder / "five_minutes.mp3"
     sf.write(long_path, song, 44_100, format="MP3")
@@ -93,15 +95,23 @@ class SeedPipeline:
 
         s = self.seed
         y, sr = librosa.load(str(path), sr=s.SEED_SR)
-        mfcc = np.stack([librosa.feature.mfcc(y=w, sr=sr, n_mfcc=13, n_fft=s.N_FFT, hop_length=s.HOP_LENGTH).T
-                         for w in _windows(y, int(6 * sr), 5)])
-        spec = np.stack([librosa.amplitude_to_db(np.abs(librosa.stft(w, n_fft=s.N_FFT,
-                                                                     hop_length=s.HOP_LENGTH)))
-                         for w in _windows(y, int(10 * sr), 6)])
+        mfcc = np.stack(
+            [
+                librosa.feature.mfcc(y=w, sr=sr, n_mfcc=13, n_fft=s.N_FFT, hop_length=s.HOP_LENGTH).T
+                for w in _windows(y, int(6 * sr), 5)
+            ]
+        )
+        spec = np.stack(
+            [
+                librosa.amplitude_to_db(np.abs(librosa.stft(w, n_fft=s.N_FFT, hop_length=s.HOP_LENGTH)))
+                for w in _windows(y, int(10 * sr), 6)
+            ]
+        )
         with inference_context():
             genre = _to_numpy(self.genre_cnn(mfcc[..., None], training=False)).mean(0)
-            emotion = np.mean([_to_numpy(self.emotion_cnn(x[None, ..., None], training=False))[0]
-                               for x in spec], axis=0)
+            emotion = np.mean(
+                [_to_numpy(self.emotion_cnn(x[None, ..., None], training=False))[0] for x in spec], axis=0
+            )
         tempo, _beats = librosa.beat.beat_track(y=y, sr=sr)
         return {"genre": genre, "emotion": emotion, "tempo": tempo}
 
@@ -111,7 +121,7 @@ def _windows(y: np.ndarray, length: int, n: int) -> list[np.ndarray]:
     if len(y) < length:
         y = np.pad(y, (0, length - len(y)))
     starts = np.linspace(0, len(y) - length, n).round().astype(int)
-    return [y[s:s + length] for s in starts]
+    return [y[s : s + length] for s in starts]
 
 
 class OurPipeline:
@@ -195,8 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timed runs per clip and pipeline (median)")
     p.add_argument("--memory", action="store_true", help="also measure RSS in a fresh process")
     p.add_argument("--save", action="store_true", help=f"write the numbers to {RESULT.relative_to(REPO)}")
-    p.add_argument("--runtime", choices=["numpy", "keras"], default="numpy",
-                   help="what runs our models (default: numpy, the serving default)")
+    p.add_argument(
+        "--runtime",
+        choices=["numpy", "keras"],
+        default="numpy",
+        help="what runs our models (default: numpy, the serving default)",
+    )
     p.add_argument("--memory-probe", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_probe:
@@ -213,29 +227,51 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in clips:
             t_seed = timed(lambda path=path: seed(path), args.repeat)
             t_ours = timed(lambda path=path: ours(path), args.repeat)
-            rows.append({"name": name, "seed_s": t_seed, "ours_s": t_ours, "ratio": t_seed / t_ours,
-                         "ours_stages_ms": dict(ours.last_timings)})
-            print(f"{name:40s} seed-style {t_seed:7.2f} s   ours {t_ours:6.2f} s   "
-                  f"ratio {t_seed / t_ours:6.1f}x"
-                  f"   (ours: {', '.join(f'{k[:-3]} {v:.0f} ms' for k, v in ours.last_timings.items())})",
-                  flush=True)
+            rows.append(
+                {
+                    "name": name,
+                    "seed_s": t_seed,
+                    "ours_s": t_ours,
+                    "ratio": t_seed / t_ours,
+                    "ours_stages_ms": dict(ours.last_timings),
+                }
+            )
+            print(
+                f"{name:40s} seed-style {t_seed:7.2f} s   ours {t_ours:6.2f} s   "
+                f"ratio {t_seed / t_ours:6.1f}x"
+                f"   (ours: {', '.join(f'{k[:-3]} {v:.0f} ms' for k, v in ours.last_timings.items())})",
+                flush=True,
+            )
         tags = ours(clips[0][1])
-        print("ours on the 30-s clip: genre",
-              [(ls.label, round(ls.score, 2)) for ls in tags.genre.labels[:3]],
-              "emotion", [(ls.label, round(ls.score, 2)) for ls in tags.emotion.labels[:3]])
-        result: dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "repeat": args.repeat,
-                                  "machine": f"{platform.processor() or platform.machine()}, "
-                                             f"{os.cpu_count()} CPUs (shared), 1 thread (torch, BLAS)",
-                                  "runtime": args.runtime,
-                                  "clips": rows, "ours_stages_ms": rows[-1]["ours_stages_ms"]}
-        print(f"\nratio on the 30-s clip: {rows[0]['ratio']:.1f}x (goal >= 10x); "
-              f"5-min song, ours: {rows[1]['ours_s']:.2f} s (goal <= 1.5 s)")
+        print(
+            "ours on the 30-s clip: genre",
+            [(ls.label, round(ls.score, 2)) for ls in tags.genre.labels[:3]],
+            "emotion",
+            [(ls.label, round(ls.score, 2)) for ls in tags.emotion.labels[:3]],
+        )
+        result: dict[str, Any] = {
+            "when": time.strftime("%Y-%m-%d"),
+            "repeat": args.repeat,
+            "machine": f"{platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs (shared), 1 thread (torch, BLAS)",
+            "runtime": args.runtime,
+            "clips": rows,
+            "ours_stages_ms": rows[-1]["ours_stages_ms"],
+        }
+        print(
+            f"\nratio on the 30-s clip: {rows[0]['ratio']:.1f}x (goal >= 10x); "
+            f"5-min song, ours: {rows[1]['ours_s']:.2f} s (goal <= 1.5 s)"
+        )
         if args.memory:
             result["memory"] = {}
             for runtime in ("numpy", "keras"):
-                proc = subprocess.run([sys.executable, __file__, "--memory-probe", str(clips[1][1]),
-                                       "--runtime", runtime],
-                                      capture_output=True, text=True, check=True, env={**os.environ})
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--memory-probe", str(clips[1][1]), "--runtime", runtime],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env={**os.environ},
+                )
                 mem = json.loads(proc.stdout.strip().splitlines()[-1])
                 result["memory"][runtime] = mem
                 stages = ", ".join(f"{k[:-3]} {v:.0f}" for k, v in mem.items())

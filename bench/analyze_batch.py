@@ -48,9 +48,14 @@ def synth_songs(folder: Path, k: int, seconds: float) -> list[Path]:
 
     paths = []
     for i in range(k):
-        spec = SongSpec(bpm=80.0 + (i * 13) % 90, tonic=PITCH_CLASSES[(i * 5) % 12],
-                        mode="minor" if i % 2 else "major", style=STYLES[i % len(STYLES)],
-                        duration_s=seconds, seed=i)
+        spec = SongSpec(
+            bpm=80.0 + (i * 13) % 90,
+            tonic=PITCH_CLASSES[(i * 5) % 12],
+            mode="minor" if i % 2 else "major",
+            style=STYLES[i % len(STYLES)],
+            duration_s=seconds,
+            seed=i,
+        )
         path = folder / f"song{i:03d}-{spec.style}.flac"
         sf.write(path, render_song(spec), spec.sr, format="FLAC")
         paths.append(path)
@@ -75,8 +80,13 @@ def gtzan_songs(folder: Path, k: int) -> list[Path]:
 def m2i(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     """Run ``m2i`` as a user would (a fresh interpreter); seconds from start to exit."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "m2i_engine.cli", *args], cwd=REPO, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "m2i_engine.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     return time.perf_counter() - t0, proc
 
 
@@ -85,8 +95,9 @@ def batch_run(folder: Path, k: int, jobs: int) -> tuple[float, str]:
     docs = [json.loads(line) for line in proc.stdout.splitlines()]
     bad = [d for d in docs if "tags" not in d]
     if proc.returncode != 0 or len(docs) != k or bad:
-        raise SystemExit(f"batch run failed (exit {proc.returncode}, {len(docs)} lines, {bad[:2]}):\n"
-                         f"{proc.stderr[-2000:]}")
+        raise SystemExit(
+            f"batch run failed (exit {proc.returncode}, {len(docs)} lines, {bad[:2]}):\n{proc.stderr[-2000:]}"
+        )
     return seconds, proc.stderr.strip().splitlines()[-1]
 
 
@@ -104,10 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--songs", type=int, default=8, metavar="K", help="how many songs (default 8)")
     p.add_argument("--seconds", type=float, default=30.0, help="length of each synthetic song (default 30)")
-    p.add_argument("--source", choices=["synth", "gtzan"], default="synth",
-                   help="synthetic songs (default) or GTZAN clips from $M2I_DATA_DIR")
-    p.add_argument("--jobs", type=int, nargs="+", default=[1], metavar="N",
-                   help="--jobs values for the one-process run; one row each (default: 1)")
+    p.add_argument(
+        "--source",
+        choices=["synth", "gtzan"],
+        default="synth",
+        help="synthetic songs (default) or GTZAN clips from $M2I_DATA_DIR",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        nargs="+",
+        default=[1],
+        metavar="N",
+        help="--jobs values for the one-process run; one row each (default: 1)",
+    )
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="m2i-batch-") as tmp:
@@ -125,14 +146,19 @@ def main(argv: list[str] | None = None) -> int:
 
         t_files = per_file_runs(paths)
         base_rate = k / t_files
-        print(f"{'one process per song (m2i analyze FILE --json)':52s} {t_files:7.2f} s  "
-              f"{base_rate:6.2f} songs/s  (baseline, {t_files / k:.2f} s a song)", flush=True)
+        print(
+            f"{'one process per song (m2i analyze FILE --json)':52s} {t_files:7.2f} s  "
+            f"{base_rate:6.2f} songs/s  (baseline, {t_files / k:.2f} s a song)",
+            flush=True,
+        )
         for jobs in args.jobs:
             t_batch, summary = batch_run(folder, k, jobs)
             rate = k / t_batch
             label = f"one process (m2i analyze DIR --jsonl --jobs {jobs})"
-            print(f"{label:52s} {t_batch:7.2f} s  {rate:6.2f} songs/s  ratio {rate / base_rate:5.1f}x",
-                  flush=True)
+            print(
+                f"{label:52s} {t_batch:7.2f} s  {rate:6.2f} songs/s  ratio {rate / base_rate:5.1f}x",
+                flush=True,
+            )
             print(f"{'':52s} its summary: {summary}", flush=True)
     return 0
 

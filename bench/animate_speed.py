@@ -54,19 +54,29 @@ def measure(song: str, size: int, fps: int, bars: int | None, repeat: int) -> di
     tags = SONGS[song]
     render(tags, width=size, height=size, seed=1)  # warm imports and caches
     still = still_ms(tags, size, repeat)
-    request = ImageRequest(tags=tags, prompt=build_prompt(tags, VisualizeOptions()), width=size,
-                           height=size, seed=1)
+    request = ImageRequest(
+        tags=tags, prompt=build_prompt(tags, VisualizeOptions()), width=size, height=size, seed=1
+    )
     t0 = time.perf_counter()
     loop = animate(request, AnimateOptions(fps=fps, loop_bars=bars))
     total_ms = (time.perf_counter() - t0) * 1000.0
     n = len(loop.frames)
     return {
-        "song": song, "motif": loop.meta["motif"], "style": loop.meta["style"], "frames": n,
-        "fps": round(loop.fps, 3), "length_s": round(loop.length_s, 3), "still_ms": round(still, 1),
-        **{k: round(v, 1) for k, v in loop.timings_ms.items()}, "total_ms": round(total_ms, 1),
-        "x_still": round(total_ms / still, 1), "per_frame_x_still": round(total_ms / n / still, 2),
-        "gif_kb": round(len(loop.gif) / 1024), "gif_size": list(loop.gif_size),
-        "mp4_kb": round(len(loop.mp4) / 1024), "mp4_codec": loop.mp4_codec,
+        "song": song,
+        "motif": loop.meta["motif"],
+        "style": loop.meta["style"],
+        "frames": n,
+        "fps": round(loop.fps, 3),
+        "length_s": round(loop.length_s, 3),
+        "still_ms": round(still, 1),
+        **{k: round(v, 1) for k, v in loop.timings_ms.items()},
+        "total_ms": round(total_ms, 1),
+        "x_still": round(total_ms / still, 1),
+        "per_frame_x_still": round(total_ms / n / still, 2),
+        "gif_kb": round(len(loop.gif) / 1024),
+        "gif_size": list(loop.gif_size),
+        "mp4_kb": round(len(loop.mp4) / 1024),
+        "mp4_codec": loop.mp4_codec,
     }
 
 
@@ -86,21 +96,27 @@ def main() -> None:
     rows = []
     with threadpool_limits(limits=1):
         print(f"{args.size}² at {args.fps} fps, one core; budget {TARGET_S:.0f}–{BUDGET_S:.0f} s per loop")
-        print(f"{'song':<15}{'motif':<10}{'style':<11}{'frames':>6}{'still':>8}{'frames':>9}{'gif':>8}"
-              f"{'mp4':>8}{'total':>8}{'× still':>9}{'/frame':>8}{'gif KB':>8}{'mp4 KB':>8}")
+        print(
+            f"{'song':<15}{'motif':<10}{'style':<11}{'frames':>6}{'still':>8}{'frames':>9}{'gif':>8}"
+            f"{'mp4':>8}{'total':>8}{'× still':>9}{'/frame':>8}{'gif KB':>8}{'mp4 KB':>8}"
+        )
         for song in songs:
             r = measure(song, args.size, args.fps, args.bars, args.repeat)
             rows.append(r)
-            print(f"{song:<15}{r['motif']!s:<10}{r['style']!s:<11}{r['frames']:>6}{r['still_ms']:>6.0f}ms"
-                  f"{r['frames_ms'] / 1000:>8.2f}s{r['gif_ms'] / 1000:>7.2f}s{r['mp4_ms'] / 1000:>7.2f}s"  # type: ignore[operator]
-                  f"{r['total_ms'] / 1000:>7.2f}s{r['x_still']:>8.1f}×{r['per_frame_x_still']:>7.2f}×"  # type: ignore[operator]
-                  f"{r['gif_kb']:>8}{r['mp4_kb']:>8}")
+            print(
+                f"{song:<15}{r['motif']!s:<10}{r['style']!s:<11}{r['frames']:>6}{r['still_ms']:>6.0f}ms"
+                f"{r['frames_ms'] / 1000:>8.2f}s{r['gif_ms'] / 1000:>7.2f}s{r['mp4_ms'] / 1000:>7.2f}s"  # type: ignore[operator]
+                f"{r['total_ms'] / 1000:>7.2f}s{r['x_still']:>8.1f}×{r['per_frame_x_still']:>7.2f}×"  # type: ignore[operator]
+                f"{r['gif_kb']:>8}{r['mp4_kb']:>8}"
+            )
     totals = [float(r["total_ms"]) / 1000 for r in rows]  # type: ignore[arg-type]
     per_frame = [float(r["per_frame_x_still"]) for r in rows]  # type: ignore[arg-type]
     worst = max(totals)
     verdict = "within" if worst <= BUDGET_S else "OVER"
-    print(f"worst loop {worst:.1f} s, mean {statistics.fmean(totals):.1f} s ({verdict} the {BUDGET_S:.0f} s "
-          f"budget); per frame {statistics.fmean(per_frame):.2f}× a still on average")
+    print(
+        f"worst loop {worst:.1f} s, mean {statistics.fmean(totals):.1f} s ({verdict} the {BUDGET_S:.0f} s "
+        f"budget); per frame {statistics.fmean(per_frame):.2f}× a still on average"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -86,8 +86,9 @@ def beat_activations(*, y: np.ndarray) -> np.ndarray:
     pooled = conv[:, :, : 2 * n_pool].reshape(conv.shape[0], 2, n_pool, 2).max(axis=3)
     x = pooled.reshape(conv.shape[0], -1) @ w["linear0.weight"].T + w["linear0.bias"]
     for layer in (0, 1):
-        gates_in = (x @ w[f"lstm.weight_ih_l{layer}"].T + w[f"lstm.bias_ih_l{layer}"]
-                    + w[f"lstm.bias_hh_l{layer}"]).astype(np.float32)
+        gates_in = (
+            x @ w[f"lstm.weight_ih_l{layer}"].T + w[f"lstm.bias_ih_l{layer}"] + w[f"lstm.bias_hh_l{layer}"]
+        ).astype(np.float32)
         x = _lstm_recurrence(np.ascontiguousarray(gates_in), w[f"lstm.weight_hh_l{layer}"])
     logits = x @ w["linear.weight"].T + w["linear.bias"]
     logits -= logits.max(axis=1, keepdims=True)
@@ -125,14 +126,15 @@ def _hann() -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _log_filterbank(bands_per_octave: int = 24, fmin: float = 30.0, fmax: float = 17_000.0,
-                    fref: float = 440.0) -> np.ndarray:
+def _log_filterbank(
+    bands_per_octave: int = 24, fmin: float = 30.0, fmax: float = 17_000.0, fref: float = 440.0
+) -> np.ndarray:
     """madmom's LogarithmicFilterbank (unique bins, overlapping triangles, unit area)."""
     bin_freqs = np.fft.fftfreq(N_FFT_BINS * 2, 1.0 / SR)[:N_FFT_BINS]
     left = np.floor(np.log2(fmin / fref) * bands_per_octave)
     right = np.ceil(np.log2(fmax / fref) * bands_per_octave)
     freqs = fref * 2.0 ** (np.arange(left, right) / bands_per_octave)
-    freqs = freqs[np.searchsorted(freqs, fmin):]
+    freqs = freqs[np.searchsorted(freqs, fmin) :]
     freqs = freqs[: np.searchsorted(freqs, fmax, "right")]
     idx = np.clip(bin_freqs.searchsorted(freqs), 1, len(bin_freqs) - 1)
     idx -= (freqs - bin_freqs[idx - 1] < bin_freqs[idx] - freqs).astype(idx.dtype)

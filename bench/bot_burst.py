@@ -114,8 +114,9 @@ class RecordingService(BotService):
         self.timings: dict[tuple[str, str], list[Mapping[str, float]]] = defaultdict(list)
         self.refused: list[str] = []
 
-    async def visualize(self, request: AudioRequest, *,
-                        progress: Callable[[Status], Awaitable[None] | None] | None = None) -> Any:
+    async def visualize(
+        self, request: AudioRequest, *, progress: Callable[[Status], Awaitable[None] | None] | None = None
+    ) -> Any:
         outcome = await super().visualize(request, progress=progress)
         if isinstance(outcome, Reply):
             self.timings[(request.platform.name, str(request.user_id))].append(outcome.timings_ms)
@@ -161,15 +162,24 @@ class Answers:
 
 
 def song_files() -> list[bytes]:
-    return [encode(render_song(SongSpec(bpm=bpm, duration_s=6.0, sr=24_000, seed=i)), 24_000, "opus")
-            for i, bpm in enumerate(SONG_BPMS)]
+    return [
+        encode(render_song(SongSpec(bpm=bpm, duration_s=6.0, sr=24_000, seed=i)), 24_000, "opus")
+        for i, bpm in enumerate(SONG_BPMS)
+    ]
 
 
 # --- Telegram ------------------------------------------------------------------------------------
 
 
-async def telegram_user(server: FakeTelegramServer, answers: Answers, user: FakeUser, chat: FakeChat,
-                        songs: list[bytes], count: int, samples: list[Sample]) -> None:
+async def telegram_user(
+    server: FakeTelegramServer,
+    answers: Answers,
+    user: FakeUser,
+    chat: FakeChat,
+    songs: list[bytes],
+    count: int,
+    samples: list[Sample],
+) -> None:
     for k in range(count):
         server.user_sends_audio(chat, user, songs[(k + user.id) % len(songs)], kind="voice")
         sent = server.transcript[-1].t_s  # the fake records the user's message synchronously
@@ -184,8 +194,9 @@ async def telegram_user(server: FakeTelegramServer, answers: Answers, user: Fake
 def telegram_answers(server: FakeTelegramServer) -> Answers:
     def read(seen: int) -> tuple[int, list[tuple[Any, float]]]:
         entries = server.transcript[seen:]
-        return seen + len(entries), [(e.chat_id, e.t_s) for e in entries
-                                     if e.who == "bot" and e.method == "sendPhoto" and e.ok]
+        return seen + len(entries), [
+            (e.chat_id, e.t_s) for e in entries if e.who == "bot" and e.method == "sendPhoto" and e.ok
+        ]
 
     return Answers(read)
 
@@ -193,12 +204,20 @@ def telegram_answers(server: FakeTelegramServer) -> Answers:
 # --- Discord -------------------------------------------------------------------------------------
 
 
-async def discord_user(fake: FakeDiscord, answers: Answers, name: str, songs: list[bytes], count: int,
-                       samples: list[Sample], offset: int) -> None:
+async def discord_user(
+    fake: FakeDiscord,
+    answers: Answers,
+    name: str,
+    songs: list[bytes],
+    count: int,
+    samples: list[Sample],
+    offset: int,
+) -> None:
     user_id = fake.user(name)["id"]
     for k in range(count):
-        rec = fake.user_invokes_slash("visualize", user=name, attachment=(
-            songs[(k + offset) % len(songs)], f"song{k}.ogg", "audio/ogg"))
+        rec = fake.user_invokes_slash(
+            "visualize", user=name, attachment=(songs[(k + offset) % len(songs)], f"song{k}.ogg", "audio/ogg")
+        )
         sample = Sample("discord", str(user_id), fake.now())
         samples.append(sample)
         try:
@@ -211,8 +230,11 @@ async def discord_user(fake: FakeDiscord, answers: Answers, name: str, songs: li
 def discord_answers(fake: FakeDiscord) -> Answers:
     def read(seen: int) -> tuple[int, list[tuple[Any, float]]]:
         actions = fake.actions[seen:]
-        return seen + len(actions), [(a.interaction.id, a.at) for a in actions
-                                     if a.ok and a.kind == "webhook_edit" and a.files and a.interaction]
+        return seen + len(actions), [
+            (a.interaction.id, a.at)
+            for a in actions
+            if a.ok and a.kind == "webhook_edit" and a.files and a.interaction
+        ]
 
     return Answers(read)
 
@@ -233,8 +255,12 @@ async def _fake_side(conn: Connection, users: int, songs_per_user: int, together
     songs = song_files()
     tg_server = await FakeTelegramServer().start()
     dc_fake = await FakeDiscord().start(patch_discord=False)  # the bot's process points discord.py here
-    conn.send({"telegram": (tg_server.token, tg_server.base_url, tg_server.base_file_url),
-               "discord": (dc_fake.token, dc_fake.api_url, dc_fake.gateway_url)})
+    conn.send(
+        {
+            "telegram": (tg_server.token, tg_server.base_url, tg_server.base_file_url),
+            "discord": (dc_fake.token, dc_fake.api_url, dc_fake.gateway_url),
+        }
+    )
     tg_answers, dc_answers = telegram_answers(tg_server), discord_answers(dc_fake)
     samples: list[Sample] = []
     walls: dict[str, float] = {}
@@ -245,8 +271,9 @@ async def _fake_side(conn: Connection, users: int, songs_per_user: int, together
         warm: list[Sample] = []  # one request per song and platform, not counted
         tg_warm = tg_server.user("warm-up")
         dc_fake.add_user("warmup")
-        await telegram_user(tg_server, tg_answers, tg_warm, tg_server.private_chat(tg_warm), songs,
-                            len(songs), warm)
+        await telegram_user(
+            tg_server, tg_answers, tg_warm, tg_server.private_chat(tg_warm), songs, len(songs), warm
+        )
         await discord_user(dc_fake, dc_answers, "warmup", songs, len(songs), warm, 0)
         conn.send("warm")
         await loop.run_in_executor(None, conn.recv)
@@ -256,10 +283,16 @@ async def _fake_side(conn: Connection, users: int, songs_per_user: int, together
         for name in dc_names:
             dc_fake.add_user(name)
         load = {
-            "telegram": lambda: [telegram_user(tg_server, tg_answers, u, tg_server.private_chat(u), songs,
-                                               songs_per_user, samples) for u in tg_people],
-            "discord": lambda: [discord_user(dc_fake, dc_answers, name, songs, songs_per_user, samples, i)
-                                for i, name in enumerate(dc_names)],
+            "telegram": lambda: [
+                telegram_user(
+                    tg_server, tg_answers, u, tg_server.private_chat(u), songs, songs_per_user, samples
+                )
+                for u in tg_people
+            ],
+            "discord": lambda: [
+                discord_user(dc_fake, dc_answers, name, songs, songs_per_user, samples, i)
+                for i, name in enumerate(dc_names)
+            ],
         }
         phases = [("telegram", "discord")] if together else [("telegram",), ("discord",)]
         for phase in phases:
@@ -267,9 +300,9 @@ async def _fake_side(conn: Connection, users: int, songs_per_user: int, together
             await asyncio.gather(*(user for platform in phase for user in load[platform]()))
             walls[" + ".join(phase)] = time.perf_counter() - t0
         await asyncio.sleep(1.0)  # room for a duplicate answer to show up before counting
-        duplicates = (sum(max(0, len(v) - 1) for v in dc_answers.times.values())
-                      + sum(max(0, len(tg_answers.times[tg_server.private_chat(u).id]) - songs_per_user)
-                            for u in tg_people))
+        duplicates = sum(max(0, len(v) - 1) for v in dc_answers.times.values()) + sum(
+            max(0, len(tg_answers.times[tg_server.private_chat(u).id]) - songs_per_user) for u in tg_people
+        )
         conn.send({"samples": samples, "walls": walls, "duplicates": duplicates})
         await loop.run_in_executor(None, conn.recv)  # the bots have stopped
     finally:
@@ -286,7 +319,8 @@ async def run(users: int, songs_per_user: int, *, together: bool, workers: int) 
     loop = asyncio.get_running_loop()
     conn, child_conn = multiprocessing.Pipe()
     child = multiprocessing.get_context("spawn").Process(
-        target=fake_side, args=(child_conn, users, songs_per_user, together), name="m2i-bench-fakes")
+        target=fake_side, args=(child_conn, users, songs_per_user, together), name="m2i-bench-fakes"
+    )
     child.start()
     try:
         where = await loop.run_in_executor(None, conn.recv)
@@ -295,14 +329,27 @@ async def run(users: int, songs_per_user: int, *, together: bool, workers: int) 
         discord.http.Route.BASE = dc_api  # what FakeDiscord.point_discord_py_here does, in this process
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(dc_gateway)
         async with Engine(Settings(workers=workers, max_queue=4 * users + 16)) as engine:
-            service = RecordingService(engine, BotSettings(
-                image_size=IMAGE_SIZE, user_burst=songs_per_user + 2, user_per_minute=60_000,
-                chat_burst=4 * users + 8, chat_per_minute=600_000, max_waiting=4 * users + 8,
-                max_waiting_per_user=2))
-            telegram = TelegramBot(service, TelegramSettings(
-                token=SecretStr(tg_token), base_url=tg_base, base_file_url=tg_files, poll_timeout_s=10))
-            discord_bot = DiscordBot(service, DiscordSettings(token=SecretStr(dc_token)),
-                                     guild_ready_timeout=0.05)
+            service = RecordingService(
+                engine,
+                BotSettings(
+                    image_size=IMAGE_SIZE,
+                    user_burst=songs_per_user + 2,
+                    user_per_minute=60_000,
+                    chat_burst=4 * users + 8,
+                    chat_per_minute=600_000,
+                    max_waiting=4 * users + 8,
+                    max_waiting_per_user=2,
+                ),
+            )
+            telegram = TelegramBot(
+                service,
+                TelegramSettings(
+                    token=SecretStr(tg_token), base_url=tg_base, base_file_url=tg_files, poll_timeout_s=10
+                ),
+            )
+            discord_bot = DiscordBot(
+                service, DiscordSettings(token=SecretStr(dc_token)), guild_ready_timeout=0.05
+            )
             await telegram.start()
             await discord_bot.start()
             try:
@@ -329,9 +376,17 @@ async def run(users: int, songs_per_user: int, *, together: bool, workers: int) 
             sample.timings = timings
     lost = sum(1 for s in samples if s.answered_s is None) + len(service.refused)
     duplicates = int(result["duplicates"])
-    report(samples, users=users, songs=songs_per_user, workers=workers, walls=result["walls"], lost=lost,
-           duplicates=duplicates, cache_misses=sum(1 for s in samples if "signal_ms" in s.timings),
-           refused=service.refused)
+    report(
+        samples,
+        users=users,
+        songs=songs_per_user,
+        workers=workers,
+        walls=result["walls"],
+        lost=lost,
+        duplicates=duplicates,
+        cache_misses=sum(1 for s in samples if "signal_ms" in s.timings),
+        refused=service.refused,
+    )
     return 0 if lost == 0 and duplicates == 0 else 1
 
 
@@ -342,21 +397,35 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def report(samples: list[Sample], *, users: int, songs: int, workers: int, walls: Mapping[str, float],
-           lost: int, duplicates: int, cache_misses: int, refused: list[str]) -> None:
+def report(
+    samples: list[Sample],
+    *,
+    users: int,
+    songs: int,
+    workers: int,
+    walls: Mapping[str, float],
+    lost: int,
+    duplicates: int,
+    cache_misses: int,
+    refused: list[str],
+) -> None:
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    print(f"machine: {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f} at the end); engine "
-          f"workers {workers}; images {IMAGE_SIZE} px; fake servers and users in a child process; "
-          f"{len(SONG_BPMS)} distinct 6 s songs reused: the warm-up analysed each once, the analysis cache "
-          f"answered {len(samples) - cache_misses} of the {len(samples)} measured requests (the engine "
-          "mostly only draws)")
+    print(
+        f"machine: {os.cpu_count()} CPU cores (load average {os.getloadavg()[0]:.1f} at the end); engine "
+        f"workers {workers}; images {IMAGE_SIZE} px; fake servers and users in a child process; "
+        f"{len(SONG_BPMS)} distinct 6 s songs reused: the warm-up analysed each once, the analysis cache "
+        f"answered {len(samples) - cache_misses} of the {len(samples)} measured requests (the engine "
+        "mostly only draws)"
+    )
     print(f"load: {users} users × {songs} songs on each platform, all of a platform's users at once")
     for phase, wall_s in walls.items():
         n = users * songs * (phase.count("+") + 1)
         print(f"  {phase}: {n} requests in {wall_s:.1f} s ({n / wall_s:.1f} requests/s)")
     print()
-    print(f"{'platform':<10}{'n':>6}{'round trip p50/p95':>22}{'engine+queue p50/p95':>24}"
-          f"{'bot overhead p50/p95':>24}{'overhead/round trip':>21}   overhead p50: download / png / rest")
+    print(
+        f"{'platform':<10}{'n':>6}{'round trip p50/p95':>22}{'engine+queue p50/p95':>24}"
+        f"{'bot overhead p50/p95':>24}{'overhead/round trip':>21}   overhead p50: download / png / rest"
+    )
     ok = True
     for platform in ("telegram", "discord"):
         done = [s for s in samples if s.platform == platform and s.answered_s is not None and s.timings]
@@ -369,19 +438,25 @@ def report(samples: list[Sample], *, users: int, songs: int, workers: int, walls
         dl = [s.timings.get("download_ms", 0.0) for s in done]
         png = [s.timings.get("png_ms", 0.0) for s in done]
         rest = [o - d - p for o, d, p in zip(over, dl, png, strict=True)]
-        print(f"{platform:<10}{len(done):>6}{pct(rt, 50):>12.1f} /{pct(rt, 95):>7.1f} ms"
-              f"{pct(eng, 50):>13.1f} /{pct(eng, 95):>7.1f} ms"
-              f"{pct(over, 50):>13.1f} /{pct(over, 95):>7.1f} ms"
-              f"{share:>20.1%}{pct(dl, 50):>14.1f} / {pct(png, 50):.1f} / {pct(rest, 50):.1f} ms")
+        print(
+            f"{platform:<10}{len(done):>6}{pct(rt, 50):>12.1f} /{pct(rt, 95):>7.1f} ms"
+            f"{pct(eng, 50):>13.1f} /{pct(eng, 95):>7.1f} ms"
+            f"{pct(over, 50):>13.1f} /{pct(over, 95):>7.1f} ms"
+            f"{share:>20.1%}{pct(dl, 50):>14.1f} / {pct(png, 50):.1f} / {pct(rest, 50):.1f} ms"
+        )
         ok &= pct(over, 50) <= GOAL_P50_MS
     acks = [s.ack_s * 1000 for s in samples if s.ack_s is not None]
     if acks:
-        print(f"discord acknowledgements (deferral): p50 {pct(acks, 50):.1f} ms, p95 {pct(acks, 95):.1f} ms, "
-              f"max {max(acks):.1f} ms (Discord allows 3000 ms)")
+        print(
+            f"discord acknowledgements (deferral): p50 {pct(acks, 50):.1f} ms, p95 {pct(acks, 95):.1f} ms, "
+            f"max {max(acks):.1f} ms (Discord allows 3000 ms)"
+        )
     print()
     print(f"goal: bot overhead p50 ≤ {GOAL_P50_MS:.0f} ms on each platform — {'met' if ok else 'NOT met'}")
-    print(f"lost answers: {lost}; duplicated answers: {duplicates}" + (f"; refused: {refused[:5]}" if refused
-                                                                      else ""))
+    print(
+        f"lost answers: {lost}; duplicated answers: {duplicates}"
+        + (f"; refused: {refused[:5]}" if refused else "")
+    )
 
 
 def main() -> int:
@@ -389,13 +464,17 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=50, help="Users per platform (default 50).")
     parser.add_argument("--songs", type=int, default=10, help="Songs each user sends (default 10).")
     parser.add_argument("--workers", type=int, default=2, help="Engine worker threads (default 2).")
-    parser.add_argument("--together", action="store_true",
-                        help="Load both platforms at the same time (default: one after the other, so "
-                             "each platform's numbers are its own).")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="Load both platforms at the same time (default: one after the other, so "
+        "each platform's numbers are its own).",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="Log the bots' INFO lines.")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", module="telegram")
     logging.getLogger("discord.gateway").addFilter(_KeepAliveRace())

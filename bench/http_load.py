@@ -65,8 +65,12 @@ def songs(n: int, duration_s: float) -> list[bytes]:
 
     out = []
     for i in range(n):
-        spec = SongSpec(bpm=90 + 11 * i, duration_s=duration_s, seed=i,
-                        style=["house", "ballad", "rock", "dnb", "waltz"][i % 5])  # type: ignore[arg-type]
+        spec = SongSpec(
+            bpm=90 + 11 * i,
+            duration_s=duration_s,
+            seed=i,
+            style=["house", "ballad", "rock", "dnb", "waltz"][i % 5],
+        )  # type: ignore[arg-type]
         buf = io.BytesIO()
         sf.write(buf, render_song(spec), spec.sr, format="OGG", subtype="VORBIS")
         out.append(buf.getvalue())
@@ -94,11 +98,18 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("M2I_")}
-        env.update({"M2I_BACKEND": "renderer", "M2I_SERVE__LOG_LEVEL": "WARNING",
-                    "M2I_MAX_QUEUE": "1000", "M2I_REQUEST_TIMEOUT_S": "300"})
+        env.update(
+            {
+                "M2I_BACKEND": "renderer",
+                "M2I_SERVE__LOG_LEVEL": "WARNING",
+                "M2I_MAX_QUEUE": "1000",
+                "M2I_REQUEST_TIMEOUT_S": "300",
+            }
+        )
         if self.redis_url:
-            env.update({"M2I_QUEUE__REDIS_URL": self.redis_url, "M2I_QUEUE__CONCURRENCY": "4",
-                        "M2I_WORKERS": "1"})
+            env.update(
+                {"M2I_QUEUE__REDIS_URL": self.redis_url, "M2I_QUEUE__CONCURRENCY": "4", "M2I_WORKERS": "1"}
+            )
         else:
             env["M2I_WORKERS"] = str(self.workers)
         return env
@@ -109,9 +120,23 @@ class Stack:
             if binary is None:
                 raise SystemExit("queue mode needs redis-server (apt-get install redis-server)")
             rport = free_port()
-            self.redis = subprocess.Popen([binary, "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
-                                           "--appendonly", "no", "--dir", str(self.tmp)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.redis = subprocess.Popen(
+                [
+                    binary,
+                    "--port",
+                    str(rport),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.tmp),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             self.redis_url = f"redis://127.0.0.1:{rport}/0"
             for i in range(self.workers):
                 self._spawn(["worker"], f"worker-{i}")
@@ -120,8 +145,15 @@ class Stack:
 
     def _spawn(self, args: list[str], name: str) -> None:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the process owns it
-        self.procs.append(subprocess.Popen([sys.executable, "-m", "m2i_engine.cli", *args], env=self.env(),
-                                           cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "m2i_engine.cli", *args],
+                env=self.env(),
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
 
     async def wait_ready(self, http: aiohttp.ClientSession) -> None:
         deadline = time.monotonic() + 120
@@ -182,8 +214,9 @@ class Stack:
         return codes
 
 
-async def one(http: aiohttp.ClientSession, base: str, audio: bytes, seed: int, size: int,
-              key: str) -> dict[str, Any]:
+async def one(
+    http: aiohttp.ClientSession, base: str, audio: bytes, seed: int, size: int, key: str
+) -> dict[str, Any]:
     form = aiohttp.FormData()
     form.add_field("audio", audio, filename="song.ogg", content_type="audio/ogg")
     form.add_field("size", str(size))
@@ -193,17 +226,33 @@ async def one(http: aiohttp.ClientSession, base: str, audio: bytes, seed: int, s
         async with http.post(f"{base}/v1/visualize", data=form, headers={"Idempotency-Key": key}) as r:
             body = await r.read()
             ms = (time.perf_counter() - t0) * 1000
-            timing = {p.split(";")[0].strip(): float(p.split("dur=")[1])
-                      for p in r.headers.get("Server-Timing", "").split(",") if "dur=" in p}
+            timing = {
+                p.split(";")[0].strip(): float(p.split("dur=")[1])
+                for p in r.headers.get("Server-Timing", "").split(",")
+                if "dur=" in p
+            }
             doc = json.loads(body)
             return {"status": r.status, "ms": ms, "doc": doc, "timing": timing}
     except Exception as exc:
-        return {"status": 0, "ms": (time.perf_counter() - t0) * 1000,
-                "doc": {"error": {"code": type(exc).__name__}}, "timing": {}}
+        return {
+            "status": 0,
+            "ms": (time.perf_counter() - t0) * 1000,
+            "doc": {"error": {"code": type(exc).__name__}},
+            "timing": {},
+        }
 
 
-async def load(http: aiohttp.ClientSession, base: str, clips: list[bytes], *, n: int, concurrency: int,
-               size: int, tag: str, seed0: int) -> tuple[list[dict[str, Any]], float]:
+async def load(
+    http: aiohttp.ClientSession,
+    base: str,
+    clips: list[bytes],
+    *,
+    n: int,
+    concurrency: int,
+    size: int,
+    tag: str,
+    seed0: int,
+) -> tuple[list[dict[str, Any]], float]:
     """``n`` requests from ``concurrency`` clients; the results in order and the wall time."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(n):
@@ -231,8 +280,9 @@ async def run_mode(mode: str, args: argparse.Namespace, clips: list[bytes]) -> d
     rounds: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     try:
-        async with aiohttp.ClientSession(timeout=timeout,
-                                         connector=aiohttp.TCPConnector(limit=args.concurrency)) as http:
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=aiohttp.TCPConnector(limit=args.concurrency)
+        ) as http:
             await stack.wait_ready(http)
             run = f"{mode}-{time.time_ns()}"
             # warm the analysis cache: one request per song, then one round of the load to warm the rest
@@ -241,29 +291,69 @@ async def run_mode(mode: str, args: argparse.Namespace, clips: list[bytes]) -> d
                 first = await one(http, stack.base, clip, 10**6 + i, args.size, f"{run}-warm-{i}")
                 if first["status"] != 200:
                     raise SystemExit(f"warm-up failed: {first['doc']}")
-            await load(http, stack.base, clips, n=min(args.requests, 4 * args.concurrency),
-                       concurrency=args.concurrency, size=args.size, tag=f"{run}-warm", seed0=5 * 10**6)
+            await load(
+                http,
+                stack.base,
+                clips,
+                n=min(args.requests, 4 * args.concurrency),
+                concurrency=args.concurrency,
+                size=args.size,
+                tag=f"{run}-warm",
+                seed0=5 * 10**6,
+            )
             if args.mem_requests:
-                await load(http, stack.base, clips, n=args.mem_requests, concurrency=min(4, args.concurrency),
-                           size=args.mem_size, tag=f"{run}-warmbig", seed0=6 * 10**6)
+                await load(
+                    http,
+                    stack.base,
+                    clips,
+                    n=args.mem_requests,
+                    concurrency=min(4, args.concurrency),
+                    size=args.mem_size,
+                    tag=f"{run}-warmbig",
+                    seed0=6 * 10**6,
+                )
             rss_warm = stack.api_rss_mb()
             # HTTP overhead, one request at a time (fresh seeds: the engine really draws)
-            seq = [await one(http, stack.base, clips[i % len(clips)], 2 * 10**6 + i, args.size,
-                             f"{run}-seq-{i}") for i in range(args.sequential)]
+            seq = [
+                await one(http, stack.base, clips[i % len(clips)], 2 * 10**6 + i, args.size, f"{run}-seq-{i}")
+                for i in range(args.sequential)
+            ]
             overhead = [r["ms"] - r["timing"].get("engine", 0.0) for r in seq if r["status"] == 200]
-            server_overhead = [r["timing"]["total"] - r["timing"]["engine"] for r in seq
-                               if r["status"] == 200]
+            server_overhead = [
+                r["timing"]["total"] - r["timing"]["engine"] for r in seq if r["status"] == 200
+            ]
             # the load, repeated: N requests from C concurrent clients, then the big pictures
             for k in range(args.rounds):
-                res, took = await load(http, stack.base, clips, n=args.requests, concurrency=args.concurrency,
-                                       size=args.size, tag=f"{run}-r{k}", seed0=10**7 * (k + 1))
-                big, _ = await load(http, stack.base, clips, n=args.mem_requests,
-                                    concurrency=min(4, args.concurrency), size=args.mem_size,
-                                    tag=f"{run}-big{k}", seed0=10**7 * (k + 1) + 10**6)
+                res, took = await load(
+                    http,
+                    stack.base,
+                    clips,
+                    n=args.requests,
+                    concurrency=args.concurrency,
+                    size=args.size,
+                    tag=f"{run}-r{k}",
+                    seed0=10**7 * (k + 1),
+                )
+                big, _ = await load(
+                    http,
+                    stack.base,
+                    clips,
+                    n=args.mem_requests,
+                    concurrency=min(4, args.concurrency),
+                    size=args.mem_size,
+                    tag=f"{run}-big{k}",
+                    seed0=10**7 * (k + 1) + 10**6,
+                )
                 ok = [r for r in res if r["status"] == 200]
-                rounds.append({"throughput_rps": round(len(ok) / took, 2), "wall_s": round(took, 2),
-                               "p95_ms": round(pct([r["ms"] for r in ok], 95), 1),
-                               "api_rss_mb": stack.api_rss_mb(), "redis_mb": stack.redis_mb()})
+                rounds.append(
+                    {
+                        "throughput_rps": round(len(ok) / took, 2),
+                        "wall_s": round(took, 2),
+                        "p95_ms": round(pct([r["ms"] for r in ok], 95), 1),
+                        "api_rss_mb": stack.api_rss_mb(),
+                        "redis_mb": stack.redis_mb(),
+                    }
+                )
                 results += res + big
             async with http.get(f"{stack.base}/metrics") as resp:
                 metrics = await resp.text()
@@ -279,54 +369,84 @@ async def run_mode(mode: str, args: argparse.Namespace, clips: list[bytes]) -> d
     wall = sum(r["wall_s"] for r in rounds)
     rss_after = [r["api_rss_mb"] for r in rounds]
     report: dict[str, Any] = {
-        "mode": mode, "requests": args.requests, "concurrency": args.concurrency, "rounds": args.rounds,
+        "mode": mode,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
         "workers": args.workers if mode == "queue" else f"1 process, {args.workers} engine threads",
-        "size": args.size, "songs": len(clips), "song_seconds": args.duration, "wall_s": round(wall, 2),
+        "size": args.size,
+        "songs": len(clips),
+        "song_seconds": args.duration,
+        "wall_s": round(wall, 2),
         "throughput_rps": round(len(loaded) / wall, 2) if wall else 0.0,
-        "latency_ms": {"p50": round(pct([r["ms"] for r in loaded], 50), 1),
-                       "p95": round(pct([r["ms"] for r in loaded], 95), 1),
-                       "p99": round(pct([r["ms"] for r in loaded], 99), 1)},
-        "http_overhead_ms": {"p50": round(pct(overhead, 50), 2), "p95": round(pct(overhead, 95), 2),
-                             "server_side_p50": round(pct(server_overhead, 50), 2),
-                             "engine_p50": round(statistics.median(r["timing"].get("engine", 0)
-                                                                   for r in seq), 1) if seq else None},
-        "api_rss_mb": {"after_warmup": rss_warm, "after_rounds": rss_after,
-                       "growth": round(rss_after[-1] - rss_warm, 1) if rss_after else None,
-                       # kept jobs fill up to M2I_SERVE__MAX_JOBS (1000): flat after that is the test
-                       "growth_last_round": round(rss_after[-1] - rss_after[-2], 1) if len(rss_after) > 1
-                       else None},
+        "latency_ms": {
+            "p50": round(pct([r["ms"] for r in loaded], 50), 1),
+            "p95": round(pct([r["ms"] for r in loaded], 95), 1),
+            "p99": round(pct([r["ms"] for r in loaded], 99), 1),
+        },
+        "http_overhead_ms": {
+            "p50": round(pct(overhead, 50), 2),
+            "p95": round(pct(overhead, 95), 2),
+            "server_side_p50": round(pct(server_overhead, 50), 2),
+            "engine_p50": round(statistics.median(r["timing"].get("engine", 0) for r in seq), 1)
+            if seq
+            else None,
+        },
+        "api_rss_mb": {
+            "after_warmup": rss_warm,
+            "after_rounds": rss_after,
+            "growth": round(rss_after[-1] - rss_warm, 1) if rss_after else None,
+            # kept jobs fill up to M2I_SERVE__MAX_JOBS (1000): flat after that is the test
+            "growth_last_round": round(rss_after[-1] - rss_after[-2], 1) if len(rss_after) > 1 else None,
+        },
         "per_round": rounds,
         "lost": len(results) - len(ok),
         "duplicated": dup_answers + (len(images) - len(set(images))),
-        "errors": dict(Counter(r["doc"].get("error", {}).get("code", "?")
-                               for r in results if r["status"] != 200)),
+        "errors": dict(
+            Counter(r["doc"].get("error", {}).get("code", "?") for r in results if r["status"] != 200)
+        ),
         "exit_codes": codes,
         "logs": str(tmp),
     }
     if mode == "queue":
         report["deliveries"] = dict(deliveries)
         report["duplicated"] += sum(n * (d - 1) for d, n in deliveries.items() if d > 1)
-    report["result_cache_hits"] = sum(1 for r in ok if r["doc"].get("cached") and "draw_ms" not in r["doc"]
-                                      ["timings_ms"])
-    report["metrics_sample"] = [line for line in metrics.splitlines()
-                                if line.startswith(("m2i_stage_seconds_count", "m2i_workers_alive"))]
+    report["result_cache_hits"] = sum(
+        1 for r in ok if r["doc"].get("cached") and "draw_ms" not in r["doc"]["timings_ms"]
+    )
+    report["metrics_sample"] = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith(("m2i_stage_seconds_count", "m2i_workers_alive"))
+    ]
     return report
 
 
-QUICK = {"requests": 40, "concurrency": 8, "rounds": 2, "songs": 2, "duration": 8.0, "sequential": 3,
-         "mem_requests": 2}
+QUICK = {
+    "requests": 40,
+    "concurrency": 8,
+    "rounds": 2,
+    "songs": 2,
+    "duration": 8.0,
+    "sequential": 3,
+    "mem_requests": 2,
+}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--mode", choices=["single", "queue", "both"], default="both")
-    p.add_argument("--quick", action="store_true", help="smoke run: " + ", ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()),
+    )
     p.add_argument("--requests", type=int, default=300, help="requests per round")
     p.add_argument("--concurrency", type=int, default=30)
     p.add_argument("--rounds", type=int, default=3, help="repeats of the load (API memory must stay flat)")
-    p.add_argument("--workers", type=int, default=2,
-                   help="queue mode: worker processes; single: engine threads")
+    p.add_argument(
+        "--workers", type=int, default=2, help="queue mode: worker processes; single: engine threads"
+    )
     p.add_argument("--size", type=int, default=256, help="long side of each image")
     p.add_argument("--mem-size", type=int, default=2048, help="long side of the big pictures of each round")
     p.add_argument("--mem-requests", type=int, default=8, help="big pictures per round (0: none)")
@@ -340,29 +460,35 @@ def main() -> None:
             setattr(args, k, v)
     clips = songs(args.songs, args.duration)
     reports = []
-    for mode in (["single", "queue"] if args.mode == "both" else [args.mode]):
+    for mode in ["single", "queue"] if args.mode == "both" else [args.mode]:
         rep = asyncio.run(run_mode(mode, args, clips))
         reports.append(rep)
         print(json.dumps(rep, indent=2), flush=True)
     if args.json:
         args.json.write_text(json.dumps(reports, indent=2))
-    print(f"\n{args.rounds} rounds of {args.requests} requests from {args.concurrency} clients at "
-          f"{args.size} px (+{args.mem_requests} at {args.mem_size} px); RSS of the API process in MB")
+    print(
+        f"\n{args.rounds} rounds of {args.requests} requests from {args.concurrency} clients at "
+        f"{args.size} px (+{args.mem_requests} at {args.mem_size} px); RSS of the API process in MB"
+    )
     print("mode    rps     p50ms    p95ms    overhead p50ms  rss warm  rss after rounds         lost  dup")
     for r in reports:
         rss = r["api_rss_mb"]
         lat = r["latency_ms"]
-        print(f"{r['mode']:<7} {r['throughput_rps']:<7} {lat['p50']:<8} {lat['p95']:<8} "
-              f"{r['http_overhead_ms']['p50']:<15} {rss['after_warmup']:<9} "
-              f"{' '.join(str(x) for x in rss['after_rounds']):<24} {r['lost']:<5} {r['duplicated']}")
+        print(
+            f"{r['mode']:<7} {r['throughput_rps']:<7} {lat['p50']:<8} {lat['p95']:<8} "
+            f"{r['http_overhead_ms']['p50']:<15} {rss['after_warmup']:<9} "
+            f"{' '.join(str(x) for x in rss['after_rounds']):<24} {r['lost']:<5} {r['duplicated']}"
+        )
     by = {r["mode"]: r for r in reports}
     if {"single", "queue"} <= set(by):
         q, one_proc = by["queue"], by["single"]
-        print(f"queue/single: throughput {q['throughput_rps'] / one_proc['throughput_rps']:.2f}x, "
-              f"p95 {q['latency_ms']['p95'] / one_proc['latency_ms']['p95']:.2f}x; API RSS growth over the "
-              f"rounds: queue {q['api_rss_mb']['growth']:+} MB (last round "
-              f"{q['api_rss_mb']['growth_last_round']:+}), single {one_proc['api_rss_mb']['growth']:+} MB "
-              f"(last round {one_proc['api_rss_mb']['growth_last_round']:+})")
+        print(
+            f"queue/single: throughput {q['throughput_rps'] / one_proc['throughput_rps']:.2f}x, "
+            f"p95 {q['latency_ms']['p95'] / one_proc['latency_ms']['p95']:.2f}x; API RSS growth over the "
+            f"rounds: queue {q['api_rss_mb']['growth']:+} MB (last round "
+            f"{q['api_rss_mb']['growth_last_round']:+}), single {one_proc['api_rss_mb']['growth']:+} MB "
+            f"(last round {one_proc['api_rss_mb']['growth_last_round']:+})"
+        )
     if any(r["lost"] or r["duplicated"] for r in reports):
         sys.exit(1)
 

@@ -78,10 +78,14 @@ def main() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core
     with threadpool_limits(limits=1):
         base = baseline_ms(max(args.repeat, 5))
-        print(f"baseline: Pillow PNG encode of 1024² RGB noise = {base:.1f} ms "
-              f"(budget {BUDGET_MS:.0f} ms = {BUDGET_MS / base:.1f}× baseline)")
-        print(f"{'style':<11}{'aspect':<7}{'size':>10}  {'worst song':<15}"
-              f"{'render':>9}{'encode':>9}{'total':>9}{'× base':>8}  {'mean total':>10}")
+        print(
+            f"baseline: Pillow PNG encode of 1024² RGB noise = {base:.1f} ms "
+            f"(budget {BUDGET_MS:.0f} ms = {BUDGET_MS / base:.1f}× baseline)"
+        )
+        print(
+            f"{'style':<11}{'aspect':<7}{'size':>10}  {'worst song':<15}"
+            f"{'render':>9}{'encode':>9}{'total':>9}{'× base':>8}  {'mean total':>10}"
+        )
         cases = [(st, Aspect.square) for st in Style if st is not Style.auto]
         cases += [(Style.cover, a) for a in Aspect if a is not Aspect.square]
         worst_total = 0.0
@@ -92,17 +96,20 @@ def main() -> None:
             total = r_ms + e_ms
             worst_total = max(worst_total, total)
             w, h = aspect.size(args.size)
-            print(f"{style.value:<11}{aspect.value:<7}{f'{w}×{h}':>10}  {song:<15}"
-                  f"{r_ms:>7.0f}ms{e_ms:>7.0f}ms{total:>7.0f}ms{total / base:>7.1f}×  "
-                  f"{mean_total:>8.0f}ms")
+            print(
+                f"{style.value:<11}{aspect.value:<7}{f'{w}×{h}':>10}  {song:<15}"
+                f"{r_ms:>7.0f}ms{e_ms:>7.0f}ms{total:>7.0f}ms{total / base:>7.1f}×  "
+                f"{mean_total:>8.0f}ms"
+            )
         late = baseline_ms(max(args.repeat, 5))  # again, in case the machine was busy at first
         if late < base:
-            print(f"(baseline re-measured at the end: {late:.1f} ms; the × column used "
-                  f"{base:.1f} ms)")
+            print(f"(baseline re-measured at the end: {late:.1f} ms; the × column used {base:.1f} ms)")
         verdict = "within" if worst_total <= BUDGET_MS else "OVER"
         base = min(base, late)
-        print(f"worst render+encode = {worst_total:.0f} ms = {worst_total / base:.1f}× baseline "
-              f"({verdict} the {BUDGET_MS:.0f} ms budget)")
+        print(
+            f"worst render+encode = {worst_total:.0f} ms = {worst_total / base:.1f}× baseline "
+            f"({verdict} the {BUDGET_MS:.0f} ms budget)"
+        )
 
 
 if __name__ == "__main__":

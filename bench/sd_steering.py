@@ -51,8 +51,9 @@ MODES: dict[str, SteeringSettings] = {
     "weighted": SteeringSettings(init="none", phrase_weighting=1.0),
     "palette_init": SteeringSettings(init="palette", init_strength=0.9, phrase_weighting=1.0),
     "composition": SteeringSettings(init="composition", init_strength=0.85, phrase_weighting=1.0),
-    "composition_transfer": SteeringSettings(init="composition", init_strength=0.85, phrase_weighting=1.0,
-                                             palette_transfer=0.5),
+    "composition_transfer": SteeringSettings(
+        init="composition", init_strength=0.85, phrase_weighting=1.0, palette_transfer=0.5
+    ),
 }
 
 #: contrasting songs: (genre, emotion, bpm, mode, tonic, energy, valence, arousal)
@@ -66,14 +67,30 @@ SONGS: dict[str, tuple[str, str, float, str, str, float, float, float]] = {
 }
 
 
-def song_tags(genre: str, emotion: str, bpm: float, mode: str, tonic: str, energy: float, valence: float,
-              arousal: float) -> Tags:
+def song_tags(
+    genre: str, emotion: str, bpm: float, mode: str, tonic: str, energy: float, valence: float, arousal: float
+) -> Tags:
     """A song whose loudness and timbre follow its energy (louder, brighter, busier when energetic)."""
-    return make_tags(genre=genre, genre_score=0.8, emotion={emotion: 0.7}, model="bench", bpm=bpm, mode=mode,
-                     tonic=tonic, energy=energy, valence=valence, arousal=arousal, tempo_confidence=0.85,
-                     integrated_lufs=-20 + 14 * energy, brightness=0.3 + 0.5 * energy,
-                     percussiveness=energy, onset_rate_hz=1 + 6 * energy, mood_source="emotion_model",
-                     codec="pcm", curve=[energy] * 64)
+    return make_tags(
+        genre=genre,
+        genre_score=0.8,
+        emotion={emotion: 0.7},
+        model="bench",
+        bpm=bpm,
+        mode=mode,
+        tonic=tonic,
+        energy=energy,
+        valence=valence,
+        arousal=arousal,
+        tempo_confidence=0.85,
+        integrated_lufs=-20 + 14 * energy,
+        brightness=0.3 + 0.5 * energy,
+        percussiveness=energy,
+        onset_rate_hz=1 + 6 * energy,
+        mood_source="emotion_model",
+        codec="pcm",
+        curve=[energy] * 64,
+    )
 
 
 def tag_description(tags: Tags) -> str:
@@ -116,8 +133,9 @@ class Clip:
         s = self.size
         w, h = image.size
         scale = s / min(w, h)
-        im = image.convert("RGB").resize((max(s, round(w * scale)), max(s, round(h * scale))),
-                                         Image.Resampling.BICUBIC)
+        im = image.convert("RGB").resize(
+            (max(s, round(w * scale)), max(s, round(h * scale))), Image.Resampling.BICUBIC
+        )
         left, top = (im.width - s) // 2, (im.height - s) // 2
         arr = np.asarray(im.crop((left, top, left + s, top + s)), dtype=np.float32) / 255.0
         return ((arr - self.MEAN) / self.STD).transpose(2, 0, 1)
@@ -144,12 +162,23 @@ def scores(image_emb: np.ndarray, song_of: np.ndarray, text_emb: np.ndarray) -> 
     same = song_of[:, None] == song_of[None, :]
     off_diag = ~np.eye(len(ii), dtype=bool)
     within = ii[same & off_diag].mean() if (same & off_diag).any() else float("nan")
-    return {"top1": float((sims.argmax(1) == song_of).mean()), "margin": float((own - others).mean()),
-            "separability": float(within - ii[~same].mean())}
+    return {
+        "top1": float((sims.argmax(1) == song_of).mean()),
+        "margin": float((own - others).mean()),
+        "separability": float(within - ii[~same].mean()),
+    }
 
 
-def run(backend: SDBackend, clip: Clip, *, images_per_song: int, seed: int, size: int,
-        modes: Sequence[str], save_dir: Path | None) -> dict[str, Any]:
+def run(
+    backend: SDBackend,
+    clip: Clip,
+    *,
+    images_per_song: int,
+    seed: int,
+    size: int,
+    modes: Sequence[str],
+    save_dir: Path | None,
+) -> dict[str, Any]:
     songs = {name: song_tags(*spec) for name, spec in SONGS.items()}
     text_emb = clip.texts([tag_description(t) for t in songs.values()])
     results: dict[str, Any] = {}
@@ -160,8 +189,9 @@ def run(backend: SDBackend, clip: Clip, *, images_per_song: int, seed: int, size
         started = time.perf_counter()
         for s, (name, tags) in enumerate(songs.items()):
             prompt = build_prompt(tags, VisualizeOptions())
-            request = ImageRequest(tags=tags, prompt=prompt, width=size, height=size, seed=seed,
-                                   num_images=images_per_song)
+            request = ImageRequest(
+                tags=tags, prompt=prompt, width=size, height=size, seed=seed, num_images=images_per_song
+            )
             for i, out in enumerate(backend.generate(request, SDOptions(steering=steering))):
                 pictures.append(out.image)
                 song_of.append(s)
@@ -170,8 +200,10 @@ def run(backend: SDBackend, clip: Clip, *, images_per_song: int, seed: int, size
                     folder.mkdir(parents=True, exist_ok=True)
                     out.image.save(folder / f"{name.replace(' ', '_')}-{i}.png")
         seconds = time.perf_counter() - started
-        results[mode] = {**scores(clip.images(pictures), np.array(song_of), text_emb),
-                         "s_per_image": round(seconds / len(pictures), 3)}
+        results[mode] = {
+            **scores(clip.images(pictures), np.array(song_of), text_emb),
+            "s_per_image": round(seconds / len(pictures), 3),
+        }
         print(f"{mode:>22}: " + "  ".join(f"{k}={v:.3f}" for k, v in results[mode].items()), flush=True)
     return results
 
@@ -187,8 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--modes", default=",".join(MODES), help=f"Comma-separated subset of {', '.join(MODES)}.")
     p.add_argument("--save-images", type=Path, default=None, help="Keep the pictures here.")
     p.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
-    p.add_argument("--tiny", action="store_true",
-                   help="Smoke test on tiny random models (numbers meaningless).")
+    p.add_argument(
+        "--tiny", action="store_true", help="Smoke test on tiny random models (numbers meaningless)."
+    )
     p.add_argument("--allow-cpu", action="store_true", help="Run real weights on the CPU (very slow).")
     args = p.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -207,28 +240,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--model is required (or --tiny)")
     else:
         model, clip_source, size, steps = args.model, args.clip, args.size, args.steps
-    settings = SDSettings(model=model, allow_cpu=args.tiny or args.allow_cpu, steps=steps, max_batch=4,
-                          warmup=False)
+    settings = SDSettings(
+        model=model, allow_cpu=args.tiny or args.allow_cpu, steps=steps, max_batch=4, warmup=False
+    )
     backend = load_sd_backend(settings, batching=False)
     assert isinstance(backend, SDBackend)
     device = str(backend.pipeline.device)
     clip = Clip(clip_source, device)
-    header = {"model": model if not args.tiny else "tiny-random", "clip": clip_source if not args.tiny else
-              "tiny-random", "device": _device_name(device), "songs": list(SONGS),
-              "images_per_song": args.images, "size": size, "steps": backend.profile.default_steps
-              if steps is None else steps, "python": platform.python_version()}
+    header = {
+        "model": model if not args.tiny else "tiny-random",
+        "clip": clip_source if not args.tiny else "tiny-random",
+        "device": _device_name(device),
+        "songs": list(SONGS),
+        "images_per_song": args.images,
+        "size": size,
+        "steps": backend.profile.default_steps if steps is None else steps,
+        "python": platform.python_version(),
+    }
     print(json.dumps(header), flush=True)
     if args.tiny:
         print("NOTE: --tiny uses random weights; the numbers below only show that the script runs.")
-    results = run(backend, clip, images_per_song=args.images, seed=args.seed, size=size, modes=modes,
-                  save_dir=args.save_images)
-    best = {metric: max(results, key=lambda m: results[m][metric]) for metric in ("top1", "margin",
-                                                                                  "separability")}
+    results = run(
+        backend,
+        clip,
+        images_per_song=args.images,
+        seed=args.seed,
+        size=size,
+        modes=modes,
+        save_dir=args.save_images,
+    )
+    best = {
+        metric: max(results, key=lambda m: results[m][metric])
+        for metric in ("top1", "margin", "separability")
+    }
     print("best per metric: " + ", ".join(f"{k}: {v}" for k, v in best.items()))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**header, "tiny": args.tiny, "results": results, "best": best},
-                                       indent=2))
+        args.out.write_text(
+            json.dumps({**header, "tiny": args.tiny, "results": results, "best": best}, indent=2)
+        )
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -115,8 +115,16 @@ def gtzan_tracks() -> list[Track]:
                     beats.append(float(parts[0]))
                     if len(parts) > 1 and parts[1].strip() in ("1", "1.0"):
                         downbeats.append(float(parts[0]))
-            tracks.append(Track("gtzan", row["track"], float(row["bpm"]), tuple(beats),
-                                tuple(downbeats), path=str(root / row["file"])))
+            tracks.append(
+                Track(
+                    "gtzan",
+                    row["track"],
+                    float(row["bpm"]),
+                    tuple(beats),
+                    tuple(downbeats),
+                    path=str(root / row["file"]),
+                )
+            )
     return tracks
 
 
@@ -140,15 +148,24 @@ def synth_tracks(duration_s: float = 30.0) -> list[Track]:
         for style, bpms in _SYNTH_PLAN:
             for bpm in bpms:
                 swing = 0.25 if variant == 1 and style in ("hiphop", "funk", "house", "rock") else 0.0
-                spec = SongSpec(bpm=bpm + 1.5 * variant, tonic=PITCH_CLASSES[(5 * i) % 12],
-                                mode="minor" if i % 2 else "major", style=style,  # type: ignore[arg-type]
-                                duration_s=duration_s, swing=swing, seed=100 + i)
+                spec = SongSpec(
+                    bpm=bpm + 1.5 * variant,
+                    tonic=PITCH_CLASSES[(5 * i) % 12],
+                    mode="minor" if i % 2 else "major",
+                    style=style,  # type: ignore[arg-type]
+                    duration_s=duration_s,
+                    swing=swing,
+                    seed=100 + i,
+                )
                 codec = ("mp3", "opus")[i % 2] if i % 4 == 3 else None
                 beat_s = 60.0 / spec.bpm
                 beats = tuple(float(t) for t in np.arange(0.0, duration_s - 1e-6, beat_s))
                 downbeats = beats[:: spec.beats_per_bar]
-                name = f"{style}-{spec.bpm:g}-{spec.tonic}{spec.mode[:3]}" + (
-                    f"-swing{swing:g}" if swing else "") + (f"-{codec}" if codec else "")
+                name = (
+                    f"{style}-{spec.bpm:g}-{spec.tonic}{spec.mode[:3]}"
+                    + (f"-swing{swing:g}" if swing else "")
+                    + (f"-{codec}" if codec else "")
+                )
                 tracks.append(Track("synth", name, spec.bpm, beats, downbeats, spec=spec, codec=codec))
                 i += 1
     return tracks
@@ -156,9 +173,14 @@ def synth_tracks(duration_s: float = 30.0) -> list[Track]:
 
 #: Tempo range of each style for the held-out synthetic set.
 _STYLE_RANGES: dict[str, tuple[float, float]] = {
-    "ballad": (55.0, 78.0), "ambient": (60.0, 90.0), "waltz": (80.0, 150.0),
-    "hiphop": (80.0, 100.0), "funk": (95.0, 118.0), "house": (118.0, 132.0),
-    "rock": (100.0, 165.0), "dnb": (160.0, 180.0),
+    "ballad": (55.0, 78.0),
+    "ambient": (60.0, 90.0),
+    "waltz": (80.0, 150.0),
+    "hiphop": (80.0, 100.0),
+    "funk": (95.0, 118.0),
+    "house": (118.0, 132.0),
+    "rock": (100.0, 165.0),
+    "dnb": (160.0, 180.0),
 }
 
 
@@ -170,19 +192,29 @@ def synth_holdout_tracks(per_style: int = 5) -> list[Track]:
     for style, (lo, hi) in _STYLE_RANGES.items():
         for k in range(per_style):
             bpm = round(float(rng.uniform(lo, hi)), 1)
-            swing = float(rng.choice([0.0, 0.15, 0.3])) if style in ("hiphop", "funk", "house",
-                                                                      "rock") else 0.0
+            swing = (
+                float(rng.choice([0.0, 0.15, 0.3])) if style in ("hiphop", "funk", "house", "rock") else 0.0
+            )
             duration = round(float(rng.uniform(20.0, 40.0)), 1)
-            spec = SongSpec(bpm=bpm, tonic=PITCH_CLASSES[int(rng.integers(12))],
-                            mode="minor" if rng.random() < 0.5 else "major",
-                            style=style, duration_s=duration, swing=swing,  # type: ignore[arg-type]
-                            seed=1000 + 10 * len(tracks) + k)
+            spec = SongSpec(
+                bpm=bpm,
+                tonic=PITCH_CLASSES[int(rng.integers(12))],
+                mode="minor" if rng.random() < 0.5 else "major",
+                style=style,
+                duration_s=duration,
+                swing=swing,  # type: ignore[arg-type]
+                seed=1000 + 10 * len(tracks) + k,
+            )
             codec = str(rng.choice(["mp3", "opus"])) if rng.random() < 0.3 else None
             beats = tuple(float(t) for t in np.arange(0.0, duration - 1e-6, 60.0 / bpm))
-            name = f"{style}-{bpm:g}-{spec.tonic}{spec.mode[:3]}-{duration:g}s" + (
-                f"-swing{swing:g}" if swing else "") + (f"-{codec}" if codec else "")
-            tracks.append(Track("synth-test", name, bpm, beats, beats[:: spec.beats_per_bar],
-                                spec=spec, codec=codec))
+            name = (
+                f"{style}-{bpm:g}-{spec.tonic}{spec.mode[:3]}-{duration:g}s"
+                + (f"-swing{swing:g}" if swing else "")
+                + (f"-{codec}" if codec else "")
+            )
+            tracks.append(
+                Track("synth-test", name, bpm, beats, beats[:: spec.beats_per_bar], spec=spec, codec=codec)
+            )
     return tracks
 
 
@@ -198,8 +230,10 @@ def load_audio(track: Track) -> np.ndarray:
 
 def codec_roundtrip(y: np.ndarray, sr: int, codec: str) -> np.ndarray:
     """Encode ``y`` with MP3 (96 kbit/s) or Opus (48 kbit/s) via PyAV and decode it back."""
-    fmt, encoder, rate, bit_rate = {"mp3": ("mp3", "libmp3lame", sr, 96_000),
-                                    "opus": ("ogg", "libopus", 48_000, 48_000)}[codec]
+    fmt, encoder, rate, bit_rate = {
+        "mp3": ("mp3", "libmp3lame", sr, 96_000),
+        "opus": ("ogg", "libopus", 48_000, 48_000),
+    }[codec]
     buf = io.BytesIO()
     with av.open(buf, "w", format=fmt) as out:
         stream = out.add_stream(encoder, rate=rate, layout="mono")
@@ -245,8 +279,9 @@ def run_beatnet(y: np.ndarray) -> tuple[float, float, list[float], list[float]]:
     """Optional: the same tempo/beat decoder on BeatNet's (model 1) beat activation instead."""
     from bench.beatnet import FPS, beat_activations
 
-    tempo = tempo_from_novelty(novelty=beat_activations(y=y).sum(axis=1), frame_rate_hz=FPS,
-                               duration_s=len(y) / SR)
+    tempo = tempo_from_novelty(
+        novelty=beat_activations(y=y).sum(axis=1), frame_rate_hz=FPS, duration_s=len(y) / SR
+    )
     return tempo.bpm, tempo.confidence, tempo.beats_s, tempo.downbeats_s
 
 
@@ -283,8 +318,11 @@ def summarise(results: list[Result]) -> dict[str, float]:
     a1 = [acc1(r.bpm, r.track.bpm) for r in results]
     a2 = [acc2(r.bpm, r.track.bpm) for r in results]
     beat_f = [f_measure(r.beats_s, r.track.beats_s) for r in results if r.track.beats_s]
-    db = [f_measure(r.downbeats_s, r.track.downbeats_s) for r in results
-          if r.track.downbeats_s and r.downbeats_s]
+    db = [
+        f_measure(r.downbeats_s, r.track.downbeats_s)
+        for r in results
+        if r.track.downbeats_s and r.downbeats_s
+    ]
     return {
         "n": len(results),
         "acc1": float(np.mean(a1)),
@@ -309,17 +347,21 @@ def confidence_report(results: list[Result]) -> str:
     auc = float("nan")
     if len(pos) and len(neg):
         auc = float(np.mean(pos[:, None] > neg[None, :]) + 0.5 * np.mean(pos[:, None] == neg[None, :]))
-    return (f"confidence: mean {conf[ok].mean() if ok.any() else float('nan'):.2f} when Acc1-correct, "
-            f"{conf[~ok].mean() if (~ok).any() else float('nan'):.2f} when wrong; "
-            f"Acc1 {hi.mean() if len(hi) else float('nan'):.2f} above the median confidence "
-            f"({median:.2f}) vs {lo.mean() if len(lo) else float('nan'):.2f} at/below; AUC {auc:.2f}")
+    return (
+        f"confidence: mean {conf[ok].mean() if ok.any() else float('nan'):.2f} when Acc1-correct, "
+        f"{conf[~ok].mean() if (~ok).any() else float('nan'):.2f} when wrong; "
+        f"Acc1 {hi.mean() if len(hi) else float('nan'):.2f} above the median confidence "
+        f"({median:.2f}) vs {lo.mean() if len(lo) else float('nan'):.2f} at/below; AUC {auc:.2f}"
+    )
 
 
 def print_table(all_results: list[Result]) -> None:
     sets = sorted({r.track.set_name for r in all_results})
     groups = [*sets, "overall"] if len(sets) > 1 else sets
-    header = (f"{'set':10s} {'n':>4s}  {'method':9s} {'Acc1':>6s} {'Acc2':>6s} {'BeatF':>6s} "
-              f"{'DownbF':>6s} {'s/track':>8s}")
+    header = (
+        f"{'set':10s} {'n':>4s}  {'method':9s} {'Acc1':>6s} {'Acc2':>6s} {'BeatF':>6s} "
+        f"{'DownbF':>6s} {'s/track':>8s}"
+    )
     print(header)
     print("-" * len(header))
     for g in groups:
@@ -329,8 +371,10 @@ def print_table(all_results: list[Result]) -> None:
             if not s:
                 continue
             db = f"{s['downbeat_f']:6.3f}" if np.isfinite(s["downbeat_f"]) else f"{'—':>6s}"
-            print(f"{g:10s} {s['n']:4d}  {method:9s} {s['acc1']:6.3f} {s['acc2']:6.3f} "
-                  f"{s['beat_f']:6.3f} {db} {s['seconds']:8.3f}")
+            print(
+                f"{g:10s} {s['n']:4d}  {method:9s} {s['acc1']:6.3f} {s['acc2']:6.3f} "
+                f"{s['beat_f']:6.3f} {db} {s['seconds']:8.3f}"
+            )
     print()
     for method in ("OURS", "DECISION"):
         for g in groups:
@@ -363,20 +407,28 @@ def timing_report() -> None:
             analyze_signal(y=y, sr=SR)
             cpu.append(time.process_time() - t0)
             wall.append(time.perf_counter() - w0)
-        print(f"analyze_signal on a {seconds:.0f}-s song: {min(cpu):.3f} s CPU "
-              f"({min(wall):.3f} s wall), best of 3, warm, 1 thread")
+        print(
+            f"analyze_signal on a {seconds:.0f}-s song: {min(cpu):.3f} s CPU "
+            f"({min(wall):.3f} s wall), best of 3, warm, 1 thread"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="at most N tracks per set")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
-    ap.add_argument("--sets", default="gtzan,synth,synth-test",
-                    help="comma-separated: gtzan, synth (design set), synth-test (held out)")
+    ap.add_argument(
+        "--sets",
+        default="gtzan,synth,synth-test",
+        help="comma-separated: gtzan, synth (design set), synth-test (held out)",
+    )
     ap.add_argument("--verbose", action="store_true", help="list the tracks OURS gets wrong")
     ap.add_argument("--no-timing", action="store_true", help="skip the analyze_signal timing")
-    ap.add_argument("--beatnet", action="store_true",
-                    help="also evaluate the decoder on BeatNet model-1 activations (BEATNET row)")
+    ap.add_argument(
+        "--beatnet",
+        action="store_true",
+        help="also evaluate the decoder on BeatNet model-1 activations (BEATNET row)",
+    )
     args = ap.parse_args(argv)
     if args.beatnet:
         METHODS["BEATNET"] = run_beatnet
@@ -410,11 +462,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_timing:
         print()
         timing_report()
-    print("\nDECISION was trained on the 100 GTZAN excerpts (its gtzan row is in-sample; the CV numbers are "
-          "in training/reports/tempo.md);\nthe synthetic songs here are not among its training songs.")
-    print("No parameter of OURS was fitted to GTZAN; its results were looked at when choosing between "
-          "design alternatives\n(HMM beat decoder vs DP, BeatNet activations vs onset novelty, the "
-          "confidence formula), so it is not a pristine held-out set. synth-test is.")
+    print(
+        "\nDECISION was trained on the 100 GTZAN excerpts (its gtzan row is in-sample; the CV numbers are "
+        "in training/reports/tempo.md);\nthe synthetic songs here are not among its training songs."
+    )
+    print(
+        "No parameter of OURS was fitted to GTZAN; its results were looked at when choosing between "
+        "design alternatives\n(HMM beat decoder vs DP, BeatNet activations vs onset novelty, the "
+        "confidence formula), so it is not a pristine held-out set. synth-test is."
+    )
     return 0
 
 

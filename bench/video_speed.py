@@ -39,8 +39,11 @@ from tests.sectioned_songs import Part, sectioned_song
 
 GOAL = 1.0
 #: a 30-s song at 120 BPM: quiet A, loud B, quiet A, 5 bars each
-FORM = (Part("A", "ballad", "D", "minor", 5, 0.5), Part("B", "house", "F", "major", 5, 1.0),
-        Part("A", "ballad", "D", "minor", 5, 0.5))
+FORM = (
+    Part("A", "ballad", "D", "minor", 5, 0.5),
+    Part("B", "house", "F", "major", 5, 1.0),
+    Part("A", "ballad", "D", "minor", 5, 0.5),
+)
 
 
 def main() -> int:
@@ -70,50 +73,91 @@ def main() -> int:
     # baseline: encoding pre-made frames (two keyframes of the same picture, alternating per beat) with
     # the sound, nothing composed
     style = request.prompt.concrete_style(tags)
-    premade = draw_scene(tags, tags.sections[0], 0, beats_per_bar=4, style=style, width=width, height=height,
-                         seed=1).rest[:2]
+    premade = draw_scene(
+        tags, tags.sections[0], 0, beats_per_bar=4, style=style, width=width, height=height, seed=1
+    ).rest[:2]
     frames = round(length * args.fps)
     t0 = time.perf_counter()
-    with Mp4Writer(tmp / "baseline.mp4", width=width, height=height, fps=args.fps, audio=clip.samples,
-                   sample_rate=clip.sample_rate) as w:
+    with Mp4Writer(
+        tmp / "baseline.mp4",
+        width=width,
+        height=height,
+        fps=args.fps,
+        audio=clip.samples,
+        sample_rate=clip.sample_rate,
+    ) as w:
         for k in range(frames):
             w.write(premade[(k * 2 // args.fps) % 2])
     baseline_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    video = render_video(request, audio=clip.samples, sample_rate=clip.sample_rate, out=tmp / "video.mp4",
-                         fps=args.fps)
+    video = render_video(
+        request, audio=clip.samples, sample_rate=clip.sample_rate, out=tmp / "video.mp4", fps=args.fps
+    )
     render_s = time.perf_counter() - t0
     ratio = render_s / length
-    print(f"clip {length:.1f} s at {width}×{height}, {args.fps} fps ({video.frames} frames, "
-          f"{len(video.sections)} sections, {video.scenes} scenes, {video.codec} + {video.audio_codec}, "
-          f"{video.size_bytes / 1e6:.2f} MB); analysis {analysis_s:.1f} s (not counted)")
-    print(f"render {render_s:.1f} s (scenes {video.timings_ms['scenes_ms'] / 1000:.1f} s, frames "
-          f"{video.timings_ms['frames_ms'] / 1000:.1f} s) → render time ÷ clip length = {ratio:.2f} "
-          f"(goal ≤ {GOAL:.1f}: {'met' if ratio <= GOAL else 'missed'})")
-    print(f"baseline: encoding {frames} pre-made frames + sound {baseline_s:.1f} s = "
-          f"{baseline_s / length:.2f} × clip length → video ÷ baseline = {render_s / baseline_s:.2f}")
+    print(
+        f"clip {length:.1f} s at {width}×{height}, {args.fps} fps ({video.frames} frames, "
+        f"{len(video.sections)} sections, {video.scenes} scenes, {video.codec} + {video.audio_codec}, "
+        f"{video.size_bytes / 1e6:.2f} MB); analysis {analysis_s:.1f} s (not counted)"
+    )
+    print(
+        f"render {render_s:.1f} s (scenes {video.timings_ms['scenes_ms'] / 1000:.1f} s, frames "
+        f"{video.timings_ms['frames_ms'] / 1000:.1f} s) → render time ÷ clip length = {ratio:.2f} "
+        f"(goal ≤ {GOAL:.1f}: {'met' if ratio <= GOAL else 'missed'})"
+    )
+    print(
+        f"baseline: encoding {frames} pre-made frames + sound {baseline_s:.1f} s = "
+        f"{baseline_s / length:.2f} × clip length → video ÷ baseline = {render_s / baseline_s:.2f}"
+    )
 
     limit = int(video.size_bytes * 0.5)
     t0 = time.perf_counter()
-    fitted = render_video(request, audio=clip.samples, sample_rate=clip.sample_rate, out=tmp / "fit.mp4",
-                          fps=args.fps, max_bytes=limit)
-    print(f"byte limit {limit / 1e6:.2f} MB: {fitted.size_bytes / 1e6:.2f} MB at "
-          f"{(fitted.bit_rate or 0) / 1000:.0f} kbit/s in {time.perf_counter() - t0:.1f} s (two passes)")
+    fitted = render_video(
+        request,
+        audio=clip.samples,
+        sample_rate=clip.sample_rate,
+        out=tmp / "fit.mp4",
+        fps=args.fps,
+        max_bytes=limit,
+    )
+    print(
+        f"byte limit {limit / 1e6:.2f} MB: {fitted.size_bytes / 1e6:.2f} MB at "
+        f"{(fitted.bit_rate or 0) / 1000:.0f} kbit/s in {time.perf_counter() - t0:.1f} s (two passes)"
+    )
     try:
-        render_video(request, audio=clip.samples, sample_rate=clip.sample_rate, out=tmp / "no.mp4",
-                     fps=args.fps, max_bytes=200_000)
+        render_video(
+            request,
+            audio=clip.samples,
+            sample_rate=clip.sample_rate,
+            out=tmp / "no.mp4",
+            fps=args.fps,
+            max_bytes=200_000,
+        )
         refused = "not refused"
     except VideoTooLargeError as exc:
         refused = f"{exc.code}: {exc.message}"
     print(f"byte limit 0.20 MB: {refused}")
     if args.json:
-        args.json.write_text(json.dumps({
-            "width": width, "height": height, "fps": args.fps, "clip_s": round(length, 3),
-            "render_s": round(render_s, 3), "ratio": round(ratio, 3), "baseline_s": round(baseline_s, 3),
-            "vs_baseline": round(render_s / baseline_s, 3), "bytes": video.size_bytes,
-            "fitted_bytes": fitted.size_bytes, "fitted_bit_rate": fitted.bit_rate,
-            "timings_ms": video.timings_ms}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "width": width,
+                    "height": height,
+                    "fps": args.fps,
+                    "clip_s": round(length, 3),
+                    "render_s": round(render_s, 3),
+                    "ratio": round(ratio, 3),
+                    "baseline_s": round(baseline_s, 3),
+                    "vs_baseline": round(render_s / baseline_s, 3),
+                    "bytes": video.size_bytes,
+                    "fitted_bytes": fitted.size_bytes,
+                    "fitted_bit_rate": fitted.bit_rate,
+                    "timings_ms": video.timings_ms,
+                },
+                indent=2,
+            )
+        )
     return 0 if ratio <= GOAL else 1
 
 

@@ -63,9 +63,14 @@ def load_platform(name: str) -> PlatformFactory:
     return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
 
 
-async def run_platforms(platforms: Iterable[str | PlatformFactory], *, engine: EngineLike | None = None,
-                        engine_settings: Settings | None = None, bot_settings: BotSettings | None = None,
-                        stop: asyncio.Event | None = None) -> None:
+async def run_platforms(
+    platforms: Iterable[str | PlatformFactory],
+    *,
+    engine: EngineLike | None = None,
+    engine_settings: Settings | None = None,
+    bot_settings: BotSettings | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
     """Start every platform on one engine and service; return after ``stop`` is set and all stopped.
 
     With ``engine`` given it is used (and left open); otherwise one is created and closed here.
@@ -74,8 +79,11 @@ async def run_platforms(platforms: Iterable[str | PlatformFactory], *, engine: E
     stop = stop or asyncio.Event()
     factories = [load_platform(p) if isinstance(p, str) else p for p in platforms]
     async with contextlib.AsyncExitStack() as stack:
-        shared = engine if engine is not None else await stack.enter_async_context(
-            make_engine(engine_settings or Settings()))  # in-process, or the Redis queue when configured
+        shared = (
+            engine
+            if engine is not None
+            else await stack.enter_async_context(make_engine(engine_settings or Settings()))
+        )  # in-process, or the Redis queue when configured
         await shared.start()
         service = BotService(shared, bot_settings)
         started: list[PlatformApp] = []
@@ -121,8 +129,9 @@ def run_platform_command(extra: str, make: Callable[[], PlatformFactory], *, no_
     try:
         factory = make()
     except ImportError as exc:
-        print(f"The {extra} bot needs extra packages ({exc.name}): pip install 'm2i[{extra}]'",
-              file=sys.stderr)
+        print(
+            f"The {extra} bot needs extra packages ({exc.name}): pip install 'm2i[{extra}]'", file=sys.stderr
+        )
         return 2
     except MissingTokenError:
         print(no_token, file=sys.stderr)
@@ -138,12 +147,19 @@ def token_file_override(path: Path | None) -> dict[str, Any]:
 def register(subparsers: Any) -> None:
     """Add ``m2i bots`` (every platform, or those named with ``--platform``) to ``m2i``'s sub-parsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "bots", help="Run several chat bots in one process, on one engine.",
+        "bots",
+        help="Run several chat bots in one process, on one engine.",
         description="Run chat bots side by side on one shared engine, queue and rate limits. Each "
-                    "platform reads its own M2I_<PLATFORM>_* variables (tokens); M2I_BOT_* are shared.")
-    p.add_argument("--platform", action="append", choices=sorted(PLATFORMS), dest="platforms",
-                   metavar="NAME", help=f"A platform to run ({', '.join(sorted(PLATFORMS))}); repeat for "
-                                        "several. Default: all of them.")
+        "platform reads its own M2I_<PLATFORM>_* variables (tokens); M2I_BOT_* are shared.",
+    )
+    p.add_argument(
+        "--platform",
+        action="append",
+        choices=sorted(PLATFORMS),
+        dest="platforms",
+        metavar="NAME",
+        help=f"A platform to run ({', '.join(sorted(PLATFORMS))}); repeat for several. Default: all of them.",
+    )
     p.set_defaults(func=_run_bots)
 
 
@@ -152,8 +168,9 @@ def _run_bots(args: argparse.Namespace) -> int:
     try:
         factories = [load_platform(name) for name in names]
     except ImportError as exc:
-        print(f"A bot needs extra packages ({exc.name}): pip install 'm2i[{','.join(names)}]'",
-              file=sys.stderr)
+        print(
+            f"A bot needs extra packages ({exc.name}): pip install 'm2i[{','.join(names)}]'", file=sys.stderr
+        )
         return 2
     try:
         return run(factories)

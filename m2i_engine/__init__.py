@@ -12,16 +12,34 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "AudioLimits": "config", "Settings": "config",
-    "AnalysisResult": "engine", "Engine": "engine", "Progress": "engine", "Stage": "engine",
+    "AudioLimits": "config",
+    "Settings": "config",
+    "AnalysisResult": "engine",
+    "Engine": "engine",
+    "Progress": "engine",
+    "Stage": "engine",
     "VisualizeResult": "engine",
     "M2IError": "errors",
-    "Aspect": "options", "Backend": "options", "Style": "options", "VisualizeOptions": "options",
+    "Aspect": "options",
+    "Backend": "options",
+    "Style": "options",
+    "VisualizeOptions": "options",
     "Tags": "tags",
 }
 __all__ = [
-    "AnalysisResult", "Aspect", "AudioLimits", "Backend", "Engine", "M2IError", "Progress",
-    "Settings", "Stage", "Style", "Tags", "VisualizeOptions", "VisualizeResult",
+    "AnalysisResult",
+    "Aspect",
+    "AudioLimits",
+    "Backend",
+    "Engine",
+    "M2IError",
+    "Progress",
+    "Settings",
+    "Stage",
+    "Style",
+    "Tags",
+    "VisualizeOptions",
+    "VisualizeResult",
 ]
 
 if TYPE_CHECKING:

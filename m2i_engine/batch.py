@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 #: Suffixes picked when walking a folder. Decoding sniffs the content, so this only decides which
 #: files of a folder are worth trying; a file named on the command line is tried whatever its name.
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".aiff", ".aif", ".mp4"})
+    {".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".aiff", ".aif", ".mp4"}
+)
 
 PrintTags = Callable[[Tags, str], None]
 
@@ -93,9 +94,11 @@ class Summary:
         n_failed = sum(self.failed.values())
         codes = ", ".join(f"{code} {n}" for code, n in sorted(self.failed.items()))
         rate = self.tagged / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        return (f"{self.tagged} {'song' if self.tagged == 1 else 'songs'} tagged, {n_failed} failed"
-                f"{f' ({codes})' if codes else ''} in {self.elapsed_s:.1f} s ({rate:.2f} songs/s)"
-                f"{' — interrupted' if self.interrupted else ''}")
+        return (
+            f"{self.tagged} {'song' if self.tagged == 1 else 'songs'} tagged, {n_failed} failed"
+            f"{f' ({codes})' if codes else ''} in {self.elapsed_s:.1f} s ({rate:.2f} songs/s)"
+            f"{' — interrupted' if self.interrupted else ''}"
+        )
 
 
 def discover(paths: Sequence[Path]) -> list[Path]:
@@ -116,16 +119,27 @@ def _walk(root: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # prune: never descend into them
         base = Path(dirpath)
-        files.extend(base / name for name in filenames
-                     if not name.startswith(".") and Path(name).suffix.lower() in AUDIO_EXTENSIONS
-                     and (base / name).is_file())
+        files.extend(
+            base / name
+            for name in filenames
+            if not name.startswith(".")
+            and Path(name).suffix.lower() in AUDIO_EXTENSIONS
+            and (base / name).is_file()
+        )
     # sorting on the parts (not the string) keeps a folder's files together: "a/x" before "a b/x"
     return sorted(files, key=lambda p: p.relative_to(root).parts)
 
 
-def run_batch(paths: Sequence[Path], *, settings: Settings | None = None, jsonl: bool = False,
-              jobs: int = 1, print_tags: PrintTags | None = None, out: Console | None = None,
-              err: Console | None = None) -> int:
+def run_batch(
+    paths: Sequence[Path],
+    *,
+    settings: Settings | None = None,
+    jsonl: bool = False,
+    jobs: int = 1,
+    print_tags: PrintTags | None = None,
+    out: Console | None = None,
+    err: Console | None = None,
+) -> int:
     """Tag every file under ``paths`` with one engine and return the exit code (see :class:`Summary`).
 
     ``jsonl`` writes one flushed JSON object per file on stdout, in input order; otherwise each file
@@ -137,12 +151,15 @@ def run_batch(paths: Sequence[Path], *, settings: Settings | None = None, jsonl:
     err = err or Console(stderr=True)
     files = discover(paths)
     if not files:
-        raise InputError(f"No audio files found in {', '.join(str(p) for p in paths)} "
-                         f"(looked for {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))}).")
+        raise InputError(
+            f"No audio files found in {', '.join(str(p) for p in paths)} "
+            f"(looked for {', '.join(sorted(e[1:] for e in AUDIO_EXTENSIONS))})."
+        )
     jobs = max(1, min(jobs, len(files)))
     settings = (settings or Settings()).model_copy(
         # analysis never draws: don't load Stable Diffusion; one worker thread per job
-        update={"backend": "renderer", "workers": jobs})
+        update={"backend": "renderer", "workers": jobs}
+    )
     summary = Summary()
     shown = 0
 
@@ -157,9 +174,16 @@ def run_batch(paths: Sequence[Path], *, settings: Settings | None = None, jsonl:
         shown += 1
 
     t0 = time.perf_counter()
-    progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                        MofNCompleteColumn(), TimeRemainingColumn(), console=err, transient=True,
-                        disable=not err.is_terminal, redirect_stdout=out.is_terminal)
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+        redirect_stdout=out.is_terminal,
+    )
     reader_left = False
     try:
         with progress:
@@ -178,8 +202,14 @@ def run_batch(paths: Sequence[Path], *, settings: Settings | None = None, jsonl:
     return summary.exit_code
 
 
-async def _tag_all(files: list[Path], settings: Settings, jobs: int, show: Callable[[Outcome], None],
-                   progress: Progress, task: int) -> None:
+async def _tag_all(
+    files: list[Path],
+    settings: Settings,
+    jobs: int,
+    show: Callable[[Outcome], None],
+    progress: Progress,
+    task: int,
+) -> None:
     """``jobs`` workers take the next file in turn; results wait in ``done`` until every earlier file
     has been shown, so output order is input order however long each song takes."""
     done: dict[int, Outcome] = {}
@@ -216,8 +246,9 @@ async def _tag_one(engine: Engine, path: Path) -> Outcome:
     return Outcome(path, tags=result.tags)
 
 
-def _show_human(outcome: Outcome, *, first: bool, print_tags: PrintTags | None, out: Console,
-                err: Console) -> None:
+def _show_human(
+    outcome: Outcome, *, first: bool, print_tags: PrintTags | None, out: Console, err: Console
+) -> None:
     if not first:
         out.print()
     out.print(f"[bold]{escape(str(outcome.file))}[/]")
@@ -228,5 +259,8 @@ def _show_human(outcome: Outcome, *, first: bool, print_tags: PrintTags | None, 
             out.print_json(json.dumps(outcome.tags.model_dump(mode="json")))
     else:
         assert outcome.error is not None
-        err.print(f"[bold red]Error[/] {escape(str(outcome.file))} [dim]({outcome.error.code})[/]: "
-                  f"{escape(outcome.error.message)}", soft_wrap=True)
+        err.print(
+            f"[bold red]Error[/] {escape(str(outcome.file))} [dim]({outcome.error.code})[/]: "
+            f"{escape(outcome.error.message)}",
+            soft_wrap=True,
+        )

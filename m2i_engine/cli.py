@@ -74,8 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -98,35 +99,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Log details (to stderr).")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    vis = sub.add_parser("visualize", help="Tag a song and draw an image from it.",
-                         description="Tag a song and draw an image from it. Without SONG, a built-in "
-                                     "demo clip is used.")
+    vis = sub.add_parser(
+        "visualize",
+        help="Tag a song and draw an image from it.",
+        description="Tag a song and draw an image from it. Without SONG, a built-in demo clip is used.",
+    )
     _add_song_args(vis)
     vis.add_argument("-o", "--out", type=Path, help="Image path (default: m2i-<song>.png here).")
     add_option_flags(vis)
     anim = vis.add_argument_group("Animation")
-    anim.add_argument("--animate", action="store_true",
-                      help="Also write a beat-synced loop beside the image: <out>.gif and <out>.mp4.")
+    anim.add_argument(
+        "--animate",
+        action="store_true",
+        help="Also write a beat-synced loop beside the image: <out>.gif and <out>.mp4.",
+    )
     add_option_flags(anim, AnimateOptions, prefix="anim_")
     _add_video_flags(vis)
     sd = vis.add_argument_group("Stable Diffusion (with --backend sd or auto)")
     sd.add_argument("--model", help="Diffusers folder or hub id (same as M2I_SD__MODEL).")
-    sd.add_argument("--lora", action="append", default=[], metavar="DIR[:WEIGHT]",
-                    help="LoRA adapter folder or hub id, optionally with a weight; repeatable.")
+    sd.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="DIR[:WEIGHT]",
+        help="LoRA adapter folder or hub id, optionally with a weight; repeatable.",
+    )
     vis.set_defaults(func=_cmd_visualize)
 
-    ana = sub.add_parser("analyze", help="Tag songs (no image): files or whole folders.",
-                         description="Tag songs (no image). Folders are searched recursively for audio "
-                                     "files; many songs are tagged in one process, models loaded once. "
-                                     "Without FILE_OR_DIR, the built-in demo clip is used.")
-    ana.add_argument("songs", nargs="*", type=Path, metavar="FILE_OR_DIR",
-                     help="Audio files (any common format) and/or folders of them.")
-    ana.add_argument("--json", action="store_true", help="Print machine-readable JSON on stdout "
-                     "(with several songs: the same as --jsonl).")
-    ana.add_argument("--jsonl", action="store_true",
-                     help="One JSON object per song per line on stdout, in input order.")
-    ana.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
-                     help="Songs tagged at once on worker threads (default: 1).")
+    ana = sub.add_parser(
+        "analyze",
+        help="Tag songs (no image): files or whole folders.",
+        description="Tag songs (no image). Folders are searched recursively for audio "
+        "files; many songs are tagged in one process, models loaded once. "
+        "Without FILE_OR_DIR, the built-in demo clip is used.",
+    )
+    ana.add_argument(
+        "songs",
+        nargs="*",
+        type=Path,
+        metavar="FILE_OR_DIR",
+        help="Audio files (any common format) and/or folders of them.",
+    )
+    ana.add_argument(
+        "--json",
+        action="store_true",
+        help="Print machine-readable JSON on stdout (with several songs: the same as --jsonl).",
+    )
+    ana.add_argument(
+        "--jsonl", action="store_true", help="One JSON object per song per line on stdout, in input order."
+    )
+    ana.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="Songs tagged at once on worker threads (default: 1).",
+    )
     ana.set_defaults(func=_cmd_analyze)
 
     demo = sub.add_parser("demo-audio", help="Write the built-in demo clip as a WAV file.")
@@ -141,14 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_option_flags(parser: Any, model: type[BaseModel] = VisualizeOptions, *,
-                     prefix: str = "opt_") -> None:
+def add_option_flags(parser: Any, model: type[BaseModel] = VisualizeOptions, *, prefix: str = "opt_") -> None:
     """One ``--flag`` per field of ``model`` (:class:`VisualizeOptions` by default), with its type,
     choices and help, stored as ``<prefix><field>``; ``parser`` may be an argument group."""
     for field in option_fields(model):
         flag = "--" + field.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f"{prefix}{field.name}", "default": None,
-                                  "help": f"{field.help} (default: {_default_text(field.default)})"}
+        kwargs: dict[str, Any] = {
+            "dest": f"{prefix}{field.name}",
+            "default": None,
+            "help": f"{field.help} (default: {_default_text(field.default)})",
+        }
         if field.is_enum:
             kwargs["choices"] = [m.value for m in field.choices]
         elif field.kind in (int, float):
@@ -164,25 +194,47 @@ def _add_video_flags(parser: argparse.ArgumentParser) -> None:
     ``--fps``, ``--aspect`` and ``--size`` flags, with a video's own defaults when not given."""
     fields = VideoOptions.model_fields
     group = parser.add_argument_group("Video")
-    group.add_argument("--video", action="store_true",
-                       help="Also write a music video beside the image: <out>-video.mp4 (H.264 + AAC), the "
-                       "song's clip with its sound, pulsing on its beats and changing scene at its sections. "
-                       f"--fps, --aspect and --size apply (defaults {fields['fps'].default} fps, "
-                       f"{fields['aspect'].default.value}, {fields['size'].default} px).")
-    group.add_argument("--start", type=float, metavar="S", dest="video_start",
-                       help=f"{fields['start'].description} (default: none)")
-    group.add_argument("--length", type=float, metavar="S", dest="video_length",
-                       help=f"{fields['length'].description} (default: none)")
-    group.add_argument("--max-mb", type=float, metavar="MB", dest="video_max_mb",
-                       help="Largest video file in megabytes: a bigger one is encoded again at a lower bit "
-                       "rate, or refused when it can't fit (default: no limit).")
+    group.add_argument(
+        "--video",
+        action="store_true",
+        help="Also write a music video beside the image: <out>-video.mp4 (H.264 + AAC), the "
+        "song's clip with its sound, pulsing on its beats and changing scene at its sections. "
+        f"--fps, --aspect and --size apply (defaults {fields['fps'].default} fps, "
+        f"{fields['aspect'].default.value}, {fields['size'].default} px).",
+    )
+    group.add_argument(
+        "--start",
+        type=float,
+        metavar="S",
+        dest="video_start",
+        help=f"{fields['start'].description} (default: none)",
+    )
+    group.add_argument(
+        "--length",
+        type=float,
+        metavar="S",
+        dest="video_length",
+        help=f"{fields['length'].description} (default: none)",
+    )
+    group.add_argument(
+        "--max-mb",
+        type=float,
+        metavar="MB",
+        dest="video_max_mb",
+        help="Largest video file in megabytes: a bigger one is encoded again at a lower bit "
+        "rate, or refused when it can't fit (default: no limit).",
+    )
 
 
 def video_options_from_args(args: argparse.Namespace) -> VideoOptions:
     """The video's options: ``--start``/``--length``, and ``--fps``/``--aspect``/``--size`` when given."""
-    given: dict[str, Any] = {"start": args.video_start, "length": args.video_length,
-                             "fps": args.anim_fps, "size": args.opt_size,
-                             "aspect": Aspect(args.opt_aspect) if args.opt_aspect else None}
+    given: dict[str, Any] = {
+        "start": args.video_start,
+        "length": args.video_length,
+        "fps": args.anim_fps,
+        "size": args.opt_size,
+        "aspect": Aspect(args.opt_aspect) if args.opt_aspect else None,
+    }
     try:
         return VideoOptions(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
@@ -200,7 +252,7 @@ def animate_options_from_args(args: argparse.Namespace) -> AnimateOptions:
 
 
 def _model_from_args(args: argparse.Namespace, model: type[_M], prefix: str) -> _M:
-    given = {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
+    given = {k[len(prefix) :]: v for k, v in vars(args).items() if k.startswith(prefix) and v is not None}
     try:
         return model(**given)
     except ValidationError as exc:
@@ -227,8 +279,9 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     video_path = first.with_name(f"{first.stem}-video.mp4")
     t0 = time.perf_counter()
 
-    async def draw(eng: Engine, cb: Any) -> tuple[VisualizeResult, AnimationResult | None,
-                                                  VideoResult | None]:
+    async def draw(
+        eng: Engine, cb: Any
+    ) -> tuple[VisualizeResult, AnimationResult | None, VideoResult | None]:
         still = await eng.visualize(source, options, progress=cb)
         loop = await eng.animate(source, options, animation, progress=cb) if animation else None
         clip = None
@@ -244,8 +297,11 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     if args.json:
         doc = _result_json(result, paths)
         if loop is not None and loop_paths is not None:
-            doc["animation"] = {"gif": str(loop_paths[0]), "mp4": str(loop_paths[1]),
-                                **loop.animation.to_dict()}
+            doc["animation"] = {
+                "gif": str(loop_paths[0]),
+                "mp4": str(loop_paths[1]),
+                **loop.animation.to_dict(),
+            }
             doc["notes"] = [*doc["notes"], *(n for n in loop.notes if n not in doc["notes"])]
         if clip is not None:
             doc["video"] = clip.video.to_dict()
@@ -258,20 +314,26 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     for note in result.notes:
         out.print(f"[yellow]Note[/]      {note}")
     for p, img in zip(paths, result.images, strict=True):
-        out.print(f"[bold green]Image[/]     {p}  ({img.width}×{img.height}, "
-                  f"{result.backend}, style {result.prompt.style.value}, seed {img.seed})")
+        out.print(
+            f"[bold green]Image[/]     {p}  ({img.width}×{img.height}, "
+            f"{result.backend}, style {result.prompt.style.value}, seed {img.seed})"
+        )
     if loop is not None and loop_paths is not None:
         a = loop.animation
         sec = a.section
         took = ", ".join(f"{k[:-3]} {v:.0f} ms" for k, v in a.timings_ms.items())
-        out.print(f"[bold green]Animation[/] {loop_paths[0]}  {loop_paths[1]}  ({len(a.frames)} frames at "
-                  f"{a.fps:.2f} fps, {a.length_s:.2f} s = {sec.bars} bar{'s' if sec.bars > 1 else ''} "
-                  f"from {sec.start_in_song_s:.1f}–{sec.end_in_song_s:.1f} s, {sec.mode.value} section, "
-                  f"{a.backend}, {a.mp4_codec}; {took})")
+        out.print(
+            f"[bold green]Animation[/] {loop_paths[0]}  {loop_paths[1]}  ({len(a.frames)} frames at "
+            f"{a.fps:.2f} fps, {a.length_s:.2f} s = {sec.bars} bar{'s' if sec.bars > 1 else ''} "
+            f"from {sec.start_in_song_s:.1f}–{sec.end_in_song_s:.1f} s, {sec.mode.value} section, "
+            f"{a.backend}, {a.mp4_codec}; {took})"
+        )
     if clip is not None:
         _print_video(clip, shown=result.notes)
-    out.print(f"[dim]Took {total_s:.2f} s "
-              f"({', '.join(f'{k[:-3]} {v:.0f} ms' for k, v in result.timings_ms.items())}).[/]")
+    out.print(
+        f"[dim]Took {total_s:.2f} s "
+        f"({', '.join(f'{k[:-3]} {v:.0f} ms' for k, v in result.timings_ms.items())}).[/]"
+    )
     return 0
 
 
@@ -281,14 +343,19 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if args.jsonl or len(songs) > 1 or (songs and songs[0].is_dir()):
         # a batch; --json there means --jsonl, and a batch-level error is then a JSON line too
         args.json = jsonl = args.jsonl or args.json
-        return run_batch(songs, settings=settings, jsonl=jsonl, jobs=args.jobs,
-                         print_tags=_print_tags, out=out, err=err)
+        return run_batch(
+            songs, settings=settings, jsonl=jsonl, jobs=args.jobs, print_tags=_print_tags, out=out, err=err
+        )
     args.song = songs[0] if songs else None  # one file or the demo: exactly as before
     source, name = _song(args, settings)
     result = asyncio.run(_run(lambda eng, cb: eng.analyze(source, progress=cb), args, settings=settings))
     if args.json:
-        print(json.dumps({"song": name, "tags": result.tags.model_dump(mode="json"),
-                          "timings_ms": result.timings_ms}, indent=2))
+        print(
+            json.dumps(
+                {"song": name, "tags": result.tags.model_dump(mode="json"), "timings_ms": result.timings_ms},
+                indent=2,
+            )
+        )
     else:
         _print_tags(result.tags, name)
     return 0
@@ -304,8 +371,12 @@ def _cmd_demo_audio(args: argparse.Namespace) -> int:
 
 
 def _add_song_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("song", nargs="?", type=Path, help="Audio file (any common format). "
-                   "Omit to use the built-in demo clip.")
+    p.add_argument(
+        "song",
+        nargs="?",
+        type=Path,
+        help="Audio file (any common format). Omit to use the built-in demo clip.",
+    )
     p.add_argument("--json", action="store_true", help="Print machine-readable JSON on stdout.")
 
 
@@ -371,11 +442,13 @@ async def _run(call: Any, args: argparse.Namespace, *, settings: Settings | None
         if quiet:
             return await call(engine, None)
         with err.status(_STAGE_TEXT[Stage.decoding]) as status:
+
             def on_progress(p: Progress) -> None:
                 text = _STAGE_TEXT[p.stage]
                 if p.queue_position:
                     text = f"Waiting in the queue (position {p.queue_position})…"
                 status.update(text)
+
             return await call(engine, on_progress)
 
 
@@ -404,11 +477,13 @@ def _print_video(clip: VideoResult, *, shown: list[str]) -> None:
     rate = f", {v.bit_rate / 1000:.0f} kbit/s" if v.bit_rate else ""
     for note in (n for n in clip.notes if n not in shown):
         out.print(f"[yellow]Note[/]      {note}")
-    out.print(f"[bold green]Video[/]     {v.path}  ({v.width}×{v.height}, {v.fps:g} fps, {v.length_s:.1f} s "
-              f"from {v.start_s:.1f} s of the song, {v.codec} + {v.audio_codec}, {v.size_bytes / 1e6:.1f} MB"
-              f"{rate}, "
-              f"{len(v.sections)} section{'s' if len(v.sections) != 1 else ''} in {v.scenes} scene"
-              f"{'s' if v.scenes != 1 else ''}, {v.backend}; {took})")
+    out.print(
+        f"[bold green]Video[/]     {v.path}  ({v.width}×{v.height}, {v.fps:g} fps, {v.length_s:.1f} s "
+        f"from {v.start_s:.1f} s of the song, {v.codec} + {v.audio_codec}, {v.size_bytes / 1e6:.1f} MB"
+        f"{rate}, "
+        f"{len(v.sections)} section{'s' if len(v.sections) != 1 else ''} in {v.scenes} scene"
+        f"{'s' if v.scenes != 1 else ''}, {v.backend}; {took})"
+    )
 
 
 def _print_tags(tags: Tags, name: str) -> None:
@@ -417,26 +492,35 @@ def _print_tags(tags: Tags, name: str) -> None:
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     window = f", analysed {a.analysed_s:.0f} s" if a.analysed_s + 0.5 < a.duration_s else ""
-    table.add_row("Song", f"{name} ({a.duration_s:.1f} s{window}; {a.codec} {a.sample_rate_hz} Hz, "
-                          f"{a.channels} ch)")
+    table.add_row(
+        "Song", f"{name} ({a.duration_s:.1f} s{window}; {a.codec} {a.sample_rate_hz} Hz, {a.channels} ch)"
+    )
     t = tags.tempo
     metre = f" · {t.beats_per_bar} beats/bar" if t.beats_per_bar else ""
     also = f" · also felt at {alt.bpm:.0f} BPM ({alt.score:.0%})" if (alt := t.close_alternative) else ""
     table.add_row("Tempo", f"{t.bpm:.1f} BPM (confidence {t.confidence:.2f}){metre}{also}")
     table.add_row("Key", f"{tags.key.name} (confidence {tags.key.confidence:.2f})")
     lo = tags.loudness
-    table.add_row("Loudness", f"{lo.integrated_lufs:.1f} LUFS · peak {lo.peak_dbfs:.1f} dBFS · "
-                              f"dynamics {lo.dynamic_range_db:.1f} dB · energy {lo.energy:.2f}")
-    table.add_row("Timbre", f"brightness {tags.timbre.brightness:.2f} · percussive "
-                            f"{tags.timbre.percussiveness:.2f} · {tags.timbre.onset_rate_hz:.1f} onsets/s")
+    table.add_row(
+        "Loudness",
+        f"{lo.integrated_lufs:.1f} LUFS · peak {lo.peak_dbfs:.1f} dBFS · "
+        f"dynamics {lo.dynamic_range_db:.1f} dB · energy {lo.energy:.2f}",
+    )
+    table.add_row(
+        "Timbre",
+        f"brightness {tags.timbre.brightness:.2f} · percussive "
+        f"{tags.timbre.percussiveness:.2f} · {tags.timbre.onset_rate_hz:.1f} onsets/s",
+    )
     genre_row = ("Genre", _classification_text(tags.genre, "genre"))
     if tags.styles:  # genre and style words plain, the other groups named: "…, house · voice: …"
         order = ("", "voice", "era", "mood")
         by_group: dict[str, list[str]] = {}
         for st in tags.styles:
             by_group.setdefault("" if st.group in ("genre", "style") else st.group, []).append(st.display)
-        styles = " · ".join(f"{g}: {', '.join(w)}" if g else ", ".join(w)
-                            for g, w in sorted(by_group.items(), key=lambda gw: order.index(gw[0])))
+        styles = " · ".join(
+            f"{g}: {', '.join(w)}" if g else ", ".join(w)
+            for g, w in sorted(by_group.items(), key=lambda gw: order.index(gw[0]))
+        )
         rows = [("Styles", styles), genre_row] if tags.genre.uncertain else [genre_row, ("Styles", styles)]
     else:
         rows = [genre_row]
@@ -446,11 +530,15 @@ def _print_tags(tags: Tags, name: str) -> None:
     m = tags.mood
     src = "from the mood model" if m.source == "emotion_model" else "estimated from the signal"
     lean = "leaning " if min(abs(m.valence), abs(m.arousal)) <= 0.2 else ""  # near an axis
-    table.add_row("Mood", f"{lean}{m.quadrant_name} ({m.quadrant}) · valence {m.valence:+.2f} · "
-                          f"arousal {m.arousal:+.2f} ({src})")
+    table.add_row(
+        "Mood",
+        f"{lean}{m.quadrant_name} ({m.quadrant}) · valence {m.valence:+.2f} · "
+        f"arousal {m.arousal:+.2f} ({src})",
+    )
     if tags.sections:
-        table.add_row("Sections", " · ".join(f"{s.label} {s.start_s:.0f}–{s.end_s:.0f} s"
-                                             for s in tags.sections))
+        table.add_row(
+            "Sections", " · ".join(f"{s.label} {s.start_s:.0f}–{s.end_s:.0f} s" for s in tags.sections)
+        )
     out.print(table)
 
 
@@ -461,8 +549,10 @@ def _classification_text(c: Classification, what: str) -> str:
         return f"[yellow]{what} model failed to load or run[/]"
     if c.uncertain and c.labels:
         closest = c.labels[:2]
-        return (f"[yellow]uncertain[/] — closest {' / '.join(ls.display for ls in closest)} "
-                f"[dim]({', '.join(f'{ls.score:.2f}' for ls in closest)})[/]")
+        return (
+            f"[yellow]uncertain[/] — closest {' / '.join(ls.display for ls in closest)} "
+            f"[dim]({', '.join(f'{ls.score:.2f}' for ls in closest)})[/]"
+        )
     return ", ".join(f"{ls.display} {ls.score:.2f}" for ls in c.labels[:3])
 
 
@@ -474,8 +564,10 @@ def _result_json(result: VisualizeResult, paths: list[Path]) -> dict[str, Any]:
         "style": result.prompt.style.value,
         "backend": result.backend,
         "seed": result.seed,
-        "images": [{"path": str(p), "seed": img.seed, "width": img.width,
-                    "height": img.height} for p, img in zip(paths, result.images, strict=True)],
+        "images": [
+            {"path": str(p), "seed": img.seed, "width": img.width, "height": img.height}
+            for p, img in zip(paths, result.images, strict=True)
+        ],
         "notes": result.notes,
         "timings_ms": result.timings_ms,
     }

@@ -161,9 +161,14 @@ class AnalysisHook:
 class Engine:
     """Create once per process; use as ``async with Engine() as engine: ...``."""
 
-    def __init__(self, settings: Settings | None = None, *, models: ModelRegistry | None = None,
-                 backends: dict[str, ImageBackend] | None = None,
-                 hooks: Sequence[AnalysisHook] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        models: ModelRegistry | None = None,
+        backends: dict[str, ImageBackend] | None = None,
+        hooks: Sequence[AnalysisHook] = (),
+    ) -> None:
         self.settings = settings or Settings()
         self.hooks: tuple[AnalysisHook, ...] = tuple(hooks)
         self._models = models
@@ -187,8 +192,9 @@ class Engine:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="m2i")
             if self._models is None:
-                self._models = await self._run_blocking(ModelRegistry.load, self.settings.model_dir,
-                                                        runtime=self.settings.model_runtime)
+                self._models = await self._run_blocking(
+                    ModelRegistry.load, self.settings.model_dir, runtime=self.settings.model_runtime
+                )
             if not self._sd_checked and self.settings.backend != "renderer":
                 self._sd_checked = True
                 await self._load_sd()
@@ -242,16 +248,22 @@ class Engine:
 
     # --- public API -----------------------------------------------------------------------------
 
-    async def analyze(self, audio: AudioSource, *,
-                      progress: ProgressCallback | None = None) -> AnalysisResult:
+    async def analyze(
+        self, audio: AudioSource, *, progress: ProgressCallback | None = None
+    ) -> AnalysisResult:
         """Tags for ``audio`` (bytes or a path). Raises an ``M2IError`` on bad input or overload."""
         await self.start()
         async with self._deadline():
             data = await self._read(audio)
             return await self._analysis(data, progress)
 
-    async def visualize(self, audio: AudioSource, options: VisualizeOptions | None = None, *,
-                        progress: ProgressCallback | None = None) -> VisualizeResult:
+    async def visualize(
+        self,
+        audio: AudioSource,
+        options: VisualizeOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> VisualizeResult:
         """Tags, prompt and images for ``audio``; the same audio + options + seed repeat exactly."""
         await self.start()
         options = options or VisualizeOptions()
@@ -260,16 +272,28 @@ class Engine:
             analysis, seed, request = await self._request(audio, options, options.size, progress)
             t0 = time.perf_counter()
             images, backend = await self._with_fallback(
-                wanted, backend, notes, "drew", lambda b: self._draw(b, request, progress))
+                wanted, backend, notes, "drew", lambda b: self._draw(b, request, progress)
+            )
             draw_ms = round((time.perf_counter() - t0) * 1000.0, 2)
             await _notify(progress, Progress(Stage.done))
-        return VisualizeResult(analysis=analysis, prompt=request.prompt, images=images,
-                               backend=backend.name, seed=seed, notes=notes,
-                               timings_ms={**analysis.timings_ms, "draw_ms": draw_ms})
+        return VisualizeResult(
+            analysis=analysis,
+            prompt=request.prompt,
+            images=images,
+            backend=backend.name,
+            seed=seed,
+            notes=notes,
+            timings_ms={**analysis.timings_ms, "draw_ms": draw_ms},
+        )
 
-    async def animate(self, audio: AudioSource, options: VisualizeOptions | None = None,
-                      animation: AnimateOptions | None = None, *,
-                      progress: ProgressCallback | None = None) -> AnimationResult:
+    async def animate(
+        self,
+        audio: AudioSource,
+        options: VisualizeOptions | None = None,
+        animation: AnimateOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> AnimationResult:
         """A short loop (GIF and MP4) of the picture ``visualize`` draws, moving with the song's beats
         and energy; the same audio + options + seed repeat exactly."""
         from m2i_engine.imaging.animate import animate as make_loop
@@ -283,15 +307,31 @@ class Engine:
             async with self._slot(progress):
                 await _notify(progress, Progress(Stage.drawing))
                 loop, _ = await self._with_fallback(
-                    wanted, backend, notes, "animated",
-                    lambda b: self._run_blocking(make_loop, request, animation, backend=b))
+                    wanted,
+                    backend,
+                    notes,
+                    "animated",
+                    lambda b: self._run_blocking(make_loop, request, animation, backend=b),
+                )
             await _notify(progress, Progress(Stage.done))
-        return AnimationResult(analysis=analysis, prompt=request.prompt, animation=loop, notes=notes,
-                               timings_ms={**analysis.timings_ms, **loop.timings_ms})
+        return AnimationResult(
+            analysis=analysis,
+            prompt=request.prompt,
+            animation=loop,
+            notes=notes,
+            timings_ms={**analysis.timings_ms, **loop.timings_ms},
+        )
 
-    async def video(self, audio: AudioSource, options: VisualizeOptions | None = None,
-                    video: VideoOptions | None = None, *, out: Path | None = None,
-                    max_bytes: int | None = None, progress: ProgressCallback | None = None) -> VideoResult:
+    async def video(
+        self,
+        audio: AudioSource,
+        options: VisualizeOptions | None = None,
+        video: VideoOptions | None = None,
+        *,
+        out: Path | None = None,
+        max_bytes: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> VideoResult:
         """An MP4 music video of ``audio``: the clip ``video`` picks (the most representative part by
         default, at most ``MAX_VIDEO_S``) with its own sound, the picture pulsing on its beats, moving
         with its energy and changing scene at its sections; style, backend and seed come from
@@ -314,8 +354,9 @@ class Engine:
             await _notify(progress, Progress(Stage.decoding))
             t0 = time.perf_counter()
             await self._admit(data)  # the decode guard first: a file that crashes decoders dies in a child
-            clip = await self._run_blocking(load_clip, data, limits=self.settings.limits, start=video.start,
-                                            length=video.length)
+            clip = await self._run_blocking(
+                load_clip, data, limits=self.settings.limits, start=video.start, length=video.length
+            )
             clip_ms = round((time.perf_counter() - t0) * 1000.0, 2)
             analysis = await self._clip_analysis(clip.wav_bytes(), clip.length_s, progress)
             tags = analysis.tags.model_copy(update={"audio": clip.info})
@@ -333,24 +374,41 @@ class Engine:
                 async with self._slot(progress):
                     await _notify(progress, Progress(Stage.drawing))
                     made, _ = await self._with_fallback(
-                        wanted, backend, notes, "drew the video",
-                        lambda b: self._run_blocking(render_video, request, audio=clip.samples,
-                                                     sample_rate=clip.sample_rate, out=target, fps=video.fps,
-                                                     backend=b, max_bytes=max_bytes))
+                        wanted,
+                        backend,
+                        notes,
+                        "drew the video",
+                        lambda b: self._run_blocking(
+                            render_video,
+                            request,
+                            audio=clip.samples,
+                            sample_rate=clip.sample_rate,
+                            out=target,
+                            fps=video.fps,
+                            backend=b,
+                            max_bytes=max_bytes,
+                        ),
+                    )
             except BaseException:
                 if owned:
                     target.unlink(missing_ok=True)
                 raise
             made.start_s = clip.start_s
             await _notify(progress, Progress(Stage.done))
-        return VideoResult(analysis=analysis, prompt=request.prompt, video=made, seed=seed,
-                           notes=[*notes, *made.notes],
-                           timings_ms={"clip_ms": clip_ms, **analysis.timings_ms, **made.timings_ms})
+        return VideoResult(
+            analysis=analysis,
+            prompt=request.prompt,
+            video=made,
+            seed=seed,
+            notes=[*notes, *made.notes],
+            timings_ms={"clip_ms": clip_ms, **analysis.timings_ms, **made.timings_ms},
+        )
 
     # --- internals ------------------------------------------------------------------------------
 
-    async def _clip_analysis(self, wav: bytes, length_s: float,
-                             progress: ProgressCallback | None) -> AnalysisResult:
+    async def _clip_analysis(
+        self, wav: bytes, length_s: float, progress: ProgressCallback | None
+    ) -> AnalysisResult:
         """A video clip's tags, all of it analysed: through the cache as usual, or (where the settings
         analyse less than a clip's length) directly under limits that take it whole."""
         from m2i_engine.imaging.video import clip_limits
@@ -359,8 +417,12 @@ class Engine:
             return await self._analysis(wav, progress, admitted=True)
         async with self._slot(progress):
             tags, timings = await self._run_blocking(
-                analyse_audio, wav, limits=clip_limits(self.settings.limits), models=self.models,
-                on_stage=self._stage_reporter(progress))
+                analyse_audio,
+                wav,
+                limits=clip_limits(self.settings.limits),
+                models=self.models,
+                on_stage=self._stage_reporter(progress),
+            )
         return AnalysisResult(tags, hashlib.sha256(wav).hexdigest(), cached=False, timings_ms=timings)
 
     def _backend_for(self, options: VisualizeOptions) -> tuple[Backend, ImageBackend, list[str]]:
@@ -369,8 +431,9 @@ class Engine:
         backend, notes = self._pick_backend(wanted)
         return wanted, backend, notes
 
-    async def _request(self, audio: AudioSource, options: VisualizeOptions, size: int,
-                       progress: ProgressCallback | None) -> tuple[AnalysisResult, int, ImageRequest]:
+    async def _request(
+        self, audio: AudioSource, options: VisualizeOptions, size: int, progress: ProgressCallback | None
+    ) -> tuple[AnalysisResult, int, ImageRequest]:
         """Read and analyse ``audio``, then the image request at ``size``: what a still and a loop share."""
         data = await self._read(audio)
         analysis = await self._analysis(data, progress)
@@ -378,8 +441,14 @@ class Engine:
         width, height = options.aspect.size(size)
         return analysis, seed, image_request(analysis.tags, options, seed=seed, width=width, height=height)
 
-    async def _with_fallback(self, wanted: Backend, backend: ImageBackend, notes: list[str], verb: str,
-                             work: Callable[[ImageBackend], Awaitable[T]]) -> tuple[T, ImageBackend]:
+    async def _with_fallback(
+        self,
+        wanted: Backend,
+        backend: ImageBackend,
+        notes: list[str],
+        verb: str,
+        work: Callable[[ImageBackend], Awaitable[T]],
+    ) -> tuple[T, ImageBackend]:
         """``work(backend)``; when Stable Diffusion fails at serve time and was not asked for by name,
         ``work`` on the renderer instead, with a note saying so. Returns the result and who made it."""
         try:
@@ -400,8 +469,9 @@ class Engine:
             return bytes(audio)
         return await self._run_blocking(read_audio_bytes, audio, limits=self.settings.limits)
 
-    async def _analysis(self, data: bytes, progress: ProgressCallback | None, *,
-                        admitted: bool = False) -> AnalysisResult:
+    async def _analysis(
+        self, data: bytes, progress: ProgressCallback | None, *, admitted: bool = False
+    ) -> AnalysisResult:
         """Tags for ``data``: from the cache, from an identical request in flight, or computed.
         ``admitted``: the hooks have passed ``data`` already (a clip the engine decoded itself)."""
         key = self._cache_key(data)
@@ -431,8 +501,12 @@ class Engine:
                     await self._admit(data, sha)
                 async with self._slot(progress):
                     tags, timings = await self._run_blocking(
-                        analyse_audio, data, limits=self.settings.limits, models=self.models,
-                        on_stage=self._stage_reporter(progress))
+                        analyse_audio,
+                        data,
+                        limits=self.settings.limits,
+                        models=self.models,
+                        on_stage=self._stage_reporter(progress),
+                    )
         except asyncio.CancelledError:
             fut.cancel()
             raise
@@ -502,8 +576,9 @@ class Engine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
-    async def _draw(self, backend: ImageBackend, request: ImageRequest,
-                    progress: ProgressCallback | None) -> list[GeneratedImage]:
+    async def _draw(
+        self, backend: ImageBackend, request: ImageRequest, progress: ProgressCallback | None
+    ) -> list[GeneratedImage]:
         """Draw on the CPU pool under a worker slot, or await a backend that schedules itself."""
         if backend.schedules_itself:
             await _notify(progress, Progress(Stage.drawing))
@@ -518,9 +593,11 @@ class Engine:
         if wanted is Backend.sd:
             raise BackendUnavailableError(
                 f"Stable Diffusion isn't available on this server ({self._sd_off_reason}); "
-                "use the built-in renderer instead.")
-        notes = [] if wanted is Backend.renderer else [
-            f"Drawn by the built-in renderer ({self._sd_off_reason})."]
+                "use the built-in renderer instead."
+            )
+        notes = (
+            [] if wanted is Backend.renderer else [f"Drawn by the built-in renderer ({self._sd_off_reason})."]
+        )
         return self._renderer(), notes
 
     def _renderer(self) -> ImageBackend:
@@ -566,8 +643,7 @@ class _Deadline:
     async def __aenter__(self) -> None:
         await self._cm.__aenter__()
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: object) -> bool:
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None, tb: object) -> bool:
         try:
             await self._cm.__aexit__(et, e, tb)  # type: ignore[arg-type]
         except TimeoutError as exc:

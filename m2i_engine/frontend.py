@@ -37,11 +37,17 @@ class EngineLike(Protocol):
 
     async def __aexit__(self, *exc: object) -> None: ...
 
-    async def analyze(self, audio: AudioSource, *,
-                      progress: ProgressCallback | None = None) -> AnalysisResult: ...
+    async def analyze(
+        self, audio: AudioSource, *, progress: ProgressCallback | None = None
+    ) -> AnalysisResult: ...
 
-    async def visualize(self, audio: AudioSource, options: VisualizeOptions | None = None, *,
-                        progress: ProgressCallback | None = None) -> VisualizeResult: ...
+    async def visualize(
+        self,
+        audio: AudioSource,
+        options: VisualizeOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> VisualizeResult: ...
 
 
 def make_engine(settings: Settings | None = None) -> EngineLike:

@@ -31,8 +31,10 @@ class Aspect(StrEnum):
         """(width, height) with the long side ``long_side``, both rounded to ``multiple``."""
         w, h = (int(x) for x in self.value.split(":"))
         scale = long_side / max(w, h)
+
         def snap(x: float) -> int:
             return max(multiple, round(x * scale / multiple) * multiple)
+
         return snap(w), snap(h)
 
 
@@ -72,8 +74,10 @@ class VisualizeOptions(BaseModel):
         """One line of words: whitespace and control characters separate words, invisible ones go."""
         if v is None:
             return None
-        v = "".join(ch if ch.isprintable() else " " if ch.isspace() or ch < " " or "\x7f" <= ch <= "\x9f"
-                    else "" for ch in v)  # C0/C1 controls (tab, NUL, …) → space; bidi, ZWSP, … → dropped
+        v = "".join(
+            ch if ch.isprintable() else " " if ch.isspace() or ch < " " or "\x7f" <= ch <= "\x9f" else ""
+            for ch in v
+        )  # C0/C1 controls (tab, NUL, …) → space; bidi, ZWSP, … → dropped
         return " ".join(v.split()) or None
 
 
@@ -91,8 +95,9 @@ class AnimateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fps: int = Field(15, ge=8, le=30, description="Frames per second (nudged so the loop closes on a frame).")
-    loop_bars: int | None = Field(None, ge=1, le=8,
-                                  description="Bars in the loop; none picks 1, 2, 4 or 8 bars near 5 s.")
+    loop_bars: int | None = Field(
+        None, ge=1, le=8, description="Bars in the loop; none picks 1, 2, 4 or 8 bars near 5 s."
+    )
     section: LoopSection = Field(LoopSection.peak, description="Which bars: peak, typical or start.")
     anim_size: int = Field(512, ge=128, le=1024, description="Long side of the animation in pixels.")
 
@@ -106,11 +111,19 @@ class VideoOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    start: float | None = Field(None, ge=0.0, description="Where the clip starts in the song, in seconds; "
-                                "none takes the song's most representative part.")
-    length: float | None = Field(None, ge=2.0, le=MAX_VIDEO_S,
-                                 description=f"Clip length in seconds, at most {MAX_VIDEO_S:g}; none: as "
-                                 f"much as there is, up to {MAX_VIDEO_S:g}.")
+    start: float | None = Field(
+        None,
+        ge=0.0,
+        description="Where the clip starts in the song, in seconds; "
+        "none takes the song's most representative part.",
+    )
+    length: float | None = Field(
+        None,
+        ge=2.0,
+        le=MAX_VIDEO_S,
+        description=f"Clip length in seconds, at most {MAX_VIDEO_S:g}; none: as "
+        f"much as there is, up to {MAX_VIDEO_S:g}.",
+    )
     fps: int = Field(30, ge=8, le=30, description="Frames per second of the video.")
     aspect: Aspect = Field(Aspect.story, description="Aspect ratio of the video.")
     size: int = Field(1280, ge=256, le=1920, description="Long side of the video in pixels.")
@@ -164,5 +177,13 @@ def option_fields(model: type[BaseModel]) -> Iterator[OptionField]:
         if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
             rest = [a for a in args if a is not type(None)]
             kind = rest[0] if rest else str
-        yield OptionField(name=name, kind=kind, optional=type(None) in args, default=info.default,
-                          help=info.description, lo=lo, hi=hi, max_length=max_length)
+        yield OptionField(
+            name=name,
+            kind=kind,
+            optional=type(None) in args,
+            default=info.default,
+            help=info.description,
+            lo=lo,
+            hi=hi,
+            max_length=max_length,
+        )

@@ -35,8 +35,13 @@ def timed(timings: Timings, name: str) -> Iterator[None]:
         timings[name] = round((time.perf_counter() - t0) * 1000.0, 2)
 
 
-def analyse_audio(data: bytes, *, limits: AudioLimits, models: ModelRegistry,
-                  on_stage: Callable[[str], None] = lambda _s: None) -> tuple[Tags, Timings]:
+def analyse_audio(
+    data: bytes,
+    *,
+    limits: AudioLimits,
+    models: ModelRegistry,
+    on_stage: Callable[[str], None] = lambda _s: None,
+) -> tuple[Tags, Timings]:
     """Decode ``data`` and describe it; raises :class:`~m2i_engine.errors.InputError` on bad audio."""
     timings: Timings = {}
     on_stage("decoding")
@@ -53,19 +58,44 @@ def analyse_audio(data: bytes, *, limits: AudioLimits, models: ModelRegistry,
     learned_mood = mood_from_quadrants(quadrants)
     with timed(timings, "tempo_decision_ms"):
         # which octave of the tracked pulse a listener taps, now that mood and genre are known
-        tempo = sig.tempo if sig.tempo_evidence is None else decide_tempo(
-            sig.tempo_evidence, sig.tempo, timbre=sig.timbre, mood=learned_mood, genre=genre)
+        tempo = (
+            sig.tempo
+            if sig.tempo_evidence is None
+            else decide_tempo(
+                sig.tempo_evidence, sig.tempo, timbre=sig.timbre, mood=learned_mood, genre=genre
+            )
+        )
     # the model trained on listeners' valence/arousal first, the GEMS hand mapping, then the signal rule
-    mood = learned_mood or mood_from_emotions(emotion) or signal_mood(
-        tempo=tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre)
-    tags = Tags(audio=audio.info, tempo=tempo, key=sig.key, loudness=sig.loudness,
-                timbre=sig.timbre, mood=mood, genre=genre, emotion=emotion, styles=styles,
-                energy_curve=sig.energy_curve, sections=sig.sections)
+    mood = (
+        learned_mood
+        or mood_from_emotions(emotion)
+        or signal_mood(tempo=tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre)
+    )
+    tags = Tags(
+        audio=audio.info,
+        tempo=tempo,
+        key=sig.key,
+        loudness=sig.loudness,
+        timbre=sig.timbre,
+        mood=mood,
+        genre=genre,
+        emotion=emotion,
+        styles=styles,
+        energy_curve=sig.energy_curve,
+        sections=sig.sections,
+    )
     return tags, timings
 
 
-def image_request(tags: Tags, options: VisualizeOptions, *, seed: int, width: int,
-                  height: int) -> ImageRequest:
+def image_request(
+    tags: Tags, options: VisualizeOptions, *, seed: int, width: int, height: int
+) -> ImageRequest:
     """What a backend is asked to draw: the prompt built from ``tags`` under ``options``."""
-    return ImageRequest(tags=tags, prompt=build_prompt(tags, options), width=width, height=height,
-                        seed=seed, num_images=options.num_images)
+    return ImageRequest(
+        tags=tags,
+        prompt=build_prompt(tags, options),
+        width=width,
+        height=height,
+        seed=seed,
+        num_images=options.num_images,
+    )

@@ -48,8 +48,10 @@ def smaller_options(options: VisualizeOptions) -> VisualizeOptions | None:
 
 
 def oom_note(asked: VisualizeOptions, used: VisualizeOptions) -> str:
-    return (f"Drawn at {used.size} px instead of {asked.size} px: the image generator ran out of "
-            "memory at the full size.")
+    return (
+        f"Drawn at {used.size} px instead of {asked.size} px: the image generator ran out of "
+        "memory at the full size."
+    )
 
 
 def oom_error(exc: BaseException) -> M2IError:
@@ -71,8 +73,14 @@ def probe_audio(data: bytes, limits_json: str) -> None:
 class DecodeGuard(AnalysisHook):
     """Decodes untrusted audio once in a child process before the engine touches it."""
 
-    def __init__(self, limits: AudioLimits, *, processes: int = 1,
-                 probe: Callable[[bytes, str], None] = probe_audio, remember: int = 4096) -> None:
+    def __init__(
+        self,
+        limits: AudioLimits,
+        *,
+        processes: int = 1,
+        probe: Callable[[bytes, str], None] = probe_audio,
+        remember: int = 4096,
+    ) -> None:
         self.limits_json = limits.model_dump_json()
         self.processes = processes
         self.probe = probe
@@ -85,7 +93,8 @@ class DecodeGuard(AnalysisHook):
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         # spawn: a fresh interpreter, never a fork of a process holding threads, CUDA or locks
         return concurrent.futures.ProcessPoolExecutor(
-            self.processes, mp_context=multiprocessing.get_context("spawn"))
+            self.processes, mp_context=multiprocessing.get_context("spawn")
+        )
 
     async def start(self) -> None:
         if self._pool is None:
@@ -139,7 +148,8 @@ class DecodeGuard(AnalysisHook):
                 log.warning("audio %s… crashed the decoder (attempt %d)", sha[:12], attempt)
         raise CorruptAudioError(
             "This file crashes the audio decoder, so it can't be used — try exporting it again.",
-            detail=f"decoder child process died twice on {sha}")
+            detail=f"decoder child process died twice on {sha}",
+        )
 
 
 def _warm() -> None:
@@ -179,18 +189,33 @@ class SharedTags(AnalysisHook):
 
 def result_cache_key(sha256: str, options: VisualizeOptions, settings: Settings) -> str:
     """Audio content + every option + what else decides the picture (limits, backend, version)."""
-    text = "|".join([sha256, options.model_dump_json(), settings.limits.model_dump_json(),
-                     settings.backend, settings.sd.model_dump_json(), __version__])
+    text = "|".join(
+        [
+            sha256,
+            options.model_dump_json(),
+            settings.limits.model_dump_json(),
+            settings.backend,
+            settings.sd.model_dump_json(),
+            __version__,
+        ]
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 class ServingEngine(Engine):
     """:class:`Engine` with decoder isolation and shared tags as hooks, OOM retry and a result cache."""
 
-    def __init__(self, settings: Settings | None = None, *, models: ModelRegistry | None = None,
-                 backends: dict[str, ImageBackend] | None = None, guard: DecodeGuard | None = None,
-                 shared_tags: TagsStore | None = None, oom_fallback: bool = True,
-                 result_cache: int = 0) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        models: ModelRegistry | None = None,
+        backends: dict[str, ImageBackend] | None = None,
+        guard: DecodeGuard | None = None,
+        shared_tags: TagsStore | None = None,
+        oom_fallback: bool = True,
+        result_cache: int = 0,
+    ) -> None:
         hooks: list[AnalysisHook] = []
         if shared_tags is not None:  # another worker's analysis first: no decode needed then
             hooks.append(SharedTags(shared_tags))
@@ -202,8 +227,13 @@ class ServingEngine(Engine):
         self._results: OrderedDict[str, VisualizeResult] = OrderedDict()
         self._result_entries = result_cache
 
-    async def visualize(self, audio: AudioSource, options: VisualizeOptions | None = None, *,
-                        progress: ProgressCallback | None = None) -> VisualizeResult:
+    async def visualize(
+        self,
+        audio: AudioSource,
+        options: VisualizeOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> VisualizeResult:
         options = options or VisualizeOptions()
         data = await self._bytes(audio)
         key = result_cache_key(hashlib.sha256(data).hexdigest(), options, self.settings)
@@ -244,5 +274,16 @@ def local_engine(settings: Settings, **kw: Any) -> ServingEngine:
     return ServingEngine(settings, guard=guard, result_cache=settings.serve.result_cache_entries, **kw)
 
 
-__all__ = ["DecodeGuard", "ServingEngine", "SharedTags", "TagsStore", "is_oom", "local_engine", "oom_error",
-           "oom_note", "probe_audio", "result_cache_key", "smaller_options"]
+__all__ = [
+    "DecodeGuard",
+    "ServingEngine",
+    "SharedTags",
+    "TagsStore",
+    "is_oom",
+    "local_engine",
+    "oom_error",
+    "oom_note",
+    "probe_audio",
+    "result_cache_key",
+    "smaller_options",
+]

@@ -80,8 +80,9 @@ def render_song(spec: SongSpec) -> np.ndarray:
         bar_t = bar * bar_s
         degree = _PROGRESSION[spec.mode][bar % 4]
         root_pc = tonic + scale[degree]
-        triad = [root_pc + scale[(degree + k) % 7] - scale[degree] + 12 * ((degree + k) // 7)
-                 for k in (0, 2, 4)]
+        triad = [
+            root_pc + scale[(degree + k) % 7] - scale[degree] + 12 * ((degree + k) // 7) for k in (0, 2, 4)
+        ]
         for step in range(steps_in_bar):
             t = bar_t + step * step_s + (spec.swing * step_s * 0.5 if step % 2 else 0.0)
             vel = 0.9 + 0.1 * rng.random()
@@ -115,8 +116,9 @@ def click_track(bpm: float, duration_s: float, sr: int = 22_050, *, accent_every
     return out[:n].astype(np.float32)
 
 
-def chord_progression(tonic: str, mode: Literal["major", "minor"], *, duration_s: float = 8.0,
-                      sr: int = 22_050, seed: int = 0) -> np.ndarray:
+def chord_progression(
+    tonic: str, mode: Literal["major", "minor"], *, duration_s: float = 8.0, sr: int = 22_050, seed: int = 0
+) -> np.ndarray:
     """Sustained diatonic triads (i/I–iv/IV–V–i/I cadence) with a bass note: key-detection material."""
     rng = np.random.default_rng(seed)
     scale = _MAJOR if mode == "major" else _MINOR
@@ -137,8 +139,9 @@ def chord_progression(tonic: str, mode: Literal["major", "minor"], *, duration_s
 
 def demo_song(sr: int = 22_050) -> np.ndarray:
     """The built-in demo: 20 s of minor-key house at 124 BPM."""
-    return render_song(SongSpec(bpm=124.0, tonic="A", mode="minor", style="house",
-                                duration_s=20.0, sr=sr, seed=7))
+    return render_song(
+        SongSpec(bpm=124.0, tonic="A", mode="minor", style="house", duration_s=20.0, sr=sr, seed=7)
+    )
 
 
 # --- private helpers ---------------------------------------------------------------------------
@@ -149,7 +152,7 @@ def _add(out: np.ndarray, sound: np.ndarray, t_s: float, sr: int, gain: float) -
     if i >= len(out) or i < 0:
         return
     m = min(len(sound), len(out) - i)
-    out[i:i + m] += gain * sound[:m]
+    out[i : i + m] += gain * sound[:m]
 
 
 def _midi_hz(m: float) -> float:
@@ -176,8 +179,16 @@ def _hat(sr: int, rng: np.random.Generator) -> np.ndarray:
     return noise * np.exp(-t * 70.0) * 0.5
 
 
-def _tone(sr: int, midi: float, dur_s: float, rng: np.random.Generator, *, harmonics: int = 5,
-          decay: float = 2.0, detune_cents: float = 4.0) -> np.ndarray:
+def _tone(
+    sr: int,
+    midi: float,
+    dur_s: float,
+    rng: np.random.Generator,
+    *,
+    harmonics: int = 5,
+    decay: float = 2.0,
+    detune_cents: float = 4.0,
+) -> np.ndarray:
     t = np.arange(int(dur_s * sr)) / sr
     f0 = _midi_hz(midi) * 2.0 ** (rng.uniform(-detune_cents, detune_cents) / 1200.0)
     wave = np.zeros_like(t)
@@ -189,8 +200,16 @@ def _tone(sr: int, midi: float, dur_s: float, rng: np.random.Generator, *, harmo
     return wave * attack * release * np.exp(-t * decay)
 
 
-def _add_harmony(out: np.ndarray, spec: SongSpec, triad: list[int], root_pc: int, bar_t: float,
-                 beat_s: float, bpb: int, rng: np.random.Generator) -> None:
+def _add_harmony(
+    out: np.ndarray,
+    spec: SongSpec,
+    triad: list[int],
+    root_pc: int,
+    bar_t: float,
+    beat_s: float,
+    bpb: int,
+    rng: np.random.Generator,
+) -> None:
     sr = spec.sr
     base = 57 + PITCH_CLASSES.index("C") - 9  # MIDI 48 = C3
     bar_s = beat_s * bpb
@@ -207,11 +226,21 @@ def _add_harmony(out: np.ndarray, spec: SongSpec, triad: list[int], root_pc: int
         _add(out, _tone(sr, base - 12 + root_pc % 12, bar_s, rng, harmonics=3, decay=0.5), bar_t, sr, 0.3)
     else:
         for beat in range(bpb):
-            _add(out, _tone(sr, base - 12 + root_pc % 12, beat_s * 0.8, rng, harmonics=6, decay=4.0),
-                 bar_t + beat * beat_s, sr, 0.32)
+            _add(
+                out,
+                _tone(sr, base - 12 + root_pc % 12, beat_s * 0.8, rng, harmonics=6, decay=4.0),
+                bar_t + beat * beat_s,
+                sr,
+                0.32,
+            )
     # lead: an arpeggio of the triad on eighth notes (ballad: quarter notes)
     sub = 1 if spec.style in ("ballad", "ambient") else 2
     for i in range(bpb * sub):
         p = triad[i % 3] + (12 if (i // 3) % 2 else 0)
-        _add(out, _tone(sr, base + 24 + p, beat_s / sub * 0.9, rng, harmonics=3, decay=5.0),
-             bar_t + i * beat_s / sub, sr, 0.07)
+        _add(
+            out,
+            _tone(sr, base + 24 + p, beat_s / sub * 0.9, rng, harmonics=3, decay=5.0),
+            bar_t + i * beat_s / sub,
+            sr,
+            0.07,
+        )

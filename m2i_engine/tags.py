@@ -34,8 +34,10 @@ class Classification(BaseModel):
     labels: list[LabelScore] = Field(default_factory=list, description="Best first.")
     model: str | None = Field(None, description="Name and version of the model that answered.")
     uncertain: bool = Field(
-        False, description="True when the calibrated top score is below the model's confidence floor: "
-        "no label fits well, and the first labels are only the closest ones.")
+        False,
+        description="True when the calibrated top score is below the model's confidence floor: "
+        "no label fits well, and the first labels are only the closest ones.",
+    )
 
     @property
     def top(self) -> LabelScore | None:
@@ -77,8 +79,10 @@ class Tempo(BaseModel):
     downbeats_s: list[float] = Field(default_factory=list)
     beats_per_bar: int | None = None
     alternatives: list[TempoAlternative] = Field(
-        default_factory=list, description="The runner-up tempo a listener could tap instead (e.g. double "
-        "time), with its probability; empty when the decision is clear.")
+        default_factory=list,
+        description="The runner-up tempo a listener could tap instead (e.g. double "
+        "time), with its probability; empty when the decision is clear.",
+    )
 
     @property
     def close_alternative(self) -> TempoAlternative | None:
@@ -154,8 +158,10 @@ class SongSection(BaseModel):
 
     start_s: float = Field(ge=0.0)
     end_s: float = Field(ge=0.0)
-    label: str = Field(description="intro, verse, chorus, bridge or outro when the form is clear, else A, "
-                       "B, C … in order of first appearance; repeated material gets the same label.")
+    label: str = Field(
+        description="intro, verse, chorus, bridge or outro when the form is clear, else A, "
+        "B, C … in order of first appearance; repeated material gets the same label."
+    )
     energy: float = Field(ge=0.0, le=1.0, description="Mean of the energy curve over the section.")
 
     @property
@@ -175,11 +181,14 @@ class Tags(BaseModel):
     genre: Classification = Field(default_factory=Classification)
     emotion: Classification = Field(default_factory=Classification)
     styles: list[StyleTag] = Field(
-        default_factory=list, description="Style, voice, era and mood words the backbone's tagger is sure "
-        "of, best first; empty when none passes its threshold (or no style model is installed).")
+        default_factory=list,
+        description="Style, voice, era and mood words the backbone's tagger is sure "
+        "of, best first; empty when none passes its threshold (or no style model is installed).",
+    )
     energy_curve: list[float] = Field(
         default_factory=list, description="Energy 0..1 at evenly spaced points over the analysed audio."
     )
     sections: list[SongSection] = Field(
-        default_factory=list, description="The song's sections in order, covering the analysed audio; "
-        "empty when not analysed.")
+        default_factory=list,
+        description="The song's sections in order, covering the analysed audio; empty when not analysed.",
+    )

@@ -69,8 +69,9 @@ def main() -> None:
 
     t0 = time.perf_counter()
     if args.single:
-        img = render(SONGS[args.single], style=Style(args.style), width=args.size,
-                     height=args.size, seed=args.seed)
+        img = render(
+            SONGS[args.single], style=Style(args.style), width=args.size, height=args.size, seed=args.seed
+        )
         path = args.out / f"{args.single.replace(' ', '_')}-{args.style}-{args.seed}.png"
         path.write_bytes(encode_png(img))
         print(path)
@@ -79,26 +80,42 @@ def main() -> None:
     if args.sheet == "styles":
         for name in names:
             for st in styles:
-                cells.append((f"{name} / {st.value}", render(
-                    SONGS[name], style=st, width=args.size, height=args.size, seed=args.seed)))
+                cells.append(
+                    (
+                        f"{name} / {st.value}",
+                        render(SONGS[name], style=st, width=args.size, height=args.size, seed=args.seed),
+                    )
+                )
         cols = len(styles)
     elif args.sheet == "auto":
         for name in names:
-            cells.append((f"{name} / auto", render(SONGS[name], style=Style.auto, width=args.size,
-                                                   height=args.size, seed=args.seed)))
+            cells.append(
+                (
+                    f"{name} / auto",
+                    render(SONGS[name], style=Style.auto, width=args.size, height=args.size, seed=args.seed),
+                )
+            )
         cols = min(5, len(cells))
     elif args.sheet == "seeds":
         for name in names:
             for seed in range(5):
-                cells.append((f"{name} seed {seed}", render(
-                    SONGS[name], style=styles[0], width=args.size, height=args.size, seed=seed)))
+                cells.append(
+                    (
+                        f"{name} seed {seed}",
+                        render(SONGS[name], style=styles[0], width=args.size, height=args.size, seed=seed),
+                    )
+                )
         cols = 5
     else:
         for name in names:
             for aspect in Aspect:
                 w, h = aspect.size(args.size)
-                cells.append((f"{name} {aspect.value}", render(
-                    SONGS[name], style=styles[0], width=w, height=h, seed=args.seed)))
+                cells.append(
+                    (
+                        f"{name} {aspect.value}",
+                        render(SONGS[name], style=styles[0], width=w, height=h, seed=args.seed),
+                    )
+                )
         cols = len(Aspect)
     out = sheet(cells, cols, args.cell)
     path = args.out / f"sheet-{args.sheet}.png"

@@ -29,7 +29,17 @@ from av.audio.stream import AudioStream
 
 #: Every format :func:`encode` writes, named as a user would call the file type.
 FORMATS: tuple[str, ...] = (
-    "wav", "wavex", "aiff", "flac", "mp3", "ogg", "opus", "m4a", "aac", "webm", "caf",
+    "wav",
+    "wavex",
+    "aiff",
+    "flac",
+    "mp3",
+    "ogg",
+    "opus",
+    "m4a",
+    "aac",
+    "webm",
+    "caf",
 )
 
 _ANY_RATE = (8_000, 11_025, 16_000, 22_050, 44_100, 48_000, 96_000, 192_000)
@@ -50,8 +60,17 @@ SAMPLE_RATES: dict[str, tuple[int, ...]] = {
 }
 #: Most channels each format's encoder accepts.
 MAX_CHANNELS: dict[str, int] = {
-    "wav": 8, "wavex": 8, "aiff": 8, "flac": 8, "caf": 8, "ogg": 8,
-    "mp3": 2, "m4a": 8, "aac": 8, "opus": 8, "webm": 8,
+    "wav": 8,
+    "wavex": 8,
+    "aiff": 8,
+    "flac": 8,
+    "caf": 8,
+    "ogg": 8,
+    "mp3": 2,
+    "m4a": 8,
+    "aac": 8,
+    "opus": 8,
+    "webm": 8,
 }
 
 
@@ -100,11 +119,17 @@ def encode(y: np.ndarray, sr: int, fmt: str, *, channels: int = 1, subtype: str 
     return _encode_ffmpeg(frames, sr, container=container, codec=codec)
 
 
-def encode_with(y: np.ndarray, sr: int, *, container: str, codec: str, channels: int = 1,
-                bit_rate: int | None = None) -> bytes:
+def encode_with(
+    y: np.ndarray, sr: int, *, container: str, codec: str, channels: int = 1, bit_rate: int | None = None
+) -> bytes:
     """Encode with any ffmpeg muxer and encoder pair (e.g. ``asf``/``wmav2``, ``ipod``/``alac``)."""
-    return _encode_ffmpeg(_to_channels(np.asarray(y, dtype=np.float32), channels), sr,
-                          container=container, codec=codec, bit_rate=bit_rate)
+    return _encode_ffmpeg(
+        _to_channels(np.asarray(y, dtype=np.float32), channels),
+        sr,
+        container=container,
+        codec=codec,
+        bit_rate=bit_rate,
+    )
 
 
 def sine(freq_hz: float, duration_s: float, sr: int, *, amplitude: float = 0.5) -> np.ndarray:
@@ -155,8 +180,9 @@ def id3_tag(*, cover_bytes: int = 0, title: str = "m2i test") -> bytes:
     """An ID3v2.3 tag with a title and, if ``cover_bytes``, an attached picture of that size."""
     frames = _id3_frame(b"TIT2", b"\x03" + title.encode())
     if cover_bytes:
-        picture = b"\x00image/jpeg\x00\x03\x00" + bytes(np.random.default_rng(0).integers(
-            0, 256, cover_bytes, dtype=np.uint8))
+        picture = b"\x00image/jpeg\x00\x03\x00" + bytes(
+            np.random.default_rng(0).integers(0, 256, cover_bytes, dtype=np.uint8)
+        )
         frames += _id3_frame(b"APIC", picture)
     return b"ID3\x03\x00\x00" + _synchsafe(len(frames)) + frames
 
@@ -189,8 +215,9 @@ def _encode_sndfile(frames: np.ndarray, sr: int, *, major: str, subtype: str) ->
     return buf.getvalue()
 
 
-def _encode_ffmpeg(frames: np.ndarray, sr: int, *, container: str, codec: str,
-                   bit_rate: int | None = None) -> bytes:
+def _encode_ffmpeg(
+    frames: np.ndarray, sr: int, *, container: str, codec: str, bit_rate: int | None = None
+) -> bytes:
     n, channels = frames.shape
     layout = _LAYOUTS[channels]
     buf = io.BytesIO()

@@ -64,8 +64,10 @@ class FaultyRenderer(ImageBackend):
             raise RuntimeError("injected failure in the image backend")
         big = max(request.width, request.height) > 384
         if "m2i-fault-oomall" in text or ("m2i-fault-oom" in text and big):
-            raise RuntimeError(f"CUDA out of memory. Tried to allocate 2.00 GiB at {request.width}x"
-                               f"{request.height} (injected)")
+            raise RuntimeError(
+                f"CUDA out of memory. Tried to allocate 2.00 GiB at {request.width}x"
+                f"{request.height} (injected)"
+            )
         marker = "m2i-fault-gate-"
         if marker in text:
             name = text.split(marker, 1)[1].split(",", 1)[0].strip()
@@ -84,12 +86,19 @@ def crashing_probe(data: bytes, limits_json: str) -> None:
     probe_audio(data, limits_json)
 
 
-def harness_engine(settings: Settings, *, shared_tags: Any = None, oom_fallback: bool = False,
-                   result_cache: int = 0) -> ServingEngine:
+def harness_engine(
+    settings: Settings, *, shared_tags: Any = None, oom_fallback: bool = False, result_cache: int = 0
+) -> ServingEngine:
     """The engine the test workers (and the single-process side of mode comparisons) run."""
-    return ServingEngine(settings, models=ModelRegistry(), backends={"renderer": FaultyRenderer()},
-                         guard=DecodeGuard(settings.limits, probe=crashing_probe),
-                         shared_tags=shared_tags, oom_fallback=oom_fallback, result_cache=result_cache)
+    return ServingEngine(
+        settings,
+        models=ModelRegistry(),
+        backends={"renderer": FaultyRenderer()},
+        guard=DecodeGuard(settings.limits, probe=crashing_probe),
+        shared_tags=shared_tags,
+        oom_fallback=oom_fallback,
+        result_cache=result_cache,
+    )
 
 
 # --- requests -----------------------------------------------------------------------------------
@@ -151,10 +160,28 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes",
-             "--logfile", str(self.root / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.root),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+                "--logfile",
+                str(self.root / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(self.ping, 10, "redis-server did not start")
 
     def ping(self) -> bool:
@@ -178,7 +205,8 @@ class RedisServer:
 
 def redis_binary() -> str | None:
     return shutil.which("redis-server") or next(
-        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.path.exists(p)), None)
+        (p for p in ("/usr/bin/redis-server", "/usr/sbin/redis-server") if os.path.exists(p)), None
+    )
 
 
 @pytest.fixture(scope="session")
@@ -203,22 +231,33 @@ def redis_server() -> Iterator[RedisServer]:
 
 def queue_env(redis_url: str, namespace: str, gate_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("M2I_")}
-    env.update({
-        "M2I_QUEUE__REDIS_URL": redis_url, "M2I_QUEUE__NAMESPACE": namespace,
-        "M2I_QUEUE__CONCURRENCY": "2", "M2I_QUEUE__POLL_MS": "20", "M2I_QUEUE__HEARTBEAT_S": "0.25",
-        "M2I_QUEUE__HEARTBEAT_TIMEOUT_S": "2", "M2I_QUEUE__MAINTENANCE_CHANCE": "1000000",
-        "M2I_QUEUE__POLL_S": "0.5", "M2I_QUEUE__SHUTDOWN_TIMEOUT_S": "30",
-        "M2I_BACKEND": "renderer", "M2I_WORKERS": "1", "M2I_REQUEST_TIMEOUT_S": "60",
-        "M2I_SERVE__LOG_FORMAT": "json", "M2I_SERVE__LOG_LEVEL": "INFO",
-        GATE_ENV: str(gate_dir), "PYTHONPATH": str(REPO), "OPENBLAS_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "M2I_QUEUE__REDIS_URL": redis_url,
+            "M2I_QUEUE__NAMESPACE": namespace,
+            "M2I_QUEUE__CONCURRENCY": "2",
+            "M2I_QUEUE__POLL_MS": "20",
+            "M2I_QUEUE__HEARTBEAT_S": "0.25",
+            "M2I_QUEUE__HEARTBEAT_TIMEOUT_S": "2",
+            "M2I_QUEUE__MAINTENANCE_CHANCE": "1000000",
+            "M2I_QUEUE__POLL_S": "0.5",
+            "M2I_QUEUE__SHUTDOWN_TIMEOUT_S": "30",
+            "M2I_BACKEND": "renderer",
+            "M2I_WORKERS": "1",
+            "M2I_REQUEST_TIMEOUT_S": "60",
+            "M2I_SERVE__LOG_FORMAT": "json",
+            "M2I_SERVE__LOG_LEVEL": "INFO",
+            GATE_ENV: str(gate_dir),
+            "PYTHONPATH": str(REPO),
+            "OPENBLAS_NUM_THREADS": "1",
+        }
+    )
     env.update(extra)
     return env
 
 
 def queue_settings(redis_url: str, namespace: str, **queue: Any) -> Settings:
-    q = {"redis_url": redis_url, "namespace": namespace, "poll_s": 0.5, "heartbeat_timeout_s": 2.0,
-         **queue}
+    q = {"redis_url": redis_url, "namespace": namespace, "poll_s": 0.5, "heartbeat_timeout_s": 2.0, **queue}
     return Settings(backend="renderer", workers=1, request_timeout_s=60, queue=q)  # type: ignore[arg-type]
 
 
@@ -228,8 +267,13 @@ class WorkerProc:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.queue_harness", "worker"], env=env,
-                                     cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.queue_harness", "worker"],
+            env=env,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         self.pid = self.proc.pid
 
     @property
@@ -289,8 +333,9 @@ def alive_workers(redis_url: str, namespace: str) -> dict[str, Any]:
     return out
 
 
-def start_workers(n: int, env: dict[str, str], log_dir: Path, *, namespace: str,
-                  redis_url: str) -> list[WorkerProc]:
+def start_workers(
+    n: int, env: dict[str, str], log_dir: Path, *, namespace: str, redis_url: str
+) -> list[WorkerProc]:
     """``n`` workers, returned once every one of them reported ready in Redis."""
     before = set(alive_workers(redis_url, namespace))
     procs = [WorkerProc(env, log_dir / f"worker-{time.monotonic_ns()}-{i}.log") for i in range(n)]

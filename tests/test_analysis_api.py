@@ -32,7 +32,12 @@ def test_analysis_is_deterministic() -> None:
     y = render_song(SongSpec(bpm=97.0, style="funk", duration_s=10.0, seed=11))
     a, b = analyze_signal(y=y, sr=22_050), analyze_signal(y=y.copy(), sr=22_050)
     assert (a.tempo, a.key, a.loudness, a.timbre, a.energy_curve) == (
-        b.tempo, b.key, b.loudness, b.timbre, b.energy_curve)
+        b.tempo,
+        b.key,
+        b.loudness,
+        b.timbre,
+        b.energy_curve,
+    )
 
 
 @pytest.mark.parametrize("kind", ["two_seconds", "near_silent", "silent", "tiny", "stereo"])

@@ -44,8 +44,7 @@ def test_rendered_song_key(i: int, tonic: str, mode: Mode) -> None:
     bpm = 100.0 + 3 * i
     # One whole 4-bar chord loop, so every chord of the progression sounds equally long.
     beats = 4 * (3 if style == "waltz" else 4)
-    spec = SongSpec(bpm=bpm, tonic=tonic, mode=mode, style=style, duration_s=beats * 60.0 / bpm,
-                    seed=i)
+    spec = SongSpec(bpm=bpm, tonic=tonic, mode=mode, style=style, duration_s=beats * 60.0 / bpm, seed=i)
     key = estimate_key(features=compute_features(y=render_song(spec), sr=SR))
     assert key.name == f"{tonic} {mode}"
 

@@ -65,7 +65,7 @@ def test_integrated_loudness_agrees_with_pyloudnorm() -> None:
 
     sr = 22_050
     song = render_song(SongSpec(bpm=100.0, style="funk", duration_s=12.0, seed=2))
-    quiet_start = np.concatenate([0.01 * song[: 4 * sr], song[4 * sr:]]).astype(np.float64)
+    quiet_start = np.concatenate([0.01 * song[: 4 * sr], song[4 * sr :]]).astype(np.float64)
     for y in (song.astype(np.float64), quiet_start):
         reference = pyloudnorm.Meter(sr).integrated_loudness(y)
         assert measure_loudness(y=y, sr=sr).integrated_lufs == pytest.approx(reference, abs=0.01)

@@ -29,14 +29,19 @@ def test_click_track_tempo_and_beats(bpm: float) -> None:
 
 @pytest.mark.parametrize(
     ("style", "bpm", "swing"),
-    [("ballad", 62.0, 0.0), ("hiphop", 92.0, 0.3), ("house", 124.0, 0.0), ("rock", 136.0, 0.0),
-     ("funk", 104.0, 0.2),
-     ("dnb", 174.0, 0.0), ("dnb", 168.0, 0.0),
-     ("waltz", 96.0, 0.0)],
+    [
+        ("ballad", 62.0, 0.0),
+        ("hiphop", 92.0, 0.3),
+        ("house", 124.0, 0.0),
+        ("rock", 136.0, 0.0),
+        ("funk", 104.0, 0.2),
+        ("dnb", 174.0, 0.0),
+        ("dnb", 168.0, 0.0),
+        ("waltz", 96.0, 0.0),
+    ],
 )
 def test_song_tempo_within_4_percent(style: Style, bpm: float, swing: float) -> None:
-    spec = SongSpec(bpm=bpm, style=style, swing=swing, duration_s=20.0, tonic="E", mode="minor",
-                    seed=3)
+    spec = SongSpec(bpm=bpm, style=style, swing=swing, duration_s=20.0, tonic="E", mode="minor", seed=3)
     tempo = estimate_tempo(features=compute_features(y=render_song(spec), sr=SR))
     assert tempo.bpm == pytest.approx(bpm, rel=0.04)
     truth = np.arange(0.0, spec.duration_s, 60.0 / bpm)

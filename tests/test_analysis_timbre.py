@@ -40,7 +40,7 @@ def test_onset_rate_of_a_metronome(bpm: float) -> None:
 
 def test_energy_curve_follows_a_crescendo() -> None:
     song = render_song(SongSpec(bpm=120.0, style="rock", duration_s=16.0))
-    quiet_then_loud = np.concatenate([0.03 * song[: 8 * SR], song[8 * SR:]])
+    quiet_then_loud = np.concatenate([0.03 * song[: 8 * SR], song[8 * SR :]])
     curve = energy_curve(features=compute_features(y=quiet_then_loud, sr=SR), points=32)
     assert len(curve) == 32
     assert all(0.0 <= v <= 1.0 for v in curve)
@@ -49,13 +49,14 @@ def test_energy_curve_follows_a_crescendo() -> None:
 
 
 def test_signal_mood_orders_calm_minor_below_bright_fast_major() -> None:
-    calm = analyze_signal(y=render_song(SongSpec(bpm=64.0, style="ballad", mode="minor",
-                                                 duration_s=15.0)), sr=SR)
-    lively = analyze_signal(y=render_song(SongSpec(bpm=128.0, style="house", mode="major",
-                                                   duration_s=15.0)), sr=SR)
+    calm = analyze_signal(
+        y=render_song(SongSpec(bpm=64.0, style="ballad", mode="minor", duration_s=15.0)), sr=SR
+    )
+    lively = analyze_signal(
+        y=render_song(SongSpec(bpm=128.0, style="house", mode="major", duration_s=15.0)), sr=SR
+    )
     m_calm = signal_mood(tempo=calm.tempo, key=calm.key, loudness=calm.loudness, timbre=calm.timbre)
-    m_live = signal_mood(tempo=lively.tempo, key=lively.key, loudness=lively.loudness,
-                         timbre=lively.timbre)
+    m_live = signal_mood(tempo=lively.tempo, key=lively.key, loudness=lively.loudness, timbre=lively.timbre)
     assert m_calm.source == m_live.source == "signal"
     assert m_calm.arousal < m_live.arousal - 0.3
     assert m_calm.valence < m_live.valence - 0.3

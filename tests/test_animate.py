@@ -29,20 +29,37 @@ from m2i_engine.testing import make_tags
 
 SIDE = 128
 FPS = 16  # 120 bpm → 8 frames a beat
-GENRES = ["classical", "metal", "jazz", "electronic", "disco", "hiphop", "reggae", "country", "blues",
-          "pop", "rock"]
+GENRES = [
+    "classical",
+    "metal",
+    "jazz",
+    "electronic",
+    "disco",
+    "hiphop",
+    "reggae",
+    "country",
+    "blues",
+    "pop",
+    "rock",
+]
 #: quiet first half, loud second half
 CALM_THEN_LOUD = [0.12] * 32 + [0.92] * 32
 
 
-def song(genre: str | None = "electronic", *, bpm: float = 120.0, curve: list[float] | None = None,
-         **overrides: object) -> Tags:
+def song(
+    genre: str | None = "electronic",
+    *,
+    bpm: float = 120.0,
+    curve: list[float] | None = None,
+    **overrides: object,
+) -> Tags:
     tags = make_tags(bpm=bpm, energy=0.6, arousal=0.3, genre={genre: 0.9} if genre else None)
     return tags.model_copy(update={"energy_curve": curve or [0.6] * 64, **overrides})
 
 
-def clock_for(tags: Tags, *, bars: int = 1, mode: LoopSection = LoopSection.peak,
-              fps: float = FPS) -> LoopClock:
+def clock_for(
+    tags: Tags, *, bars: int = 1, mode: LoopSection = LoopSection.peak, fps: float = FPS
+) -> LoopClock:
     section = choose_section(tags, bars=bars, mode=mode)
     return LoopClock.for_section(section, fps=fps, window_beats=look_from_tags(tags).rhythm.count)
 
@@ -58,8 +75,9 @@ def changes(arr: np.ndarray) -> np.ndarray:
 
 
 def request(tags: Tags, *, width: int = SIDE, height: int = SIDE, seed: int = 3) -> ImageRequest:
-    return ImageRequest(tags=tags, prompt=build_prompt(tags, VisualizeOptions()), width=width,
-                        height=height, seed=seed)
+    return ImageRequest(
+        tags=tags, prompt=build_prompt(tags, VisualizeOptions()), width=width, height=height, seed=seed
+    )
 
 
 # --- section and clock ----------------------------------------------------------------------------
@@ -81,8 +99,7 @@ def test_section_starts_on_a_downbeat_and_peak_finds_the_loud_bars() -> None:
     assert peak.start_in_song_s >= 15.0 and peak.mean_energy > 0.85 and peak.tracked
     start = choose_section(tags, bars=2, mode=LoopSection.start)
     assert start.start_in_song_s == 0.0 and start.mean_energy < 0.2
-    typical = choose_section(song(curve=[0.1] * 8 + [0.5] * 48 + [1.0] * 8), bars=1,
-                             mode=LoopSection.typical)
+    typical = choose_section(song(curve=[0.1] * 8 + [0.5] * 48 + [1.0] * 8), bars=1, mode=LoopSection.typical)
     assert typical.mean_energy == pytest.approx(0.5, abs=0.05)
     doc = peak.to_dict()
     assert doc["mode"] == "peak" and doc["bars"] == 2 and doc["end_s"] == pytest.approx(doc["start_s"] + 4.0)
@@ -149,8 +166,10 @@ def test_the_loop_closes_without_a_jump() -> None:
     tags = song("reggae", curve=CALM_THEN_LOUD)  # waves roll continuously: the hardest seam
     clock = clock_for(tags, bars=2, mode=LoopSection.start)
     arr = frames_of(tags, clock)
-    after_last = np.asarray(render(tags, width=SIDE, height=SIDE, seed=3,
-                                   motion=clock.motion_at(clock.length_s)), dtype=np.float32)
+    after_last = np.asarray(
+        render(tags, width=SIDE, height=SIDE, seed=3, motion=clock.motion_at(clock.length_s)),
+        dtype=np.float32,
+    )
     assert np.abs(after_last - arr[0]).mean() < 0.05  # "frame N" is frame 0 again
     d = changes(arr)
     assert d[0] <= np.median(d[1:]) * 1.5  # last → first is an ordinary step, not a jump
@@ -221,21 +240,42 @@ def test_odd_sizes_and_the_gif_budget() -> None:
         s = container.streams.video[0]
         assert (s.width, s.height) == (128, 96) and codec in ("libx264", "h264", "mpeg4")
     assert frame_durations_ms(3, 0.2) == [70, 60, 70]  # whole centiseconds, adding up to the loop
-    noisy = [Image.fromarray(np.random.default_rng(k).integers(0, 256, (256, 256, 3), np.uint8))
-             for k in range(4)]
+    noisy = [
+        Image.fromarray(np.random.default_rng(k).integers(0, 256, (256, 256, 3), np.uint8)) for k in range(4)
+    ]
     full = encode_gif(noisy, length_s=1.0)
     small, size = encode_gif_within(noisy, length_s=1.0, max_bytes=len(full) // 3)
     assert len(small) <= len(full) // 3 and size[0] < 256 and Image.open(io.BytesIO(small)).n_frames == 4
 
 
-def test_cli_animate_writes_gif_and_mp4_beside_the_image(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_animate_writes_gif_and_mp4_beside_the_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from m2i_engine.cli import main
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "art" / "cover.png"
-    code = main(["visualize", "--json", "--animate", "-o", str(out), "--size", "256", "--anim-size", "128",
-                 "--fps", "8", "--loop-bars", "1", "--section", "typical", "--seed", "9"])
+    code = main(
+        [
+            "visualize",
+            "--json",
+            "--animate",
+            "-o",
+            str(out),
+            "--size",
+            "256",
+            "--anim-size",
+            "128",
+            "--fps",
+            "8",
+            "--loop-bars",
+            "1",
+            "--section",
+            "typical",
+            "--seed",
+            "9",
+        ]
+    )
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     anim = doc["animation"]
@@ -259,8 +299,15 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     before = torch.get_num_threads()
     torch.set_num_threads(int(os.environ.get("M2I_TEST_TORCH_THREADS", "1")))
     folder = build_tiny_sd(tmp_path_factory.mktemp("tiny-animate") / "pipeline")
-    settings = SDSettings(model=str(folder), allow_cpu=True, steps=2, guidance=5.0, max_batch=8, warmup=False,
-                          steering=SteeringSettings(init="composition", palette_transfer=0.5))
+    settings = SDSettings(
+        model=str(folder),
+        allow_cpu=True,
+        steps=2,
+        guidance=5.0,
+        max_batch=8,
+        warmup=False,
+        steering=SteeringSettings(init="composition", palette_transfer=0.5),
+    )
     backend = load_sd_backend(settings, batching=True)  # the batcher the engine holds, unwrapped inside
     yield backend
     backend.close()
@@ -271,10 +318,14 @@ def test_sd_loop_interpolates_between_keyframes(tiny_sd: object) -> None:
     from m2i_engine.imaging.animate.diffusion import progress_at, slerp
 
     tags = song("jazz", curve=CALM_THEN_LOUD)
-    tags = tags.model_copy(update={"audio": tags.audio.model_copy(update={"analysed_s": 4.0,
-                                                                          "duration_s": 4.0})})
-    a = animate(request(tags, width=64, height=64), AnimateOptions(fps=8, loop_bars=2, section="start"),
-                backend=tiny_sd)  # type: ignore[arg-type]
+    tags = tags.model_copy(
+        update={"audio": tags.audio.model_copy(update={"analysed_s": 4.0, "duration_s": 4.0})}
+    )
+    a = animate(
+        request(tags, width=64, height=64),
+        AnimateOptions(fps=8, loop_bars=2, section="start"),
+        backend=tiny_sd,
+    )  # type: ignore[arg-type]
     assert a.backend == "sd" and len(a.frames) == 32 and a.frames[0].size == (64, 64)
     keys = a.meta["keyframes"]
     assert [k["frame"] for k in keys] == [0, 16] and keys[0]["seed"] != keys[1]["seed"]

@@ -118,8 +118,14 @@ def test_resampling_keeps_pitch_and_length(sr: int, target_sr: int) -> None:
 @pytest.mark.parametrize("fmt", ["wav", "wavex"])
 @pytest.mark.parametrize(
     ("subtype", "codec"),
-    [("PCM_U8", "pcm_u8"), ("PCM_16", "pcm_s16le"), ("PCM_24", "pcm_s24le"),
-     ("PCM_32", "pcm_s32le"), ("FLOAT", "pcm_f32le"), ("DOUBLE", "pcm_f64le")],
+    [
+        ("PCM_U8", "pcm_u8"),
+        ("PCM_16", "pcm_s16le"),
+        ("PCM_24", "pcm_s24le"),
+        ("PCM_32", "pcm_s32le"),
+        ("FLOAT", "pcm_f32le"),
+        ("DOUBLE", "pcm_f64le"),
+    ],
 )
 def test_wav_sample_formats(fmt: str, subtype: str, codec: str) -> None:
     data = encode(sine(1000.0, 2.0, 44_100), 44_100, fmt, channels=2, subtype=subtype)
@@ -174,7 +180,7 @@ def test_container_is_detected_from_content_not_name(tmp_path: Path) -> None:
 def test_sniff_names_every_format(fmt: str) -> None:
     sr = 48_000
     data = encode(sine(440.0, 0.5, sr), sr, fmt)
-    assert sniff_format(data[:64 * 1024]) == EXPECTED[fmt][0]
+    assert sniff_format(data[: 64 * 1024]) == EXPECTED[fmt][0]
 
 
 @pytest.mark.parametrize(
@@ -191,10 +197,14 @@ def test_sniff_names_every_format(fmt: str) -> None:
         ("wav", "adpcm_ima_wav", 22_050, ("wav", "adpcm_ima_wav")),  # dictaphones
     ],
 )
-def test_rarer_containers_and_codecs(container: str, codec: str, sr: int,
-                                     expected: tuple[str, str]) -> None:
-    data = encode_with(sine(440.0, 3.0, sr), sr, container=container, codec=codec,
-                       bit_rate=128_000 if codec == "wmav2" else None)
+def test_rarer_containers_and_codecs(container: str, codec: str, sr: int, expected: tuple[str, str]) -> None:
+    data = encode_with(
+        sine(440.0, 3.0, sr),
+        sr,
+        container=container,
+        codec=codec,
+        bit_rate=128_000 if codec == "wmav2" else None,
+    )
     audio = decode_audio(data)
     assert (audio.info.container, audio.info.codec) == expected
     assert audio.info.duration_s == pytest.approx(3.0, abs=0.07)

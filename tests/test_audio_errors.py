@@ -166,8 +166,7 @@ def test_too_large_bytes_say_the_limit_in_mb() -> None:
     exc = decode_error(data, limits=AudioLimits(max_bytes=512 * 1024))
     assert isinstance(exc, TooLargeError) and "0.5 MB" in exc.message
     # size is checked first: garbage over the limit is "too large", not "not audio"
-    assert isinstance(decode_error(bytes(600_000), limits=AudioLimits(max_bytes=512 * 1024)),
-                      TooLargeError)
+    assert isinstance(decode_error(bytes(600_000), limits=AudioLimits(max_bytes=512 * 1024)), TooLargeError)
 
 
 def test_too_long_by_header_is_refused_before_decoding() -> None:
@@ -237,8 +236,9 @@ def test_dithered_silence_is_silence() -> None:
     assert isinstance(decode_error(encode(dither, 44_100, "wav")), SilentAudioError)
 
 
-@pytest.mark.parametrize(("fmt", "subtype", "gain_db"),
-                         [("wav", "PCM_24", -60.0), ("flac", "PCM_16", -50.0), ("mp3", None, -45.0)])
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "gain_db"), [("wav", "PCM_24", -60.0), ("flac", "PCM_16", -50.0), ("mp3", None, -45.0)]
+)
 def test_a_quiet_real_song_is_not_silence(fmt: str, subtype: str | None, gain_db: float) -> None:
     y = _song(4.0)
     loud = decode_audio(encode(y, 44_100, fmt, subtype=subtype)).samples
@@ -290,8 +290,9 @@ def test_absurd_rate_is_named_in_the_message() -> None:
     assert "10,000,000 Hz" in exc.message and "8–192 kHz" in exc.message
 
 
-@pytest.mark.parametrize("fields", [{"data_size": -1}, {"riff_size": -1}, {"data_size": 0},
-                                    {"block_align": 0}, {"byte_rate": 0}])
+@pytest.mark.parametrize(
+    "fields", [{"data_size": -1}, {"riff_size": -1}, {"data_size": 0}, {"block_align": 0}, {"byte_rate": 0}]
+)
 def test_streaming_or_sloppy_wav_sizes_still_decode(fields: dict[str, int]) -> None:
     """Recorders that crash leave 0/0xFFFFFFFF sizes; the samples that are there are used."""
     audio = decode_audio(_wav_with(**fields))
@@ -316,10 +317,19 @@ def _sine_file(fmt: str, seconds: float = 10.0) -> bytes:
 
 # Share of a 20-s file left after cutting its bytes at 40 %: a partly received Ogg page
 # (~1.7 s of Vorbis here) or the unfinished AAC frame is lost; PCM keeps every whole sample.
-@pytest.mark.parametrize(("fmt", "least_s"), [
-    ("wav", 7.9), ("aiff", 7.9), ("flac", 7.8), ("mp3", 7.8), ("aac", 7.5),
-    ("ogg", 6.0), ("opus", 6.5), ("webm", 6.5),
-])
+@pytest.mark.parametrize(
+    ("fmt", "least_s"),
+    [
+        ("wav", 7.9),
+        ("aiff", 7.9),
+        ("flac", 7.8),
+        ("mp3", 7.8),
+        ("aac", 7.5),
+        ("ogg", 6.0),
+        ("opus", 6.5),
+        ("webm", 6.5),
+    ],
+)
 def test_cut_at_40_percent_decodes_what_is_there(fmt: str, least_s: float) -> None:
     data = _sine_file(fmt, 20.0)
     audio = decode_audio(data[: int(len(data) * 0.4)])
@@ -344,10 +354,18 @@ def test_cut_below_the_minimum_is_corrupt_not_short(fmt: str, keep: float) -> No
 
 # Seconds of a 10-s file that must survive: a few packets, an Ogg page (1–1.7 s) or, for webm, the
 # Matroska cluster (up to 5 s) that holds the garbage is lost; the rest plays.
-@pytest.mark.parametrize(("fmt", "least_s"), [
-    ("wav", 9.9), ("flac", 9.5), ("mp3", 9.0), ("ogg", 8.0), ("opus", 8.0), ("m4a", 9.0),
-    ("webm", 4.5),
-])
+@pytest.mark.parametrize(
+    ("fmt", "least_s"),
+    [
+        ("wav", 9.9),
+        ("flac", 9.5),
+        ("mp3", 9.0),
+        ("ogg", 8.0),
+        ("opus", 8.0),
+        ("m4a", 9.0),
+        ("webm", 4.5),
+    ],
+)
 def test_garbage_in_the_middle_is_skipped(fmt: str, least_s: float) -> None:
     data = _sine_file(fmt)
     middle = len(data) // 2
@@ -408,9 +426,16 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
 def test_random_damage_only_ever_raises_m2i_errors() -> None:
     rng = np.random.default_rng(2024)
     y = _song(3.0, sr=22_050)
-    bases = [encode(y, 22_050 if fmt not in ("opus", "webm") else 24_000, fmt,
-                    channels=2 if fmt != "wavex" else 6,
-                    subtype="PCM_24" if fmt == "wavex" else None) for fmt in FORMATS]
+    bases = [
+        encode(
+            y,
+            22_050 if fmt not in ("opus", "webm") else 24_000,
+            fmt,
+            channels=2 if fmt != "wavex" else 6,
+            subtype="PCM_24" if fmt == "wavex" else None,
+        )
+        for fmt in FORMATS
+    ]
     outcomes: dict[str, int] = {}
     started = time.perf_counter()
     for i in range(220):

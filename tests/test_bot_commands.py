@@ -13,8 +13,14 @@ import pytest
 
 def m2i(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("M2I_TELEGRAM", "M2I_DISCORD"))}
-    return subprocess.run([sys.executable, "-m", "m2i_engine.cli", *args], cwd=cwd, env={**clean, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "m2i_engine.cli", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize(("platform", "where"), [("telegram", "@BotFather"), ("discord", "Developer Portal")])
@@ -40,8 +46,17 @@ def test_an_unreachable_bot_api_is_one_line_and_the_token_never_shows(tmp_path: 
     """PTB logs its API URL (token included) at DEBUG: with ``-v`` every line must still be masked."""
     secret = "123456:SECRET-token-value-that-must-not-leak"
     (tmp_path / "token").write_text(secret)
-    r = m2i("-v", "telegram", "--token-file", str(tmp_path / "token"), "--base-url",
-            "http://127.0.0.1:9/bot", "--base-file-url", "http://127.0.0.1:9/file/bot", cwd=tmp_path)
+    r = m2i(
+        "-v",
+        "telegram",
+        "--token-file",
+        str(tmp_path / "token"),
+        "--base-url",
+        "http://127.0.0.1:9/bot",
+        "--base-file-url",
+        "http://127.0.0.1:9/file/bot",
+        cwd=tmp_path,
+    )
     assert r.returncode == 3, r.stderr[-2000:]
     assert "platform_unavailable" in r.stderr and "Could not reach the Telegram Bot API" in r.stderr
     assert "Bot API URL" in r.stderr  # the DEBUG line that carries the token was printed …
@@ -56,9 +71,20 @@ async def test_a_token_telegram_rejects_says_so(tmp_path: Path) -> None:
     try:
         (tmp_path / "token").write_text("999:not-the-token-the-server-knows")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "m2i_engine.cli", "telegram", "--token-file", str(tmp_path / "token"),
-            "--base-url", server.base_url, "--base-file-url", server.base_file_url, cwd=tmp_path,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "m2i_engine.cli",
+            "telegram",
+            "--token-file",
+            str(tmp_path / "token"),
+            "--base-url",
+            server.base_url,
+            "--base-file-url",
+            server.base_file_url,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _out, err_bytes = await asyncio.wait_for(proc.communicate(), 120)
     finally:
         await server.close()

@@ -69,18 +69,23 @@ from m2i_engine.testing import make_tags
 # --- options -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('style=neon seed=42 aspect=9:16 "a red fox"',
-     {"style": Style.neon, "seed": 42, "aspect": Aspect.story, "prompt": "a red fox"}),
-    ("--style neon --seed=7 --ar 16x9", {"style": Style.neon, "seed": 7, "aspect": Aspect.wide}),
-    ("STYLE=Neon num-images=2 n=3", {"style": Style.neon, "num_images": 3}),
-    ("aspect=wide size=512", {"aspect": Aspect.wide, "size": 512}),
-    ("“a blue whale” style:watercolor", {"prompt": "a blue whale", "style": Style.watercolor}),
-    ("prompt=sunset at sea, golden", {"prompt": "sunset at sea, golden"}),
-    ("note:this https://x.y/a=b", {"prompt": "note:this https://x.y/a=b"}),
-    ("seed=none", {"seed": None}),
-    ("", {}),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'style=neon seed=42 aspect=9:16 "a red fox"',
+            {"style": Style.neon, "seed": 42, "aspect": Aspect.story, "prompt": "a red fox"},
+        ),
+        ("--style neon --seed=7 --ar 16x9", {"style": Style.neon, "seed": 7, "aspect": Aspect.wide}),
+        ("STYLE=Neon num-images=2 n=3", {"style": Style.neon, "num_images": 3}),
+        ("aspect=wide size=512", {"aspect": Aspect.wide, "size": 512}),
+        ("“a blue whale” style:watercolor", {"prompt": "a blue whale", "style": Style.watercolor}),
+        ("prompt=sunset at sea, golden", {"prompt": "sunset at sea, golden"}),
+        ("note:this https://x.y/a=b", {"prompt": "note:this https://x.y/a=b"}),
+        ("seed=none", {"seed": None}),
+        ("", {}),
+    ],
+)
 def test_parse_options(text: str, expected: dict[str, Any]) -> None:
     opts = parse_options(text)
     for name, value in expected.items():
@@ -93,16 +98,19 @@ def test_parse_options_keeps_the_bots_defaults() -> None:
     assert parse_options(None, base=base) is base
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("style=plaid", ["plaid", "auto, cover, abstract, neon, watercolor, minimal, cinematic"]),
-    ("vibe=chill", ["vibe", "style, prompt, negative, aspect, size, seed, backend, num_images"]),
-    ("seed=-1", ["seed", "0 to 4294967295"]),
-    ("size=huge", ["size", "256 to 2048"]),
-    ("size=4096", ["size", "256 to 2048"]),
-    ("aspect=7:3", ["7:3", "1:1, 4:5, 3:4, 9:16, 3:2, 16:9"]),
-    ("--style", ["--style needs a value"]),
-    ("prompt=" + "x" * 401, ["prompt is too long", "400"]),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("style=plaid", ["plaid", "auto, cover, abstract, neon, watercolor, minimal, cinematic"]),
+        ("vibe=chill", ["vibe", "style, prompt, negative, aspect, size, seed, backend, num_images"]),
+        ("seed=-1", ["seed", "0 to 4294967295"]),
+        ("size=huge", ["size", "256 to 2048"]),
+        ("size=4096", ["size", "256 to 2048"]),
+        ("aspect=7:3", ["7:3", "1:1, 4:5, 3:4, 9:16, 3:2, 16:9"]),
+        ("--style", ["--style needs a value"]),
+        ("prompt=" + "x" * 401, ["prompt is too long", "400"]),
+    ],
+)
 def test_bad_options_say_what_is_valid(text: str, says: list[str]) -> None:
     with pytest.raises(InvalidOptionError) as info:
         parse_options(text)
@@ -119,19 +127,22 @@ def test_options_help_has_a_line_per_option() -> None:
 # --- limits --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("meta", "ok"), [
-    (AudioMeta(kind="voice", mime_type="audio/ogg"), True),
-    (AudioMeta(kind="video_note"), True),
-    (AudioMeta(kind="document", file_name="x.mp3", mime_type="audio/mpeg"), True),
-    (AudioMeta(kind="document", file_name="take.flac", mime_type="application/octet-stream"), True),
-    (AudioMeta(kind="document", file_name="clip.webm", mime_type="video/webm"), True),
-    (AudioMeta(kind="document", file_name="voice.opus", mime_type="application/ogg"), True),
-    (AudioMeta(kind="attachment", file_name="mystery"), True),
-    (AudioMeta(kind="document", file_name="score.pdf", mime_type="application/pdf"), False),
-    (AudioMeta(kind="document", file_name="cover.png", mime_type="image/png"), False),
-    (AudioMeta(kind="attachment", file_name="lyrics.txt"), False),
-    (AudioMeta(kind="document", file_name="stems.zip", mime_type="application/octet-stream"), False),
-])
+@pytest.mark.parametrize(
+    ("meta", "ok"),
+    [
+        (AudioMeta(kind="voice", mime_type="audio/ogg"), True),
+        (AudioMeta(kind="video_note"), True),
+        (AudioMeta(kind="document", file_name="x.mp3", mime_type="audio/mpeg"), True),
+        (AudioMeta(kind="document", file_name="take.flac", mime_type="application/octet-stream"), True),
+        (AudioMeta(kind="document", file_name="clip.webm", mime_type="video/webm"), True),
+        (AudioMeta(kind="document", file_name="voice.opus", mime_type="application/ogg"), True),
+        (AudioMeta(kind="attachment", file_name="mystery"), True),
+        (AudioMeta(kind="document", file_name="score.pdf", mime_type="application/pdf"), False),
+        (AudioMeta(kind="document", file_name="cover.png", mime_type="image/png"), False),
+        (AudioMeta(kind="attachment", file_name="lyrics.txt"), False),
+        (AudioMeta(kind="document", file_name="stems.zip", mime_type="application/octet-stream"), False),
+    ],
+)
 def test_looks_like_audio(meta: AudioMeta, ok: bool) -> None:
     assert looks_like_audio(meta) is ok
 
@@ -250,8 +261,14 @@ async def test_waiting_ticket_reports_positions_and_cancellation_frees_its_place
 
 @pytest.mark.parametrize("kind", list(ActionKind))
 def test_actions_round_trip_within_telegram_and_discord_limits(kind: ActionKind) -> None:
-    opts = VisualizeOptions(style=Style.cinematic, aspect=Aspect.story, size=768, backend=Backend.renderer,
-                            prompt="ein roter Fuchs im Mondlicht über dem Meer 🦊🌊", negative="blurry")
+    opts = VisualizeOptions(
+        style=Style.cinematic,
+        aspect=Aspect.story,
+        size=768,
+        backend=Backend.renderer,
+        prompt="ein roter Fuchs im Mondlicht über dem Meer 🦊🌊",
+        negative="blurry",
+    )
     action = Action(kind, MAX_SEED, opts)
     for max_bytes in (64, DISCORD.button_data_bytes):
         data = encode_action(action, max_bytes=max_bytes)
@@ -259,7 +276,8 @@ def test_actions_round_trip_within_telegram_and_discord_limits(kind: ActionKind)
         back = decode_action(data)
         assert back.kind is kind and back.seed == MAX_SEED
         assert back.options.model_dump(exclude={"prompt", "negative", "seed"}) == opts.model_dump(
-            exclude={"prompt", "negative", "seed"})
+            exclude={"prompt", "negative", "seed"}
+        )
         assert opts.prompt is not None and opts.prompt.startswith(back.options.prompt or "")
     assert decode_action(encode_action(action, max_bytes=100)).options.prompt == opts.prompt
 
@@ -291,8 +309,18 @@ def test_every_button_kind_has_its_label() -> None:
 
 def _reply(prompt: str, *, notes: tuple[str, ...] = ()) -> Reply:
     lines = tuple(TagLine(k, messages.LABELS[k], "x" * 30) for k in ("genre", "emotion", "tempo", "key"))
-    return Reply(request_id="r1", title="🎵 song.mp3", tag_lines=lines, prompt=prompt, negative_prompt="ugly",
-                 style="neon", seed=42, backend="renderer", options=VisualizeOptions(), notes=notes)
+    return Reply(
+        request_id="r1",
+        title="🎵 song.mp3",
+        tag_lines=lines,
+        prompt=prompt,
+        negative_prompt="ugly",
+        style="neon",
+        seed=42,
+        backend="renderer",
+        options=VisualizeOptions(),
+        notes=notes,
+    )
 
 
 @pytest.mark.parametrize("budget", [1024, 300, 200, 60])
@@ -307,16 +335,22 @@ def test_reply_text_fits_any_budget_in_utf16_units(budget: int) -> None:
 
 def test_short_reply_text_is_complete_and_embed_fits_discord() -> None:
     reply = _reply("a red fox", notes=("note",))
-    assert reply.text() == "\n".join(["🎵 song.mp3", *(str(t) for t in reply.tag_lines), reply.footer,
-                                      "ℹ️ note", "📝 Prompt: a red fox"])
+    assert reply.text() == "\n".join(
+        ["🎵 song.mp3", *(str(t) for t in reply.tag_lines), reply.footer, "ℹ️ note", "📝 Prompt: a red fox"]
+    )
     embed = _reply("p" * 9000).embed()
     total = sum(map(len, (embed.title, embed.description, embed.footer))) + sum(
-        len(a) + len(b) for a, b in embed.fields)
+        len(a) + len(b) for a, b in embed.fields
+    )
     assert len(embed.description) <= 4096 and total <= 6000 and len(embed.fields) == 4
 
 
-_STYLES = {"electronic": (0.9, "genre"), "dance": (0.8, "style"), "house": (0.7, "style"),
-           "female vocalists": (0.6, "voice")}
+_STYLES = {
+    "electronic": (0.9, "genre"),
+    "dance": (0.8, "style"),
+    "house": (0.7, "style"),
+    "female vocalists": (0.6, "voice"),
+}
 
 
 def _lines(**kwargs: Any) -> dict[str, str]:
@@ -327,13 +361,15 @@ def test_a_confident_genre_shows_its_scores_and_the_styles_follow_it() -> None:
     lines = tag_lines(make_tags(genre={"rock": 0.81, "pop": 0.09, "metal": 0.05}, styles=_STYLES))
     assert [t.key for t in lines][:3] == ["genre", "styles", "emotion"]
     assert lines[0].value == "rock 81% · pop 9% · metal 5%"
-    assert lines[1] == TagLine("styles", messages.LABELS["styles"],
-                               "electronic · dance · house · female vocalists")
+    assert lines[1] == TagLine(
+        "styles", messages.LABELS["styles"], "electronic · dance · house · female vocalists"
+    )
 
 
 def test_an_uncertain_genre_names_the_closest_and_the_styles_lead() -> None:
-    lines = tag_lines(make_tags(genre={"hiphop": 0.31, "disco": 0.22, "pop": 0.2}, genre_uncertain=True,
-                                styles=_STYLES))
+    lines = tag_lines(
+        make_tags(genre={"hiphop": 0.31, "disco": 0.22, "pop": 0.2}, genre_uncertain=True, styles=_STYLES)
+    )
     assert [t.key for t in lines][:3] == ["styles", "genre", "emotion"]
     assert lines[1].value == "uncertain — closest hip-hop / disco"
     assert "%" not in lines[1].value
@@ -341,17 +377,23 @@ def test_an_uncertain_genre_names_the_closest_and_the_styles_lead() -> None:
 
 def test_no_styles_no_styles_line() -> None:
     for uncertain in (False, True):
-        keys = [t.key for t in tag_lines(make_tags(genre={"jazz": 0.4, "blues": 0.3},
-                                                   genre_uncertain=uncertain))]
+        keys = [
+            t.key for t in tag_lines(make_tags(genre={"jazz": 0.4, "blues": 0.3}, genre_uncertain=uncertain))
+        ]
         assert keys == ["genre", "emotion", "tempo", "key", "loudness", "mood"]
     assert "styles" not in _lines()
     assert _lines()["genre"] == messages.model_missing("genre")
 
 
-@pytest.mark.parametrize(("valence", "arousal", "quadrant"), [
-    (0.41, 0.35, "happy, excited (Q1)"), (-0.5, 0.6, "angry, tense (Q2)"),
-    (-0.4, -0.3, "sad, low (Q3)"), (0.3, -0.5, "calm, relaxed (Q4)"),
-])
+@pytest.mark.parametrize(
+    ("valence", "arousal", "quadrant"),
+    [
+        (0.41, 0.35, "happy, excited (Q1)"),
+        (-0.5, 0.6, "angry, tense (Q2)"),
+        (-0.4, -0.3, "sad, low (Q3)"),
+        (0.3, -0.5, "calm, relaxed (Q4)"),
+    ],
+)
 def test_mood_line_names_the_quadrant(valence: float, arousal: float, quadrant: str) -> None:
     mood = _lines(valence=valence, arousal=arousal)["mood"]
     assert quadrant in mood and f"valence {valence:+.2f}, arousal {arousal:+.2f}" in mood
@@ -368,15 +410,25 @@ def test_mood_line_from_the_model() -> None:
     tags = make_tags(valence=0.41, arousal=0.35)
     tags = tags.model_copy(update={"mood": tags.mood.model_copy(update={"source": "emotion_model"})})
     mood = next(t.value for t in tag_lines(tags) if t.key == "mood")
-    assert mood == ("bright, energetic · happy, excited (Q1) · valence +0.41, arousal +0.35 "
-                    "(from the mood model)")
+    assert mood == (
+        "bright, energetic · happy, excited (Q1) · valence +0.41, arousal +0.35 (from the mood model)"
+    )
 
 
 def test_styles_line_fits_the_caption_and_the_embed() -> None:
     many = {f"style{i}": (0.9 - i / 100, "style") for i in range(40)}
     tags = make_tags(genre={"pop": 0.3}, genre_uncertain=True, styles=many)
-    reply = Reply(request_id="r", title="🎵 song.mp3", tag_lines=tag_lines(tags), prompt="p " * 900,
-                  negative_prompt="n", style="neon", seed=1, backend="renderer", options=VisualizeOptions())
+    reply = Reply(
+        request_id="r",
+        title="🎵 song.mp3",
+        tag_lines=tag_lines(tags),
+        prompt="p " * 900,
+        negative_prompt="n",
+        style="neon",
+        seed=1,
+        backend="renderer",
+        options=VisualizeOptions(),
+    )
     text = reply.text()
     assert utf16_len(text) <= 1024 and text.splitlines()[1].startswith(messages.LABELS["styles"])
     embed = reply.embed()
@@ -385,10 +437,17 @@ def test_styles_line_fits_the_caption_and_the_embed() -> None:
     assert used + len(embed.title + embed.description + embed.footer) <= 6000
 
 
-@pytest.mark.parametrize(("err", "icon"), [
-    (NotAudioError(), "⚠️"), (CorruptAudioError(), "⚠️"), (BusyError(), "⏳"),
-    (RateLimitedError(30), "⏳"), (RequestTimeoutError(), "🛠"), (M2IError(), "😵"),
-])
+@pytest.mark.parametrize(
+    ("err", "icon"),
+    [
+        (NotAudioError(), "⚠️"),
+        (CorruptAudioError(), "⚠️"),
+        (BusyError(), "⏳"),
+        (RateLimitedError(30), "⏳"),
+        (RequestTimeoutError(), "🛠"),
+        (M2IError(), "😵"),
+    ],
+)
 def test_error_texts_come_from_the_error(err: M2IError, icon: str) -> None:
     text = messages.error_text(err)
     assert text.startswith(f"{icon} {err.message}")
@@ -427,8 +486,9 @@ async def service() -> AsyncIterator[BotService]:
         yield BotService(engine, BotSettings(image_size=256, user_burst=2, user_per_minute=1))
 
 
-def request(data: bytes | None = None, *, fail: Exception | None = None, user: int = 1,
-            **kw: Any) -> AudioRequest:
+def request(
+    data: bytes | None = None, *, fail: Exception | None = None, user: int = 1, **kw: Any
+) -> AudioRequest:
     async def fetch() -> bytes:
         if fail is not None:
             raise fail
@@ -440,8 +500,10 @@ def request(data: bytes | None = None, *, fail: Exception | None = None, user: i
 
 async def test_service_visualize_returns_a_reply_with_progress(service: BotService) -> None:
     seen: list[Status] = []
-    out = await service.visualize(request(wav_song(), meta=AudioMeta(kind="audio", file_name="a.wav"),
-                                          options="style=neon seed=5"), progress=seen.append)
+    out = await service.visualize(
+        request(wav_song(), meta=AudioMeta(kind="audio", file_name="a.wav"), options="style=neon seed=5"),
+        progress=seen.append,
+    )
     assert isinstance(out, Reply), out
     assert out.seed == 5 and out.style == "neon" and out.images[0].png.startswith(b"\x89PNG")
     assert (out.images[0].width, out.images[0].height) == (256, 256)
@@ -457,9 +519,21 @@ async def test_service_visualize_returns_a_reply_with_progress(service: BotServi
 @pytest.mark.parametrize("budget", [1024, 200, 60])
 def test_video_reply_text_fits_any_budget(budget: int) -> None:
     lines = tuple(TagLine(k, messages.LABELS[k], "x" * 30) for k in ("genre", "emotion", "tempo", "key"))
-    video = VideoReply(request_id="r", title="🎵 song.mp3", mp4=b"", width=720, height=1280, fps=30.0,
-                       length_s=42.0, start_s=75.2, seed=7, style="neon", backend="renderer", tag_lines=lines,
-                       notes=("Encoded at 800 kbit/s to fit 10.5 MB.",))
+    video = VideoReply(
+        request_id="r",
+        title="🎵 song.mp3",
+        mp4=b"",
+        width=720,
+        height=1280,
+        fps=30.0,
+        length_s=42.0,
+        start_s=75.2,
+        seed=7,
+        style="neon",
+        backend="renderer",
+        tag_lines=lines,
+        notes=("Encoded at 800 kbit/s to fit 10.5 MB.",),
+    )
     text = video.text(budget)
     assert utf16_len(text) <= budget
     if budget >= 200:
@@ -509,12 +583,17 @@ async def test_service_refusals_never_raise(service: BotService) -> None:
 
 async def test_service_rate_limit_answers_once_then_silently(service: BotService) -> None:
     # refused by metadata: no token used
-    meta_refusal = await service.visualize(request(None, meta=AudioMeta(kind="document", file_name="a.txt"),
-                                                   user=7))
+    meta_refusal = await service.visualize(
+        request(None, meta=AudioMeta(kind="document", file_name="a.txt"), user=7)
+    )
     assert isinstance(meta_refusal, Failure) and meta_refusal.code == "not_audio"
     outs = [await service.visualize(request(fail=OSError("flaky"), user=7)) for _ in range(4)]
     assert [o.code for o in outs if isinstance(o, Failure)] == [
-        "download_failed", "download_failed", "rate_limited", "rate_limited"]  # burst of 2
+        "download_failed",
+        "download_failed",
+        "rate_limited",
+        "rate_limited",
+    ]  # burst of 2
     assert isinstance(outs[2], Failure) and not outs[2].silent and "try again in" in outs[2].text
     assert isinstance(outs[3], Failure) and outs[3].silent
     other = await service.visualize(request(wav_song(), user=8))
@@ -522,7 +601,8 @@ async def test_service_rate_limit_answers_once_then_silently(service: BotService
 
 
 async def test_a_broken_progress_callback_does_not_fail_the_request(
-        service: BotService, caplog: pytest.LogCaptureFixture) -> None:
+    service: BotService, caplog: pytest.LogCaptureFixture
+) -> None:
     def explode(status: Status) -> None:
         raise RuntimeError("chat went away")
 
@@ -571,8 +651,10 @@ async def test_throttled_status_shows_only_the_newest_text_once_per_interval() -
     shown.update(stage_status(BotStage.sending))
     await asyncio.sleep(0.4)
     await shown.close()
-    assert [t for _, t in shown.texts] == [messages.progress_text(BotStage.analysing),
-                                           messages.progress_text(BotStage.sending)]
+    assert [t for _, t in shown.texts] == [
+        messages.progress_text(BotStage.analysing),
+        messages.progress_text(BotStage.sending),
+    ]
     assert shown.texts[1][0] - shown.texts[0][0] >= 0.2
 
 
@@ -625,5 +707,7 @@ async def test_throttled_status_logs_a_refused_show_and_carries_on() -> None:
     shown.update(stage_status(BotStage.drawing))
     await asyncio.sleep(0.02)
     await shown.close()
-    assert [t for _, t in shown.texts] == [messages.progress_text(BotStage.downloading),
-                                           messages.progress_text(BotStage.drawing)]
+    assert [t for _, t in shown.texts] == [
+        messages.progress_text(BotStage.downloading),
+        messages.progress_text(BotStage.drawing),
+    ]

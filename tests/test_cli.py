@@ -18,8 +18,14 @@ from m2i_engine.synth import SongSpec, render_song
 
 def run(*args: str, cwd: Path, **env_vars: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200", **env_vars}
-    return subprocess.run([sys.executable, "-m", "m2i_engine.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "m2i_engine.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 def test_visualize_with_no_song_uses_the_demo_and_writes_a_png(tmp_path: Path) -> None:
@@ -47,8 +53,22 @@ def test_visualize_json_on_a_real_file(tmp_path: Path) -> None:
     spec = SongSpec(bpm=92, style="hiphop", tonic="F", mode="minor", duration_s=10, sr=44_100)
     sf.write(song, render_song(spec), spec.sr, format="FLAC")
     out = tmp_path / "out" / "cover.png"
-    r = run("visualize", str(song), "--json", "-o", str(out), "--aspect", "9:16", "--seed", "42",
-            "--num-images", "2", "--style", "neon", cwd=tmp_path)
+    r = run(
+        "visualize",
+        str(song),
+        "--json",
+        "-o",
+        str(out),
+        "--aspect",
+        "9:16",
+        "--seed",
+        "42",
+        "--num-images",
+        "2",
+        "--style",
+        "neon",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["seed"] == 42 and doc["style"] == "neon" and doc["backend"] == "renderer"
@@ -71,11 +91,14 @@ def test_analyze_prints_tags_only(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.png"))
 
 
-@pytest.mark.parametrize(("content", "code"), [
-    (b"", "empty_file"),
-    (b"%PDF-1.4\n" + b"x" * 5000, "not_audio"),
-    (b"just some text, not a song\n" * 200, "not_audio"),
-])
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [
+        (b"", "empty_file"),
+        (b"%PDF-1.4\n" + b"x" * 5000, "not_audio"),
+        (b"just some text, not a song\n" * 200, "not_audio"),
+    ],
+)
 def test_bad_files_give_a_clear_message_and_nonzero_exit(tmp_path: Path, content: bytes, code: str) -> None:
     (tmp_path / "bad.mp3").write_bytes(content)
     r = run("visualize", "bad.mp3", cwd=tmp_path)

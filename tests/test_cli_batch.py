@@ -55,8 +55,16 @@ def test_jsonl_gives_one_line_per_file_in_order_and_bad_files_do_not_stop_the_ba
 
 def test_a_folder_is_walked_recursively_in_sorted_order_skipping_hidden_and_non_audio(tmp_path: Path) -> None:
     root = tmp_path / "music"
-    for name in ("b.flac", "a/z.mp3", "a/deeper/y.WAV", "a b/x.opus", "c.m4a", ".hidden.wav",
-                 ".cache/skipped.wav", "a/.git/objects.mp3"):
+    for name in (
+        "b.flac",
+        "a/z.mp3",
+        "a/deeper/y.WAV",
+        "a b/x.opus",
+        "c.m4a",
+        ".hidden.wav",
+        ".cache/skipped.wav",
+        "a/.git/objects.mp3",
+    ):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"x")
     (root / "notes.txt").write_text("liner notes")
@@ -110,8 +118,8 @@ class _FakeEngine:
 
 @pytest.mark.parametrize("jobs", [1, 3])
 def test_an_unexpected_error_is_internal_on_its_line_and_the_batch_goes_on(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        jobs: int) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], jobs: int
+) -> None:
     monkeypatch.setattr(batch, "Engine", _FakeEngine)
     _FakeEngine.started = 0
     names = ["a.wav", "boom.wav", "ccc.wav", "short.wav", "eeeee.wav"]
@@ -124,7 +132,13 @@ def test_an_unexpected_error_is_internal_on_its_line_and_the_batch_goes_on(
     docs = lines(captured.out)
     assert [Path(d["file"]).name for d in docs] == [*names, "missing.wav"]
     assert [d.get("error", {}).get("code") for d in docs] == [
-        None, "internal_error", None, "too_short", None, "bad_input"]
+        None,
+        "internal_error",
+        None,
+        "too_short",
+        None,
+        "bad_input",
+    ]
     assert [d["tags"]["tempo"]["bpm"] for d in docs if "tags" in d] == [50.0, 70.0, 90.0]
     assert "3 songs tagged, 3 failed (bad_input 1, internal_error 1, too_short 1)" in captured.err
 

@@ -34,8 +34,13 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def piped(args: list[str], *, read_lines: int, cwd: Path) -> tuple[int, str, list[bytes]]:
     """Run ``m2i *args`` into a pipe; read ``read_lines`` lines (0: none), then close our end."""
     env = {**os.environ, "COLUMNS": "120"}
-    proc = subprocess.Popen([sys.executable, "-m", "m2i_engine.cli", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "m2i_engine.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stderr is not None
     lines = [proc.stdout.readline() for _ in range(read_lines)]
     proc.stdout.close()  # the reader is gone: every later write of the CLI hits a closed pipe
@@ -49,8 +54,9 @@ def assert_quiet(code: int, stderr: str) -> None:
     assert code in (0, 141), (code, stderr)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["visualize", "--help"], ["analyze", "--help"]],
-                         ids=lambda a: " ".join(a))
+@pytest.mark.parametrize(
+    "args", [["--help"], ["visualize", "--help"], ["analyze", "--help"]], ids=lambda a: " ".join(a)
+)
 def test_help_into_a_closed_pipe_is_quiet(args: list[str], tmp_path: Path) -> None:
     code, stderr, _ = piped(args, read_lines=0, cwd=tmp_path)
     assert_quiet(code, stderr)
@@ -62,9 +68,16 @@ def test_analyze_jsonl_on_a_folder_into_head_1_is_quiet(clips: Path, tmp_path: P
     assert_quiet(code, stderr)
 
 
-@pytest.mark.parametrize("args", [
-    ["analyze", "--json"], ["analyze"], ["visualize", "--json", "--size", "256"],
-    ["visualize", "--size", "256"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["analyze", "--json"],
+        ["analyze"],
+        ["visualize", "--json", "--size", "256"],
+        ["visualize", "--size", "256"],
+    ],
+    ids=" ".join,
+)
 def test_one_song_into_a_closed_pipe_is_quiet(args: list[str], clips: Path, tmp_path: Path) -> None:
     code, stderr, _ = piped([*args, str(clips / "song-1.wav")], read_lines=0, cwd=tmp_path)
     assert_quiet(code, stderr)

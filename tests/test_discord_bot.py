@@ -72,8 +72,9 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["tests.fakes.discord_server"]  # the fake_discord fixture
 # PTB 22 warns about its own int → timedelta migration (the runner test starts the Telegram bot too)
-pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning",
-                                        "ignore:'audioop' is deprecated:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::telegram.warnings.PTBDeprecationWarning", "ignore:'audioop' is deprecated:DeprecationWarning"
+)
 
 REPO = Path(__file__).resolve().parents[1]
 WEBHOOK_EDIT = "PATCH /webhooks/{application_id}/{interaction_token}/messages/{message_id}"
@@ -97,8 +98,19 @@ async def engine() -> AsyncIterator[Engine]:
 def service_for(engine: Engine, **overrides: Any) -> BotService:
     """Images and videos as small as the engine makes them (256 px; videos at 15 fps), so each takes
     seconds to draw."""
-    return BotService(engine, BotSettings(**{"image_size": 256, "user_burst": 20, "chat_burst": 40,
-                                             "video_size": 256, "video_fps": 15, **overrides}))
+    return BotService(
+        engine,
+        BotSettings(
+            **{
+                "image_size": 256,
+                "user_burst": 20,
+                "chat_burst": 40,
+                "video_size": 256,
+                "video_fps": 15,
+                **overrides,
+            }
+        ),
+    )
 
 
 @pytest_asyncio.fixture
@@ -122,16 +134,21 @@ async def running(fake: FakeDiscord, service: BotService, **settings: Any) -> As
 async def answer_to(fake: FakeDiscord, rec: InteractionRecord) -> dict[str, Any]:
     """The interaction's response once it carries the image (current state of the message)."""
     action = await fake.wait_for(
-        lambda a: a.interaction is rec and a.kind == "webhook_edit" and bool(a.embeds), timeout=WAIT_S)
+        lambda a: a.interaction is rec and a.kind == "webhook_edit" and bool(a.embeds), timeout=WAIT_S
+    )
     return fake.message(action)
 
 
 async def reply_to(fake: FakeDiscord, message: dict[str, Any], *, image: bool = True) -> dict[str, Any]:
     """The bot's reply to ``message`` once it is final (with an image, or any text when not ``image``)."""
+
     def final(a: BotAction) -> bool:
         m = a.message
-        if m is None or a.kind not in ("message", "message_edit") or m.get("message_reference", {}).get(
-                "message_id") != message["id"]:
+        if (
+            m is None
+            or a.kind not in ("message", "message_edit")
+            or m.get("message_reference", {}).get("message_id") != message["id"]
+        ):
             return False
         return bool(m["embeds"]) if image else bool(m["content"]) and not _is_progress(m["content"])
 
@@ -177,8 +194,11 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def bot_messages(fake: FakeDiscord, channel: Any) -> list[dict[str, Any]]:
     """What everyone in ``channel`` sees from the bot (ephemeral messages left out)."""
-    return [m for m in fake.messages_in(channel)
-            if m["author"]["id"] == fake.bot_user["id"] and not m["flags"] & 64]
+    return [
+        m
+        for m in fake.messages_in(channel)
+        if m["author"]["id"] == fake.bot_user["id"] and not m["flags"] & 64
+    ]
 
 
 def with_image(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -189,11 +209,15 @@ def with_image(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_slash_command_is_deferred_then_answered_with_image_tags_and_buttons(
-        fake_discord: FakeDiscord, service: BotService) -> None:
+    fake_discord: FakeDiscord, service: BotService
+) -> None:
     fake, data = fake_discord, song(bpm=128)
     async with running(fake, service):
-        rec = fake.user_invokes_slash("visualize", {"style": "neon", "seed": 42, "aspect": "9:16"},
-                                      attachment=(data, "groove.ogg", "audio/ogg"))
+        rec = fake.user_invokes_slash(
+            "visualize",
+            {"style": "neon", "seed": 42, "aspect": "9:16"},
+            attachment=(data, "groove.ogg", "audio/ogg"),
+        )
         latency = await rec.wait_acknowledged()
         answer = await answer_to(fake, rec)
         analysis = await service.engine.analyze(data)
@@ -214,8 +238,12 @@ async def test_slash_command_is_deferred_then_answered_with_image_tags_and_butto
     assert "seed 42" in embed["footer"]["text"] and "style neon" in embed["footer"]["text"]
     assert embed["description"].startswith(messages.LABELS["prompt"])
     ids = buttons(answer)
-    assert list(ids) == [messages.BUTTON_REROLL, messages.BUTTON_VARIATIONS, messages.BUTTON_PROMPT,
-                         messages.BUTTON_VIDEO]
+    assert list(ids) == [
+        messages.BUTTON_REROLL,
+        messages.BUTTON_VARIATIONS,
+        messages.BUTTON_PROMPT,
+        messages.BUTTON_VIDEO,
+    ]
     assert all(len(cid) <= 100 for cid in ids.values())
     action = decode_action(ids[messages.BUTTON_REROLL])
     assert action.seed == 42 and action.options.style is Style.neon and action.options.aspect is Aspect.story
@@ -224,7 +252,8 @@ async def test_slash_command_is_deferred_then_answered_with_image_tags_and_butto
 
 
 async def test_command_sync_registers_options_derived_from_the_option_model(
-        fake_discord: FakeDiscord, service: BotService) -> None:
+    fake_discord: FakeDiscord, service: BotService
+) -> None:
     async with running(fake_discord, service):
         pass
     cmd = fake_discord.registered_command("visualize", guild=False)
@@ -252,8 +281,9 @@ async def test_command_sync_registers_options_derived_from_the_option_model(
 async def test_context_menu_on_a_message_with_audio(fake_discord: FakeDiscord, service: BotService) -> None:
     fake = fake_discord
     async with running(fake, service):
-        target = fake.user_uploads("music", "bob", song("mp3", bpm=100), "tune.mp3", "audio/mpeg",
-                                   content="new demo, thoughts?")  # no mention: the bot stays quiet
+        target = fake.user_uploads(
+            "music", "bob", song("mp3", bpm=100), "tune.mp3", "audio/mpeg", content="new demo, thoughts?"
+        )  # no mention: the bot stays quiet
         rec = fake.user_invokes_context_menu(MENU_NAME, target, user="alice")
         assert await rec.wait_acknowledged() < 3.0
         answer = await answer_to(fake, rec)
@@ -266,27 +296,44 @@ async def test_context_menu_on_a_message_with_audio(fake_discord: FakeDiscord, s
 
     assert rec.ack_type == 5 and answer["embeds"][0]["title"] == "🎵 tune.mp3"
     assert answer["interaction_metadata"]["target_message_id"] == target["id"]
-    assert [a["filename"] for a in answer["attachments"]] == [f"m2i-{decode_action(c).seed}.png"
-                                                             for c in list(buttons(answer).values())[:1]]
+    assert [a["filename"] for a in answer["attachments"]] == [
+        f"m2i-{decode_action(c).seed}.png" for c in list(buttons(answer).values())[:1]
+    ]
     assert again["embeds"][0]["footer"]["text"] != answer["embeds"][0]["footer"]["text"]  # a new seed
     assert none.ack_type == 4 and none.actions[0].message is not None
     assert none.actions[0].message["flags"] & 64 and none.actions[0].content == messages.NO_AUDIO_IN_MESSAGE
     assert len(bot_messages(fake, "music")) == 2  # the menu's answer and the re-roll (the hint is ephemeral)
 
 
-async def test_mention_with_a_song_and_options_in_the_text(fake_discord: FakeDiscord,
-                                                          service: BotService) -> None:
+async def test_mention_with_a_song_and_options_in_the_text(
+    fake_discord: FakeDiscord, service: BotService
+) -> None:
     fake = fake_discord
     async with running(fake, service):
-        upload = fake.user_uploads("general", "alice", song("wav", bpm=96), "demo take 3.wav", "audio/x-wav",
-                                   content='style=watercolor seed=7 "a red fox"', mention_bot=True)
+        upload = fake.user_uploads(
+            "general",
+            "alice",
+            song("wav", bpm=96),
+            "demo take 3.wav",
+            "audio/x-wav",
+            content='style=watercolor seed=7 "a red fox"',
+            mention_bot=True,
+        )
         answer = await reply_to(fake, upload)
         press = fake.user_presses_button(answer, buttons(answer)[messages.BUTTON_PROMPT])
-        details = await fake.wait_for(lambda a: a.interaction is press and a.kind == "webhook_edit"
-                                      and "Negative" in a.content, timeout=WAIT_S)
+        details = await fake.wait_for(
+            lambda a: a.interaction is press and a.kind == "webhook_edit" and "Negative" in a.content,
+            timeout=WAIT_S,
+        )
 
-    progress = [a.payload.get("content") for a in fake.actions if a.kind in ("message", "message_edit")
-                and a.message is not None and a.message["id"] == answer["id"] and not a.files]
+    progress = [
+        a.payload.get("content")
+        for a in fake.actions
+        if a.kind in ("message", "message_edit")
+        and a.message is not None
+        and a.message["id"] == answer["id"]
+        and not a.files
+    ]
     assert progress and all(_is_progress(p or "") for p in progress)  # a status reply, edited along
     embed = answer["embeds"][0]
     assert embed["title"] == "🎵 demo_take_3.wav" and "red fox" in embed["description"]
@@ -301,8 +348,9 @@ async def test_voice_message_in_a_dm(fake_discord: FakeDiscord, service: BotServ
     fake = fake_discord
     dm = fake.dm_channel("bob")
     async with running(fake, service):
-        voice = fake.user_uploads(dm, "bob", song("opus", bpm=110), "voice-message.ogg", "audio/ogg",
-                                  voice=True)
+        voice = fake.user_uploads(
+            dm, "bob", song("opus", bpm=110), "voice-message.ogg", "audio/ogg", voice=True
+        )
         answer = await reply_to(fake, voice)
         fake.user_sends(dm, "bob", "hello?")
         hint = await fake.wait_for(lambda a: a.kind == "message" and a.content == DISCORD.how_to)
@@ -316,12 +364,16 @@ async def test_voice_message_in_a_dm(fake_discord: FakeDiscord, service: BotServ
 # --- refusals ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("data", "name", "ctype", "downloaded"), [
-    (b"verse 1: la la la\n" * 20, "lyrics.txt", "text/plain", False),
-    (b"this is not really an mp3 file at all" * 50, "song.mp3", "audio/mpeg", True),
-])
-async def test_not_audio_gets_the_friendly_text(fake_discord: FakeDiscord, service: BotService, data: bytes,
-                                                name: str, ctype: str, downloaded: bool) -> None:
+@pytest.mark.parametrize(
+    ("data", "name", "ctype", "downloaded"),
+    [
+        (b"verse 1: la la la\n" * 20, "lyrics.txt", "text/plain", False),
+        (b"this is not really an mp3 file at all" * 50, "song.mp3", "audio/mpeg", True),
+    ],
+)
+async def test_not_audio_gets_the_friendly_text(
+    fake_discord: FakeDiscord, service: BotService, data: bytes, name: str, ctype: str, downloaded: bool
+) -> None:
     fake = fake_discord
     async with running(fake, service):
         upload = fake.user_uploads("general", "alice", data, name, ctype, mention_bot=True)
@@ -332,14 +384,16 @@ async def test_not_audio_gets_the_friendly_text(fake_discord: FakeDiscord, servi
     assert bool(fake.actions_of("cdn_download")) is downloaded  # metadata first; sniffing has the last word
 
 
-async def test_oversize_attachment_is_refused_before_any_download(fake_discord: FakeDiscord,
-                                                                  service: BotService) -> None:
+async def test_oversize_attachment_is_refused_before_any_download(
+    fake_discord: FakeDiscord, service: BotService
+) -> None:
     fake = fake_discord
     async with running(fake, service):
         rec = fake.user_invokes_slash("visualize", attachment=(bytes(30_000_000), "album.wav", "audio/x-wav"))
         await rec.wait_acknowledged()
-        refused = await fake.wait_for(lambda a: a.interaction is rec and "too big" in a.content,
-                                      timeout=WAIT_S)
+        refused = await fake.wait_for(
+            lambda a: a.interaction is rec and "too big" in a.content, timeout=WAIT_S
+        )
 
     assert "30 MB" in refused.content and "Traceback" not in refused.content
     assert fake.actions_of("cdn_download") == []  # refused from the attachment's size alone
@@ -352,8 +406,9 @@ async def test_oversize_attachment_is_refused_before_any_download(fake_discord: 
 async def test_buttons_keep_working_after_a_restart(fake_discord: FakeDiscord, service: BotService) -> None:
     fake = fake_discord
     async with running(fake, service):
-        rec = fake.user_invokes_slash("visualize", {"seed": 42, "style": "minimal"},
-                                      attachment=(song(bpm=124), "loop.ogg", "audio/ogg"))
+        rec = fake.user_invokes_slash(
+            "visualize", {"seed": 42, "style": "minimal"}, attachment=(song(bpm=124), "loop.ogg", "audio/ogg")
+        )
         first = await answer_to(fake, rec)
     async with running(fake, service):  # a new process: nothing in memory but the messages
         press = fake.user_presses_button(first, buttons(first)[messages.BUTTON_REROLL])
@@ -362,8 +417,9 @@ async def test_buttons_keep_working_after_a_restart(fake_discord: FakeDiscord, s
         fake.user_presses_button(second, buttons(second)[messages.BUTTON_VARIATIONS])
         album = await fake.wait_for(lambda a: a.kind == "message" and len(a.files) == 3, timeout=WAIT_S)
         shown = fake.user_presses_button(second, buttons(second)[messages.BUTTON_PROMPT])
-        details = await fake.wait_for(lambda a: a.interaction is shown and "Negative" in a.content,
-                                      timeout=WAIT_S)
+        details = await fake.wait_for(
+            lambda a: a.interaction is shown and "Negative" in a.content, timeout=WAIT_S
+        )
 
     seed = decode_action(buttons(second)[messages.BUTTON_REROLL]).seed
     assert seed != 42 and "style minimal" in second["embeds"][0]["footer"]["text"]
@@ -380,12 +436,14 @@ def video_sent(fake: FakeDiscord) -> Any:
     return lambda a: a.kind == "message" and any(f.filename.endswith(".mp4") for f in a.files)
 
 
-async def test_video_button_attaches_an_mp4_of_the_song(fake_discord: FakeDiscord,
-                                                        service: BotService) -> None:
+async def test_video_button_attaches_an_mp4_of_the_song(
+    fake_discord: FakeDiscord, service: BotService
+) -> None:
     fake = fake_discord
     async with running(fake, service):
-        rec = fake.user_invokes_slash("visualize", {"seed": 11, "style": "neon"},
-                                      attachment=(song(bpm=124), "loop.ogg", "audio/ogg"))
+        rec = fake.user_invokes_slash(
+            "visualize", {"seed": 11, "style": "neon"}, attachment=(song(bpm=124), "loop.ogg", "audio/ogg")
+        )
         answer = await answer_to(fake, rec)
         press = fake.user_presses_button(answer, buttons(answer)[messages.BUTTON_VIDEO])
         assert await press.wait_acknowledged() < 3.0
@@ -409,7 +467,8 @@ async def test_video_button_attaches_an_mp4_of_the_song(fake_discord: FakeDiscor
 
 
 async def test_a_video_is_encoded_to_fit_the_server_or_refused_clearly(
-        fake_discord: FakeDiscord, service: BotService, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_discord: FakeDiscord, service: BotService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A server whose limit is tiny: the bit rate is lowered to fit it, and below what a clip needs the
     user reads why (in chat words, not the CLI's flags)."""
     import discord
@@ -418,15 +477,18 @@ async def test_a_video_is_encoded_to_fit_the_server_or_refused_clearly(
     monkeypatch.setattr(discord.Guild, "filesize_limit", property(lambda _guild: limit[0]))
     fake = fake_discord
     async with running(fake, service):
-        rec = fake.user_invokes_slash("visualize", {"seed": 12},
-                                      attachment=(song(bpm=110), "loop.ogg", "audio/ogg"))
+        rec = fake.user_invokes_slash(
+            "visualize", {"seed": 12}, attachment=(song(bpm=110), "loop.ogg", "audio/ogg")
+        )
         answer = await answer_to(fake, rec)
         fake.user_presses_button(answer, buttons(answer)[messages.BUTTON_VIDEO])
         fitted = await fake.wait_for(video_sent(fake), timeout=60)
         limit[0] = 20_000
         press = fake.user_presses_button(answer, buttons(answer)[messages.BUTTON_VIDEO])
-        refused = await fake.wait_for(lambda a: a.interaction is press and a.kind == "webhook_edit"
-                                      and "too big" in a.content, timeout=60)
+        refused = await fake.wait_for(
+            lambda a: a.interaction is press and a.kind == "webhook_edit" and "too big" in a.content,
+            timeout=60,
+        )
 
     mp4 = fitted.file().data
     assert len(mp4) <= 130_000 and probe_mp4(mp4).audio_codec == "aac"
@@ -438,14 +500,29 @@ async def test_a_video_is_encoded_to_fit_the_server_or_refused_clearly(
 
 async def test_upscale_is_offered_under_stable_diffusion_images_only() -> None:
     opts = VisualizeOptions(size=512, seed=3)
-    made = tuple(ReplyButton(label, Action(kind, 3, opts)) for label, kind in (
-        (messages.BUTTON_REROLL, ActionKind.reroll), (messages.BUTTON_VARIATIONS, ActionKind.variations),
-        (messages.BUTTON_PROMPT, ActionKind.prompt)))
+    made = tuple(
+        ReplyButton(label, Action(kind, 3, opts))
+        for label, kind in (
+            (messages.BUTTON_REROLL, ActionKind.reroll),
+            (messages.BUTTON_VARIATIONS, ActionKind.variations),
+            (messages.BUTTON_PROMPT, ActionKind.prompt),
+        )
+    )
 
     def view_of(backend: str) -> list[tuple[str, str]]:
-        reply = Reply(request_id="r", title="t", tag_lines=(), prompt="p", negative_prompt="n", style="neon",
-                      seed=3, backend=backend, options=opts, images=(ReplyImage(b"", 3, 512, 512),),
-                      buttons=made)
+        reply = Reply(
+            request_id="r",
+            title="t",
+            tag_lines=(),
+            prompt="p",
+            negative_prompt="n",
+            style="neon",
+            seed=3,
+            backend=backend,
+            options=opts,
+            images=(ReplyImage(b"", 3, 512, 512),),
+            buttons=made,
+        )
         view = result_view(reply)
         assert view is not None
         return [(item.item.label, item.item.custom_id) for item in view.children]  # type: ignore[attr-defined]
@@ -460,8 +537,9 @@ async def test_upscale_is_offered_under_stable_diffusion_images_only() -> None:
 # --- Discord misbehaving --------------------------------------------------------------------------
 
 
-async def test_429_on_the_followup_route_still_gives_exactly_one_answer(fake_discord: FakeDiscord,
-                                                                        service: BotService) -> None:
+async def test_429_on_the_followup_route_still_gives_exactly_one_answer(
+    fake_discord: FakeDiscord, service: BotService
+) -> None:
     """The answer is an edit of ``@original`` through the interaction's follow-up webhook."""
     fake = fake_discord
     async with running(fake, service, progress_interval_s=60):  # one progress edit, then the answer
@@ -481,22 +559,26 @@ async def test_429_on_the_followup_route_still_gives_exactly_one_answer(fake_dis
 
 @pytest.mark.parametrize("mode", ["close", "invalid_session"])
 async def test_a_gateway_reconnect_mid_request_still_gives_exactly_one_answer(
-        fake_discord: FakeDiscord, service: BotService, mode: str) -> None:
+    fake_discord: FakeDiscord, service: BotService, mode: str
+) -> None:
     fake = fake_discord
     async with running(fake, service):
-        upload = fake.user_uploads("general", "alice", song(bpm=132), "live.ogg", "audio/ogg",
-                                   mention_bot=True)
+        upload = fake.user_uploads(
+            "general", "alice", song(bpm=132), "live.ogg", "audio/ogg", mention_bot=True
+        )
         await fake.wait_for(lambda a: a.kind == "message", timeout=WAIT_S)  # in flight: progress is showing
         await fake.force_reconnect(mode, wait=False)  # type: ignore[arg-type]
-        rec = fake.user_invokes_slash("visualize", attachment=(song(bpm=132), "live.ogg", "audio/ogg"),
-                                      user="bob")  # arrives while the bot is away: delivered after
+        rec = fake.user_invokes_slash(
+            "visualize", attachment=(song(bpm=132), "live.ogg", "audio/ogg"), user="bob"
+        )  # arrives while the bot is away: delivered after
         await fake.wait_for_handshakes(2)
         first = await reply_to(fake, upload)
         second = await answer_to(fake, rec)
         await asyncio.sleep(0.2)  # room for a duplicate to show up
 
     assert len(fake.connections) == 2 and fake.connections[1].handshake == (
-        "resume" if mode == "close" else "identify")
+        "resume" if mode == "close" else "identify"
+    )
     assert len(with_image(bot_messages(fake, "general"))) == 2
     assert [m["id"] for m in bot_messages(fake, "general")] == [first["id"], second["id"]]
 
@@ -508,8 +590,9 @@ async def test_two_users_at_once_are_both_served(fake_discord: FakeDiscord, serv
     fake = fake_discord
     async with running(fake, service):
         rec = fake.user_invokes_slash("visualize", attachment=(song(bpm=90), "slow.ogg", "audio/ogg"))
-        upload = fake.user_uploads("music", "bob", song("mp3", bpm=140), "fast.mp3", "audio/mpeg",
-                                   mention_bot=True)
+        upload = fake.user_uploads(
+            "music", "bob", song("mp3", bpm=140), "fast.mp3", "audio/mpeg", mention_bot=True
+        )
         a, b = await asyncio.gather(answer_to(fake, rec), reply_to(fake, upload))
 
     assert abs(float(fields(a)[messages.LABELS["tempo"]].split()[0]) - 90) <= 2
@@ -517,16 +600,20 @@ async def test_two_users_at_once_are_both_served(fake_discord: FakeDiscord, serv
     assert a["channel_id"] == fake.channel("general")["id"] and b["channel_id"] == fake.channel("music")["id"]
 
 
-async def test_a_flood_is_limited_while_another_user_is_still_served(fake_discord: FakeDiscord,
-                                                                     engine: Engine) -> None:
+async def test_a_flood_is_limited_while_another_user_is_still_served(
+    fake_discord: FakeDiscord, engine: Engine
+) -> None:
     fake = fake_discord
     service = service_for(engine, concurrency=1, user_burst=3, user_per_minute=1, max_waiting_per_user=1)
     async with running(fake, service):
         # 1 runs, 1 waits, 1 is over the per-user queue, 2 are over the rate
-        flood = [fake.user_uploads("general", "alice", song(seed=i), f"take{i}.ogg", "audio/ogg",
-                                   mention_bot=True) for i in range(5)]
-        rec = fake.user_invokes_slash("visualize", attachment=(song(seed=9), "mine.ogg", "audio/ogg"),
-                                      user="bob", channel="music")
+        flood = [
+            fake.user_uploads("general", "alice", song(seed=i), f"take{i}.ogg", "audio/ogg", mention_bot=True)
+            for i in range(5)
+        ]
+        rec = fake.user_invokes_slash(
+            "visualize", attachment=(song(seed=9), "mine.ogg", "audio/ogg"), user="bob", channel="music"
+        )
         bob = await answer_to(fake, rec)
         await fake.wait_for(lambda a: len(with_image(bot_messages(fake, "general"))) == 2, timeout=WAIT_S)
         await asyncio.sleep(0.2)
@@ -545,8 +632,9 @@ async def test_a_flood_is_limited_while_another_user_is_still_served(fake_discor
 # --- logs ----------------------------------------------------------------------------------------
 
 
-async def test_the_token_never_reaches_the_logs(fake_discord: FakeDiscord, service: BotService,
-                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_token_never_reaches_the_logs(
+    fake_discord: FakeDiscord, service: BotService, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     fake = fake_discord
     async with running(fake, service):
@@ -554,8 +642,9 @@ async def test_the_token_never_reaches_the_logs(fake_discord: FakeDiscord, servi
         att = dict(upload["attachments"][0])
         att["url"] = att["proxy_url"] = att["url"].split("?")[0]  # an expired CDN link: the download fails
         rec = fake.user_invokes_slash("visualize", {"audio": att})
-        failed = await fake.wait_for(lambda a: a.interaction is rec and "couldn't download" in a.content,
-                                     timeout=WAIT_S)
+        failed = await fake.wait_for(
+            lambda a: a.interaction is rec and "couldn't download" in a.content, timeout=WAIT_S
+        )
         fake.inject_rate_limit(WEBHOOK_EDIT, retry_after=0.1)  # discord.py logs the URL at WARNING
         again = fake.user_invokes_slash("visualize", attachment=(song(), "y.ogg", "audio/ogg"))
         await answer_to(fake, again)
@@ -571,14 +660,24 @@ async def test_the_token_never_reaches_the_logs(fake_discord: FakeDiscord, servi
 
 
 async def test_the_runner_serves_telegram_and_discord_on_one_engine(
-        fake_discord: FakeDiscord, telegram_server: FakeTelegramServer, engine: Engine) -> None:
-    tg = TelegramSettings(token=SecretStr(telegram_server.token), base_url=telegram_server.base_url,
-                          base_file_url=telegram_server.base_file_url, poll_timeout_s=5)
+    fake_discord: FakeDiscord, telegram_server: FakeTelegramServer, engine: Engine
+) -> None:
+    tg = TelegramSettings(
+        token=SecretStr(telegram_server.token),
+        base_url=telegram_server.base_url,
+        base_file_url=telegram_server.base_file_url,
+        poll_timeout_s=5,
+    )
     ds = DiscordSettings(token=SecretStr(fake_discord.token), progress_interval_s=0)
     stop = asyncio.Event()
-    running_bots = asyncio.create_task(run_platforms(
-        [lambda s: TelegramBot(s, tg), lambda s: DiscordBot(s, ds, guild_ready_timeout=0.05)],
-        engine=engine, bot_settings=BotSettings(image_size=256), stop=stop))
+    running_bots = asyncio.create_task(
+        run_platforms(
+            [lambda s: TelegramBot(s, tg), lambda s: DiscordBot(s, ds, guild_ready_timeout=0.05)],
+            engine=engine,
+            bot_settings=BotSettings(image_size=256),
+            stop=stop,
+        )
+    )
     await fake_discord.wait_for_handshakes(1)
     user = telegram_server.user("Tess")
     chat = telegram_server.private_chat(user)
@@ -592,13 +691,17 @@ async def test_the_runner_serves_telegram_and_discord_on_one_engine(
     assert fake_discord.connections[-1].closed_at is not None and engine.models is not None
 
 
-async def test_transcript_of_a_whole_conversation(fake_discord: FakeDiscord, service: BotService,
-                                                  tmp_path: Path) -> None:
+async def test_transcript_of_a_whole_conversation(
+    fake_discord: FakeDiscord, service: BotService, tmp_path: Path
+) -> None:
     fake = fake_discord
     async with running(fake, service):
         start = len(fake.transcript)
-        rec = fake.user_invokes_slash("visualize", {"style": "neon", "seed": 42, "prompt": "a red fox"},
-                                      attachment=(song(bpm=124), "night drive.ogg", "audio/ogg"))
+        rec = fake.user_invokes_slash(
+            "visualize",
+            {"style": "neon", "seed": 42, "prompt": "a red fox"},
+            attachment=(song(bpm=124), "night drive.ogg", "audio/ogg"),
+        )
         first = await answer_to(fake, rec)
         fake.user_presses_button(first, buttons(first)[messages.BUTTON_REROLL])
         second = await reply_to(fake, first)
@@ -607,8 +710,9 @@ async def test_transcript_of_a_whole_conversation(fake_discord: FakeDiscord, ser
         filmed = fake.user_presses_button(first, buttons(first)[messages.BUTTON_VIDEO])
         video = await fake.wait_for(video_sent(fake), timeout=60)
         await fake.wait_for(lambda a: a.interaction is filmed and a.kind == "webhook_delete", timeout=WAIT_S)
-        notes = fake.user_uploads("general", "alice", b"not audio", "notes.txt", "text/plain",
-                                  mention_bot=True)
+        notes = fake.user_uploads(
+            "general", "alice", b"not audio", "notes.txt", "text/plain", mention_bot=True
+        )
         await reply_to(fake, notes, image=False)
         await asyncio.sleep(0.1)
         conversation = readable(fake, start)
@@ -617,19 +721,22 @@ async def test_transcript_of_a_whole_conversation(fake_discord: FakeDiscord, ser
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "discord-first-image.png").write_bytes(fake.cdn_file(first["attachments"][0]))
     (out_dir / "discord-video.mp4").write_bytes(video.file().data)
-    path = conversation.write_markdown(out_dir / "discord.md", title="m2i on Discord — one conversation",
-                                       max_body=1200)
-    header = ("_Generated by `M2I_WRITE_TRANSCRIPTS=1 pytest tests/test_discord_bot.py -k transcript`: the "
-              "unmodified discord.py bot against the local Discord in `tests/fakes/discord_server.py` "
-              "(gateway, REST, CDN), with the real engine on a 6 s synthetic song. Alice runs `/visualize` "
-              "with options, presses 🎲 Re-roll and 📝 Prompt & tags under the answers and 🎬 Video "
-              "under the first (an MP4 of the song, H.264 + AAC, replying to it; encoded to fit the "
-              "server's upload limit, here the test's small 144×256 at 15 fps: "
-              "[discord-video.mp4](discord-video.mp4)), then mentions the bot with a text file. Left out: "
-              "logging in and syncing the commands (before this excerpt), heartbeats, the gateway echoes "
-              "of the bot's own messages and the bodies of Discord's "
-              "responses; tokens in URLs are masked as in the bot's logs. "
-              "The first image: ![first image](discord-first-image.png)_\n\n")
+    path = conversation.write_markdown(
+        out_dir / "discord.md", title="m2i on Discord — one conversation", max_body=1200
+    )
+    header = (
+        "_Generated by `M2I_WRITE_TRANSCRIPTS=1 pytest tests/test_discord_bot.py -k transcript`: the "
+        "unmodified discord.py bot against the local Discord in `tests/fakes/discord_server.py` "
+        "(gateway, REST, CDN), with the real engine on a 6 s synthetic song. Alice runs `/visualize` "
+        "with options, presses 🎲 Re-roll and 📝 Prompt & tags under the answers and 🎬 Video "
+        "under the first (an MP4 of the song, H.264 + AAC, replying to it; encoded to fit the "
+        "server's upload limit, here the test's small 144×256 at 15 fps: "
+        "[discord-video.mp4](discord-video.mp4)), then mentions the bot with a text file. Left out: "
+        "logging in and syncing the commands (before this excerpt), heartbeats, the gateway echoes "
+        "of the bot's own messages and the bodies of Discord's "
+        "responses; tokens in URLs are masked as in the bot's logs. "
+        "The first image: ![first image](discord-first-image.png)_\n\n"
+    )
     text = redact(path.read_text(encoding="utf-8"))
     path.write_text(text.replace("\n\n", "\n\n" + header, 1), encoding="utf-8")
     assert "INTERACTION_CREATE" in text and "m2i-42.png" in text and fake.token not in text
@@ -637,8 +744,9 @@ async def test_transcript_of_a_whole_conversation(fake_discord: FakeDiscord, ser
     assert re.search(r"PATCH /api/v10/webhooks/\d+/\S+/messages/@original", text)
 
 
-async def test_a_token_discord_rejects_is_one_clear_error(fake_discord: FakeDiscord,
-                                                           service: BotService) -> None:
+async def test_a_token_discord_rejects_is_one_clear_error(
+    fake_discord: FakeDiscord, service: BotService
+) -> None:
     """The fake answers a wrong token with Discord's real 401; the operator reads a sentence, no traceback."""
     from bot.core.errors import PlatformStartError
 

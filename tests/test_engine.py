@@ -183,8 +183,9 @@ async def test_a_failing_sd_backend_falls_back_to_the_renderer_and_says_so(house
         still = await eng.visualize(house, VisualizeOptions(size=256))
         assert still.backend == "renderer" and still.images[0].image.size == (256, 256)
         assert any("Stable Diffusion failed (the GPU went away)" in n for n in still.notes), still.notes
-        loop = await eng.animate(house, VisualizeOptions(size=256),
-                                 AnimateOptions(anim_size=128, fps=8, loop_bars=1))
+        loop = await eng.animate(
+            house, VisualizeOptions(size=256), AnimateOptions(anim_size=128, fps=8, loop_bars=1)
+        )
         assert loop.animation.backend == "renderer" and loop.animation.frames
         assert any("Stable Diffusion failed" in n and "animated" in n for n in loop.notes), loop.notes
         with pytest.raises(BackendUnavailableError):  # asked for SD by name: no silent substitute

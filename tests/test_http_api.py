@@ -72,8 +72,6 @@ async def client(engine: CountingEngine) -> AsyncIterator[TestClient[Any, Any]]:
         yield c
 
 
-
-
 async def test_visualize_answers_tags_prompt_and_a_fetchable_image(client: TestClient[Any, Any]) -> None:
     resp = await client.post("/v1/visualize", data=form(song(1), size=256, aspect="3:2", style="neon"))
     assert resp.status == 200, await resp.text()
@@ -99,17 +97,20 @@ async def test_analyze_answers_tags_only(client: TestClient[Any, Any]) -> None:
 
 
 async def test_raw_body_upload_with_options_in_the_query(client: TestClient[Any, Any]) -> None:
-    resp = await client.post("/v1/visualize?size=256&seed=3", data=song(1),
-                             headers={"Content-Type": "audio/wav"})
+    resp = await client.post(
+        "/v1/visualize?size=256&seed=3", data=song(1), headers={"Content-Type": "audio/wav"}
+    )
     doc = await resp.json()
     assert resp.status == 200 and doc["seed"] == 3 and doc["images"][0]["width"] == 256
 
 
-async def test_the_request_id_is_echoed_and_on_every_log_line(client: TestClient[Any, Any],
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_request_id_is_echoed_and_on_every_log_line(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
-    resp = await client.post("/v1/visualize", data=form(song(3), size=256),
-                             headers={"X-Request-ID": "chat-4242"})
+    resp = await client.post(
+        "/v1/visualize", data=form(song(3), size=256), headers={"X-Request-ID": "chat-4242"}
+    )
     assert resp.status == 200 and resp.headers["X-Request-ID"] == "chat-4242"
     assert (await resp.json())["request_id"] == "chat-4242"
     ours = [r for r in caplog.records if getattr(r, "request_id", None) == "chat-4242"]
@@ -133,17 +134,20 @@ async def test_async_job_is_polled_to_its_result(client: TestClient[Any, Any]) -
     assert (await client.get("/v1/jobs/doesnotexist")).status == 404
 
 
-async def test_retries_with_one_idempotency_key_make_one_job(client: TestClient[Any, Any],
-                                                             engine: CountingEngine) -> None:
+async def test_retries_with_one_idempotency_key_make_one_job(
+    client: TestClient[Any, Any], engine: CountingEngine
+) -> None:
     before = engine.calls
     headers = {"Idempotency-Key": "msg-123"}
     a, b = await asyncio.gather(
         client.post("/v1/visualize", data=form(song(5), size=256, seed=1), headers=headers),
-        client.post("/v1/visualize", data=form(song(5), size=256, seed=1), headers=headers))
+        client.post("/v1/visualize", data=form(song(5), size=256, seed=1), headers=headers),
+    )
     da, db = await a.json(), await b.json()
     assert a.status == b.status == 200 and da["job_id"] == db["job_id"] and da["images"] == db["images"]
-    later = await (await client.post("/v1/visualize", data=form(song(5), size=256, seed=1),
-                                     headers=headers)).json()
+    later = await (
+        await client.post("/v1/visualize", data=form(song(5), size=256, seed=1), headers=headers)
+    ).json()
     assert later["job_id"] == da["job_id"]
     assert engine.calls == before + 1
 
@@ -158,8 +162,9 @@ async def test_a_repeat_is_answered_from_the_result_cache(client: TestClient[Any
 
 
 async def test_accept_png_returns_the_image_bytes(client: TestClient[Any, Any]) -> None:
-    resp = await client.post("/v1/visualize", data=form(song(1), size=256, seed=2),
-                             headers={"Accept": "image/png"})
+    resp = await client.post(
+        "/v1/visualize", data=form(song(1), size=256, seed=2), headers={"Accept": "image/png"}
+    )
     assert resp.status == 200 and resp.content_type == "image/png" and resp.headers["X-M2I-Seed"] == "2"
     assert Image.open(io.BytesIO(await resp.read())).size == (256, 256)
     b64 = await (await client.post("/v1/visualize?image=base64", data=form(song(1), size=256, seed=2))).json()
@@ -182,10 +187,15 @@ async def test_bearer_tokens_guard_the_api_but_not_health(engine: CountingEngine
 async def test_metrics_cover_stages_errors_and_the_queue(client: TestClient[Any, Any]) -> None:
     await client.post("/v1/visualize", data=form(b"not audio at all" * 10))
     text = await (await client.get("/metrics")).text()
-    for needle in ('m2i_stage_seconds_count{stage="draw"}', 'm2i_stage_seconds_count{stage="upload"}',
-                   'm2i_stage_seconds_count{stage="decode"}', 'm2i_errors_total{code="not_audio"}',
-                   "m2i_queue_depth", 'm2i_http_request_seconds_bucket{le="0.005",route="/v1/visualize"}',
-                   "m2i_ready 1.0"):
+    for needle in (
+        'm2i_stage_seconds_count{stage="draw"}',
+        'm2i_stage_seconds_count{stage="upload"}',
+        'm2i_stage_seconds_count{stage="decode"}',
+        'm2i_errors_total{code="not_audio"}',
+        "m2i_queue_depth",
+        'm2i_http_request_seconds_bucket{le="0.005",route="/v1/visualize"}',
+        "m2i_ready 1.0",
+    ):
         assert needle in text, needle
 
 
@@ -193,14 +203,17 @@ async def test_openapi_describes_the_routes_and_every_option(client: TestClient[
     spec = await (await client.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.")
     assert {"/v1/visualize", "/v1/analyze", "/v1/jobs/{job_id}", "/healthz", "/readyz", "/metrics"} <= set(
-        spec["paths"])
-    props = spec["paths"]["/v1/visualize"]["post"]["requestBody"]["content"]["multipart/form-data"][
-        "schema"]["properties"]
+        spec["paths"]
+    )
+    props = spec["paths"]["/v1/visualize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"][
+        "properties"
+    ]
     assert set(VisualizeOptions.model_fields) | {"audio"} <= set(props)
 
 
 async def test_a_job_that_raises_gets_a_clear_error_and_the_server_goes_on(
-        client: TestClient[Any, Any]) -> None:
+    client: TestClient[Any, Any],
+) -> None:
     resp = await client.post("/v1/visualize", data=form(song(1), size=256, prompt="m2i-fault-raise"))
     doc = await resp.json()
     assert resp.status == 500 and doc["error"]["code"] == "internal_error"
@@ -227,8 +240,9 @@ async def test_out_of_gpu_memory_retries_smaller_or_says_so(client: TestClient[A
     assert "memory" in doc["error"]["message"]
 
 
-async def test_sigterm_drains_running_requests_and_refuses_new_ones(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_sigterm_drains_running_requests_and_refuses_new_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(GATE_ENV, str(tmp_path))
     port = free_port()
     s = settings(serve={"port": port, "shutdown_grace_s": 30})
@@ -237,8 +251,9 @@ async def test_sigterm_drains_running_requests_and_refuses_new_ones(tmp_path: Pa
     await started.wait()
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
-        slow = asyncio.create_task(http.post(f"{base}/v1/visualize",
-                                             data=form(song(8), size=256, prompt="m2i-fault-gate-drain")))
+        slow = asyncio.create_task(
+            http.post(f"{base}/v1/visualize", data=form(song(8), size=256, prompt="m2i-fault-gate-drain"))
+        )
         await await_until(lambda: list(tmp_path.glob("drain.started.*")), 60, "the slow request to start")
         stop.set()  # what SIGTERM does
         await await_until(lambda: _status(http, f"{base}/readyz", 503), 10, "readyz to say draining")

@@ -32,8 +32,12 @@ UPLOAD_TIMEOUT_S = 1.5
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def server() -> AsyncIterator[TestServer]:
-    s = Settings(backend="renderer", workers=1, limits={"max_bytes": MAX_BYTES},  # type: ignore[arg-type]
-                 serve={"upload_timeout_s": UPLOAD_TIMEOUT_S, "min_upload_rate_bps": 0})
+    s = Settings(
+        backend="renderer",
+        workers=1,
+        limits={"max_bytes": MAX_BYTES},  # type: ignore[arg-type]
+        serve={"upload_timeout_s": UPLOAD_TIMEOUT_S, "min_upload_rate_bps": 0},
+    )
     app = create_app(s, harness_engine(s))
     async with TestServer(app) as srv:
         yield srv
@@ -51,8 +55,9 @@ def wav(samples: np.ndarray, sr: int = 22_050) -> bytes:
     return buf.getvalue()
 
 
-def form(audio: bytes | None = None, *fields: tuple[str, Any],
-         filename: str = "song.wav") -> aiohttp.FormData:
+def form(
+    audio: bytes | None = None, *fields: tuple[str, Any], filename: str = "song.wav"
+) -> aiohttp.FormData:
     f = aiohttp.FormData(default_to_multipart=True)
     if audio is not None:
         f.add_field("audio", audio, filename=filename, content_type="audio/wav")
@@ -67,16 +72,21 @@ def form(audio: bytes | None = None, *fields: tuple[str, Any],
 def multipart(audio: bytes, filename: str, *fields: tuple[str, str]) -> tuple[bytes, dict[str, str]]:
     """A multipart body written byte by byte (names exactly as a browser or a hostile client sends them)."""
     b = "m2iBoundary"
-    out = [f'--{b}\r\nContent-Disposition: form-data; name="audio"; filename="{filename}"\r\n'
-           "Content-Type: audio/wav\r\n\r\n".encode() + audio + b"\r\n"]
+    out = [
+        f'--{b}\r\nContent-Disposition: form-data; name="audio"; filename="{filename}"\r\n'
+        "Content-Type: audio/wav\r\n\r\n".encode()
+        + audio
+        + b"\r\n"
+    ]
     for name, value in fields:
         out.append(f'--{b}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     out.append(f"--{b}--\r\n".encode())
     return b"".join(out), {"Content-Type": f"multipart/form-data; boundary={b}"}
 
 
-def post_raw_form(audio: bytes, *fields: tuple[str, str], filename: str = "a.wav",
-                  path: str = "/v1/visualize") -> Call:
+def post_raw_form(
+    audio: bytes, *fields: tuple[str, str], filename: str = "a.wav", path: str = "/v1/visualize"
+) -> Call:
     body, headers = multipart(audio, filename, *fields)
     return post(body, path=path, headers=headers)
 
@@ -84,8 +94,9 @@ def post_raw_form(audio: bytes, *fields: tuple[str, str], filename: str = "a.wav
 Call = Callable[[TestServer, aiohttp.ClientSession], Awaitable[tuple[int, dict[str, Any] | None]]]
 
 
-def post(data: Any = None, path: str = "/v1/visualize", headers: dict[str, str] | None = None,
-         method: str = "POST") -> Call:
+def post(
+    data: Any = None, path: str = "/v1/visualize", headers: dict[str, str] | None = None, method: str = "POST"
+) -> Call:
     async def call(srv: TestServer, http: aiohttp.ClientSession) -> tuple[int, dict[str, Any] | None]:
         async with http.request(method, srv.make_url(path), data=data, headers=headers) as r:
             body = await r.read()
@@ -93,12 +104,15 @@ def post(data: Any = None, path: str = "/v1/visualize", headers: dict[str, str] 
                 return r.status, json.loads(body)
             except ValueError:
                 return r.status, None
+
     return call
 
 
-def raw(head: str, body_parts: list[bytes] | None = None, *, pause_s: float = 0.0,
-        stream_forever: bool = False) -> Call:
+def raw(
+    head: str, body_parts: list[bytes] | None = None, *, pause_s: float = 0.0, stream_forever: bool = False
+) -> Call:
     """Write a request by hand; read the status line and the JSON body if any."""
+
     async def call(srv: TestServer, http: aiohttp.ClientSession) -> tuple[int, dict[str, Any] | None]:
         reader, writer = await asyncio.open_connection(srv.host, srv.port)
         try:
@@ -136,30 +150,45 @@ def raw(head: str, body_parts: list[bytes] | None = None, *, pause_s: float = 0.
         finally:
             writer.close()
             await asyncio.gather(writer.wait_closed(), return_exceptions=True)
+
     return call
 
 
 def multipart_head(length: int | None, *, chunked: bool = False, boundary: str = "b0undary") -> str:
-    lines = ["POST /v1/visualize HTTP/1.1", "Host: localhost",
-             f"Content-Type: multipart/form-data; boundary={boundary}"]
+    lines = [
+        "POST /v1/visualize HTTP/1.1",
+        "Host: localhost",
+        f"Content-Type: multipart/form-data; boundary={boundary}",
+    ]
     lines.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}")
     return "\n".join(lines) + "\n"
 
 
 def part_head(boundary: str = "b0undary") -> bytes:
-    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"a.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode()
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="a.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
 
 
 GOOD = song(1)
 CASES: dict[str, tuple[Call, int, str | None]] = {
     # kind: (request, status, error code)
-    "wrong content type": (post(b"hello", headers={"Content-Type": "text/plain"}), 415,
-                           "unsupported_media_type"),
-    "json body": (post(b'{"audio": "x"}', headers={"Content-Type": "application/json"}), 415,
-                  "unsupported_media_type"),
-    "multipart without boundary": (post(b"--x\r\n", headers={"Content-Type": "multipart/form-data"}), 400,
-                                   "bad_request"),
+    "wrong content type": (
+        post(b"hello", headers={"Content-Type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    ),
+    "json body": (
+        post(b'{"audio": "x"}', headers={"Content-Type": "application/json"}),
+        415,
+        "unsupported_media_type",
+    ),
+    "multipart without boundary": (
+        post(b"--x\r\n", headers={"Content-Type": "multipart/form-data"}),
+        400,
+        "bad_request",
+    ),
     "missing audio field": (post(form(None, ("size", 256))), 400, "missing_audio"),
     "empty audio file": (post(form(b"")), 400, "empty_file"),
     "text instead of audio": (post(form(b"just some text, not a song " * 20)), 415, "not_audio"),
@@ -168,19 +197,40 @@ CASES: dict[str, tuple[Call, int, str | None]] = {
     "silent audio": (post(form(wav(np.zeros(22_050 * 3)))), 422, "silent_audio"),
     "huge declared length": (raw(multipart_head(10**12)), 413, "too_large"),
     "body over the limit (chunked, streamed)": (
-        raw(multipart_head(None, chunked=True), [b"%x\r\n%s\r\n" % (len(part_head()), part_head())],
-            stream_forever=True), 413, "too_large"),
+        raw(
+            multipart_head(None, chunked=True),
+            [b"%x\r\n%s\r\n" % (len(part_head()), part_head())],
+            stream_forever=True,
+        ),
+        413,
+        "too_large",
+    ),
     "audio over the limit": (post(form(b"RIFF" + b"\0" * (MAX_BYTES + 10))), 413, "too_large"),
-    "slow-loris upload": (raw(multipart_head(len(GOOD) + 500), [part_head()] + [GOOD[i:i + 64] for i in
-                                                                                 range(0, 6400, 64)],
-                              pause_s=0.1), 408, "upload_timeout"),
-    "negative content length": (raw("POST /v1/visualize HTTP/1.1\nHost: x\nContent-Type: audio/wav\n"
-                                    "Content-Length: -5\n"), 400, None),
-    "oversized header": (raw("POST /v1/visualize HTTP/1.1\nHost: x\nX-Junk: " + "j" * 20_000 + "\n"), 400,
-                         None),
+    "slow-loris upload": (
+        raw(
+            multipart_head(len(GOOD) + 500),
+            [part_head()] + [GOOD[i : i + 64] for i in range(0, 6400, 64)],
+            pause_s=0.1,
+        ),
+        408,
+        "upload_timeout",
+    ),
+    "negative content length": (
+        raw("POST /v1/visualize HTTP/1.1\nHost: x\nContent-Type: audio/wav\nContent-Length: -5\n"),
+        400,
+        None,
+    ),
+    "oversized header": (
+        raw("POST /v1/visualize HTTP/1.1\nHost: x\nX-Junk: " + "j" * 20_000 + "\n"),
+        400,
+        None,
+    ),
     "unknown option": (post(form(GOOD, ("colour", "red"))), 422, "invalid_option"),
-    "unicode trick in an option name": (post_raw_form(GOOD, ("size\u202e\u200b", "256")), 422,
-                                        "invalid_option"),
+    "unicode trick in an option name": (
+        post_raw_form(GOOD, ("size\u202e\u200b", "256")),
+        422,
+        "invalid_option",
+    ),
     "path trick in an option name": (post_raw_form(GOOD, ("../../size", "256")), 422, "invalid_option"),
     "negative size": (post(form(GOOD, ("size", -512))), 422, "invalid_option"),
     "huge size": (post(form(GOOD, ("size", 10**9))), 422, "invalid_option"),
@@ -194,8 +244,11 @@ CASES: dict[str, tuple[Call, int, str | None]] = {
     "prompt too long": (post(form(GOOD, ("prompt", "x" * 401))), 422, "invalid_option"),
     "options not JSON": (post(form(GOOD, ("options", "{size: 3"))), 422, "invalid_option"),
     "options JSON not an object": (post(form(GOOD, ("options", "[1, 2]"))), 422, "invalid_option"),
-    "options JSON with a bad value": (post(form(GOOD, ("options", '{"size": "huge"}'))), 422,
-                                      "invalid_option"),
+    "options JSON with a bad value": (
+        post(form(GOOD, ("options", '{"size": "huge"}'))),
+        422,
+        "invalid_option",
+    ),
     "field given twice": (post(form(GOOD, ("size", 256), ("size", 512))), 400, "bad_request"),
     "field too long": (post(form(GOOD, ("negative", "n" * 5000))), 400, "bad_request"),
     "too many fields": (post(form(GOOD, *((f"f{i}", 1) for i in range(40)))), 400, "bad_request"),
@@ -208,8 +261,11 @@ CASES: dict[str, tuple[Call, int, str | None]] = {
     "wrong method": (post(method="GET"), 405, "method_not_allowed"),
     "unknown route": (post(form(GOOD), path="/v2/visualize"), 404, "not_found"),
     "path trick in a job id": (post(method="GET", path="/v1/jobs/..%2F..%2Fetc%2Fpasswd"), 404, "not_found"),
-    "path trick in an image id": (post(method="GET", path="/v1/images/..%2F..%2Fetc%2Fpasswd.png"), 404,
-                                  "not_found"),
+    "path trick in an image id": (
+        post(method="GET", path="/v1/images/..%2F..%2Fetc%2Fpasswd.png"),
+        404,
+        "not_found",
+    ),
 }
 
 
@@ -224,10 +280,15 @@ async def test_bad_input_gets_a_clear_4xx(kind: str, server: TestServer, http: a
         assert 10 < len(message) < 400 and "Traceback" not in message and doc["request_id"]
 
 
-async def test_path_tricks_in_the_file_name_are_only_echoed_cleaned(server: TestServer,
-                                                                      http: aiohttp.ClientSession) -> None:
-    for name, shown in [("../../etc/passwd", "passwd"), ("..\\..\\boot.ini", "boot.ini"),
-                        ("evil\u202egnp.wav", "evilgnp.wav"), ("/", None)]:
+async def test_path_tricks_in_the_file_name_are_only_echoed_cleaned(
+    server: TestServer, http: aiohttp.ClientSession
+) -> None:
+    for name, shown in [
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\boot.ini", "boot.ini"),
+        ("evil\u202egnp.wav", "evilgnp.wav"),
+        ("/", None),
+    ]:
         body, headers = multipart(GOOD, name)
         async with http.post(server.make_url("/v1/analyze"), data=body, headers=headers) as r:
             assert r.status == 200

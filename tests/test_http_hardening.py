@@ -49,9 +49,16 @@ class Api:
 async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     media = tmp_path_factory.mktemp("media")
     port = free_port()
-    s = Settings(backend="renderer", workers=1,  # type: ignore[arg-type]
-                 serve={"port": port, "header_timeout_s": HEADER_TIMEOUT_S, "min_upload_rate_bps": 0,
-                        "media_dir": str(media)})
+    s = Settings(
+        backend="renderer",
+        workers=1,  # type: ignore[arg-type]
+        serve={
+            "port": port,
+            "header_timeout_s": HEADER_TIMEOUT_S,
+            "min_upload_rate_bps": 0,
+            "media_dir": str(media),
+        },
+    )
     stop, started = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(serve(s, engine=harness_engine(s), stop=stop, started=started))
     await asyncio.wait_for(started.wait(), 60)
@@ -104,8 +111,9 @@ async def exchange(api: Api, data: bytes, *, timeout_s: float = 10) -> Answer:
         await asyncio.gather(writer.wait_closed(), return_exceptions=True)
 
 
-async def seconds_until_closed(api: Api, sends: list[bytes], *, pause_s: float = 0.0,
-                               limit_s: float) -> float | None:
+async def seconds_until_closed(
+    api: Api, sends: list[bytes], *, pause_s: float = 0.0, limit_s: float
+) -> float | None:
     """Open a connection, write ``sends`` (pausing between them); seconds until the server closes it."""
     reader, writer = await asyncio.open_connection(api.host, api.port)
     t0 = time.monotonic()
@@ -133,17 +141,18 @@ async def seconds_until_closed(api: Api, sends: list[bytes], *, pause_s: float =
         await asyncio.gather(writer.wait_closed(), return_exceptions=True)
 
 
-def multipart(*parts: tuple[bytes, bytes],
-              boundary: bytes = b"hardBoundary") -> tuple[bytes, dict[str, str]]:
+def multipart(*parts: tuple[bytes, bytes], boundary: bytes = b"hardBoundary") -> tuple[bytes, dict[str, str]]:
     """A multipart body from (raw part header lines, content) pairs, bytes exactly as given."""
-    out = b"".join(b"--" + boundary + b"\r\n" + head + b"\r\n\r\n" + content + b"\r\n"
-                   for head, content in parts)
+    out = b"".join(
+        b"--" + boundary + b"\r\n" + head + b"\r\n\r\n" + content + b"\r\n" for head, content in parts
+    )
     ctype = f"multipart/form-data; boundary={boundary.decode()}"
     return out + b"--" + boundary + b"--\r\n", {"Content-Type": ctype}
 
 
-def file_part(name: bytes = b"audio", filename: bytes = b"song.wav", ctype: bytes = b"audio/wav",
-              content: bytes = GOOD) -> tuple[bytes, bytes]:
+def file_part(
+    name: bytes = b"audio", filename: bytes = b"song.wav", ctype: bytes = b"audio/wav", content: bytes = GOOD
+) -> tuple[bytes, bytes]:
     head = b'Content-Disposition: form-data; name="' + name + b'"; filename="' + filename + b'"\r\n'
     return head + b"Content-Type: " + ctype, content
 
@@ -166,8 +175,9 @@ def assert_json_error(answer: Answer, status: int, code: str) -> dict[str, Any]:
     return doc
 
 
-async def post(http: aiohttp.ClientSession, api: Api, path: str, data: Any,
-               headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+async def post(
+    http: aiohttp.ClientSession, api: Api, path: str, data: Any, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     async with http.post(api.url(path), data=data, headers=headers) as r:
         return r.status, await r.json()
 
@@ -178,11 +188,13 @@ async def post(http: aiohttp.ClientSession, api: Api, path: str, data: Any,
 @pytest.mark.parametrize("char", [b"\x00", b"\x01", b"\x7f"], ids=["nul", "soh", "del"])
 @pytest.mark.parametrize("where", ["filename", "field name", "content type"])
 async def test_control_characters_in_a_part_header_get_a_400(
-        where: str, char: bytes, api: Api, http: aiohttp.ClientSession,
-        caplog: pytest.LogCaptureFixture) -> None:
-    part = {"filename": file_part(filename=b"so" + char + b"ng.wav"),
-            "field name": file_part(name=b"aud" + char + b"io"),
-            "content type": file_part(ctype=b"audio/" + char + b"wav")}[where]
+    where: str, char: bytes, api: Api, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    part = {
+        "filename": file_part(filename=b"so" + char + b"ng.wav"),
+        "field name": file_part(name=b"aud" + char + b"io"),
+        "content type": file_part(ctype=b"audio/" + char + b"wav"),
+    }[where]
     body, headers = multipart(part)
     status, doc = await post(http, api, "/v1/analyze", body, headers)
     assert status == 400 and doc["error"]["code"] == "bad_request", doc
@@ -199,7 +211,8 @@ async def test_connections_that_never_finish_their_headers_are_closed(api: Api) 
     bare, slow, partial = await asyncio.gather(
         seconds_until_closed(api, [], limit_s=limit),
         seconds_until_closed(api, trickle, pause_s=0.2, limit_s=limit),  # still sending when cut
-        seconds_until_closed(api, [b"GET /heal"], limit_s=limit))
+        seconds_until_closed(api, [b"GET /heal"], limit_s=limit),
+    )
     for kind, took in [("bare connect", bare), ("trickled header", slow), ("partial request line", partial)]:
         assert took is not None, f"{kind}: still open after {limit} s"
         assert took >= HEADER_TIMEOUT_S * 0.8, f"{kind}: closed after {took:.2f} s, before the timeout"
@@ -227,8 +240,10 @@ async def test_a_second_request_on_a_kept_alive_connection_gets_the_header_timeo
 
 async def test_a_slow_body_is_not_cut_by_the_header_timeout(api: Api) -> None:
     body, headers = multipart(file_part())
-    head = (f"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
     reader, writer = await asyncio.open_connection(api.host, api.port)
     try:
         writer.write(head)
@@ -236,7 +251,7 @@ async def test_a_slow_body_is_not_cut_by_the_header_timeout(api: Api) -> None:
         t0 = time.monotonic()
         step = len(body) // 10 + 1
         for i in range(0, len(body), step):  # the body takes ~3 header timeouts to arrive
-            writer.write(body[i:i + step])
+            writer.write(body[i : i + step])
             await writer.drain()
             await asyncio.sleep(HEADER_TIMEOUT_S * 0.3)
         assert time.monotonic() - t0 > 2 * HEADER_TIMEOUT_S
@@ -251,8 +266,9 @@ async def test_a_slow_body_is_not_cut_by_the_header_timeout(api: Api) -> None:
 # --- 4. the file under another field name -----------------------------------------------------
 
 
-async def test_a_single_file_under_another_field_name_is_the_audio(api: Api,
-                                                                   http: aiohttp.ClientSession) -> None:
+async def test_a_single_file_under_another_field_name_is_the_audio(
+    api: Api, http: aiohttp.ClientSession
+) -> None:
     f = aiohttp.FormData()
     f.add_field("song", GOOD, filename="x.wav", content_type="audio/wav")  # curl -F song=@x.wav
     status, doc = await post(http, api, "/v1/analyze", f)
@@ -277,8 +293,9 @@ async def test_an_option_sent_as_a_file_stays_an_option(api: Api, http: aiohttp.
     assert doc["file_name"] == "x.wav" and max(doc["images"][0]["width"], doc["images"][0]["height"]) == 256
 
 
-async def test_audio_pasted_into_a_text_field_is_told_where_it_goes(api: Api,
-                                                                     http: aiohttp.ClientSession) -> None:
+async def test_audio_pasted_into_a_text_field_is_told_where_it_goes(
+    api: Api, http: aiohttp.ClientSession
+) -> None:
     body, headers = multipart((b'Content-Disposition: form-data; name="song"', GOOD))  # no filename
     status, doc = await post(http, api, "/v1/analyze", body, headers)
     assert status == 400 and doc["error"]["code"] == "bad_request"
@@ -295,8 +312,9 @@ async def test_control_characters_in_a_prompt_separate_words(sep: str) -> None:
 
 
 async def test_the_prompt_keeps_its_words_apart_over_http(api: Api, http: aiohttp.ClientSession) -> None:
-    body, headers = multipart(file_part(), field_part("prompt", "glowing\tneon\ncity\x00lights"),
-                              field_part("size", "256"))
+    body, headers = multipart(
+        file_part(), field_part("prompt", "glowing\tneon\ncity\x00lights"), field_part("size", "256")
+    )
     status, doc = await post(http, api, "/v1/visualize", body, headers)
     assert status == 200, doc
     assert "glowing neon city lights" in doc["prompt"]
@@ -305,8 +323,9 @@ async def test_the_prompt_keeps_its_words_apart_over_http(api: Api, http: aiohtt
 # --- 6. image ids -----------------------------------------------------------------------------
 
 
-async def test_an_image_id_with_a_trailing_newline_names_nothing(api: Api,
-                                                                 http: aiohttp.ClientSession) -> None:
+async def test_an_image_id_with_a_trailing_newline_names_nothing(
+    api: Api, http: aiohttp.ClientSession
+) -> None:
     iid = "0123456789abcdef" * 2
     (api.media / f"{iid}\n.png").write_bytes(b"\x89PNG not ours")  # a file the id must not reach
     async with http.get(api.url(f"/v1/images/{iid}%0A.png")) as r:
@@ -322,20 +341,25 @@ async def test_an_image_id_with_a_trailing_newline_names_nothing(api: Api,
 PARSE_ERRORS = {
     "bad request line": b"GET /healthz HTTP/1.1 trailing junk\r\nHost: x\r\n\r\n",
     "bad method": b"G\x01T /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
-    "control character in a header": (f"GET /healthz HTTP/1.1\r\nHost: x\r\n"
-                                      f"Authorization: Bearer {SECRET}\x01\r\n\r\n").encode(),
+    "control character in a header": (
+        f"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\x01\r\n\r\n"
+    ).encode(),
     "header without a colon": f"GET /healthz HTTP/1.1\r\nHost: x\r\nBearer {SECRET}\r\n\r\n".encode(),
-    "too-large header": (f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: {SECRET}" + "j" * 20_000
-                         + "\r\n\r\n").encode(),
-    "bad header with a big body": (f"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nX-Token: {SECRET}\x00\r\n"
-                                   "Content-Length: 6000\r\n\r\n").encode() + b"B" * 6000,
+    "too-large header": (
+        f"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: {SECRET}" + "j" * 20_000 + "\r\n\r\n"
+    ).encode(),
+    "bad header with a big body": (
+        f"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nX-Token: {SECRET}\x00\r\nContent-Length: 6000\r\n\r\n"
+    ).encode()
+    + b"B" * 6000,
     "negative content length": b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
 }
 
 
 @pytest.mark.parametrize("kind", list(PARSE_ERRORS))
 async def test_aiohttp_parse_errors_keep_the_json_contract_and_log_one_short_warning(
-        kind: str, api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    kind: str, api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     answer = await exchange(api, PARSE_ERRORS[kind])
     assert_json_error(answer, 400, "bad_request")
@@ -361,21 +385,27 @@ async def test_the_service_answers_normally_after_parse_errors(api: Api, http: a
 # --- 8. file names and nosniff ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, shown", [
-    ("café.mp3".encode("latin-1"), "café.mp3"),  # a client that sends ISO-8859-1 bytes
-    ("café.mp3".encode(), "café.mp3"),  # UTF-8 bytes
-    ("naïve ÿ.wav".encode("latin-1"), "naïve ÿ.wav"),
-])
-async def test_non_ascii_file_names_survive(raw: bytes, shown: str, api: Api,
-                                            http: aiohttp.ClientSession) -> None:
+@pytest.mark.parametrize(
+    "raw, shown",
+    [
+        ("café.mp3".encode("latin-1"), "café.mp3"),  # a client that sends ISO-8859-1 bytes
+        ("café.mp3".encode(), "café.mp3"),  # UTF-8 bytes
+        ("naïve ÿ.wav".encode("latin-1"), "naïve ÿ.wav"),
+    ],
+)
+async def test_non_ascii_file_names_survive(
+    raw: bytes, shown: str, api: Api, http: aiohttp.ClientSession
+) -> None:
     body, headers = multipart(file_part(filename=raw))
     status, doc = await post(http, api, "/v1/analyze", body, headers)
     assert status == 200 and doc["file_name"] == shown, doc
 
 
 async def test_an_rfc_5987_file_name_is_used(api: Api, http: aiohttp.ClientSession) -> None:
-    head = (b"Content-Disposition: form-data; name=\"audio\"; filename=\"fallback.wav\"; "
-            b"filename*=UTF-8''caf%C3%A9%20%E2%99%AA.wav\r\nContent-Type: audio/wav")
+    head = (
+        b'Content-Disposition: form-data; name="audio"; filename="fallback.wav"; '
+        b"filename*=UTF-8''caf%C3%A9%20%E2%99%AA.wav\r\nContent-Type: audio/wav"
+    )
     body, headers = multipart((head, GOOD))
     status, doc = await post(http, api, "/v1/analyze", body, headers)
     assert status == 200 and doc["file_name"] == "café ♪.wav", doc
@@ -385,8 +415,16 @@ async def test_every_response_says_nosniff(api: Api, http: aiohttp.ClientSession
     status, doc = await post(http, api, "/v1/visualize", form(GOOD, size=256))
     assert status == 200
     seen = []
-    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", doc["images"][0]["url"], "/nope",
-                 "/v1/jobs/unknown", "/v1/images/" + "f" * 32 + ".png"]:
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        doc["images"][0]["url"],
+        "/nope",
+        "/v1/jobs/unknown",
+        "/v1/images/" + "f" * 32 + ".png",
+    ]:
         async with http.get(api.url(path) if path.startswith("/") else path) as r:
             seen.append((path, r.status, r.headers.get("X-Content-Type-Options")))
     async with http.post(api.url("/v1/analyze"), data=b"x", headers={"Content-Type": "text/plain"}) as r:

@@ -72,23 +72,29 @@ async def test_a_byte_limit_lowers_the_bit_rate_or_refuses_clearly(client: TestC
     mp4 = await (await client.get(doc["video"]["url"])).read()
     assert len(mp4) <= 90_000 and probe_mp4(mp4).audio_codec == "aac"
 
-    refused = await client.post("/v1/visualize", data=form(song(2), size=256, video="true", video_size=256,
-                                                          video_fps=15, video_max_bytes=20_000))
+    refused = await client.post(
+        "/v1/visualize",
+        data=form(song(2), size=256, video="true", video_size=256, video_fps=15, video_max_bytes=20_000),
+    )
     err = (await refused.json())["error"]
     assert refused.status == 413 and err["code"] == "video_too_large"
     assert "video_length" in err["message"] and "--" not in err["message"]
 
 
-@pytest.mark.parametrize(("query", "says"), [
-    ("video=maybe", "Invalid video"),
-    ("video=true&video_length=1", "Invalid video_length"),
-    ("video=true&video_aspect=2:1", "Invalid video_aspect"),
-    ("video=true&video_max_bytes=-5", "video_max_bytes"),
-    ("video_size=512", "add video=true"),
-    ("video=true&num_images=2", "one picture"),
-])
-async def test_bad_video_fields_are_refused_before_any_work(client: TestClient[Any, Any], query: str,
-                                                            says: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("video=maybe", "Invalid video"),
+        ("video=true&video_length=1", "Invalid video_length"),
+        ("video=true&video_aspect=2:1", "Invalid video_aspect"),
+        ("video=true&video_max_bytes=-5", "video_max_bytes"),
+        ("video_size=512", "add video=true"),
+        ("video=true&num_images=2", "one picture"),
+    ],
+)
+async def test_bad_video_fields_are_refused_before_any_work(
+    client: TestClient[Any, Any], query: str, says: str
+) -> None:
     resp = await client.post(f"/v1/visualize?{query}", data=form(song(3), size=256))
     err = (await resp.json())["error"]
     assert resp.status == 422 and err["code"] == "invalid_option" and says in err["message"], err
@@ -104,8 +110,15 @@ async def test_without_video_nothing_changes(client: TestClient[Any, Any]) -> No
 async def test_the_openapi_document_describes_videos(client: TestClient[Any, Any]) -> None:
     doc = await (await client.get("/openapi.json")).json()
     params = {p["name"] for p in doc["paths"]["/v1/visualize"]["post"]["parameters"]}
-    assert {"video", "video_start", "video_length", "video_fps", "video_aspect", "video_size",
-            "video_max_bytes"} <= params
+    assert {
+        "video",
+        "video_start",
+        "video_length",
+        "video_fps",
+        "video_aspect",
+        "video_size",
+        "video_max_bytes",
+    } <= params
     assert "video/mp4" in doc["paths"]["/v1/videos/{video_id}.mp4"]["get"]["responses"]["200"]["content"]
     assert "video" in doc["components"]["schemas"]["VisualizeResult"]["properties"]
 

@@ -18,9 +18,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "m2i_engine"
 
 #: (modules under this name, names they must not import, why)
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("m2i_engine.config", ("m2i_engine.queue", "m2i_engine.server", "m2i_engine.imaging",
-                           "m2i_engine.bot", "bot"),
-     "config is the bottom layer: it owns the settings models"),
+    (
+        "m2i_engine.config",
+        ("m2i_engine.queue", "m2i_engine.server", "m2i_engine.imaging", "m2i_engine.bot", "bot"),
+        "config is the bottom layer: it owns the settings models",
+    ),
     ("m2i_engine.prompt", ("m2i_engine.imaging",), "prompts are built before (and without) any backend"),
     ("m2i_engine", ("bot",), "the bots are front ends over the engine"),
 )
@@ -74,6 +76,5 @@ def test_no_upward_imports(layer: str, forbidden: tuple[str, ...], why: str) -> 
         if within(mod, layer):
             bad = {name for name in imported_names(path) if any(within(name, f) for f in forbidden)}
             # ``from a.b import C`` is one arrow (a.b), not two (a.b and a.b.C)
-            arrows += [f"{mod} imports {name}" for name in sorted(bad)
-                       if name.rpartition(".")[0] not in bad]
+            arrows += [f"{mod} imports {name}" for name in sorted(bad) if name.rpartition(".")[0] not in bad]
     assert not arrows, f"{why}:\n" + "\n".join(arrows)

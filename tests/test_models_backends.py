@@ -39,8 +39,10 @@ def _patches(registry: ModelRegistry) -> np.ndarray:
     rng = np.random.default_rng(0)
     sr = 22050
     t = np.arange(7 * sr) / sr
-    y = (0.4 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t))
-         + 0.1 * rng.standard_normal(t.size)).astype(np.float32)
+    y = (
+        0.4 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t))
+        + 0.1 * rng.standard_normal(t.size)
+    ).astype(np.float32)
     tagger = next(iter(registry.classifiers["genre"].backbone.taggers.values()))  # type: ignore[attr-defined]
     return np.asarray(tagger.input(y, sr), np.float32)
 
@@ -49,8 +51,10 @@ def _patches(registry: ModelRegistry) -> np.ndarray:
 def test_torch_and_tensorflow_give_the_same_predictions(tmp_path: Path) -> None:
     python = _tensorflow_python()
     if python is None:
-        pytest.skip("TensorFlow is not importable here and there is no .venv-tf "
-                    "(pip install tensorflow-cpu, or create .venv-tf) — backend equality not checked")
+        pytest.skip(
+            "TensorFlow is not importable here and there is no .venv-tf "
+            "(pip install tensorflow-cpu, or create .venv-tf) — backend equality not checked"
+        )
     registry = ModelRegistry.load(runtime="keras")  # the Keras port, on torch here
     assert set(registry.classifiers) == set(TASKS), registry.problems
     patches = _patches(registry)
@@ -61,10 +65,18 @@ def test_torch_and_tensorflow_give_the_same_predictions(tmp_path: Path) -> None:
         per_patch = tagger.predict_patches(patches)
         ours[task] = clf.head(patch_matrix(per_patch, clf.spec.inputs))  # type: ignore[attr-defined]
     np.savez(tmp_path / "in.npz", patches=patches)
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([str(python), str(RUNNER), "--inputs", str(tmp_path / "in.npz"),
-                           "--out", str(tmp_path / "tf.npz")], env=env, capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    proc = subprocess.run(
+        [str(python), str(RUNNER), "--inputs", str(tmp_path / "in.npz"), "--out", str(tmp_path / "tf.npz")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     theirs = dict(np.load(tmp_path / "tf.npz"))
     assert str(theirs["backend"]) == "tensorflow"

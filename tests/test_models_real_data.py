@@ -65,17 +65,22 @@ def _scores(c: Classification) -> dict[str, float]:
 def test_manifests_name_the_collections_each_model_saw() -> None:
     """What the checks below can mean depends on this: GTZAN is unseen for the emotion and mood models."""
     root = default_model_dir()
-    genre, emotion, mood = (json.loads((root / t / "manifest.json").read_text())["training"]["data"]
-                            for t in ("genre", "emotion", "mood"))
+    genre, emotion, mood = (
+        json.loads((root / t / "manifest.json").read_text())["training"]["data"]
+        for t in ("genre", "emotion", "mood")
+    )
     assert all(c in genre for c in ("GTZAN", "Emotify", "mer4q"))
     assert "GTZAN" not in emotion and "GTZAN" not in mood and "mer4q" in mood
 
 
-def test_serving_path_reproduces_training_on_gtzan_training_songs(gtzan: dict[str, _Song],
-                                                                  registry: ModelRegistry) -> None:
+def test_serving_path_reproduces_training_on_gtzan_training_songs(
+    gtzan: dict[str, _Song], registry: ModelRegistry
+) -> None:
     """One song per genre (track 00000 of each — a *training* song of the shipped head): ≥ 9/10 right."""
-    right = sum(registry.classify("genre", gtzan[f"{g}.00000"]).top.label == g  # type: ignore[union-attr]
-                for g in GTZAN_GENRES)
+    right = sum(
+        registry.classify("genre", gtzan[f"{g}.00000"]).top.label == g  # type: ignore[union-attr]
+        for g in GTZAN_GENRES
+    )
     assert right >= 9
 
 
@@ -92,8 +97,9 @@ def test_emotify_classical_and_rock_are_told_apart(shared_data: Path, registry: 
     assert sum(max(s, key=s.__getitem__) in ("classical", "jazz") for s in classical) >= 3
 
 
-def test_unseen_gtzan_classical_and_metal_get_opposite_emotions(gtzan: dict[str, _Song],
-                                                                registry: ModelRegistry) -> None:
+def test_unseen_gtzan_classical_and_metal_get_opposite_emotions(
+    gtzan: dict[str, _Song], registry: ModelRegistry
+) -> None:
     """Out of collection for the emotion head (trained on Emotify only): calm vs powerful/tense."""
     readings = {}
     for g in ("classical", "metal"):
@@ -101,16 +107,19 @@ def test_unseen_gtzan_classical_and_metal_get_opposite_emotions(gtzan: dict[str,
         scores = [_scores(e) for e in emos]
         moods = [mood_from_emotions(e) for e in emos]
         assert all(m is not None for m in moods)
-        readings[g] = {"calm": np.mean([s["calmness"] + s["tenderness"] for s in scores]),
-                       "power": np.mean([s["power"] + s["tension"] for s in scores]),
-                       "arousal": np.mean([m.arousal for m in moods if m is not None])}
+        readings[g] = {
+            "calm": np.mean([s["calmness"] + s["tenderness"] for s in scores]),
+            "power": np.mean([s["power"] + s["tension"] for s in scores]),
+            "arousal": np.mean([m.arousal for m in moods if m is not None]),
+        }
     assert readings["classical"]["calm"] > readings["metal"]["calm"] + 0.2
     assert readings["metal"]["power"] > readings["classical"]["power"] + 0.2
     assert readings["metal"]["arousal"] > readings["classical"]["arousal"] + 0.2
 
 
-def test_unseen_gtzan_classical_is_calmer_than_metal_for_the_mood_model(gtzan: dict[str, _Song],
-                                                                          registry: ModelRegistry) -> None:
+def test_unseen_gtzan_classical_is_calmer_than_metal_for_the_mood_model(
+    gtzan: dict[str, _Song], registry: ModelRegistry
+) -> None:
     """Out of collection for the mood model (trained on mer4q): low vs high arousal, from its quadrants."""
     from m2i_engine.models import mood_from_quadrants
 

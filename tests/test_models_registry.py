@@ -25,8 +25,11 @@ class _CentroidClassifier:
         d = np.linalg.norm(self.centroids - x, axis=1)
         p = np.exp(-d) / np.exp(-d).sum()
         order = np.argsort(-p)
-        return Classification(status="ok", model=self.name,
-                              labels=[LabelScore(label=self.labels[i], score=float(p[i])) for i in order])
+        return Classification(
+            status="ok",
+            model=self.name,
+            labels=[LabelScore(label=self.labels[i], score=float(p[i])) for i in order],
+        )
 
 
 register_loader("test-centroid")(_CentroidClassifier)
@@ -36,9 +39,18 @@ def _write_model(root: Path, task: str, fmt: str, labels: list[str], centroids: 
     folder = root / task
     folder.mkdir(parents=True)
     (folder / "centroids.json").write_text(json.dumps(centroids))
-    (folder / "manifest.json").write_text(json.dumps(
-        {"task": task, "name": f"{task}-test", "version": 1, "labels": labels, "format": fmt,
-         "file": "centroids.json"}))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "task": task,
+                "name": f"{task}-test",
+                "version": 1,
+                "labels": labels,
+                "format": fmt,
+                "file": "centroids.json",
+            }
+        )
+    )
 
 
 def test_missing_models_say_so(tmp_path: Path) -> None:

@@ -59,8 +59,9 @@ def test_backbone_is_as_exact_as_the_keras_port(registries: dict[str, ModelRegis
 
 
 @pytest.mark.parametrize(("style", "bpm"), [("rock", 128), ("ballad", 66), ("house", 124)])
-def test_songs_get_the_same_genre_and_emotion_scores(registries: dict[str, ModelRegistry], style: str,
-                                                     bpm: float) -> None:
+def test_songs_get_the_same_genre_and_emotion_scores(
+    registries: dict[str, ModelRegistry], style: str, bpm: float
+) -> None:
     features = {rt: _Features(_song(style, bpm, 7)) for rt in registries}
     for task in ("genre", "emotion", "mood"):
         a = registries["numpy"].classify(task, features["numpy"])
@@ -108,7 +109,13 @@ asyncio.run(main())
 print(sorted(m for m in ("torch", "keras", "tensorflow") if m in sys.modules))
 """
     env = {k: v for k, v in os.environ.items() if k not in ("M2I_MODEL_RUNTIME", "KERAS_BACKEND")}
-    r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
-                       capture_output=True, text=True, timeout=240)
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"

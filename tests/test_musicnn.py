@@ -63,7 +63,12 @@ def test_manifest_describes_the_shipped_weights() -> None:
     assert {"rock", "metal", "heavy metal", "Hip-Hop", "jazz", "instrumental", "sad"} <= set(m["labels"])
     spec = m["input"]
     assert (spec["sample_rate"], spec["n_fft"], spec["hop_length"], spec["n_mels"], spec["n_frames"]) == (
-        16000, 512, 256, 96, 187)
+        16000,
+        512,
+        256,
+        96,
+        187,
+    )
     assert m["provenance"]["licence"] == "ISC" and "Pons" in m["provenance"]["citation"]
     assert (FOLDER / "LICENSE.md").is_file()
     weights = FOLDER / m["file"]
@@ -82,8 +87,9 @@ def test_input_patches_shape_and_no_float16_overflow() -> None:
     # Shorter than one patch: repeated to fill it. Stereo (channels, samples) is downmixed.
     assert musicnn.musicnn_input(y=_song(1.0), sr=22050).shape == (1, 187, 96)
     stereo = np.stack([_song(4.0), _song(4.0)])
-    np.testing.assert_allclose(musicnn.musicnn_input(y=stereo, sr=22050),
-                               musicnn.musicnn_input(y=_song(4.0), sr=22050), atol=1e-5)
+    np.testing.assert_allclose(
+        musicnn.musicnn_input(y=stereo, sr=22050), musicnn.musicnn_input(y=_song(4.0), sr=22050), atol=1e-5
+    )
     assert musicnn.musicnn_input(y=_song(10.0), sr=22050, hop_frames=93).shape[0] == 5
 
 
@@ -91,12 +97,20 @@ def test_outputs_shapes_and_determinism(tagger: musicnn.MusicnnTagger) -> None:
     y = _song(7.0)
     per = tagger.per_patch(y, 22050)
     assert {k: v.shape for k, v in per.items()} == {
-        "tags": (2, 50), "logits": (2, 50), "penultimate": (2, 200), "mean_pool": (2, 753),
-        "max_pool": (2, 753)}
+        "tags": (2, 50),
+        "logits": (2, 50),
+        "penultimate": (2, 200),
+        "mean_pool": (2, 753),
+        "max_pool": (2, 753),
+    }
     emb = tagger.embeddings(y, 22050)
     assert {k: v.shape for k, v in emb.items()} == {
-        "tags": (50,), "penultimate": (200,), "penultimate_std": (200,), "mean_pool": (753,),
-        "max_pool": (753,)}
+        "tags": (50,),
+        "penultimate": (200,),
+        "penultimate_std": (200,),
+        "mean_pool": (753,),
+        "max_pool": (753,),
+    }
     assert all(np.isfinite(v).all() and v.dtype == np.float32 for v in emb.values())
     again = tagger.pool(per)  # a second run gives the very same numbers
     assert all(np.array_equal(emb[k], again[k]) for k in emb)
@@ -182,9 +196,24 @@ def test_port_matches_the_tf1_graph(tagger: musicnn.MusicnnTagger, tmp_path: Pat
     arrays: dict[str, Any] = dict(inputs)
     np.savez(tmp_path / "in.npz", **arrays)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
-    subprocess.run([str(TF_PYTHON), str(CONVERTER), "tf-reference", "--package", str(src), "--model",
-                    "MSD_musicnn", "--inputs", str(tmp_path / "in.npz"), "--out", str(tmp_path / "tf.npz")],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [
+            str(TF_PYTHON),
+            str(CONVERTER),
+            "tf-reference",
+            "--package",
+            str(src),
+            "--model",
+            "MSD_musicnn",
+            "--inputs",
+            str(tmp_path / "in.npz"),
+            "--out",
+            str(tmp_path / "tf.npz"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     theirs = dict(np.load(tmp_path / "tf.npz"))
     assert [str(s) for s in theirs["labels"]] == list(tagger.labels)
     for name, x in inputs.items():
@@ -209,11 +238,28 @@ def test_tensorflow_backend_gives_the_same_outputs(tagger: musicnn.MusicnnTagger
     inputs = _tf_inputs(tagger)
     arrays: dict[str, Any] = dict(inputs)
     np.savez(tmp_path / "in.npz", **arrays)
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONWARNINGS": "ignore"}
-    subprocess.run([str(python), str(CONVERTER), "keras-run", "--folder", str(FOLDER), "--inputs",
-                    str(tmp_path / "in.npz"), "--out", str(tmp_path / "k.npz")], check=True, env=env,
-                   capture_output=True)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONWARNINGS": "ignore",
+    }
+    subprocess.run(
+        [
+            str(python),
+            str(CONVERTER),
+            "keras-run",
+            "--folder",
+            str(FOLDER),
+            "--inputs",
+            str(tmp_path / "in.npz"),
+            "--out",
+            str(tmp_path / "k.npz"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     theirs = dict(np.load(tmp_path / "k.npz"))
     assert str(theirs["backend"]) == "tensorflow"
     for name, x in inputs.items():

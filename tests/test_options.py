@@ -17,9 +17,19 @@ def test_aspect_sizes_keep_ratio_and_multiple_of_8(aspect: Aspect) -> None:
     assert abs(w / h - rw / rh) < 0.02
 
 
-@pytest.mark.parametrize("bad", [{"seed": -1}, {"seed": MAX_SEED + 1}, {"size": 10_000},
-                                 {"num_images": 0}, {"style": "nope"}, {"aspect": "7:3"},
-                                 {"prompt": "x" * 401}, {"unknown": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"seed": -1},
+        {"seed": MAX_SEED + 1},
+        {"size": 10_000},
+        {"num_images": 0},
+        {"style": "nope"},
+        {"aspect": "7:3"},
+        {"prompt": "x" * 401},
+        {"unknown": 1},
+    ],
+)
 def test_bad_options_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         VisualizeOptions(**bad)  # type: ignore[arg-type]

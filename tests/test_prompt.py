@@ -113,8 +113,9 @@ def test_a_confident_genre_keeps_its_imagery_and_adds_at_most_two_style_phrases(
     styles = {**_CLUB, "80s": (0.4, "era"), "rock": (0.35, "genre")}
     p = build_prompt(make_tags(genre={"pop": 0.8}, styles=styles), VisualizeOptions(style=Style.cover))
     assert GENRE_IMAGERY["pop"] in p.text
-    added = [w for w in ("electronic", "house", "female vocalists", "80s", "rock")
-             if STYLE_IMAGERY[w] in p.text]
+    added = [
+        w for w in ("electronic", "house", "female vocalists", "80s", "rock") if STYLE_IMAGERY[w] in p.text
+    ]
     assert added == ["electronic", "house"]
     assert p.text.index(GENRE_IMAGERY["pop"]) < p.text.index(STYLE_IMAGERY["electronic"])
     assert len(p.text.split()) <= MAX_WORDS

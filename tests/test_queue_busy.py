@@ -20,10 +20,10 @@ from tests.queue_harness import (  # noqa: F401  (redis_server is a fixture)
 )
 
 
-async def test_a_full_queue_refuses_new_jobs_at_once(
-        redis_server: RedisServer) -> None:
+async def test_a_full_queue_refuses_new_jobs_at_once(redis_server: RedisServer) -> None:
     settings = queue_settings(redis_server.url, f"busy-{secrets.token_hex(4)}").model_copy(
-        update={"max_queue": 2})
+        update={"max_queue": 2}
+    )
     async with QueueEngine(settings) as engine:  # no worker consumes this namespace: jobs stay queued
         waiting = [asyncio.create_task(engine.analyze(song(seed))) for seed in (11, 12)]
 

@@ -12,14 +12,17 @@ from m2i_engine.queue import client, worker  # noqa: E402
 from m2i_engine.queue.connection import is_connection_error, retry_connection  # noqa: E402
 
 
-@pytest.mark.parametrize("exc, expected", [
-    (redis.ConnectionError("refused"), True),
-    (redis.TimeoutError("slow"), True),
-    (ConnectionResetError(), True),
-    (redis.ResponseError("LOADING Redis is loading the dataset in memory"), True),
-    (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
-    (ValueError("a bug"), False),
-])
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (redis.ConnectionError("refused"), True),
+        (redis.TimeoutError("slow"), True),
+        (ConnectionResetError(), True),
+        (redis.ResponseError("LOADING Redis is loading the dataset in memory"), True),
+        (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+        (ValueError("a bug"), False),
+    ],
+)
 def test_what_counts_as_redis_being_away(exc: BaseException, expected: bool) -> None:
     assert is_connection_error(exc) is expected
 

@@ -7,7 +7,6 @@ workers. In each, every client gets exactly one answer — the result, or a clea
 service goes on.
 """
 
-
 from __future__ import annotations
 
 import asyncio
@@ -57,8 +56,9 @@ class Cluster:
         """Top the cluster up to ``n`` live workers (after a test killed or stopped some)."""
         self.workers = [w for w in self.workers if w.alive]
         if len(self.workers) < n:
-            self.workers += start_workers(n - len(self.workers), self.env, self.gate,
-                                          namespace=self.namespace, redis_url=self.redis.url)
+            self.workers += start_workers(
+                n - len(self.workers), self.env, self.gate, namespace=self.namespace, redis_url=self.redis.url
+            )
 
     def by_pid(self, pid: int) -> WorkerProc:
         return next(w for w in self.workers if w.pid == pid)
@@ -88,12 +88,11 @@ async def api(cluster: Cluster) -> AsyncIterator[TestClient[Any, Any]]:
         yield c
 
 
-
-
 async def started_on(cluster: Cluster, gate: str) -> int:
     """The pid of the worker that started the gated job."""
-    files = await await_until(lambda: list(cluster.gate.glob(f"{gate}.started.*")), 60,
-                              f"job {gate} to start")
+    files = await await_until(
+        lambda: list(cluster.gate.glob(f"{gate}.started.*")), 60, f"job {gate} to start"
+    )
     return int(files[0].name.rsplit(".", 1)[1])
 
 
@@ -120,11 +119,13 @@ class DoneEvents:
 
 
 async def test_a_worker_killed_mid_job_is_replaced_and_the_client_gets_one_result(
-        cluster: Cluster, api: TestClient[Any, Any]) -> None:
+    cluster: Cluster, api: TestClient[Any, Any]
+) -> None:
     cluster.ensure(2)
     events = DoneEvents(cluster)
-    call = asyncio.create_task(api.post("/v1/visualize", data=form(song(1), size=256, seed=11,
-                                                                   prompt="m2i-fault-gate-kill")))
+    call = asyncio.create_task(
+        api.post("/v1/visualize", data=form(song(1), size=256, seed=11, prompt="m2i-fault-gate-kill"))
+    )
     pid = await started_on(cluster, "kill")
     victim = cluster.by_pid(pid)
     victim.signal(signal.SIGKILL)
@@ -141,16 +142,19 @@ async def test_a_worker_killed_mid_job_is_replaced_and_the_client_gets_one_resul
     assert "delivery 2" in survivor.log()
 
 
-async def test_sigterm_finishes_the_running_job_then_the_worker_exits(cluster: Cluster,
-                                                                      api: TestClient[Any, Any]) -> None:
+async def test_sigterm_finishes_the_running_job_then_the_worker_exits(
+    cluster: Cluster, api: TestClient[Any, Any]
+) -> None:
     cluster.ensure(2)
-    slow = asyncio.create_task(api.post("/v1/visualize", data=form(song(2), size=256, seed=12,
-                                                                   prompt="m2i-fault-gate-term")))
+    slow = asyncio.create_task(
+        api.post("/v1/visualize", data=form(song(2), size=256, seed=12, prompt="m2i-fault-gate-term"))
+    )
     pid = await started_on(cluster, "term")
     stopping = cluster.by_pid(pid)
     stopping.signal(signal.SIGTERM)
-    await await_until(lambda: "stopping: finishing 1 running job" in stopping.log(), 20,
-                      "the worker to drain")
+    await await_until(
+        lambda: "stopping: finishing 1 running job" in stopping.log(), 20, "the worker to drain"
+    )
     other = await api.post("/v1/visualize", data=form(song(3), size=256, seed=13))
     other_doc = await other.json()
     assert other.status == 200 and not cluster.job(other_doc["job_id"])["worker"].endswith(f"-{pid}")
@@ -165,9 +169,14 @@ async def test_sigterm_finishes_the_running_job_then_the_worker_exits(cluster: C
 
 async def test_redis_restarting_under_load_loses_nothing(cluster: Cluster, api: TestClient[Any, Any]) -> None:
     cluster.ensure(2)
-    calls = [asyncio.create_task(api.post("/v1/visualize", data=form(song(4), size=256, seed=20 + i,
-                                                                     prompt="m2i-fault-gate-restart")))
-             for i in range(6)]
+    calls = [
+        asyncio.create_task(
+            api.post(
+                "/v1/visualize", data=form(song(4), size=256, seed=20 + i, prompt="m2i-fault-gate-restart")
+            )
+        )
+        for i in range(6)
+    ]
     await started_on(cluster, "restart")
     await asyncio.to_thread(cluster.redis.restart)
     (cluster.gate / "restart").touch()
@@ -180,8 +189,9 @@ async def test_redis_restarting_under_load_loses_nothing(cluster: Cluster, api: 
     await await_until(lambda: len(alive_workers(cluster.redis.url, cluster.namespace)) == 2, 20, "heartbeats")
 
 
-async def test_a_job_that_raises_gets_a_clear_error_and_the_worker_lives(cluster: Cluster,
-                                                                         api: TestClient[Any, Any]) -> None:
+async def test_a_job_that_raises_gets_a_clear_error_and_the_worker_lives(
+    cluster: Cluster, api: TestClient[Any, Any]
+) -> None:
     cluster.ensure(2)
     pids = {w.pid for w in cluster.workers}
     resp = await api.post("/v1/visualize", data=form(song(1), size=256, prompt="m2i-fault-raise"))
@@ -193,8 +203,9 @@ async def test_a_job_that_raises_gets_a_clear_error_and_the_worker_lives(cluster
     assert {w.pid for w in cluster.workers if w.alive} == pids
 
 
-async def test_audio_that_crashes_the_decoder_is_isolated(cluster: Cluster,
-                                                          api: TestClient[Any, Any]) -> None:
+async def test_audio_that_crashes_the_decoder_is_isolated(
+    cluster: Cluster, api: TestClient[Any, Any]
+) -> None:
     cluster.ensure(2)
     pids = {w.pid for w in cluster.workers}
     resp = await api.post("/v1/visualize", data=form(poison_song(), size=256))
@@ -205,8 +216,9 @@ async def test_audio_that_crashes_the_decoder_is_isolated(cluster: Cluster,
     assert {w.pid for w in cluster.workers if w.alive} == pids
 
 
-async def test_out_of_gpu_memory_is_retried_smaller_then_reported(cluster: Cluster,
-                                                                   api: TestClient[Any, Any]) -> None:
+async def test_out_of_gpu_memory_is_retried_smaller_then_reported(
+    cluster: Cluster, api: TestClient[Any, Any]
+) -> None:
     cluster.ensure(2)
     resp = await api.post("/v1/visualize", data=form(song(3), size=512, seed=42, prompt="m2i-fault-oom"))
     doc = await resp.json()
@@ -229,12 +241,24 @@ async def test_a_job_that_keeps_killing_workers_is_failed_not_looped(cluster: Cl
     sha = hashlib.sha256(audio).hexdigest()
     job_id = "poison-" + secrets.token_hex(4)
     r.set(f"{cluster.namespace}:audio:{sha}", audio, ex=600)
-    r.hset(f"{cluster.namespace}:job:{job_id}",
-           mapping={"created": "0", "deliveries": s.queue.max_deliveries})
+    r.hset(
+        f"{cluster.namespace}:job:{job_id}", mapping={"created": "0", "deliveries": s.queue.max_deliveries}
+    )
     broker = build_broker(s.queue)
-    broker.enqueue(job_message({"job": job_id, "kind": "visualize", "sha": sha, "rid": job_id,
-                                "options": {"size": 256}, "oom_step": 0}))
+    broker.enqueue(
+        job_message(
+            {
+                "job": job_id,
+                "kind": "visualize",
+                "sha": sha,
+                "rid": job_id,
+                "options": {"size": 256},
+                "oom_step": 0,
+            }
+        )
+    )
     async with QueueEngine(s) as engine:
+
         async def answered() -> dict[str, Any] | None:
             status = await engine.job_status(job_id)
             return status if status and status["result"] is not None else None

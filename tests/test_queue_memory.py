@@ -49,7 +49,8 @@ def held_bytes(result: Any) -> int:
 
 
 async def test_kept_jobs_give_their_picture_bytes_back_and_still_answer(
-        redis_server: RedisServer, tmp_path: Path) -> None:
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     namespace = "mem" + secrets.token_hex(4)
     env = queue_env(redis_server.url, namespace, tmp_path)
     [worker] = start_workers(1, env, tmp_path, namespace=namespace, redis_url=redis_server.url)
@@ -68,18 +69,25 @@ async def test_kept_jobs_give_their_picture_bytes_back_and_still_answer(
             key = {"Idempotency-Key": secrets.token_hex(8)}
             first = await c.post("/v1/visualize", data=form(song(31), size=512, seed=9), headers=key)
             first_doc = await first.json()
-            queued = await (await c.post("/v1/visualize?wait=false", data=form(song(32), size=512,
-                                                                               seed=10))).json()
-            await await_until(lambda: (j := jobs.get(queued["job_id"])) is not None and j.done, 60,
-                              "the async job to finish")
+            queued = await (
+                await c.post("/v1/visualize?wait=false", data=form(song(32), size=512, seed=10))
+            ).json()
+            await await_until(
+                lambda: (j := jobs.get(queued["job_id"])) is not None and j.done,
+                60,
+                "the async job to finish",
+            )
             assert sum(len(png) for png in served.values()) > 20_000
 
             # what the API holds once the answers went out: no picture bytes, whatever the job count
             def held() -> int:
                 return sum(held_bytes(j.result) for j in jobs._jobs.values())
 
-            await await_until(lambda: held() < 200 * len(jobs._jobs), 10,
-                              "the API to let go of the pictures it served (they are in Redis)")
+            await await_until(
+                lambda: held() < 200 * len(jobs._jobs),
+                10,
+                "the API to let go of the pictures it served (they are in Redis)",
+            )
 
             # ...and every way of asking for a kept job's pictures still gets the very same bytes
             status = await (await c.get(f"/v1/jobs/{queued['job_id']}?image=base64")).json()
@@ -88,8 +96,9 @@ async def test_kept_jobs_give_their_picture_bytes_back_and_still_answer(
             stored = await (await c.get(f"/v1/images/{img['id']}.png")).read()
             assert base64.b64decode(img["png_base64"]) == stored and stored.startswith(b"\x89PNG")
             assert (img["width"], img["height"]) == (512, 512)
-            again = await c.post("/v1/visualize", data=form(song(31), size=512, seed=9),
-                                 headers={**key, "Accept": "image/png"})
+            again = await c.post(
+                "/v1/visualize", data=form(song(31), size=512, seed=9), headers={**key, "Accept": "image/png"}
+            )
             assert again.status == 200 and again.headers["X-M2I-Job-ID"] == first_doc["job_id"]
             assert await again.read() == await (await c.get(first_doc["images"][0]["url"])).read()
             await await_until(lambda: held() < 200 * len(jobs._jobs), 10, "the retried job to let go too")

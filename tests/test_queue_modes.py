@@ -47,8 +47,11 @@ def namespace() -> str:
 
 
 @pytest.fixture(scope="module")
-def workers(redis_server: RedisServer, namespace: str, tmp_path_factory: pytest.TempPathFactory,
-            ) -> Iterator[list[WorkerProc]]:
+def workers(
+    redis_server: RedisServer,
+    namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[WorkerProc]]:
     tmp = tmp_path_factory.mktemp("modes")
     env = queue_env(redis_server.url, namespace, tmp)
     procs = start_workers(2, env, tmp, namespace=namespace, redis_url=redis_server.url)
@@ -65,13 +68,12 @@ async def single() -> AsyncIterator[TestClient[Any, Any]]:
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def queued(redis_server: RedisServer, namespace: str,
-                 workers: list[WorkerProc]) -> AsyncIterator[TestClient[Any, Any]]:
+async def queued(
+    redis_server: RedisServer, namespace: str, workers: list[WorkerProc]
+) -> AsyncIterator[TestClient[Any, Any]]:
     s = queue_settings(redis_server.url, namespace)
     async with TestClient(TestServer(create_app(s, QueueEngine(s)))) as c:
         yield c
-
-
 
 
 async def scenario(c: TestClient[Any, Any]) -> dict[str, Any]:
@@ -81,8 +83,10 @@ async def scenario(c: TestClient[Any, Any]) -> dict[str, Any]:
     assert r.status == 200, await r.text()
     doc = await r.json()
     png = await (await c.get(doc["images"][0]["url"])).read()
-    out["picture"] = ({k: doc[k] for k in ("tags", "prompt", "negative_prompt", "style", "seed", "backend",
-                                           "notes")}, png)
+    out["picture"] = (
+        {k: doc[k] for k in ("tags", "prompt", "negative_prompt", "style", "seed", "backend", "notes")},
+        png,
+    )
     r = await c.post("/v1/visualize", data=form(song(1), size=256, seed=6, style="watercolor"))
     reroll = await r.json()
     out["reroll_cached_analysis"] = reroll["cached"]
@@ -99,15 +103,17 @@ async def scenario(c: TestClient[Any, Any]) -> dict[str, Any]:
         await asyncio.sleep(0.05)
     out["async"] = (r.status, status["status"], len(status["result"]["images"]))
     headers = {"Idempotency-Key": secrets.token_hex(8)}
-    a, b = await asyncio.gather(*(c.post("/v1/visualize", data=form(song(4), size=256), headers=headers)
-                                  for _ in range(2)))
+    a, b = await asyncio.gather(
+        *(c.post("/v1/visualize", data=form(song(4), size=256), headers=headers) for _ in range(2))
+    )
     ja, jb = await a.json(), await b.json()
     out["idempotent"] = ja["job_id"] == jb["job_id"] and ja["images"] == jb["images"]
     return out
 
 
 async def test_the_same_scenario_gives_the_same_answers_in_both_modes(
-        single: TestClient[Any, Any], queued: TestClient[Any, Any]) -> None:
+    single: TestClient[Any, Any], queued: TestClient[Any, Any]
+) -> None:
     one = await scenario(single)
     many = await scenario(queued)
     assert one["picture"][0] == many["picture"][0]
@@ -121,9 +127,11 @@ async def test_the_same_scenario_gives_the_same_answers_in_both_modes(
 
 
 async def test_concurrent_clients_each_get_exactly_one_result(
-        queued: TestClient[Any, Any], redis_server: RedisServer, namespace: str) -> None:
-    calls = [queued.post("/v1/visualize", data=form(song(1 + i % 3), size=256, seed=100 + i))
-             for i in range(24)]
+    queued: TestClient[Any, Any], redis_server: RedisServer, namespace: str
+) -> None:
+    calls = [
+        queued.post("/v1/visualize", data=form(song(1 + i % 3), size=256, seed=100 + i)) for i in range(24)
+    ]
     docs = [await r.json() for r in await asyncio.gather(*calls)]
     assert all("images" in d for d in docs), docs
     assert len({d["images"][0]["id"] for d in docs}) == 24
@@ -135,21 +143,25 @@ async def test_concurrent_clients_each_get_exactly_one_result(
     assert "m2i_workers_alive 2.0" in text and 'm2i_stage_seconds_count{stage="queue_wait"}' in text
 
 
-async def test_a_retried_request_joins_its_job_across_api_processes(redis_server: RedisServer, namespace: str,
-                                                                    workers: list[WorkerProc]) -> None:
+async def test_a_retried_request_joins_its_job_across_api_processes(
+    redis_server: RedisServer, namespace: str, workers: list[WorkerProc]
+) -> None:
     s = queue_settings(redis_server.url, namespace)
     job_id = "chat-" + secrets.token_hex(6)
     async with QueueEngine(s) as api1, QueueEngine(s) as api2:
         with request_context("retry-test", job_id):
-            a, b = await asyncio.gather(api1.visualize(song(5), VisualizeOptions(size=256, seed=1)),
-                                        api2.visualize(song(5), VisualizeOptions(size=256, seed=1)))
+            a, b = await asyncio.gather(
+                api1.visualize(song(5), VisualizeOptions(size=256, seed=1)),
+                api2.visualize(song(5), VisualizeOptions(size=256, seed=1)),
+            )
     assert a.images[0].meta["image_id"] == b.images[0].meta["image_id"]
     r = redis.Redis.from_url(redis_server.url)
     assert int(r.hget(f"{namespace}:job:{job_id}", "deliveries") or 0) == 1
 
 
-async def test_the_bots_run_unchanged_on_the_queue(redis_server: RedisServer, namespace: str,
-                                                   workers: list[WorkerProc]) -> None:
+async def test_the_bots_run_unchanged_on_the_queue(
+    redis_server: RedisServer, namespace: str, workers: list[WorkerProc]
+) -> None:
     s = queue_settings(redis_server.url, namespace)
     async with QueueEngine(s) as engine:
         service = BotService(engine, BotSettings(image_size=256))  # type: ignore[arg-type]
@@ -158,8 +170,14 @@ async def test_the_bots_run_unchanged_on_the_queue(redis_server: RedisServer, na
             return song(6)
 
         seen: list[Any] = []
-        request = AudioRequest(platform=Platform("test"), user_id=1, chat_id=1, fetch=fetch,
-                               meta=AudioMeta(kind="audio", file_name="a.wav"), options="style=neon seed=5")
+        request = AudioRequest(
+            platform=Platform("test"),
+            user_id=1,
+            chat_id=1,
+            fetch=fetch,
+            meta=AudioMeta(kind="audio", file_name="a.wav"),
+            options="style=neon seed=5",
+        )
         out = await service.visualize(request, progress=seen.append)
     assert isinstance(out, Reply), out
     assert out.seed == 5 and out.images[0].png.startswith(b"\x89PNG") and out.images[0].width == 256

@@ -71,8 +71,14 @@ async def test_a_chat_bot_with_no_worker_says_so_at_once(redis_server: RedisServ
         async def fetch() -> bytes:
             return song(25)
 
-        request = AudioRequest(platform=Platform("test"), user_id=1, chat_id=1, fetch=fetch,
-                               meta=AudioMeta(kind="audio", file_name="a.wav"), options="seed=5")
+        request = AudioRequest(
+            platform=Platform("test"),
+            user_id=1,
+            chat_id=1,
+            fetch=fetch,
+            meta=AudioMeta(kind="audio", file_name="a.wav"),
+            options="seed=5",
+        )
         t0 = time.monotonic()
         out = await service.visualize(request)
         assert time.monotonic() - t0 < 5
@@ -86,14 +92,16 @@ def test_a_timeout_in_the_queue_is_not_blamed_on_the_clip_in_chat() -> None:
 
 
 async def test_a_worker_dying_under_a_waiting_request_is_reported_as_such(
-        redis_server: RedisServer, tmp_path: Path) -> None:
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     namespace = "nw" + secrets.token_hex(4)
     env = queue_env(redis_server.url, namespace, tmp_path)
     [worker] = start_workers(1, env, tmp_path, namespace=namespace, redis_url=redis_server.url)
     try:
         async with api(queue_settings(redis_server.url, namespace)) as c:
-            call = asyncio.create_task(c.post("/v1/visualize", data=form(
-                song(22), size=256, seed=1, prompt="m2i-fault-gate-die")))
+            call = asyncio.create_task(
+                c.post("/v1/visualize", data=form(song(22), size=256, seed=1, prompt="m2i-fault-gate-die"))
+            )
             await await_until(lambda: list(tmp_path.glob("die.started.*")), 60, "the job to start")
             worker.signal(signal.SIGKILL)
             t0 = time.monotonic()
@@ -107,15 +115,17 @@ async def test_a_worker_dying_under_a_waiting_request_is_reported_as_such(
 
 
 async def test_a_deadline_says_whether_the_queue_or_the_job_was_too_long(
-        redis_server: RedisServer, tmp_path: Path) -> None:
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     namespace = "nw" + secrets.token_hex(4)
     env = queue_env(redis_server.url, namespace, tmp_path, M2I_QUEUE__CONCURRENCY="1")
     [worker] = start_workers(1, env, tmp_path, namespace=namespace, redis_url=redis_server.url)
     settings = queue_settings(redis_server.url, namespace).model_copy(update={"request_timeout_s": 5.0})
     try:
         async with api(settings) as c:
-            long_job = asyncio.create_task(c.post("/v1/visualize", data=form(
-                song(23), size=256, seed=2, prompt="m2i-fault-gate-long")))
+            long_job = asyncio.create_task(
+                c.post("/v1/visualize", data=form(song(23), size=256, seed=2, prompt="m2i-fault-gate-long"))
+            )
             await await_until(lambda: list(tmp_path.glob("long.started.*")), 60, "the long job to start")
             behind = await c.post("/v1/visualize", data=form(song(24), size=256, seed=3))
             waited, ran = await behind.json(), await (await long_job).json()

@@ -54,8 +54,11 @@ def namespace() -> str:
 
 
 @pytest.fixture(scope="module")
-def workers(redis_server: RedisServer, namespace: str, tmp_path_factory: pytest.TempPathFactory,
-            ) -> Iterator[list[WorkerProc]]:
+def workers(
+    redis_server: RedisServer,
+    namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[WorkerProc]]:
     tmp = tmp_path_factory.mktemp("queue-video")
     env = queue_env(redis_server.url, namespace, tmp)
     procs = start_workers(1, env, tmp, namespace=namespace, redis_url=redis_server.url)
@@ -65,8 +68,9 @@ def workers(redis_server: RedisServer, namespace: str, tmp_path_factory: pytest.
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def engine(redis_server: RedisServer, namespace: str,
-                 workers: list[WorkerProc]) -> AsyncIterator[QueueEngine]:
+async def engine(
+    redis_server: RedisServer, namespace: str, workers: list[WorkerProc]
+) -> AsyncIterator[QueueEngine]:
     async with QueueEngine(queue_settings(redis_server.url, namespace)) as eng:
         yield eng
 
@@ -99,7 +103,11 @@ async def test_a_worker_makes_the_same_mp4_as_one_process(engine: QueueEngine, t
     assert one.path.read_bytes() == mp4  # the very same file
     assert one.prompt == got.prompt and one.tags == got.tags and one.notes == got.notes
     assert (one.video.sections, one.video.scenes, one.video.style, one.video.motif) == (
-        v.sections, v.scenes, v.style, v.motif)
+        v.sections,
+        v.scenes,
+        v.style,
+        v.motif,
+    )
     # the clip's WAV is the same bytes in every process, so its analysis is cached under one key
     assert got.analysis.audio_sha256 == one.analysis.audio_sha256 and len(one.analysis.audio_sha256) == 64
 
@@ -114,13 +122,18 @@ async def test_without_out_the_caller_gets_a_temporary_file_it_owns(engine: Queu
         got.path.unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize(("audio", "options"), [
-    (b"definitely not audio" * 20, OPTIONS),
-    (song(3, duration_s=1.0), OPTIONS),  # shorter than the shortest song accepted
-    (song(3), OPTIONS.model_copy(update={"num_images": 2})),  # a video is one picture
-], ids=["not-audio", "too-short", "two-pictures"])
-async def test_bad_input_is_refused_as_in_one_process(engine: QueueEngine, tmp_path: Path, audio: bytes,
-                                                      options: VisualizeOptions) -> None:
+@pytest.mark.parametrize(
+    ("audio", "options"),
+    [
+        (b"definitely not audio" * 20, OPTIONS),
+        (song(3, duration_s=1.0), OPTIONS),  # shorter than the shortest song accepted
+        (song(3), OPTIONS.model_copy(update={"num_images": 2})),  # a video is one picture
+    ],
+    ids=["not-audio", "too-short", "two-pictures"],
+)
+async def test_bad_input_is_refused_as_in_one_process(
+    engine: QueueEngine, tmp_path: Path, audio: bytes, options: VisualizeOptions
+) -> None:
     with pytest.raises(InputError) as single:
         await single_video(audio, options, SMALL, out=tmp_path / "single.mp4")
     with pytest.raises(InputError) as queued:
@@ -131,8 +144,9 @@ async def test_bad_input_is_refused_as_in_one_process(engine: QueueEngine, tmp_p
     assert not (tmp_path / "queued.mp4").exists()
 
 
-async def test_a_video_over_the_byte_limit_is_refused(engine: QueueEngine, redis_server: RedisServer,
-                                                      namespace: str) -> None:
+async def test_a_video_over_the_byte_limit_is_refused(
+    engine: QueueEngine, redis_server: RedisServer, namespace: str
+) -> None:
     job_id = "vid" + secrets.token_hex(6)
     with request_context("too-large", job_id), pytest.raises(VideoTooLargeError) as exc:
         await engine.video(song(4), OPTIONS, SMALL, max_bytes=20_000)
@@ -141,21 +155,27 @@ async def test_a_video_over_the_byte_limit_is_refused(engine: QueueEngine, redis
     assert r.hget(f"{namespace}:job:{job_id}-video", "state") == b"failed"  # refused by the worker
 
 
-async def test_the_http_api_serves_queued_videos(redis_server: RedisServer, namespace: str,
-                                                 workers: list[WorkerProc]) -> None:
+async def test_the_http_api_serves_queued_videos(
+    redis_server: RedisServer, namespace: str, workers: list[WorkerProc]
+) -> None:
     s = queue_settings(redis_server.url, namespace)
     async with TestClient(TestServer(create_app(s, QueueEngine(s)))) as c:
         # an Idempotency-Key gives the picture's job and the video's one id to start from
         headers = {"Idempotency-Key": secrets.token_hex(8)}
-        resp = await c.post(f"/v1/visualize?{SMALL_QUERY}", data=form(song(5), size=256, seed=4),
-                            headers=headers)
+        resp = await c.post(
+            f"/v1/visualize?{SMALL_QUERY}", data=form(song(5), size=256, seed=4), headers=headers
+        )
         assert resp.status == 200, await resp.text()
         doc = await resp.json()
         assert doc["images"][0]["width"] == 256
         video = doc["video"]
         assert video["url"] == f"/v1/videos/{video['id']}.mp4"
         assert (video["width"], video["height"], video["codec"], video["audio_codec"]) == (
-            144, 256, "libx264", "aac")
+            144,
+            256,
+            "libx264",
+            "aac",
+        )
         assert abs(video["length_s"] - 4.0) <= 0.2 and "worker_ms" in video["timings_ms"]
         got = await c.get(video["url"])
         mp4 = await got.read()
@@ -163,8 +183,9 @@ async def test_the_http_api_serves_queued_videos(redis_server: RedisServer, name
         info = probe_mp4(mp4)
         assert (info.video_codec, info.audio_codec) == ("h264", "aac") and abs(info.duration_s - 4.0) <= 0.2
 
-        refused = await c.post(f"/v1/visualize?{SMALL_QUERY}&video_max_bytes=20000",
-                               data=form(song(5), size=256, seed=4))
+        refused = await c.post(
+            f"/v1/visualize?{SMALL_QUERY}&video_max_bytes=20000", data=form(song(5), size=256, seed=4)
+        )
         err = (await refused.json())["error"]
         assert refused.status == 413 and err["code"] == "video_too_large"
         assert "video_length" in err["message"] and "--" not in err["message"]
@@ -177,11 +198,16 @@ async def test_the_bots_send_queued_videos(engine: QueueEngine) -> None:
     async def fetch() -> bytes:
         return song(6)
 
-    request = AudioRequest(platform=Platform("test"), user_id=1, chat_id=1, fetch=fetch,
-                           meta=AudioMeta(kind="audio", file_name="a.wav"), options=VisualizeOptions(seed=3),
-                           upload_limit=5_000_000)
+    request = AudioRequest(
+        platform=Platform("test"),
+        user_id=1,
+        chat_id=1,
+        fetch=fetch,
+        meta=AudioMeta(kind="audio", file_name="a.wav"),
+        options=VisualizeOptions(seed=3),
+        upload_limit=5_000_000,
+    )
     out = await service.video(request)
     assert isinstance(out, VideoReply), out
     assert out.mp4[4:8] == b"ftyp" and (out.width, out.height) == (144, 256) and out.seed == 3
     assert probe_mp4(out.mp4).audio_codec == "aac"
-

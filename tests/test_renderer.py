@@ -21,29 +21,63 @@ from m2i_engine.testing import make_tags
 
 SIDE = 224
 CONCRETE = [s for s in Style if s is not Style.auto]
-GENRES = ["classical", "metal", "jazz", "electronic", "disco", "hiphop", "reggae", "country",
-          "blues", "pop", "rock"]
+GENRES = [
+    "classical",
+    "metal",
+    "jazz",
+    "electronic",
+    "disco",
+    "hiphop",
+    "reggae",
+    "country",
+    "blues",
+    "pop",
+    "rock",
+]
 
 
-def song(*, genre: str | None = "pop", bpm: float = 120.0, tonic: str = "A", mode: str = "minor",
-         energy: float = 0.5, valence: float = 0.0, arousal: float = 0.0,
-         emotion: dict[str, float] | None = None, beats: list[float] | None = None,
-         downbeats: list[float] | None = None, beats_per_bar: int | None = 4,
-         curve: list[float] | None = None, **timbre: float) -> Tags:
+def song(
+    *,
+    genre: str | None = "pop",
+    bpm: float = 120.0,
+    tonic: str = "A",
+    mode: str = "minor",
+    energy: float = 0.5,
+    valence: float = 0.0,
+    arousal: float = 0.0,
+    emotion: dict[str, float] | None = None,
+    beats: list[float] | None = None,
+    downbeats: list[float] | None = None,
+    beats_per_bar: int | None = 4,
+    curve: list[float] | None = None,
+    **timbre: float,
+) -> Tags:
     """A song's tags built by hand (an arch of energy unless ``curve`` says otherwise)."""
     if beats is None:
         period = 60.0 / bpm
         beats = [i * period for i in range(int(30 / period))]
     if curve is None:
         curve = [float(0.3 + 0.5 * np.sin(np.pi * x)) for x in np.linspace(0, 1, 64)]
-    return make_tags(genre=genre, bpm=bpm, tonic=tonic, mode=mode, energy=energy, valence=valence,
-                     arousal=arousal, emotion=emotion, beats=beats,
-                     downbeats=beats[:: beats_per_bar or 4] if downbeats is None else downbeats,
-                     beats_per_bar=beats_per_bar, curve=curve, **timbre)
+    return make_tags(
+        genre=genre,
+        bpm=bpm,
+        tonic=tonic,
+        mode=mode,
+        energy=energy,
+        valence=valence,
+        arousal=arousal,
+        emotion=emotion,
+        beats=beats,
+        downbeats=beats[:: beats_per_bar or 4] if downbeats is None else downbeats,
+        beats_per_bar=beats_per_bar,
+        curve=curve,
+        **timbre,
+    )
 
 
-def pixels(tags: Tags, style: Style = Style.abstract, seed: int = 3, *, width: int = SIDE,
-           height: int = SIDE) -> np.ndarray:
+def pixels(
+    tags: Tags, style: Style = Style.abstract, seed: int = 3, *, width: int = SIDE, height: int = SIDE
+) -> np.ndarray:
     img = render(tags, style=style, width=width, height=height, seed=seed)
     return np.asarray(img, dtype=np.float32) / 255.0
 
@@ -76,11 +110,19 @@ def hue_deg(a: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(np.sin(ang).mean(), np.cos(ang).mean())) % 360)
 
 
-def request(tags: Tags, style: Style = Style.cover, *, width: int = SIDE, height: int = SIDE,
-            seed: int = 5, num_images: int = 1) -> ImageRequest:
+def request(
+    tags: Tags,
+    style: Style = Style.cover,
+    *,
+    width: int = SIDE,
+    height: int = SIDE,
+    seed: int = 5,
+    num_images: int = 1,
+) -> ImageRequest:
     prompt = Prompt(text="", negative="", style=style)
-    return ImageRequest(tags=tags, prompt=prompt, width=width, height=height, seed=seed,
-                        num_images=num_images)
+    return ImageRequest(
+        tags=tags, prompt=prompt, width=width, height=height, seed=seed, num_images=num_images
+    )
 
 
 # -- the contract ------------------------------------------------------------------------------
@@ -162,8 +204,10 @@ DIRECTION_GENRES = ["classical", "metal", "electronic", "hiphop", "country", "po
 @pytest.mark.parametrize("style", CONCRETE)
 def test_happier_songs_are_warmer_and_brighter(style: Style) -> None:
     for genre in DIRECTION_GENRES:
-        sad, happy = pixels(song(genre=genre, valence=-0.8), style), pixels(
-            song(genre=genre, valence=0.8), style)
+        sad, happy = (
+            pixels(song(genre=genre, valence=-0.8), style),
+            pixels(song(genre=genre, valence=0.8), style),
+        )
         assert warmth(happy) > warmth(sad), genre
         assert luma(happy).mean() > luma(sad).mean(), genre
 
@@ -171,8 +215,10 @@ def test_happier_songs_are_warmer_and_brighter(style: Style) -> None:
 @pytest.mark.parametrize("style", CONCRETE)
 def test_excited_songs_are_more_saturated_and_contrasted(style: Style) -> None:
     for genre in DIRECTION_GENRES:
-        calm, excited = pixels(song(genre=genre, arousal=-0.8), style), pixels(
-            song(genre=genre, arousal=0.8), style)
+        calm, excited = (
+            pixels(song(genre=genre, arousal=-0.8), style),
+            pixels(song(genre=genre, arousal=0.8), style),
+        )
         assert saturation(excited) > saturation(calm), genre
         assert luma(excited).std() > luma(calm).std(), genre
 
@@ -187,16 +233,20 @@ def test_tension_and_power_raise_contrast() -> None:
 @pytest.mark.parametrize("style", CONCRETE)
 def test_more_energy_means_more_ink_and_edges(style: Style) -> None:
     for genre in DIRECTION_GENRES:
-        quiet, loud = pixels(song(genre=genre, energy=0.1), style), pixels(
-            song(genre=genre, energy=0.95), style)
+        quiet, loud = (
+            pixels(song(genre=genre, energy=0.1), style),
+            pixels(song(genre=genre, energy=0.95), style),
+        )
         assert edge_energy(loud) > edge_energy(quiet), genre
 
 
 @pytest.mark.parametrize("style", CONCRETE)
 def test_minor_is_darker_than_major(style: Style) -> None:
     for genre in DIRECTION_GENRES:
-        minor, major = pixels(song(genre=genre, mode="minor"), style), pixels(
-            song(genre=genre, mode="major"), style)
+        minor, major = (
+            pixels(song(genre=genre, mode="minor"), style),
+            pixels(song(genre=genre, mode="major"), style),
+        )
         assert luma(minor).mean() < luma(major).mean(), genre
 
 
@@ -222,8 +272,7 @@ def test_faster_tempo_repeats_shapes_more_often() -> None:
 
 def test_beats_and_downbeats_form_the_rhythm_grid() -> None:
     swung = [i * 0.5 + (0.09 if i % 2 else 0.0) for i in range(60)]
-    rhythm = look_from_tags(song(bpm=120, beats=swung, downbeats=swung[::3],
-                                 beats_per_bar=3)).rhythm
+    rhythm = look_from_tags(song(bpm=120, beats=swung, downbeats=swung[::3], beats_per_bar=3)).rhythm
     assert rhythm.count == int(RHYTHM_WINDOW_S / 0.5)
     assert rhythm.accents.sum() == int(np.ceil(rhythm.count / 3))
     gaps = np.diff(rhythm.positions)
@@ -278,10 +327,8 @@ def test_genres_differ_in_structure(style: Style) -> None:
 
 
 def test_missing_genre_picks_a_motif_from_the_signal() -> None:
-    soft = song(genre=None, bpm=66, percussiveness=0.08, brightness=0.4, valence=0.1,
-                arousal=-0.5)
-    hard = song(genre=None, bpm=172, percussiveness=0.7, brightness=0.8, valence=-0.5,
-                arousal=0.85)
+    soft = song(genre=None, bpm=66, percussiveness=0.08, brightness=0.4, valence=0.1, arousal=-0.5)
+    hard = song(genre=None, bpm=172, percussiveness=0.7, brightness=0.8, valence=-0.5, arousal=0.85)
     assert look_from_tags(soft).motif is Motif.ribbons
     assert look_from_tags(hard).motif is Motif.shards
     for style in Style:
@@ -291,9 +338,9 @@ def test_missing_genre_picks_a_motif_from_the_signal() -> None:
 
 
 def test_missing_models_still_render() -> None:
-    tags = song(genre=None, emotion=None).model_copy(update={
-        "genre": Classification(status="model_missing"),
-        "emotion": Classification(status="error")})
+    tags = song(genre=None, emotion=None).model_copy(
+        update={"genre": Classification(status="model_missing"), "emotion": Classification(status="error")}
+    )
     for style in Style:
         a = pixels(tags, style)
         assert luma(a).std() > 0.02
@@ -302,14 +349,26 @@ def test_missing_models_still_render() -> None:
 # -- robustness --------------------------------------------------------------------------------
 
 EXTREMES: list[dict[str, Any]] = [
-    {"bpm": 40.0}, {"bpm": 250.0}, {"bpm": 1.0}, {"bpm": 900.0},
-    {"energy": 0.0}, {"energy": 1.0},
-    {"beats": [], "downbeats": []}, {"beats": [0.0], "downbeats": []},
+    {"bpm": 40.0},
+    {"bpm": 250.0},
+    {"bpm": 1.0},
+    {"bpm": 900.0},
+    {"energy": 0.0},
+    {"energy": 1.0},
+    {"beats": [], "downbeats": []},
+    {"beats": [0.0], "downbeats": []},
     {"beats": [0.5 * i for i in range(60)], "downbeats": []},
-    {"curve": []}, {"curve": [0.7]}, {"curve": [0.0] * 500}, {"curve": [1.0, 0.0] * 100},
-    {"beats_per_bar": None}, {"beats_per_bar": 7},
-    {"valence": -1.0, "arousal": -1.0}, {"valence": 1.0, "arousal": 1.0},
-    {"onset_rate_hz": 0.0}, {"onset_rate_hz": 40.0}, {"percussiveness": 1.0, "brightness": 0.0},
+    {"curve": []},
+    {"curve": [0.7]},
+    {"curve": [0.0] * 500},
+    {"curve": [1.0, 0.0] * 100},
+    {"beats_per_bar": None},
+    {"beats_per_bar": 7},
+    {"valence": -1.0, "arousal": -1.0},
+    {"valence": 1.0, "arousal": 1.0},
+    {"onset_rate_hz": 0.0},
+    {"onset_rate_hz": 40.0},
+    {"percussiveness": 1.0, "brightness": 0.0},
     {"emotion": {"tension": 1.0, "power": 1.0, "sadness": 1.0}},
     {"emotion": {"unknown_feeling": 0.9}},
 ]

@@ -38,8 +38,9 @@ def backend(tiny_sd_dir: Path) -> SDBackend:  # noqa: F811
 @pytest.fixture(scope="module")
 def solo(backend: SDBackend) -> list[np.ndarray]:
     """Each of the four songs generated alone (the reference)."""
-    return [pixels(backend.generate(make_request(seed=100 + i, genre=g))[0].image)
-            for i, g in enumerate(GENRES)]
+    return [
+        pixels(backend.generate(make_request(seed=100 + i, genre=g))[0].image) for i, g in enumerate(GENRES)
+    ]
 
 
 @pytest.fixture
@@ -49,10 +50,12 @@ def batcher(backend: SDBackend) -> Iterator[SDBatcher]:
 
 
 async def test_four_concurrent_requests_make_one_pipeline_call(
-        backend: SDBackend, batcher: SDBatcher, solo: list[np.ndarray]) -> None:
+    backend: SDBackend, batcher: SDBatcher, solo: list[np.ndarray]
+) -> None:
     calls = backend.calls
-    results = await asyncio.gather(*(batcher.agenerate(make_request(seed=100 + i, genre=g))
-                                     for i, g in enumerate(GENRES)))
+    results = await asyncio.gather(
+        *(batcher.agenerate(make_request(seed=100 + i, genre=g)) for i, g in enumerate(GENRES))
+    )
     assert backend.calls - calls == 1
     assert batcher.stats.batch_sizes == [4] and batcher.stats.requests == 4
     for (image,), want in zip(results, solo, strict=True):
@@ -62,8 +65,12 @@ async def test_four_concurrent_requests_make_one_pipeline_call(
 
 
 async def test_requests_that_cannot_share_a_call_run_apart(backend: SDBackend, batcher: SDBatcher) -> None:
-    requests = [make_request(seed=1), make_request(seed=2, width=64, height=48),
-                make_request(seed=3), make_request(seed=4, width=64, height=48)]
+    requests = [
+        make_request(seed=1),
+        make_request(seed=2, width=64, height=48),
+        make_request(seed=3),
+        make_request(seed=4, width=64, height=48),
+    ]
     results = await asyncio.gather(*(batcher.agenerate(r) for r in requests))
     assert sorted(batcher.stats.batch_sizes) == [2, 2]
     assert [r[0].image.size for r in results] == [(64, 64), (64, 48), (64, 64), (64, 48)]
@@ -71,16 +78,21 @@ async def test_requests_that_cannot_share_a_call_run_apart(backend: SDBackend, b
 
 def test_blocking_callers_from_threads_are_batched(batcher: SDBatcher, solo: list[np.ndarray]) -> None:
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda ig: batcher.generate(make_request(seed=100 + ig[0], genre=ig[1])),
-                                enumerate(GENRES)))
+        results = list(
+            pool.map(
+                lambda ig: batcher.generate(make_request(seed=100 + ig[0], genre=ig[1])), enumerate(GENRES)
+            )
+        )
     assert batcher.stats.images == 4 and batcher.stats.pipeline_batches <= 2
     for (image,), want in zip(results, solo, strict=True):
         assert np.abs(pixels(image.image) - want).max() <= 2.0
 
 
 async def test_multi_image_requests_fill_batches_up_to_the_limit(batcher: SDBatcher) -> None:
-    a, b = await asyncio.gather(batcher.agenerate(make_request(seed=10, num_images=3)),
-                                batcher.agenerate(make_request(seed=20, num_images=2)))
+    a, b = await asyncio.gather(
+        batcher.agenerate(make_request(seed=10, num_images=3)),
+        batcher.agenerate(make_request(seed=20, num_images=2)),
+    )
     assert [im.seed for im in a] == [10, 11, 12] and [im.seed for im in b] == [20, 21]
     assert sorted(batcher.stats.batch_sizes) == [2, 3]
 

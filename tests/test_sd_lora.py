@@ -47,12 +47,39 @@ def trained_lora(tiny_sd_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
         Image.fromarray(np.full((72, 64, 3), (220, 50 * i, 30), np.uint8)).save(data / f"cover{i}.png")
         (data / f"cover{i}.txt").write_text(f"red album cover number {i}")
     out = root / "adapter"
-    rc = _train_lora_module().main([  # type: ignore[attr-defined]
-        "--model", str(tiny_sd_dir), "--data", str(data), "--output", str(out), "--rank", "4", "--alpha", "8",
-        "--lr", "1e-2", "--steps", "6", "--batch-size", "2", "--resolution", "64", "--random-flip",
-        "--gradient-checkpointing",
-        "--checkpoint-every", "3", "--validation-prompt", "red album cover", "--validate-every", "3",
-        "--validation-inference-steps", "2", "--quiet"])
+    rc = _train_lora_module().main(
+        [  # type: ignore[attr-defined]
+            "--model",
+            str(tiny_sd_dir),
+            "--data",
+            str(data),
+            "--output",
+            str(out),
+            "--rank",
+            "4",
+            "--alpha",
+            "8",
+            "--lr",
+            "1e-2",
+            "--steps",
+            "6",
+            "--batch-size",
+            "2",
+            "--resolution",
+            "64",
+            "--random-flip",
+            "--gradient-checkpointing",
+            "--checkpoint-every",
+            "3",
+            "--validation-prompt",
+            "red album cover",
+            "--validate-every",
+            "3",
+            "--validation-inference-steps",
+            "2",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -68,7 +95,9 @@ def test_training_writes_adapter_checkpoints_and_validation_images(trained_lora:
     assert (trained_lora / "pytorch_lora_weights.safetensors").is_file()
     assert (trained_lora / "checkpoint-3" / "pytorch_lora_weights.safetensors").is_file()
     assert sorted(p.name for p in (trained_lora / "validation").glob("*.png")) == [
-        "step000003-0.png", "step000006-0.png"]
+        "step000003-0.png",
+        "step000006-0.png",
+    ]
     info = json.loads((trained_lora / "m2i_lora.json").read_text())
     assert info["rank"] == 4 and info["alpha"] == 8 and info["steps"] == 6 and info["examples"] == 4
 
@@ -103,8 +132,10 @@ def test_several_adapters_with_weights(backend: SDBackend, trained_lora: Path) -
     final = LoraSpec(source=str(trained_lora), name="final")
     early = LoraSpec(source=str(trained_lora / "checkpoint-3"), name="early")
     only_final = pixels(backend.generate(request, SDOptions(loras=(final,)))[0].image)
-    both = backend.generate(request, SDOptions(loras=(final.model_copy(update={"weight": 0.6}),
-                                                      early.model_copy(update={"weight": 0.6}))))[0]
+    both = backend.generate(
+        request,
+        SDOptions(loras=(final.model_copy(update={"weight": 0.6}), early.model_copy(update={"weight": 0.6}))),
+    )[0]
     assert backend.loras.active == (("final", 0.6), ("early", 0.6))
     assert np.abs(pixels(both.image) - only_final).mean() > 0.2
     zero = backend.generate(request, SDOptions(loras=(final.model_copy(update={"weight": 0.0}),)))[0]
@@ -114,8 +145,9 @@ def test_several_adapters_with_weights(backend: SDBackend, trained_lora: Path) -
 def test_style_preset_names_a_lora(tiny_sd_dir: Path, trained_lora: Path) -> None:  # noqa: F811
     from m2i_engine.imaging.sd.factory import load_sd_backend as factory
 
-    b = factory(tiny_settings(tiny_sd_dir, style_lora_weight=0.9),
-                style_loras={Style.neon: str(trained_lora)})
+    b = factory(
+        tiny_settings(tiny_sd_dir, style_lora_weight=0.9), style_loras={Style.neon: str(trained_lora)}
+    )
     neon = b.generate(make_request(style="neon"))[0]
     cover = b.generate(make_request(style="cover"))[0]
     assert neon.meta["loras"] == [[str(trained_lora), 0.9]]
@@ -134,11 +166,42 @@ def test_training_reads_metadata_jsonl_and_refuses_bad_input(tiny_sd_dir: Path, 
     assert [(e.image.name, e.caption) for e in examples] == [("a.png", "blue cover")]
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert mod.main(["--model", str(tiny_sd_dir), "--data", str(empty), "--output",  # type: ignore[attr-defined]
-                     str(tmp_path / "o"), "--steps", "1", "--quiet"]) == 2
-    assert mod.main(["--model", str(tiny_sd_dir), "--data", str(data), "--output",  # type: ignore[attr-defined]
-                     str(tmp_path / "o"), "--steps", "1", "--mixed-precision", "fp16", "--device", "cpu",
-                     "--quiet"]) == 2
+    assert (
+        mod.main(
+            [
+                "--model",
+                str(tiny_sd_dir),
+                "--data",
+                str(empty),
+                "--output",  # type: ignore[attr-defined]
+                str(tmp_path / "o"),
+                "--steps",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert (
+        mod.main(
+            [
+                "--model",
+                str(tiny_sd_dir),
+                "--data",
+                str(data),
+                "--output",  # type: ignore[attr-defined]
+                str(tmp_path / "o"),
+                "--steps",
+                "1",
+                "--mixed-precision",
+                "fp16",
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
 
 
 def test_cli_visualize_with_sd_model_and_lora(tiny_sd_dir: Path, trained_lora: Path, tmp_path: Path) -> None:  # noqa: F811
@@ -156,10 +219,31 @@ def test_cli_visualize_with_sd_model_and_lora(tiny_sd_dir: Path, trained_lora: P
     sf.write(buf, render_song(SongSpec(bpm=100, duration_s=4)), 22_050, format="WAV")
     (tmp_path / "song.wav").write_bytes(buf.getvalue())
     env = {**os.environ, "M2I_SD__STEPS": "2", "M2I_SD__MAX_BATCH": "1", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "m2i_engine.cli", "visualize", "song.wav", "--json",
-                        "--backend", "sd", "--model", str(tiny_sd_dir), "--lora", f"{trained_lora}:0.8",
-                        "--size", "256", "-o", "sd.png"], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "m2i_engine.cli",
+            "visualize",
+            "song.wav",
+            "--json",
+            "--backend",
+            "sd",
+            "--model",
+            str(tiny_sd_dir),
+            "--lora",
+            f"{trained_lora}:0.8",
+            "--size",
+            "256",
+            "-o",
+            "sd.png",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["backend"] == "sd" and not doc["notes"]

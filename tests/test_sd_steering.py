@@ -50,8 +50,12 @@ def backend(tiny_sd_dir: Path) -> SDBackend:  # noqa: F811
 
 
 def test_phrase_spans_follow_the_text_and_skip_left_out_phrases() -> None:
-    prompt = Prompt(text="album cover, calm, jazz club", negative="", style=Style.cover,
-                    phrases=(("album cover", 1.0), ("calm", 1.2), ("not in text", 0.6), ("jazz club", 0.8)))
+    prompt = Prompt(
+        text="album cover, calm, jazz club",
+        negative="",
+        style=Style.cover,
+        phrases=(("album cover", 1.0), ("calm", 1.2), ("not in text", 0.6), ("jazz club", 0.8)),
+    )
     assert _phrase_spans(prompt, 1.0) == [(13, 17, 1.2), (19, 28, 0.8)]
     spans = _phrase_spans(prompt, 2.0)
     assert [(a, b) for a, b, _ in spans] == [(13, 17), (19, 28)]
@@ -60,14 +64,22 @@ def test_phrase_spans_follow_the_text_and_skip_left_out_phrases() -> None:
 
 
 @pytest.mark.parametrize("family", ["sd", "sdxl"])
-def test_unweighted_encoding_is_the_pipelines_own(family: str, tiny_sd_dir: Path,  # noqa: F811
-                                                  tiny_sdxl_dir: Path) -> None:  # noqa: F811
+def test_unweighted_encoding_is_the_pipelines_own(
+    family: str,
+    tiny_sd_dir: Path,  # noqa: F811
+    tiny_sdxl_dir: Path,  # noqa: F811
+) -> None:
     b = load_sd_backend(tiny_settings(tiny_sd_dir if family == "sd" else tiny_sdxl_dir))
     assert isinstance(b, SDBackend)
     prompts = [make_request(genre=g).prompt for g in ("jazz", "metal")]
     ours = b.encoder.encode(prompts, weighting=0.0, negative=True)
-    kw = {"device": b.pipeline.device, "num_images_per_prompt": 1, "do_classifier_free_guidance": True,
-          "prompt": [p.text for p in prompts], "negative_prompt": [p.negative for p in prompts]}
+    kw = {
+        "device": b.pipeline.device,
+        "num_images_per_prompt": 1,
+        "do_classifier_free_guidance": True,
+        "prompt": [p.text for p in prompts],
+        "negative_prompt": [p.negative for p in prompts],
+    }
     with torch.inference_mode():
         theirs = b.pipeline.encode_prompt(**kw)
     assert torch.equal(ours.embeds, theirs[0]) and torch.equal(ours.negative, theirs[1])  # type: ignore[arg-type]
@@ -77,8 +89,12 @@ def test_unweighted_encoding_is_the_pipelines_own(family: str, tiny_sd_dir: Path
 
 def test_phrase_weights_scale_only_their_tokens(backend: SDBackend) -> None:
     enc: PromptEncoder = backend.encoder
-    prompt = Prompt(text="red rock, blue jazz", negative="", style=Style.cover,
-                    phrases=(("red rock", 1.0), ("blue jazz", 1.2)))
+    prompt = Prompt(
+        text="red rock, blue jazz",
+        negative="",
+        style=Style.cover,
+        phrases=(("red rock", 1.0), ("blue jazz", 1.2)),
+    )
     ids, weights = enc._tokenize(enc.tokenizers[0], [prompt.text], [_phrase_spans(prompt, 1.0)])
     n = int((ids[0] != enc.tokenizers[0].pad_token_id).sum())  # BOS + tokens (EOS = pad id here)
     tokens = enc.tokenizers[0].convert_ids_to_tokens(ids[0, :n].tolist())
@@ -92,6 +108,7 @@ def test_phrase_weights_scale_only_their_tokens(backend: SDBackend) -> None:
 
 def test_phrase_weighting_changes_the_picture(backend: SDBackend) -> None:
     request = make_request(seed=2)
+
     def draw(weighting: float) -> np.ndarray:
         steering = SteeringSettings(init="none", phrase_weighting=weighting)
         return pixels(backend.generate(request, SDOptions(steering=steering))[0].image)
@@ -113,8 +130,12 @@ def test_composition_init_carries_the_music_when_words_are_equal(backend: SDBack
     text_only = backend.generate(ImageRequest(tags=calm, prompt=prompt, width=64, height=64, seed=5))[0]
     assert np.abs(pixels(a.image) - pixels(b.image)).mean() > 1.0
     assert np.abs(pixels(a.image) - pixels(text_only.image)).mean() > 1.0
-    assert a.meta["steering"] == {"init": "composition", "init_strength": 0.6, "palette_transfer": 0.0,
-                                  "phrase_weighting": 1.0}
+    assert a.meta["steering"] == {
+        "init": "composition",
+        "init_strength": 0.6,
+        "palette_transfer": 0.0,
+        "phrase_weighting": 1.0,
+    }
     assert len(a.meta["palette"]) >= 3  # type: ignore[arg-type]
     again = backend.generate(ImageRequest(tags=calm, prompt=prompt, width=64, height=64, seed=5), opts)[0]
     assert np.array_equal(pixels(a.image), pixels(again.image))
@@ -179,8 +200,10 @@ def test_measurement_script_smoke_runs_on_tiny_models(tmp_path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path / "steering.json"
-    assert module.main(["--tiny", "--images", "1", "--modes", "text,composition_transfer",
-                        "--out", str(out)]) == 0
+    assert (
+        module.main(["--tiny", "--images", "1", "--modes", "text,composition_transfer", "--out", str(out)])
+        == 0
+    )
     import json
 
     report = json.loads(out.read_text())

@@ -65,18 +65,34 @@ def torch_threads() -> object:
 
 def tiny_settings(model: Path | str, **overrides: object) -> SDSettings:
     """Settings for the tiny pipelines: CPU, 2 steps, 64², no batching, text-only steering."""
-    base: dict[str, object] = {"model": str(model), "allow_cpu": True, "steps": 2, "guidance": 5.0,
-                               "max_batch": 1, "steering": NO_STEERING, "warmup": False}
+    base: dict[str, object] = {
+        "model": str(model),
+        "allow_cpu": True,
+        "steps": 2,
+        "guidance": 5.0,
+        "max_batch": 1,
+        "steering": NO_STEERING,
+        "warmup": False,
+    }
     base.update(overrides)
     return SDSettings(**base)  # type: ignore[arg-type]
 
 
-def make_request(seed: int = 7, *, num_images: int = 1, size: int = 64, genre: str = "jazz",
-                 width: int | None = None, height: int | None = None, style: str = "auto") -> ImageRequest:
+def make_request(
+    seed: int = 7,
+    *,
+    num_images: int = 1,
+    size: int = 64,
+    genre: str = "jazz",
+    width: int | None = None,
+    height: int | None = None,
+    style: str = "auto",
+) -> ImageRequest:
     tags = make_tags(genre={genre: 0.8, "pop": 0.1}, emotion={"calmness": 0.7, "tension": 0.25})
     prompt = build_prompt(tags, VisualizeOptions(style=style))  # type: ignore[arg-type]
-    return ImageRequest(tags=tags, prompt=prompt, width=width or size, height=height or size, seed=seed,
-                        num_images=num_images)
+    return ImageRequest(
+        tags=tags, prompt=prompt, width=width or size, height=height or size, seed=seed, num_images=num_images
+    )
 
 
 def pixels(image: object) -> np.ndarray:
@@ -125,8 +141,9 @@ def test_scheduler_by_name_and_hub_style_options(tiny_sd_dir: Path) -> None:
 
 
 def test_few_step_model_defaults(tiny_sd_dir: Path) -> None:
-    backend = load_sd_backend(tiny_settings(tiny_sd_dir, few_step=True, scheduler="lcm", steps=None,
-                                            guidance=None))
+    backend = load_sd_backend(
+        tiny_settings(tiny_sd_dir, few_step=True, scheduler="lcm", steps=None, guidance=None)
+    )
     assert backend.profile.few_step == "lcm"
     out = backend.generate(make_request())[0]
     assert out.meta["steps"] == 4 and out.meta["guidance"] == 1.0 and out.meta["scheduler"] == "lcm"
@@ -196,8 +213,9 @@ def test_factory_failures_are_typed(tiny_sd_dir: Path, tmp_path: Path) -> None:
         load_sd_backend(SDSettings())
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
-                                                          "unet": ["diffusers", "UNet2DConditionModel"]}))
+    (broken / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]})
+    )
     with pytest.raises(ModelLoadError) as err:
         load_sd_backend(tiny_settings(broken))
     assert err.value.code == "model_load_failed"

@@ -47,7 +47,8 @@ def test_pop_form_is_found_and_named(bpm: float) -> None:
     labels = [s.label for s in secs]
     if len(secs) == len(POP_FORM):
         assert labels == ["intro", "verse", "chorus", "verse", "chorus", "outro"] or (
-            labels[1] == labels[3] and labels[2] == labels[4]), labels
+            labels[1] == labels[3] and labels[2] == labels[4]
+        ), labels
     chorus = max(secs, key=lambda s: s.energy)
     assert chorus.start_s >= truth[1] - TOLERANCE_S  # the loud part is not the intro or the first verse
 
@@ -84,8 +85,14 @@ def test_boundary_hit_rate_on_random_forms() -> None:
     for k in range(8):
         parts: list[Part] = []
         while len(parts) < int(rng.integers(2, 5)):
-            p = Part(f"p{len(parts)}", str(rng.choice(styles)), str(rng.choice(keys)),
-                     str(rng.choice(["major", "minor"])), int(rng.integers(4, 9)), float(rng.uniform(0.4, 1)))
+            p = Part(
+                f"p{len(parts)}",
+                str(rng.choice(styles)),
+                str(rng.choice(keys)),
+                str(rng.choice(["major", "minor"])),
+                int(rng.integers(4, 9)),
+                float(rng.uniform(0.4, 1)),
+            )
             if not parts or (p.style, p.tonic) != (parts[-1].style, parts[-1].tonic):
                 parts.append(p)
         y, truth = sectioned_song(tuple(parts), bpm=float(rng.uniform(80, 160)), seed=k)
@@ -100,8 +107,9 @@ def test_boundary_hit_rate_on_random_forms() -> None:
 def test_short_or_beatless_audio_is_one_section() -> None:
     a = analyze_signal(y=render_song(SongSpec(duration_s=8)), sr=SR)
     assert [(s.start_s, s.label) for s in a.sections] == [(0.0, "A")]
-    no_beats = segment_sections(features=a.features, tempo=Tempo(bpm=120, confidence=0.0),
-                                energy_curve=a.energy_curve)
+    no_beats = segment_sections(
+        features=a.features, tempo=Tempo(bpm=120, confidence=0.0), energy_curve=a.energy_curve
+    )
     assert len(no_beats) == 1
 
 

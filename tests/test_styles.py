@@ -24,11 +24,26 @@ SHIPPED = default_model_dir() / "styles"
 BACKBONE = WEIGHTS_ROOT / "musicnn_msd"
 TAG_NAMES: tuple[str, ...] = tuple(json.loads((BACKBONE / "manifest.json").read_text())["labels"])
 #: a handful of styles for the temporary model, incl. the one merge of the shipped model
-SOURCES = {"rock": ["rock"], "electronic": ["electronic"], "jazz": ["jazz"], "dance": ["dance"],
-           "mellow": ["Mellow"], "80s": ["80s"], "instrumental": ["instrumental"],
-           "female vocalists": ["female vocalists", "female vocalist"]}
-GROUP = {"rock": "genre", "jazz": "genre", "electronic": "style", "dance": "style", "mellow": "mood",
-         "80s": "era", "instrumental": "voice", "female vocalists": "voice"}
+SOURCES = {
+    "rock": ["rock"],
+    "electronic": ["electronic"],
+    "jazz": ["jazz"],
+    "dance": ["dance"],
+    "mellow": ["Mellow"],
+    "80s": ["80s"],
+    "instrumental": ["instrumental"],
+    "female vocalists": ["female vocalists", "female vocalist"],
+}
+GROUP = {
+    "rock": "genre",
+    "jazz": "genre",
+    "electronic": "style",
+    "dance": "style",
+    "mellow": "mood",
+    "80s": "era",
+    "instrumental": "voice",
+    "female vocalists": "voice",
+}
 
 
 def _signal(seconds: float = 7.0, sr: int = 16000) -> types.SimpleNamespace:
@@ -59,12 +74,28 @@ def _style_score(raw: dict[str, float], label: str) -> float:
 def _model(tmp_path: Path, thresholds: dict[str, float], *, max_styles: int = 3) -> StyleTagger:
     folder = tmp_path / "styles"
     folder.mkdir(exist_ok=True)
-    styles = [{"label": k, "group": GROUP[k], "source_tags": SOURCES[k], "threshold": thresholds[k],
-               "threshold_rule": "test"} for k in SOURCES]
-    manifest = {"task": "styles", "name": "styles-test", "version": "0", "labels": list(SOURCES),
-                "format": "musicnn-tag-thresholds", "file": "manifest.json",
-                "backbones": {"msd": "musicnn_msd"}, "max_patches": 6, "max_styles": max_styles,
-                "styles": styles}
+    styles = [
+        {
+            "label": k,
+            "group": GROUP[k],
+            "source_tags": SOURCES[k],
+            "threshold": thresholds[k],
+            "threshold_rule": "test",
+        }
+        for k in SOURCES
+    ]
+    manifest = {
+        "task": "styles",
+        "name": "styles-test",
+        "version": "0",
+        "labels": list(SOURCES),
+        "format": "musicnn-tag-thresholds",
+        "file": "manifest.json",
+        "backbones": {"msd": "musicnn_msd"},
+        "max_patches": 6,
+        "max_styles": max_styles,
+        "styles": styles,
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return load_style_tagger(Manifest.read(folder))
 
@@ -107,20 +138,26 @@ def test_every_style_at_zero_bars_is_capped(tmp_path: Path, features: Any, raw: 
     assert [s.label for s in got] == sorted(SOURCES, key=lambda k: -_style_score(raw, k))[:5]
 
 
-def test_predict_ranks_every_label_by_score_over_threshold(tmp_path: Path, features: Any,
-                                                           raw: dict[str, float]) -> None:
+def test_predict_ranks_every_label_by_score_over_threshold(
+    tmp_path: Path, features: Any, raw: dict[str, float]
+) -> None:
     thr = {k: 0.01 * (i + 1) for i, k in enumerate(SOURCES)}
     c = _model(tmp_path, thr).predict(features)
     ratios = [ls.score / thr[ls.label] for ls in c.labels]
     assert ratios == sorted(ratios, reverse=True)
     assert {ls.label: ls.score for ls in c.labels} == pytest.approx(
-        {k: _style_score(raw, k) for k in SOURCES}, abs=1e-5)
+        {k: _style_score(raw, k) for k in SOURCES}, abs=1e-5
+    )
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("group", "colour", "group"), ("source_tags", ["not a tag"], "does not have"),
-    ("source_tags", [], "no backbone"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("group", "colour", "group"),
+        ("source_tags", ["not a tag"], "does not have"),
+        ("source_tags", [], "no backbone"),
+    ],
+)
 def test_bad_styles_are_refused(field: str, value: Any, message: str) -> None:
     rule = {"label": "x", "group": "style", "source_tags": ["rock"], "threshold": 0.2, field: value}
     with pytest.raises(ValueError, match=message):
@@ -162,8 +199,9 @@ def test_shipped_manifest_is_valid(shipped: dict[str, Any]) -> None:
     assert sorted(t for s in shipped["styles"] for t in s["source_tags"]) == sorted(TAG_NAMES)
 
 
-def test_shipped_model_loads_and_answers(shipped: dict[str, Any], features: Any,
-                                         raw: dict[str, float]) -> None:
+def test_shipped_model_loads_and_answers(
+    shipped: dict[str, Any], features: Any, raw: dict[str, float]
+) -> None:
     model = load_style_tagger(Manifest.read(SHIPPED))
     got = model.styles(features)
     assert len(got) <= shipped["max_styles"]
@@ -202,8 +240,9 @@ def _electronic_family_rate(pool: Any, shipped: dict[str, Any]) -> float:
     model = StyleThresholds.from_manifest(shipped, pool.tag_names)
     rows = [i for i, s in enumerate(pool.songs) if s.dataset == "mer4q" and "Electronic" in s.allmusic_genres]
     assert len(rows) > 50
-    return float(np.mean([bool({t.label for t in model.select(pool.tags[i])} & set(ELECTRONIC_FAMILY))
-                          for i in rows]))
+    return float(
+        np.mean([bool({t.label for t in model.select(pool.tags[i])} & set(ELECTRONIC_FAMILY)) for i in rows])
+    )
 
 
 @pytest.mark.data
@@ -217,8 +256,11 @@ def test_shipped_thresholds_reproduce_the_report(pool: Any, shipped: dict[str, A
 
 
 @pytest.mark.data
-@pytest.mark.xfail(strict=True, reason="goal missed (training/reports/styles.md): the electronic family "
-                   "is on 39 % of AllMusic-Electronic 4Q clips, most of which AllMusic also files under "
-                   "Pop/Rock")
+@pytest.mark.xfail(
+    strict=True,
+    reason="goal missed (training/reports/styles.md): the electronic family "
+    "is on 39 % of AllMusic-Electronic 4Q clips, most of which AllMusic also files under "
+    "Pop/Rock",
+)
 def test_electronic_family_on_most_allmusic_electronic_clips(pool: Any, shipped: dict[str, Any]) -> None:
     assert _electronic_family_rate(pool, shipped) > 0.5

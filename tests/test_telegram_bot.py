@@ -52,8 +52,12 @@ NO_PROGRESS = {"chat_action_after_s": 30.0, "progress_after_s": 30.0}
 #: progress from the first moment, paced as in production (the transcript: every request is "slow")
 SLOW_REQUEST = {"chat_action_after_s": 0.0, "progress_after_s": 0.0}
 #: progress from the first moment, edited as often as the stages change (no 1/s pacing per chat)
-PROGRESS = {"chat_action_after_s": 0.0, "progress_after_s": 0.0, "progress_interval_s": 0.0,
-            "chat_per_second": 1000.0}
+PROGRESS = {
+    "chat_action_after_s": 0.0,
+    "progress_after_s": 0.0,
+    "progress_interval_s": 0.0,
+    "chat_per_second": 1000.0,
+}
 
 
 #: videos as small as the engine makes them (144×256 at 15 fps): a few seconds to draw, not a minute
@@ -83,12 +87,19 @@ async def make_bot(telegram_server: FakeTelegramServer, engine: Engine) -> Async
     bots: list[TelegramBot] = []
 
     async def make(*, telegram: dict[str, Any] | None = None, **overrides: Any) -> TelegramBot:
-        settings = BotSettings(**{"image_size": 256, "user_burst": 20, "chat_burst": 40, **SMALL_VIDEO,
-                                  **overrides})
-        tg = TelegramSettings(**{"token": SecretStr(telegram_server.token),
-                                 "base_url": telegram_server.base_url,
-                                 "base_file_url": telegram_server.base_file_url, "poll_timeout_s": 5,
-                                 **NO_PROGRESS, **(telegram or {})})
+        settings = BotSettings(
+            **{"image_size": 256, "user_burst": 20, "chat_burst": 40, **SMALL_VIDEO, **overrides}
+        )
+        tg = TelegramSettings(
+            **{
+                "token": SecretStr(telegram_server.token),
+                "base_url": telegram_server.base_url,
+                "base_file_url": telegram_server.base_file_url,
+                "poll_timeout_s": 5,
+                **NO_PROGRESS,
+                **(telegram or {}),
+            }
+        )
         bot = TelegramBot(BotService(engine, settings), tg)
         await bot.start()
         bots.append(bot)
@@ -117,8 +128,9 @@ def people(server: FakeTelegramServer, name: str) -> tuple[FakeUser, FakeChat]:
 # --- a song in, a picture out ----------------------------------------------------------------------
 
 
-async def test_voice_note_gets_photo_with_tags_and_buttons(telegram_server: FakeTelegramServer,
-                                                          make_bot: MakeBot) -> None:
+async def test_voice_note_gets_photo_with_tags_and_buttons(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     ana, chat = people(telegram_server, "Ana")
     voice = telegram_server.user_sends_audio(chat, ana, song("opus"), kind="voice")
@@ -132,25 +144,39 @@ async def test_voice_note_gets_photo_with_tags_and_buttons(telegram_server: Fake
     assert len(caption.encode("utf-16-le")) // 2 <= 1024
     assert png_size(telegram_server.photo_bytes(photo)) == (256, 256)
     labels = [b["text"] for b in buttons(photo)]
-    assert labels == [messages.BUTTON_REROLL, messages.BUTTON_VARIATIONS, messages.BUTTON_PROMPT,
-                      messages.BUTTON_VIDEO]
+    assert labels == [
+        messages.BUTTON_REROLL,
+        messages.BUTTON_VARIATIONS,
+        messages.BUTTON_PROMPT,
+        messages.BUTTON_VIDEO,
+    ]
     assert all(len(b["callback_data"].encode()) <= 64 for b in buttons(photo))
     # a quick answer is the progress: no status message, no chat action, nothing to delete — the
     # request costs one message call (and the download)
     await asyncio.sleep(0.2)  # room for a stray progress call to show up
-    assert [e.method for e in telegram_server.calls() if e.method != "getUpdates" and e.t_s >= voice_t(
-        telegram_server, voice)] == ["getFile", "download", "sendPhoto"]
+    assert [
+        e.method
+        for e in telegram_server.calls()
+        if e.method != "getUpdates" and e.t_s >= voice_t(telegram_server, voice)
+    ] == ["getFile", "download", "sendPhoto"]
     assert [m["message_id"] for m in telegram_server.bot_messages(chat)] == [photo["message_id"]]
 
 
 def voice_t(server: FakeTelegramServer, message: dict[str, Any]) -> float:
     """When the user sent ``message``, on the fake server's clock."""
-    return next(e.t_s for e in server.transcript if e.who == "user" and e.method == "sends"
-                and e.params["message_id"] == message["message_id"] and e.chat_id == message["chat"]["id"])
+    return next(
+        e.t_s
+        for e in server.transcript
+        if e.who == "user"
+        and e.method == "sends"
+        and e.params["message_id"] == message["message_id"]
+        and e.chat_id == message["chat"]["id"]
+    )
 
 
-async def test_a_slow_answer_shows_progress_then_removes_it(telegram_server: FakeTelegramServer,
-                                                            make_bot: MakeBot) -> None:
+async def test_a_slow_answer_shows_progress_then_removes_it(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot(telegram=PROGRESS)  # as if every request took longer than progress_after_s
     ana, chat = people(telegram_server, "Ana")
     voice = telegram_server.user_sends_audio(chat, ana, song("opus", seed=3), kind="voice")
@@ -167,13 +193,16 @@ async def test_a_slow_answer_shows_progress_then_removes_it(telegram_server: Fak
     assert deleted.params["message_id"] == status_id
     assert deleted.t_s >= telegram_server.calls("sendPhoto")[0].t_s, "removed once the image is out"
     assert {e.params["action"] for e in telegram_server.calls("sendChatAction", chat=chat)} <= {
-        "typing", "upload_photo"}
+        "typing",
+        "upload_photo",
+    }
     assert telegram_server.calls("sendChatAction", chat=chat)
     assert [m["message_id"] for m in telegram_server.bot_messages(chat)] == [photo["message_id"]]
 
 
-async def test_status_edits_are_coalesced_to_one_per_interval(telegram_server: FakeTelegramServer,
-                                                              make_bot: MakeBot) -> None:
+async def test_status_edits_are_coalesced_to_one_per_interval(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot(telegram={**PROGRESS, "progress_interval_s": 60.0})
     bo, chat = people(telegram_server, "Bo")
     telegram_server.user_sends_audio(chat, bo, song("opus", seed=4), kind="voice")
@@ -190,23 +219,39 @@ async def test_status_edits_keep_the_interval(telegram_server: FakeTelegramServe
     cy, chat = people(telegram_server, "Cy")
     telegram_server.user_sends_audio(chat, cy, song("opus", seed=5, duration_s=12.0), kind="voice")
     await telegram_server.wait_for_reply(chat, kind="photo")
-    shows = [e.t_s for e in telegram_server.calls(chat=chat)
-             if e.method in ("sendMessage", "editMessageText")]
+    shows = [
+        e.t_s for e in telegram_server.calls(chat=chat) if e.method in ("sendMessage", "editMessageText")
+    ]
     assert shows and all(b - a >= 0.3 - 0.002 for a, b in itertools.pairwise(shows))
 
 
-@pytest.mark.parametrize(("kind", "fmt", "file_name", "mime"), [
-    ("audio", "mp3", "beat.mp3", "audio/mpeg"),
-    ("document", "wav", "demo take 3.wav", "audio/x-wav"),
-    ("document", "flac", "mixdown.flac", "application/octet-stream"),
-    ("video_note", "m4a", None, None),
-])
-async def test_other_ways_to_send_audio(telegram_server: FakeTelegramServer, make_bot: MakeBot, kind: str,
-                                        fmt: str, file_name: str | None, mime: str | None) -> None:
+@pytest.mark.parametrize(
+    ("kind", "fmt", "file_name", "mime"),
+    [
+        ("audio", "mp3", "beat.mp3", "audio/mpeg"),
+        ("document", "wav", "demo take 3.wav", "audio/x-wav"),
+        ("document", "flac", "mixdown.flac", "application/octet-stream"),
+        ("video_note", "m4a", None, None),
+    ],
+)
+async def test_other_ways_to_send_audio(
+    telegram_server: FakeTelegramServer,
+    make_bot: MakeBot,
+    kind: str,
+    fmt: str,
+    file_name: str | None,
+    mime: str | None,
+) -> None:
     await make_bot()
     ben, chat = people(telegram_server, "Ben")
-    telegram_server.user_sends_audio(chat, ben, song(fmt, bpm=100), kind=kind,  # type: ignore[arg-type]
-                                     file_name=file_name, mime_type=mime)
+    telegram_server.user_sends_audio(
+        chat,
+        ben,
+        song(fmt, bpm=100),
+        kind=kind,  # type: ignore[arg-type]
+        file_name=file_name,
+        mime_type=mime,
+    )
     photo = await telegram_server.wait_for_reply(chat, kind="photo")
     assert "BPM" in photo["caption"]
     if file_name:
@@ -216,24 +261,33 @@ async def test_other_ways_to_send_audio(telegram_server: FakeTelegramServer, mak
 # --- refusals ------------------------------------------------------------------------------------
 
 
-async def test_not_audio_by_metadata_is_refused_without_download(telegram_server: FakeTelegramServer,
-                                                                 make_bot: MakeBot) -> None:
+async def test_not_audio_by_metadata_is_refused_without_download(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     cai, chat = people(telegram_server, "Cai")
-    telegram_server.user_sends_audio(chat, cai, b"%PDF-1.7 lyrics", kind="document", file_name="lyrics.pdf",
-                                     mime_type="application/pdf")
+    telegram_server.user_sends_audio(
+        chat, cai, b"%PDF-1.7 lyrics", kind="document", file_name="lyrics.pdf", mime_type="application/pdf"
+    )
     reply = await telegram_server.wait_for_reply(chat, contains="doesn't look like audio")
     assert "lyrics.pdf" in reply["text"]
     assert not telegram_server.calls("getFile") and not telegram_server.downloads()
 
 
 @pytest.mark.parametrize("progress", [False, True], ids=["quick", "with-status"])
-async def test_bad_file_gets_the_friendly_text(telegram_server: FakeTelegramServer, make_bot: MakeBot,
-                                               progress: bool) -> None:
+async def test_bad_file_gets_the_friendly_text(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot, progress: bool
+) -> None:
     await make_bot(telegram=PROGRESS if progress else None)
     dee, chat = people(telegram_server, "Dee")
-    telegram_server.user_sends_audio(chat, dee, b"this is not really an mp3 file at all" * 50, kind="audio",
-                                     file_name="song.mp3", mime_type="audio/mpeg")
+    telegram_server.user_sends_audio(
+        chat,
+        dee,
+        b"this is not really an mp3 file at all" * 50,
+        kind="audio",
+        file_name="song.mp3",
+        mime_type="audio/mpeg",
+    )
     reply = await telegram_server.wait_for_reply(chat, contains="⚠️")
     assert "audio" in reply["text"] and "Traceback" not in reply["text"]
     assert telegram_server.downloads(), "content sniffing after download has the final word"
@@ -244,8 +298,9 @@ async def test_bad_file_gets_the_friendly_text(telegram_server: FakeTelegramServ
     assert sent_error is not progress
 
 
-async def test_oversize_file_is_refused_before_any_download(telegram_server: FakeTelegramServer,
-                                                            make_bot: MakeBot) -> None:
+async def test_oversize_file_is_refused_before_any_download(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     eli, chat = people(telegram_server, "Eli")
     telegram_server.user_sends_audio(chat, eli, song("mp3"), kind="audio", declared_size=25_000_000)
@@ -255,8 +310,9 @@ async def test_oversize_file_is_refused_before_any_download(telegram_server: Fak
     assert not telegram_server.downloads()
 
 
-async def test_invalid_caption_option_lists_the_choices(telegram_server: FakeTelegramServer,
-                                                        make_bot: MakeBot) -> None:
+async def test_invalid_caption_option_lists_the_choices(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     fay, chat = people(telegram_server, "Fay")
     telegram_server.user_sends_audio(chat, fay, song("opus"), kind="voice", caption="style=plaid")
@@ -271,8 +327,9 @@ async def test_invalid_caption_option_lists_the_choices(telegram_server: FakeTel
 async def test_caption_options_are_applied(telegram_server: FakeTelegramServer, make_bot: MakeBot) -> None:
     await make_bot()
     gus, chat = people(telegram_server, "Gus")
-    telegram_server.user_sends_audio(chat, gus, song("opus"), kind="voice",
-                                     caption='style=neon seed=42 aspect=9:16 "a red fox"')
+    telegram_server.user_sends_audio(
+        chat, gus, song("opus"), kind="voice", caption='style=neon seed=42 aspect=9:16 "a red fox"'
+    )
     photo = await telegram_server.wait_for_reply(chat, kind="photo")
     assert "seed 42" in photo["caption"] and "style neon" in photo["caption"]
     assert "red fox" in photo["caption"]
@@ -281,12 +338,14 @@ async def test_caption_options_are_applied(telegram_server: FakeTelegramServer, 
     assert action.seed == 42 and action.options.style.value == "neon" and action.options.prompt == "a red fox"
 
 
-async def test_reroll_prompt_and_variation_buttons(telegram_server: FakeTelegramServer,
-                                                   make_bot: MakeBot) -> None:
+async def test_reroll_prompt_and_variation_buttons(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     hal, chat = people(telegram_server, "Hal")
-    voice = telegram_server.user_sends_audio(chat, hal, song("opus"), kind="voice",
-                                             caption="seed=7 style=minimal")
+    voice = telegram_server.user_sends_audio(
+        chat, hal, song("opus"), kind="voice", caption="seed=7 style=minimal"
+    )
     first = await telegram_server.wait_for_reply(chat, kind="photo")
 
     telegram_server.user_presses_button(chat, hal, first, label="Re-roll")
@@ -309,12 +368,14 @@ async def test_reroll_prompt_and_variation_buttons(telegram_server: FakeTelegram
     assert "seed 8" in photos[0]["caption"]
 
 
-async def test_video_button_sends_a_streamable_mp4_of_the_song(telegram_server: FakeTelegramServer,
-                                                              make_bot: MakeBot) -> None:
+async def test_video_button_sends_a_streamable_mp4_of_the_song(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot(telegram=PROGRESS)
     vic, chat = people(telegram_server, "Vic")
-    voice = telegram_server.user_sends_audio(chat, vic, song("opus"), kind="voice",
-                                             caption="seed=5 style=neon")
+    voice = telegram_server.user_sends_audio(
+        chat, vic, song("opus"), kind="voice", caption="seed=5 style=neon"
+    )
     photo = await telegram_server.wait_for_reply(chat, kind="photo")
     qid = telegram_server.user_presses_button(chat, vic, photo, label="Video")
 
@@ -335,17 +396,23 @@ async def test_video_button_sends_a_streamable_mp4_of_the_song(telegram_server: 
     assert caption.startswith("🎙 Your voice note") and "seed 5" in caption and "style neon" in caption
     assert "144×256" in caption and "15 fps" in caption
     # its progress said a video is coming, and went away once it was out
-    shown = [e.params.get("text") for e in telegram_server.calls(chat=chat)
-             if e.method in ("sendMessage", "editMessageText")]
+    shown = [
+        e.params.get("text")
+        for e in telegram_server.calls(chat=chat)
+        if e.method in ("sendMessage", "editMessageText")
+    ]
     assert messages.progress_text(messages.BotStage.drawing, video=True) in shown
     assert [e.params["action"] for e in telegram_server.calls("sendChatAction")][-1] == "upload_video"
     await telegram_server.wait_for(lambda: len(telegram_server.bot_messages(chat)) == 2)
-    assert [m["message_id"] for m in telegram_server.bot_messages(chat)] == [photo["message_id"],
-                                                                            video["message_id"]]
+    assert [m["message_id"] for m in telegram_server.bot_messages(chat)] == [
+        photo["message_id"],
+        video["message_id"],
+    ]
 
 
-async def test_button_from_an_older_build_is_answered_not_crashed(telegram_server: FakeTelegramServer,
-                                                                  make_bot: MakeBot) -> None:
+async def test_button_from_an_older_build_is_answered_not_crashed(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     ivy, chat = people(telegram_server, "Ivy")
     telegram_server.user_sends_audio(chat, ivy, song("opus"), kind="voice")
@@ -359,7 +426,8 @@ async def test_button_from_an_older_build_is_answered_not_crashed(telegram_serve
 
 
 async def test_429_is_retried_after_retry_after_and_the_reply_arrives_once(
-        telegram_server: FakeTelegramServer, make_bot: MakeBot) -> None:
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     jo, chat = people(telegram_server, "Jo")
     telegram_server.inject_fault("sendPhoto", "429", retry_after=1)
@@ -371,8 +439,9 @@ async def test_429_is_retried_after_retry_after_and_the_reply_arrives_once(
     assert len([m for m in telegram_server.bot_messages(chat) if "photo" in m]) == 1
 
 
-async def test_a_5xx_while_sending_the_photo_is_retried(telegram_server: FakeTelegramServer,
-                                                        make_bot: MakeBot) -> None:
+async def test_a_5xx_while_sending_the_photo_is_retried(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     kim, chat = people(telegram_server, "Kim")
     telegram_server.inject_fault("sendPhoto", "5xx", status=502)
@@ -382,7 +451,8 @@ async def test_a_5xx_while_sending_the_photo_is_retried(telegram_server: FakeTel
 
 
 async def test_polling_survives_dropped_connections_and_server_errors(
-        telegram_server: FakeTelegramServer, make_bot: MakeBot) -> None:
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     telegram_server.inject_fault("getUpdates", "drop")
     telegram_server.inject_fault("getUpdates", "5xx", status=502)
@@ -397,8 +467,9 @@ async def test_polling_survives_dropped_connections_and_server_errors(
 # --- many users ----------------------------------------------------------------------------------
 
 
-async def test_two_users_at_once_both_get_their_replies(telegram_server: FakeTelegramServer,
-                                                        make_bot: MakeBot) -> None:
+async def test_two_users_at_once_both_get_their_replies(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     (mia, chat_a), (ned, chat_b) = people(telegram_server, "Mia"), people(telegram_server, "Ned")
     telegram_server.user_sends_audio(chat_a, mia, song("opus", bpm=90), kind="voice")
@@ -409,7 +480,8 @@ async def test_two_users_at_once_both_get_their_replies(telegram_server: FakeTel
 
 
 async def test_a_flood_is_limited_while_another_user_is_still_served(
-        telegram_server: FakeTelegramServer, make_bot: MakeBot) -> None:
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot(concurrency=1, user_burst=3, user_per_minute=1, max_waiting_per_user=1, telegram=PROGRESS)
     (flo, chat_f), (oli, chat_o) = people(telegram_server, "Flo"), people(telegram_server, "Oli")
     for i in range(5):  # 1 runs, 1 waits, 1 is over the per-user queue, 2 are over the rate
@@ -418,15 +490,18 @@ async def test_a_flood_is_limited_while_another_user_is_still_served(
 
     await telegram_server.wait_for_reply(chat_o, kind="photo")
     await telegram_server.wait_for(
-        lambda: len([m for m in telegram_server.bot_messages(chat_f) if "photo" in m]) == 2)
+        lambda: len([m for m in telegram_server.bot_messages(chat_f) if "photo" in m]) == 2
+    )
     texts = [m["text"] for m in telegram_server.bot_messages(chat_f) if "text" in m]
     assert len([t for t in texts if "in progress" in t]) == 1
     assert len([t for t in texts if "faster than I can draw" in t]) == 1, "a flood is told once, not 2×"
     photo_chats = [c.chat_id for c in telegram_server.calls("sendPhoto", ok=True)]
     assert photo_chats == [chat_f.id, chat_o.id, chat_f.id], "Oli goes before Flo's second song"
-    assert any("next in the queue" in e.params.get("text", "") for e in
-               telegram_server.calls("sendMessage", chat=chat_o) + telegram_server.calls("editMessageText",
-                                                                                         chat=chat_o))
+    assert any(
+        "next in the queue" in e.params.get("text", "")
+        for e in telegram_server.calls("sendMessage", chat=chat_o)
+        + telegram_server.calls("editMessageText", chat=chat_o)
+    )
 
 
 # --- the rate limiter: Telegram's flood limits, answers first ---------------------------------------
@@ -445,8 +520,14 @@ class Calls:
         self.sent.append((time.monotonic(), name))
         return True
 
-    async def send(self, limiter: FloodLimiter, name: str, chat: int,
-                   priority: Priority | None = None, endpoint: str = "sendMessage") -> Any:
+    async def send(
+        self,
+        limiter: FloodLimiter,
+        name: str,
+        chat: int,
+        priority: Priority | None = None,
+        endpoint: str = "sendMessage",
+    ) -> Any:
         return await limiter.process_request(self, (name,), {}, endpoint, {"chat_id": chat}, priority)
 
     @property
@@ -485,8 +566,9 @@ async def test_flood_limiter_paces_progress_per_chat_and_answers_per_group() -> 
         await calls.send(limiter, "edit", chat=5, priority=Priority.PROGRESS)
     await calls.send(limiter, "image", chat=5)  # an answer never waits for a private chat's budget
     assert 1.0 < limiter.progress_hold_s(5) <= 2.0  # but spends it: progress there backs off
-    await calls.send(limiter, "upload_photo", chat=5, priority=Priority.PROGRESS,
-                     endpoint="sendChatAction")  # not a message: the chat's budget doesn't count it
+    await calls.send(
+        limiter, "upload_photo", chat=5, priority=Priority.PROGRESS, endpoint="sendChatAction"
+    )  # not a message: the chat's budget doesn't count it
     assert limiter.progress_hold_s(6) == 0  # other chats are not affected
     # a group: 3 a minute; answers wait for it, progress only goes with room to spare
     group = -100123
@@ -522,16 +604,18 @@ async def test_flood_limiter_retries_after_429_and_pauses_only_that_chat() -> No
 # --- groups and logs -----------------------------------------------------------------------------
 
 
-async def test_group_privacy_answers_only_when_addressed(telegram_server: FakeTelegramServer,
-                                                         make_bot: MakeBot) -> None:
+async def test_group_privacy_answers_only_when_addressed(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot
+) -> None:
     await make_bot()
     pat = telegram_server.user("Pat")
     group = telegram_server.group_chat("Studio")
     quiet = telegram_server.user_sends_audio(group, pat, song("opus", seed=1), kind="voice")
     telegram_server.user_sends_text(group, pat, "nice track everyone")
     telegram_server.user_sends_text(group, pat, "/help@some_other_bot")
-    telegram_server.user_sends_audio(group, pat, song("opus", seed=2), kind="voice",
-                                     caption="@m2i_test_bot style=watercolor")
+    telegram_server.user_sends_audio(
+        group, pat, song("opus", seed=2), kind="voice", caption="@m2i_test_bot style=watercolor"
+    )
     photo = await telegram_server.wait_for_reply(group, kind="photo")
     assert "style watercolor" in photo["caption"]
 
@@ -539,13 +623,16 @@ async def test_group_privacy_answers_only_when_addressed(telegram_server: FakeTe
     second = await telegram_server.wait_for_reply(group, kind="photo", after=photo["message_id"])
     assert second["reply_to_message"]["message_id"] == quiet["message_id"] and "seed 5" in second["caption"]
     # the un-addressed messages got nothing: just the two images
-    assert [m["message_id"] for m in telegram_server.bot_messages(group)] == [photo["message_id"],
-                                                                                second["message_id"]]
+    assert [m["message_id"] for m in telegram_server.bot_messages(group)] == [
+        photo["message_id"],
+        second["message_id"],
+    ]
     assert len(telegram_server.calls("getFile")) == 2
 
 
-async def test_a_failing_request_logs_no_token(telegram_server: FakeTelegramServer, make_bot: MakeBot,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failing_request_logs_no_token(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     await make_bot()
     quinn, chat = people(telegram_server, "Quinn")
@@ -574,14 +661,16 @@ async def test_help_and_start(telegram_server: FakeTelegramServer, make_bot: Mak
 # --- the transcript for the docs -----------------------------------------------------------------
 
 
-async def test_transcript_of_a_whole_conversation(telegram_server: FakeTelegramServer, make_bot: MakeBot,
-                                                  tmp_path: Path) -> None:
+async def test_transcript_of_a_whole_conversation(
+    telegram_server: FakeTelegramServer, make_bot: MakeBot, tmp_path: Path
+) -> None:
     await make_bot(telegram=SLOW_REQUEST)
     sam, chat = people(telegram_server, "Sam")
     telegram_server.user_sends_text(chat, sam, "/start")
     await telegram_server.wait_for_reply(chat, kind="text", contains="Hi")
-    voice = telegram_server.user_sends_audio(chat, sam, song("opus", bpm=124), kind="voice",
-                                             caption='style=neon seed=42 "a red fox"')
+    voice = telegram_server.user_sends_audio(
+        chat, sam, song("opus", bpm=124), kind="voice", caption='style=neon seed=42 "a red fox"'
+    )
     first = await telegram_server.wait_for_reply(chat, kind="photo")
     telegram_server.user_presses_button(chat, sam, first, label="Re-roll")
     second = await telegram_server.wait_for_reply(chat, kind="photo", after=first["message_id"])
@@ -590,10 +679,17 @@ async def test_transcript_of_a_whole_conversation(telegram_server: FakeTelegramS
     telegram_server.user_presses_button(chat, sam, first, label="Video")
     video = await telegram_server.wait_for_reply(chat, kind="video", timeout=60)
     progress = {messages.progress_text(stage, video=True) for stage in messages.BotStage}
-    await telegram_server.wait_for(lambda: not any(m.get("text") in progress for m in  # status gone
-                                                   telegram_server.bot_messages(chat)))
-    telegram_server.user_sends_audio(chat, sam, b"not audio", kind="document", file_name="notes.txt",
-                                     mime_type="text/plain")
+    await telegram_server.wait_for(
+        lambda: (
+            not any(
+                m.get("text") in progress
+                for m in telegram_server.bot_messages(chat)  # status gone
+            )
+        )
+    )
+    telegram_server.user_sends_audio(
+        chat, sam, b"not audio", kind="document", file_name="notes.txt", mime_type="text/plain"
+    )
     await telegram_server.wait_for_reply(chat, contains="notes.txt")
     assert voice["message_id"] < first["message_id"] < second["message_id"] < video["message_id"]
 
@@ -602,34 +698,49 @@ async def test_transcript_of_a_whole_conversation(telegram_server: FakeTelegramS
     (out_dir / "telegram-first-image.png").write_bytes(telegram_server.photo_bytes(first))
     (out_dir / "telegram-video.mp4").write_bytes(telegram_server.video_bytes(video))
     text = telegram_server.render_markdown(
-        title="m2i on Telegram — one conversation", chats=[chat],
-        image_links={first["message_id"]: "telegram-first-image.png"})
-    header = ("_Generated by `M2I_WRITE_TRANSCRIPTS=1 pytest tests/test_telegram_bot.py -k transcript`: the "
-              "unmodified python-telegram-bot bot against the local Bot API server in "
-              "`tests/fakes/telegram_server.py`, with the real engine on a 6 s synthetic song. "
-              "Times are seconds since the fake server started; `#n` are message ids._\n\n"
-              "_The bot is told to treat every request as a slow one (`chat_action_after_s=0`, "
-              "`progress_after_s=0`) to show the progress a long song or a Stable Diffusion image gets: "
-              "\"typing…\" and a status message replying to the song, edited as Telegram's limits allow "
-              "(about once a second per chat; the re-roll was quicker than that and only got "
-              "\"typing…\"), deleted once the image is out. With the default settings an answer ready "
-              "within half a second is just the photo replying to the song: no status message, "
-              "nothing deleted._\n\n"
-              "_🎬 Video under the first image answers with `sendVideo`: an MP4 (H.264 + AAC) of the song "
-              "with that image's seed and style, replying to the song like every answer, encoded to fit "
-              "the Bot API's 50 MB upload limit; here at the test's small size (144×256, 15 fps): "
-              "[telegram-video.mp4](telegram-video.mp4)._\n\n")
+        title="m2i on Telegram — one conversation",
+        chats=[chat],
+        image_links={first["message_id"]: "telegram-first-image.png"},
+    )
+    header = (
+        "_Generated by `M2I_WRITE_TRANSCRIPTS=1 pytest tests/test_telegram_bot.py -k transcript`: the "
+        "unmodified python-telegram-bot bot against the local Bot API server in "
+        "`tests/fakes/telegram_server.py`, with the real engine on a 6 s synthetic song. "
+        "Times are seconds since the fake server started; `#n` are message ids._\n\n"
+        "_The bot is told to treat every request as a slow one (`chat_action_after_s=0`, "
+        "`progress_after_s=0`) to show the progress a long song or a Stable Diffusion image gets: "
+        '"typing…" and a status message replying to the song, edited as Telegram\'s limits allow '
+        "(about once a second per chat; the re-roll was quicker than that and only got "
+        '"typing…"), deleted once the image is out. With the default settings an answer ready '
+        "within half a second is just the photo replying to the song: no status message, "
+        "nothing deleted._\n\n"
+        "_🎬 Video under the first image answers with `sendVideo`: an MP4 (H.264 + AAC) of the song "
+        "with that image's seed and style, replying to the song like every answer, encoded to fit "
+        "the Bot API's 50 MB upload limit; here at the test's small size (144×256, 15 fps): "
+        "[telegram-video.mp4](telegram-video.mp4)._\n\n"
+    )
     (out_dir / "telegram.md").write_text(text.replace("\n\n", "\n\n" + header, 1))
     assert "sendPhoto" in text and "presses" in text and "sendVideo" in text
 
 
-async def test_runner_serves_platforms_on_one_shared_engine(telegram_server: FakeTelegramServer,
-                                                            engine: Engine) -> None:
-    tg = TelegramSettings(token=SecretStr(telegram_server.token), base_url=telegram_server.base_url,
-                          base_file_url=telegram_server.base_file_url, poll_timeout_s=5)
+async def test_runner_serves_platforms_on_one_shared_engine(
+    telegram_server: FakeTelegramServer, engine: Engine
+) -> None:
+    tg = TelegramSettings(
+        token=SecretStr(telegram_server.token),
+        base_url=telegram_server.base_url,
+        base_file_url=telegram_server.base_file_url,
+        poll_timeout_s=5,
+    )
     stop = asyncio.Event()
-    running = asyncio.create_task(run_platforms([lambda service: TelegramBot(service, tg)], engine=engine,
-                                                bot_settings=BotSettings(image_size=256), stop=stop))
+    running = asyncio.create_task(
+        run_platforms(
+            [lambda service: TelegramBot(service, tg)],
+            engine=engine,
+            bot_settings=BotSettings(image_size=256),
+            stop=stop,
+        )
+    )
     tess, chat = people(telegram_server, "Tess")
     telegram_server.user_sends_audio(chat, tess, song("opus"), kind="voice")
     await telegram_server.wait_for_reply(chat, kind="photo")

@@ -35,8 +35,13 @@ SR = 22_050
 def constant_model(logits: tuple[float, float, float]) -> OctaveModel:
     """A decision that ignores the song: fixed preferences for ½, 1 and 2× the tracked tempo."""
     n = len(SIGNAL_FEATURES)
-    return OctaveModel(features=SIGNAL_FEATURES, mean=np.zeros(n), scale=np.ones(n),
-                       coef=np.zeros((3, n)), intercept=np.asarray(logits, dtype=np.float64))
+    return OctaveModel(
+        features=SIGNAL_FEATURES,
+        mean=np.zeros(n),
+        scale=np.ones(n),
+        coef=np.zeros((3, n)),
+        intercept=np.asarray(logits, dtype=np.float64),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +55,13 @@ def house_120() -> tuple[object, Tempo, object]:
 def test_weights_round_trip_and_bad_shapes_are_refused(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     n = len(SIGNAL_FEATURES)
-    model = OctaveModel(features=SIGNAL_FEATURES, mean=rng.normal(size=n), scale=rng.uniform(0.5, 2, n),
-                        coef=rng.normal(size=(3, n)), intercept=rng.normal(size=3))
+    model = OctaveModel(
+        features=SIGNAL_FEATURES,
+        mean=rng.normal(size=n),
+        scale=rng.uniform(0.5, 2, n),
+        coef=rng.normal(size=(3, n)),
+        intercept=rng.normal(size=3),
+    )
     path = tmp_path / "octave.json"
     path.write_text(json.dumps(model.to_dict()))
     back = OctaveModel.load(path)
@@ -109,8 +119,9 @@ def test_levels_outside_what_people_tap_are_never_chosen(house_120: tuple) -> No
     assert out.bpm == pytest.approx(180.0)
 
 
-@pytest.mark.parametrize(("style", "bpm"), [("ballad", 62.0), ("hiphop", 92.0), ("house", 124.0),
-                                            ("rock", 150.0), ("dnb", 174.0)])
+@pytest.mark.parametrize(
+    ("style", "bpm"), [("ballad", 62.0), ("hiphop", 92.0), ("house", 124.0), ("rock", 150.0), ("dnb", 174.0)]
+)
 def test_the_engine_reports_the_tapped_tempo_with_beats_that_follow_it(style: str, bpm: float) -> None:
     buf = io.BytesIO()
     sf.write(buf, render_song(SongSpec(bpm=bpm, style=style, duration_s=24.0, seed=11)), SR, format="WAV")  # type: ignore[arg-type]
@@ -124,10 +135,16 @@ def test_the_engine_reports_the_tapped_tempo_with_beats_that_follow_it(style: st
 
 def test_replies_mention_the_other_feel_only_when_the_decision_was_close() -> None:
     tags = make_tags(bpm=100.0)
-    close = tags.model_copy(update={"tempo": tags.tempo.model_copy(
-        update={"alternatives": [TempoAlternative(bpm=200.0, score=0.42)]})})
-    clear = tags.model_copy(update={"tempo": tags.tempo.model_copy(
-        update={"alternatives": [TempoAlternative(bpm=200.0, score=0.21)]})})
+    close = tags.model_copy(
+        update={
+            "tempo": tags.tempo.model_copy(update={"alternatives": [TempoAlternative(bpm=200.0, score=0.42)]})
+        }
+    )
+    clear = tags.model_copy(
+        update={
+            "tempo": tags.tempo.model_copy(update={"alternatives": [TempoAlternative(bpm=200.0, score=0.21)]})
+        }
+    )
     line = {t.key: t.value for t in tag_lines(close)}["tempo"]
     assert "100 BPM" in line and "also felt at 200" in line
     assert "also felt" not in {t.key: t.value for t in tag_lines(clear)}["tempo"]

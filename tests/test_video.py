@@ -48,9 +48,15 @@ def decode(path: Path) -> tuple[dict[str, object], np.ndarray, np.ndarray]:
     """The file's stream facts, its frames (N, H, W, 3 float) and its sound (mono float)."""
     with av.open(str(path)) as c:
         v, a = c.streams.video[0], c.streams.audio[0]
-        facts = {"video": v.codec_context.name, "pix_fmt": v.codec_context.pix_fmt,
-                 "size": (v.width, v.height), "fps": float(v.average_rate), "audio": a.codec_context.name,
-                 "rate": a.codec_context.sample_rate, "duration_s": float(c.duration) / 1e6}
+        facts = {
+            "video": v.codec_context.name,
+            "pix_fmt": v.codec_context.pix_fmt,
+            "size": (v.width, v.height),
+            "fps": float(v.average_rate),
+            "audio": a.codec_context.name,
+            "rate": a.codec_context.sample_rate,
+            "duration_s": float(c.duration) / 1e6,
+        }
         frames = np.stack([f.to_ndarray(format="rgb24").astype(np.float32) for f in c.decode(video=0)])
     with av.open(str(path)) as c:
         sound = np.concatenate([f.to_ndarray().mean(axis=0) for f in c.decode(audio=0)])
@@ -67,21 +73,28 @@ def change_period(d: np.ndarray, *, longest: int = 40) -> int:
     that reaches 60 % of the highest (a bar-long period repeats the beat's, so the highest alone would
     say "bar")."""
     x = d - d.mean()
-    ac = np.correlate(x, x, "full")[x.size - 1:] / float(np.dot(x, x))
+    ac = np.correlate(x, x, "full")[x.size - 1 :] / float(np.dot(x, x))
     lags = np.arange(3, longest)
     peaks = [int(k) for k in lags if ac[k] >= ac[k - 1] and ac[k] >= ac[k + 1]]
     best = max(ac[k] for k in peaks)
     return next(k for k in peaks if ac[k] >= 0.6 * best)
 
 
-def run_video(data: bytes, options: VisualizeOptions | None = None, video: VideoOptions = SMALL, *,
-              out: Path, **kw: object) -> VideoResult:
+def run_video(
+    data: bytes,
+    options: VisualizeOptions | None = None,
+    video: VideoOptions = SMALL,
+    *,
+    out: Path,
+    **kw: object,
+) -> VideoResult:
     import asyncio
 
     async def go() -> VideoResult:
         async with Engine(Settings(), models=ModelRegistry()) as eng:
-            return await eng.video(data, options or VisualizeOptions(seed=5, backend="renderer"), video,
-                                   out=out, **kw)  # type: ignore[arg-type]
+            return await eng.video(
+                data, options or VisualizeOptions(seed=5, backend="renderer"), video, out=out, **kw
+            )  # type: ignore[arg-type]
 
     return asyncio.run(go())
 
@@ -114,14 +127,16 @@ def test_the_mp4_is_h264_and_aac_in_9_16_for_the_clips_length(made: tuple) -> No
 def test_the_sound_is_the_songs_and_in_sync(made: tuple) -> None:
     _bpm, y, _truth, _result, (_facts, _frames, sound) = made
     hop = 441  # 10 ms envelopes
+
     def env(x: np.ndarray) -> np.ndarray:
         n = x.size // hop
         return np.sqrt((x[: n * hop].reshape(n, hop) ** 2).mean(axis=1))
+
     a, b = env(y), env(sound)
     n = min(a.size, b.size)
     a, b = a[:n] - a[:n].mean(), b[:n] - b[:n].mean()
     lags = range(-10, 11)
-    score = [float(np.dot(a[max(0, k):n + min(0, k)], b[max(0, -k):n - max(0, k)])) for k in lags]
+    score = [float(np.dot(a[max(0, k) : n + min(0, k)], b[max(0, -k) : n - max(0, k)])) for k in lags]
     assert abs(list(lags)[int(np.argmax(score))]) <= 2  # within 20 ms
     assert np.corrcoef(a, b)[0, 1] > 0.9
 
@@ -137,9 +152,12 @@ def test_the_picture_pulses_at_the_songs_tempo_and_more_on_downbeats(made: tuple
     downs = np.asarray(result.tags.tempo.downbeats_s)
     # the change into the first frame after each beat (± a frame for the tracker): a peak, bigger on
     # downbeats
-    first = [(int(np.ceil(t * FPS)) - 1, any(abs(t - s) < 0.1 for s in downs)) for t in beats
-             if 2 <= t * FPS < d.size - 2]
-    peak = [(float(d[f - 1:f + 2].max()), is_down) for f, is_down in first]
+    first = [
+        (int(np.ceil(t * FPS)) - 1, any(abs(t - s) < 0.1 for s in downs))
+        for t in beats
+        if 2 <= t * FPS < d.size - 2
+    ]
+    peak = [(float(d[f - 1 : f + 2].max()), is_down) for f, is_down in first]
     on_beat = np.array([p for p, _ in peak])
     assert np.median(on_beat) > 2.0 * np.median(d), (np.median(on_beat), np.median(d))
     if downs.size >= 2:
@@ -156,24 +174,26 @@ def test_the_scene_changes_at_the_section_boundary_and_the_chorus_moves_more(mad
     assert abs(secs[1].start_s - truth[0]) <= 3.0
     d = changes(frames)
     cut = round(secs[1].start_s * FPS)
-    window = d[max(0, cut - 3): cut + 5]
+    window = d[max(0, cut - 3) : cut + 5]
     # the crossfade into the new scene: the biggest change of the clip (or close to it)
     assert window.sum() > 3 * np.percentile(d, 95), (window.round(1), np.percentile(d, 95))
     verse = d[: cut - 5].mean()
-    chorus = d[cut + 10:].mean()
+    chorus = d[cut + 10 :].mean()
     assert chorus > verse, (verse, chorus)  # energy: the loud part moves more
 
 
 def test_start_and_length_pick_the_clip(tmp_path: Path) -> None:
     y, _ = sectioned_song(VERSE_CHORUS, bpm=150.0, sr=SR)
-    result = run_video(wav(y), video=SMALL.model_copy(update={"start": 3.0, "length": 5.0}),
-                       out=tmp_path / "c.mp4")
+    result = run_video(
+        wav(y), video=SMALL.model_copy(update={"start": 3.0, "length": 5.0}), out=tmp_path / "c.mp4"
+    )
     facts, frames, _ = decode(result.path)
     assert result.video.start_s == 3.0 and frames.shape[0] == 5 * FPS
     assert facts["duration_s"] == pytest.approx(5.0, abs=0.1)
     assert result.tags.audio.analysed_s == pytest.approx(5.0, abs=0.01)
-    wide = run_video(wav(y), video=SMALL.model_copy(update={"length": 3.0, "aspect": Aspect.wide}),
-                     out=tmp_path / "w.mp4")
+    wide = run_video(
+        wav(y), video=SMALL.model_copy(update={"length": 3.0, "aspect": Aspect.wide}), out=tmp_path / "w.mp4"
+    )
     assert decode(wide.path)[0]["size"] == (256, 144)
 
 
@@ -237,8 +257,26 @@ def test_cli_writes_the_video_beside_the_image(tmp_path: Path, capsys: pytest.Ca
     song = tmp_path / "tune.wav"
     song.write_bytes(wav(y))
     out = tmp_path / "art" / "cover.png"
-    code = main(["visualize", str(song), "--json", "--video", "-o", str(out), "--size", "256", "--fps", "15",
-                 "--length", "3", "--backend", "renderer", "--seed", "2"])
+    code = main(
+        [
+            "visualize",
+            str(song),
+            "--json",
+            "--video",
+            "-o",
+            str(out),
+            "--size",
+            "256",
+            "--fps",
+            "15",
+            "--length",
+            "3",
+            "--backend",
+            "renderer",
+            "--seed",
+            "2",
+        ]
+    )
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     video = doc["video"]
@@ -279,8 +317,15 @@ def tiny_sd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     before = torch.get_num_threads()
     torch.set_num_threads(int(os.environ.get("M2I_TEST_TORCH_THREADS", "1")))
     folder = build_tiny_sd(tmp_path_factory.mktemp("tiny-video") / "pipeline")
-    settings = SDSettings(model=str(folder), allow_cpu=True, steps=2, guidance=5.0, max_batch=8, warmup=False,
-                          steering=SteeringSettings(init="none", palette_transfer=0.0))
+    settings = SDSettings(
+        model=str(folder),
+        allow_cpu=True,
+        steps=2,
+        guidance=5.0,
+        max_batch=8,
+        warmup=False,
+        steering=SteeringSettings(init="none", palette_transfer=0.0),
+    )
     backend = load_sd_backend(settings, batching=True)  # what the engine holds: the batcher
     yield backend
     backend.close()
@@ -292,8 +337,10 @@ def test_sd_paints_one_keyframe_per_section_and_pulses_on_the_beat(tiny_sd: obje
     from m2i_engine.imaging.base import ImageRequest
     from m2i_engine.prompt import build_prompt
 
-    sections = [SongSection(start_s=0.0, end_s=4.0, label="verse", energy=0.3),
-                SongSection(start_s=4.0, end_s=8.0, label="chorus", energy=0.9)]
+    sections = [
+        SongSection(start_s=0.0, end_s=4.0, label="verse", energy=0.3),
+        SongSection(start_s=4.0, end_s=8.0, label="chorus", energy=0.9),
+    ]
     tags = make_tags(bpm=120.0, genre="jazz", duration_s=8.0).model_copy(update={"sections": sections})
     request = ImageRequest(tags=tags, prompt=build_prompt(tags), width=64, height=112, seed=11)
     sd = sd_backend_of(tiny_sd)  # type: ignore[arg-type]
@@ -309,8 +356,9 @@ def test_sd_paints_one_keyframe_per_section_and_pulses_on_the_beat(tiny_sd: obje
     assert change_period(d) in (4, 8, 16)  # 120 BPM at 16 fps: a beat every 8 frames
     # the two sections' keyframes differ (seeded per label, the prompt says verse vs chorus)
     assert np.abs(frames[20] - frames[100]).mean() > 3 * np.median(d)
-    again = render_video(request, audio=None, sample_rate=SR, out=tmp_path / "sd2.mp4", fps=16,
-                         backend=tiny_sd)  # type: ignore[arg-type]
+    again = render_video(
+        request, audio=None, sample_rate=SR, out=tmp_path / "sd2.mp4", fps=16, backend=tiny_sd
+    )  # type: ignore[arg-type]
     with av.open(str(again.path)) as c:
         first = next(iter(c.decode(video=0))).to_ndarray(format="rgb24").astype(np.float32)
     assert np.abs(first - frames[0]).mean() < 1.0  # same song and seed, same video
@@ -324,8 +372,12 @@ def test_engine_video_with_stable_diffusion(tiny_sd: object, tmp_path: Path) -> 
 
     async def go() -> VideoResult:
         async with Engine(Settings(), models=ModelRegistry(), backends={"sd": tiny_sd}) as eng:  # type: ignore[dict-item]
-            return await eng.video(wav(y), VisualizeOptions(backend="sd", seed=3),
-                                   SMALL.model_copy(update={"length": 3.0}), out=tmp_path / "sd.mp4")
+            return await eng.video(
+                wav(y),
+                VisualizeOptions(backend="sd", seed=3),
+                SMALL.model_copy(update={"length": 3.0}),
+                out=tmp_path / "sd.mp4",
+            )
 
     result = asyncio.run(go())  # the engine closes the batcher (idempotent): this test comes last
     facts, frames, _ = decode(result.path)

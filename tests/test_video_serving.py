@@ -29,7 +29,7 @@ def test_a_clips_wav_bytes_are_the_same_every_time() -> None:
     assert a.wav_bytes() == b.wav_bytes() and a.wav_bytes() == a.wav_bytes()
     again = load_clip(a.wav_bytes(), limits=AudioLimits(), sample_rate=a.sample_rate)
     # 24-bit PCM: analysed as decoded, to within the rounding of one 24-bit step
-    assert np.abs(again.samples - np.clip(a.samples, -1, 1)).max() <= 2.0 ** -23
+    assert np.abs(again.samples - np.clip(a.samples, -1, 1)).max() <= 2.0**-23
 
 
 def test_the_same_upload_twice_analyses_its_clip_once(tmp_path: Path) -> None:

@@ -99,25 +99,50 @@ def compare(tf_python: Path, song: Path | None = None) -> dict[str, object]:
     ours = run(patches)
     with tempfile.TemporaryDirectory() as tmp:
         np.savez(Path(tmp) / "in.npz", patches=patches)
-        env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
-               "CUDA_VISIBLE_DEVICES": ""}
-        subprocess.run([str(tf_python), __file__, "--inputs", str(Path(tmp) / "in.npz"),
-                        "--out", str(Path(tmp) / "tf.npz")], env=env, check=True, capture_output=True)
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "tensorflow",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "CUDA_VISIBLE_DEVICES": "",
+        }
+        subprocess.run(
+            [
+                str(tf_python),
+                __file__,
+                "--inputs",
+                str(Path(tmp) / "in.npz"),
+                "--out",
+                str(Path(tmp) / "tf.npz"),
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         with np.load(Path(tmp) / "tf.npz") as z:
             theirs = {k: z[k] for k in z.files}
-    return {"torch": str(ours["backend"]), "other": str(theirs["backend"]), "patches": len(patches),
-            "song": str(song.name) if song else "synthetic 7-s tone",
-            **{f"{t}_max_abs_diff": float(np.abs(ours[t] - theirs[t]).max()) for t in ("genre", "emotion")},
-            **{f"{t}_same_argmax": bool(np.array_equal(ours[t].argmax(1), theirs[t].argmax(1)))
-               for t in ("genre", "emotion")}}
+    return {
+        "torch": str(ours["backend"]),
+        "other": str(theirs["backend"]),
+        "patches": len(patches),
+        "song": str(song.name) if song else "synthetic 7-s tone",
+        **{f"{t}_max_abs_diff": float(np.abs(ours[t] - theirs[t]).max()) for t in ("genre", "emotion")},
+        **{
+            f"{t}_same_argmax": bool(np.array_equal(ours[t].argmax(1), theirs[t].argmax(1)))
+            for t in ("genre", "emotion")
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--inputs", type=Path)
     p.add_argument("--out", type=Path)
-    p.add_argument("--compare", type=Path, metavar="TF_PYTHON",
-                   help="compare this process (torch) with TF_PYTHON; saves reports/results/backends.json")
+    p.add_argument(
+        "--compare",
+        type=Path,
+        metavar="TF_PYTHON",
+        help="compare this process (torch) with TF_PYTHON; saves reports/results/backends.json",
+    )
     p.add_argument("--song", type=Path, help="audio for --compare (default: a synthetic tone)")
     args = p.parse_args(argv)
     if args.compare:

@@ -68,26 +68,47 @@ def seed_genre(*, epochs: int = 30, batch_size: int = 32, lr: float = 1e-4) -> d
     for i, (tr, te) in enumerate(tqdm(song_folds(gt["genre"]), desc="seed genre CNN", unit="fold")):
         set_seeds(SEED)
         model = build_seed_genre_cnn(x.shape[2:], len(GTZAN_GENRES))
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
         xtr, ytr = x[tr].reshape(-1, *x.shape[2:]), np.repeat(y[tr], n_seg)
         xte, yte = x[te].reshape(-1, *x.shape[2:]), np.repeat(y[te], n_seg)
-        h = model.fit(xtr, ytr, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
-                      validation_data=(xte, yte))
+        h = model.fit(
+            xtr,
+            ytr,
+            batch_size=batch_size,
+            epochs=epochs,
+            shuffle=True,
+            verbose=0,
+            validation_data=(xte, yte),
+        )
         seg_p = np.asarray(model.predict(xte, batch_size=256, verbose=0))
         song_p = seg_p.reshape(len(te), n_seg, -1).mean(axis=1)
-        folds_out.append({"fold": i, "song_acc": float(np.mean(song_p.argmax(1) == y[te])),
-                          "segment_acc": float(np.mean(seg_p.argmax(1) == yte))})
+        folds_out.append(
+            {
+                "fold": i,
+                "song_acc": float(np.mean(song_p.argmax(1) == y[te])),
+                "segment_acc": float(np.mean(seg_p.argmax(1) == yte)),
+            }
+        )
         hist_out.append({k: [float(v) for v in vs] for k, vs in h.history.items()})
         true_all.append(y[te])
         pred_all.append(song_p.argmax(1))
         track_all.append(te)
-    out = {"task": "genre", "name": "genre_seed_cnn", "title": "seed CNN (MFCC-13 x 5 segments)",
-           "labels": list(GTZAN_GENRES), "segment": "6-s segment (1/5 of the track)",
-           "config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": "Adam"},
-           "folds": folds_out, "song_true": np.concatenate(true_all).tolist(),
-           "song_pred": np.concatenate(pred_all).tolist(), "song_track": np.concatenate(track_all).tolist(),
-           "histories": hist_out, "seconds": round(time.perf_counter() - t0, 1)}
+    out = {
+        "task": "genre",
+        "name": "genre_seed_cnn",
+        "title": "seed CNN (MFCC-13 x 5 segments)",
+        "labels": list(GTZAN_GENRES),
+        "segment": "6-s segment (1/5 of the track)",
+        "config": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": "Adam"},
+        "folds": folds_out,
+        "song_true": np.concatenate(true_all).tolist(),
+        "song_pred": np.concatenate(pred_all).tolist(),
+        "song_track": np.concatenate(track_all).tolist(),
+        "histories": hist_out,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     write_result("genre_seed_cnn", out)
     return out
 
@@ -102,15 +123,22 @@ def mean_predictor() -> dict[str, Any]:
         folds.append({"fold": i, **emotion_fold_metrics(y[te], pred)})
         preds.append(pred)
         tracks.append(te)
-    out = {"task": "emotion", "name": "emotion_mean", "title": "mean predictor (training-set mean)",
-           "labels": list(GEMS), "folds": folds, "song_track": np.concatenate(tracks).tolist(),
-           "song_pred": np.concatenate(preds).round(4).tolist()}
+    out = {
+        "task": "emotion",
+        "name": "emotion_mean",
+        "title": "mean predictor (training-set mean)",
+        "labels": list(GEMS),
+        "folds": folds,
+        "song_track": np.concatenate(tracks).tolist(),
+        "song_pred": np.concatenate(preds).round(4).tolist(),
+    }
     write_result("emotion_mean", out)
     return out
 
 
-def seed_emotion(*, epochs: int = 6, segments_per_epoch: int = 1, batch_size: int = 32,
-                 lr: float = 1e-4) -> dict[str, Any]:
+def seed_emotion(
+    *, epochs: int = 6, segments_per_epoch: int = 1, batch_size: int = 32, lr: float = 1e-4
+) -> dict[str, Any]:
     """5-fold CV of the seed emotion CNN on 4 x 4-pooled seed log-spectrograms (reduced budget)."""
     import keras
     from tqdm import tqdm
@@ -123,8 +151,16 @@ def seed_emotion(*, epochs: int = 6, segments_per_epoch: int = 1, batch_size: in
     dist = y / np.maximum(y.sum(axis=1, keepdims=True), 1e-6)
     n_seg = x.shape[1]
     PARTIAL.mkdir(parents=True, exist_ok=True)
-    config = {"epochs": epochs, "segments_per_epoch": segments_per_epoch, "batch_size": batch_size, "lr": lr,
-              "optimizer": "Adam", "input": list(x.shape[2:]), "pool": [4, 4], "standardised": True}
+    config = {
+        "epochs": epochs,
+        "segments_per_epoch": segments_per_epoch,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": "Adam",
+        "input": list(x.shape[2:]),
+        "pool": [4, 4],
+        "standardised": True,
+    }
     folds, preds, tracks, hists, fold_seconds = [], [], [], [], []
     for i, (tr, te) in enumerate(song_folds(em["genre"])):
         part = PARTIAL / f"emotion_seed_cnn_fold{i}.json"
@@ -139,20 +175,36 @@ def seed_emotion(*, epochs: int = 6, segments_per_epoch: int = 1, batch_size: in
         tracks.append(te)
         hists.append(saved["history"])
         fold_seconds.append(saved["seconds"])
-    out = {"task": "emotion", "name": "emotion_seed_cnn",
-           "title": "seed CNN (11 conv, 10-s log-spectrograms, pooled 4x4; reduced budget)",
-           "labels": list(GEMS), "config": config, "n_segments": n_seg, "folds": folds,
-           "song_track": np.concatenate(tracks).tolist(),
-           "song_pred": np.concatenate(preds).round(4).tolist(),
-           "histories": hists, "seconds": round(float(sum(fold_seconds)), 1),
-           "fold_seconds": fold_seconds}
+    out = {
+        "task": "emotion",
+        "name": "emotion_seed_cnn",
+        "title": "seed CNN (11 conv, 10-s log-spectrograms, pooled 4x4; reduced budget)",
+        "labels": list(GEMS),
+        "config": config,
+        "n_segments": n_seg,
+        "folds": folds,
+        "song_track": np.concatenate(tracks).tolist(),
+        "song_pred": np.concatenate(preds).round(4).tolist(),
+        "histories": hists,
+        "seconds": round(float(sum(fold_seconds)), 1),
+        "fold_seconds": fold_seconds,
+    }
     write_result("emotion_seed_cnn", out)
     return out
 
 
-def _seed_emotion_fold(i: int, tr: np.ndarray, te: np.ndarray, x: np.ndarray, y: np.ndarray,
-                       dist: np.ndarray, config: dict[str, Any], build: Any, keras: Any, tqdm: Any
-                       ) -> dict[str, Any]:
+def _seed_emotion_fold(
+    i: int,
+    tr: np.ndarray,
+    te: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    dist: np.ndarray,
+    config: dict[str, Any],
+    build: Any,
+    keras: Any,
+    tqdm: Any,
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     set_seeds(SEED + i)
     rng = np.random.default_rng(SEED + i)
@@ -179,8 +231,9 @@ def _seed_emotion_fold(i: int, tr: np.ndarray, te: np.ndarray, x: np.ndarray, y:
         segs = order[:, cols]
         songs_rep = np.repeat(tr, k)
         xtr = prep(x[songs_rep, segs.ravel()])
-        h = model.fit(xtr, dist[songs_rep], batch_size=config["batch_size"], epochs=1, shuffle=True,
-                      verbose=0)
+        h = model.fit(
+            xtr, dist[songs_rep], batch_size=config["batch_size"], epochs=1, shuffle=True, verbose=0
+        )
         val_loss = float(model.evaluate(xval, dist[te], batch_size=64, verbose=0))
         history["loss"].append(float(h.history["loss"][0]))
         history["val_loss"].append(val_loss)
@@ -188,18 +241,35 @@ def _seed_emotion_fold(i: int, tr: np.ndarray, te: np.ndarray, x: np.ndarray, y:
     seg_p = np.asarray(model.predict(prep(x[te].reshape(-1, *x.shape[2:])), batch_size=32, verbose=0))
     total = float(y[tr].sum(axis=1).mean())
     pred = seg_p.reshape(len(te), n_seg, -1).mean(axis=1) * total
-    return {"config": config, "pred": pred.tolist(), "history": history,
-            "seconds": round(time.perf_counter() - t0, 1)}
+    return {
+        "config": config,
+        "pred": pred.tolist(),
+        "history": history,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.baselines", description=__doc__.split("\n\n")[0])
-    p.add_argument("--only", nargs="+", choices=["genre", "emotion", "mean"],
-                   default=["genre", "mean", "emotion"], help="which baselines (default: all)")
-    p.add_argument("--emotion-epochs", type=int, default=6,
-                   help="seed emotion CNN epochs (default 6: with 1 segment per song, one pass over all)")
-    p.add_argument("--segments-per-epoch", type=int, default=1,
-                   help="10-s segments per training song per epoch (default 1 of 6)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=["genre", "emotion", "mean"],
+        default=["genre", "mean", "emotion"],
+        help="which baselines (default: all)",
+    )
+    p.add_argument(
+        "--emotion-epochs",
+        type=int,
+        default=6,
+        help="seed emotion CNN epochs (default 6: with 1 segment per song, one pass over all)",
+    )
+    p.add_argument(
+        "--segments-per-epoch",
+        type=int,
+        default=1,
+        help="10-s segments per training song per epoch (default 1 of 6)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     args = p.parse_args(argv)
     limit_threads(args.threads)

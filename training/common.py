@@ -27,10 +27,18 @@ CACHE = REPO / ".cache" / "features"
 REPORTS = Path(__file__).resolve().parent / "reports"
 RESULTS = REPORTS / "results"
 
-GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae",
-                "rock")
-GEMS = ("amazement", "solemnity", "tenderness", "nostalgia", "calmness", "power", "joyful_activation",
-        "tension", "sadness")
+GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
+GEMS = (
+    "amazement",
+    "solemnity",
+    "tenderness",
+    "nostalgia",
+    "calmness",
+    "power",
+    "joyful_activation",
+    "tension",
+    "sadness",
+)
 EMOTIFY_GENRES = ("classical", "rock", "electronic", "pop")
 #: Emotify genres that are also GTZAN classes (used as extra genre training data, see train_genre).
 OVERLAP_GENRES = ("classical", "rock", "pop")
@@ -77,8 +85,17 @@ def emotify_songs(root: Path | None = None) -> list[Song]:
     """The 400 Emotify excerpts with their listener fractions, in ``tracks.csv`` order."""
     base = (root or data_dir()) / "emotify"
     with open(base / "tracks.csv", newline="") as f:
-        return [Song("emotify", r["track_id"], base / r["file"], r["genre"],
-                     tuple(float(r[e]) for e in GEMS), int(r["n_raters"])) for r in csv.DictReader(f)]
+        return [
+            Song(
+                "emotify",
+                r["track_id"],
+                base / r["file"],
+                r["genre"],
+                tuple(float(r[e]) for e in GEMS),
+                int(r["n_raters"]),
+            )
+            for r in csv.DictReader(f)
+        ]
 
 
 def mer4q_songs(root: Path | None = None) -> list[Song]:
@@ -96,16 +113,31 @@ def mer4q_songs(root: Path | None = None) -> list[Song]:
         out = []
         for r in csv.DictReader(f):
             genres = split(r["allmusic_genres"])
-            out.append(Song("mer4q", r["song"], base / r["file"], allmusic_gtzan_genre(genres),
-                            artist=r["artist"], quadrant=r["quadrant"],
-                            quadrant_share=float(r["quadrant_share"] or 0.0), allmusic_genres=genres,
-                            allmusic_moods=split(r["allmusic_moods"])))
+            out.append(
+                Song(
+                    "mer4q",
+                    r["song"],
+                    base / r["file"],
+                    allmusic_gtzan_genre(genres),
+                    artist=r["artist"],
+                    quadrant=r["quadrant"],
+                    quadrant_share=float(r["quadrant_share"] or 0.0),
+                    allmusic_genres=genres,
+                    allmusic_moods=split(r["allmusic_moods"]),
+                )
+            )
         return out
 
 
 #: AllMusic genres that are GTZAN classes (AllMusic files rock and pop together as Pop/Rock)
-ALLMUSIC_TO_GTZAN = {"Jazz": "jazz", "Blues": "blues", "Country": "country", "Rap": "hiphop",
-                     "Reggae": "reggae", "Classical": "classical"}
+ALLMUSIC_TO_GTZAN = {
+    "Jazz": "jazz",
+    "Blues": "blues",
+    "Country": "country",
+    "Rap": "hiphop",
+    "Reggae": "reggae",
+    "Classical": "classical",
+}
 #: the Russell quadrants of mer4q and their (valence sign, arousal sign)
 QUADRANTS = {"Q1": (1, 1), "Q2": (-1, 1), "Q3": (-1, -1), "Q4": (1, -1)}
 
@@ -126,8 +158,9 @@ def songs(dataset: str) -> list[Song]:
     raise ValueError(f"unknown dataset {dataset!r}")
 
 
-def song_folds(strata: Sequence[str], *, n_folds: int = N_FOLDS, seed: int = SEED
-               ) -> list[tuple[np.ndarray, np.ndarray]]:
+def song_folds(
+    strata: Sequence[str], *, n_folds: int = N_FOLDS, seed: int = SEED
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Song-level stratified k-fold: ``[(train_song_ids, test_song_ids), ...]``, the same on every run."""
     from sklearn.model_selection import StratifiedKFold
 
@@ -136,8 +169,9 @@ def song_folds(strata: Sequence[str], *, n_folds: int = N_FOLDS, seed: int = SEE
     return [(tr, te) for tr, te in skf.split(idx, np.asarray(strata))]
 
 
-def artist_folds(strata: Sequence[str], artists: Sequence[str], *, n_folds: int = N_FOLDS, seed: int = SEED
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+def artist_folds(
+    strata: Sequence[str], artists: Sequence[str], *, n_folds: int = N_FOLDS, seed: int = SEED
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Artist-grouped stratified k-fold: no artist is on both sides, so scores hold for unseen artists."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -195,10 +229,17 @@ def emotion_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str
     """Per-emotion ``r``, ``r2``, ``auc`` (≥ :data:`CHOSEN_FRACTION` chosen) and their means (``"mean"``)."""
     out: dict[str, dict[str, float]] = {}
     for j, e in enumerate(GEMS):
-        out[e] = {"r": pearson(y_true[:, j], y_pred[:, j]), "r2": r2(y_true[:, j], y_pred[:, j]),
-                  "auc": auc(y_true[:, j] >= CHOSEN_FRACTION, y_pred[:, j])}
-    out["mean"] = {k: float(np.nanmean([out[e][k] for e in GEMS])) if any(
-        np.isfinite(out[e][k]) for e in GEMS) else float("nan") for k in ("r", "r2", "auc")}
+        out[e] = {
+            "r": pearson(y_true[:, j], y_pred[:, j]),
+            "r2": r2(y_true[:, j], y_pred[:, j]),
+            "auc": auc(y_true[:, j] >= CHOSEN_FRACTION, y_pred[:, j]),
+        }
+    out["mean"] = {
+        k: float(np.nanmean([out[e][k] for e in GEMS]))
+        if any(np.isfinite(out[e][k]) for e in GEMS)
+        else float("nan")
+        for k in ("r", "r2", "auc")
+    }
     return out
 
 

@@ -54,10 +54,20 @@ TF_REQUIREMENTS = ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0")  # tf-keras: tf
 
 #: Output folder, architecture and training corpus of each converted checkpoint.
 MODELS: dict[str, dict[str, Any]] = {
-    "MSD_musicnn": {"folder": "musicnn_msd", "labels_attr": "MSD_LABELS", "num_filt_midend": 64,
-                    "num_units_backend": 200, "dataset": "Million Song Dataset (last.fm top-50 tags)"},
-    "MTT_musicnn": {"folder": "musicnn_mtt", "labels_attr": "MTT_LABELS", "num_filt_midend": 64,
-                    "num_units_backend": 200, "dataset": "MagnaTagATune (top-50 tags)"},
+    "MSD_musicnn": {
+        "folder": "musicnn_msd",
+        "labels_attr": "MSD_LABELS",
+        "num_filt_midend": 64,
+        "num_units_backend": 200,
+        "dataset": "Million Song Dataset (last.fm top-50 tags)",
+    },
+    "MTT_musicnn": {
+        "folder": "musicnn_mtt",
+        "labels_attr": "MTT_LABELS",
+        "num_filt_midend": 64,
+        "num_units_backend": 200,
+        "dataset": "MagnaTagATune (top-50 tags)",
+    },
 }
 
 #: Keras layer of the port -> the TF1 variables it holds, in the layer's weight order. The front-end
@@ -77,37 +87,69 @@ def _conv(i: int) -> list[str]:
 
 KERAS_FROM_TF: dict[str, list[str]] = {
     "input_bn": _bn(0),
-    "timbral_74": _conv(0) + _bn(1), "timbral_77": _conv(1) + _bn(2),
-    "temporal_128": _conv(2) + _bn(3), "temporal_64": _conv(3) + _bn(4), "temporal_32": _conv(4) + _bn(5),
-    "midend_1_conv": _conv(5), "midend_1_bn": _bn(6),
-    "midend_2_conv": _conv(6), "midend_2_bn": _bn(7),
-    "midend_3_conv": _conv(7), "midend_3_bn": _bn(8),
+    "timbral_74": _conv(0) + _bn(1),
+    "timbral_77": _conv(1) + _bn(2),
+    "temporal_128": _conv(2) + _bn(3),
+    "temporal_64": _conv(3) + _bn(4),
+    "temporal_32": _conv(4) + _bn(5),
+    "midend_1_conv": _conv(5),
+    "midend_1_bn": _bn(6),
+    "midend_2_conv": _conv(6),
+    "midend_2_bn": _bn(7),
+    "midend_3_conv": _conv(7),
+    "midend_3_bn": _bn(8),
     "pool_bn": _bn(9),
-    "penultimate_dense": ["dense/kernel", "dense/bias"], "penultimate_bn": _bn(10),
+    "penultimate_dense": ["dense/kernel", "dense/bias"],
+    "penultimate_bn": _bn(10),
     "logits": ["dense_1/kernel", "dense_1/bias"],
 }
-OUTPUTS = ("tags", "logits", "penultimate", "mean_pool", "max_pool",
-           "timbral", "temporal", "cnn1", "cnn2", "cnn3")
+OUTPUTS = (
+    "tags",
+    "logits",
+    "penultimate",
+    "mean_pool",
+    "max_pool",
+    "timbral",
+    "temporal",
+    "cnn1",
+    "cnn2",
+    "cnn3",
+)
 
 INPUT_SPEC: dict[str, Any] = {
-    "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 96, "n_frames": 187,
-    "patch_seconds": 3.0, "patch_hop_frames": 187, "center": True, "pad_mode": "reflect", "power": 2.0,
-    "mel_norm": "slaney", "htk": False, "window": "hann", "short_input": "repeat-pad",
+    "sample_rate": 16000,
+    "n_fft": 512,
+    "hop_length": 256,
+    "n_mels": 96,
+    "n_frames": 187,
+    "patch_seconds": 3.0,
+    "patch_hop_frames": 187,
+    "center": True,
+    "pad_mode": "reflect",
+    "power": 2.0,
+    "mel_norm": "slaney",
+    "htk": False,
+    "window": "hann",
+    "short_input": "repeat-pad",
     "log_compression": "mel power -> float16 -> float32; log10(10000 * mel + 1)",
     "resampling": "librosa.resample(res_type='soxr_hq') from any rate to 16 kHz, mono",
-    "notes": ("As musicnn/extractor.py with the librosa of its time (0.7: centred frames, reflect "
-              "padding, Slaney mel). The 10000* product is taken in float32, as NumPy < 2 promoted it; "
-              "NumPy 2 keeps float16 and overflows to inf for mel > 6.55."),
+    "notes": (
+        "As musicnn/extractor.py with the librosa of its time (0.7: centred frames, reflect "
+        "padding, Slaney mel). The 10000* product is taken in float32, as NumPy < 2 promoted it; "
+        "NumPy 2 keeps float16 and overflows to inf for mel > 6.55."
+    ),
 }
 PROVENANCE: dict[str, Any] = {
     "source": "PyPI wheel musicnn 0.1.0 (github.com/jordipons/musicnn), TF1 checkpoint",
     "authors": "Jordi Pons, Xavier Serra (Music Technology Group, Universitat Pompeu Fabra)",
-    "citation": ("J. Pons and X. Serra, \"musicnn: pre-trained convolutional neural networks for music "
-                 "audio tagging\", Late-Breaking/Demo session of ISMIR 2019."),
+    "citation": (
+        'J. Pons and X. Serra, "musicnn: pre-trained convolutional neural networks for music '
+        'audio tagging", Late-Breaking/Demo session of ISMIR 2019.'
+    ),
     "licence": "ISC",
     "licence_file": "LICENSE.md",
     "copyright": "Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2019. "
-                 "Code developed by Jordi Pons (www.jordipons.me).",
+    "Code developed by Jordi Pons (www.jordipons.me).",
 }
 
 
@@ -147,8 +189,20 @@ def find_package(source: Path | None) -> tuple[Path, dict[str, Any]]:
         if not wheels:
             _log(f"downloading {WHEEL} into {CACHE}")
             CACHE.mkdir(parents=True, exist_ok=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                            "-d", str(CACHE), WHEEL], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "-d",
+                    str(CACHE),
+                    WHEEL,
+                ],
+                check=True,
+            )
             wheels = sorted(CACHE.glob("musicnn-0.1.0-*.whl"))
         source = wheels[0]
     source = source.resolve()
@@ -171,8 +225,9 @@ def setup_tf_venv(venv: Path) -> None:
     subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *TF_REQUIREMENTS], check=True)
 
 
-def reference_inputs(n_frames: int = 187, n_mels: int = 96,
-                     data_dir: Path | None = None) -> dict[str, np.ndarray]:
+def reference_inputs(
+    n_frames: int = 187, n_mels: int = 96, data_dir: Path | None = None
+) -> dict[str, np.ndarray]:
     """Deterministic test patches: log-mel-like noise, synthetic music, and real music when available."""
     sys.path.insert(0, str(REPO))
     from m2i_engine.models.musicnn import musicnn_input
@@ -217,18 +272,33 @@ def tf_reference(pkg_parent: Path, model: str, inputs_npz: Path, out_npz: Path) 
         x = tf.compat.v1.placeholder(tf.float32, [None, 187, configuration.N_MELS])
         is_training = tf.compat.v1.placeholder(tf.bool)
         y, timbral, temporal, cnn1, cnn2, cnn3, mean_pool, max_pool, penultimate = models.define_model(
-            x, is_training, model, len(labels))
-        fetch = {"tags": tf.nn.sigmoid(y), "logits": y, "penultimate": penultimate, "mean_pool": mean_pool,
-                 "max_pool": max_pool, "timbral": timbral, "temporal": temporal,
-                 "cnn1": tf.squeeze(cnn1, [3]), "cnn2": tf.squeeze(cnn2, [3]), "cnn3": tf.squeeze(cnn3, [3])}
+            x, is_training, model, len(labels)
+        )
+        fetch = {
+            "tags": tf.nn.sigmoid(y),
+            "logits": y,
+            "penultimate": penultimate,
+            "mean_pool": mean_pool,
+            "max_pool": max_pool,
+            "timbral": timbral,
+            "temporal": temporal,
+            "cnn1": tf.squeeze(cnn1, [3]),
+            "cnn2": tf.squeeze(cnn2, [3]),
+            "cnn3": tf.squeeze(cnn3, [3]),
+        }
         graph_vars = tf.compat.v1.global_variables()
         reader = tf.compat.v1.train.NewCheckpointReader(ckpt)
-        in_ckpt = {k for k in reader.get_variable_to_shape_map()
-                   if "Adam" not in k and not k.startswith("beta1_power") and not k.startswith("beta2_power")}
+        in_ckpt = {
+            k
+            for k in reader.get_variable_to_shape_map()
+            if "Adam" not in k and not k.startswith("beta1_power") and not k.startswith("beta2_power")
+        }
         names = {v.op.name for v in graph_vars}
         if names != in_ckpt:
-            raise SystemExit(f"graph/checkpoint variables differ: only graph {sorted(names - in_ckpt)}, "
-                             f"only checkpoint {sorted(in_ckpt - names)}")
+            raise SystemExit(
+                f"graph/checkpoint variables differ: only graph {sorted(names - in_ckpt)}, "
+                f"only checkpoint {sorted(in_ckpt - names)}"
+            )
         with tf.compat.v1.Session(graph=graph) as sess:
             tf.compat.v1.train.Saver(var_list=graph_vars).restore(sess, ckpt)  # raises on any mismatch
             values = dict(zip([v.op.name for v in graph_vars], sess.run(graph_vars), strict=True))
@@ -286,8 +356,9 @@ def assign_weights(model: Any, variables: dict[str, np.ndarray]) -> None:
         raise SystemExit(f"unused checkpoint variables: {sorted(set(variables) - used)}")
 
 
-def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], *,
-            relative: bool = False) -> dict[str, float]:
+def compare(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray], *, relative: bool = False
+) -> dict[str, float]:
     """Max abs difference per output over all input sets (keys ``out/<set>/<output>``).
 
     ``relative=True`` divides by the output's largest magnitude in ``a`` (float32 round-off is relative).
@@ -307,8 +378,15 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], *,
     return diffs
 
 
-def convert(model_name: str, pkg_parent: Path, provenance: dict[str, Any], tf_python: Path, out_root: Path,
-            tolerance: float, data_dir: Path | None) -> dict[str, Any]:
+def convert(
+    model_name: str,
+    pkg_parent: Path,
+    provenance: dict[str, Any],
+    tf_python: Path,
+    out_root: Path,
+    tolerance: float,
+    data_dir: Path | None,
+) -> dict[str, Any]:
     sys.path.insert(0, str(REPO))
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import keras
@@ -324,33 +402,69 @@ def convert(model_name: str, pkg_parent: Path, provenance: dict[str, Any], tf_py
         inputs = reference_inputs(data_dir=data_dir)
         arrays: dict[str, Any] = dict(inputs)
         np.savez(tmp / "inputs.npz", **arrays)
-        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
-               "PYTHONWARNINGS": "ignore"}
+        env = {
+            **os.environ,
+            "TF_USE_LEGACY_KERAS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "PYTHONWARNINGS": "ignore",
+        }
         _log(f"{model_name}: TF1 reference graph in {tf_python}")
-        subprocess.run([str(tf_python), __file__, "tf-reference", "--package", str(pkg_parent), "--model",
-                        model_name, "--inputs", str(tmp / "inputs.npz"), "--out", str(tmp / "tf.npz")],
-                       check=True, env=env)
+        subprocess.run(
+            [
+                str(tf_python),
+                __file__,
+                "tf-reference",
+                "--package",
+                str(pkg_parent),
+                "--model",
+                model_name,
+                "--inputs",
+                str(tmp / "inputs.npz"),
+                "--out",
+                str(tmp / "tf.npz"),
+            ],
+            check=True,
+            env=env,
+        )
         tf_out = dict(np.load(tmp / "tf.npz"))
         variables = {k[4:].replace("__", "/"): v for k, v in tf_out.items() if k.startswith("var/")}
         labels = [str(s) for s in tf_out["labels"]]
         manifest: dict[str, Any] = {
-            "task": "embedding", "name": cfg["folder"], "version": "1.0.0", "format": "keras3-weights",
-            "file": f"{cfg['folder']}.weights.h5", "labels": labels,
-            "architecture": {"type": "musicnn", "num_filt_frontend": 1.6,
-                             "num_filt_midend": cfg["num_filt_midend"],
-                             "num_units_backend": cfg["num_units_backend"], "num_classes": len(labels),
-                             "dropout": "omitted (inference only)"},
-            "input": {**INPUT_SPEC, "n_frames": int(wheel_cfg["n_frames"]),
-                      "n_mels": int(wheel_cfg["audio_rep"]["n_mels"])},
-            "outputs": {"tags": "sigmoid probabilities, one per label",
-                        "penultimate": f"{cfg['num_units_backend']}-d dense layer (after BN)",
-                        "mean_pool": "753-d mean over time of the mid-end features",
-                        "max_pool": "753-d max over time of the mid-end features"},
+            "task": "embedding",
+            "name": cfg["folder"],
+            "version": "1.0.0",
+            "format": "keras3-weights",
+            "file": f"{cfg['folder']}.weights.h5",
+            "labels": labels,
+            "architecture": {
+                "type": "musicnn",
+                "num_filt_frontend": 1.6,
+                "num_filt_midend": cfg["num_filt_midend"],
+                "num_units_backend": cfg["num_units_backend"],
+                "num_classes": len(labels),
+                "dropout": "omitted (inference only)",
+            },
+            "input": {
+                **INPUT_SPEC,
+                "n_frames": int(wheel_cfg["n_frames"]),
+                "n_mels": int(wheel_cfg["audio_rep"]["n_mels"]),
+            },
+            "outputs": {
+                "tags": "sigmoid probabilities, one per label",
+                "penultimate": f"{cfg['num_units_backend']}-d dense layer (after BN)",
+                "mean_pool": "753-d mean over time of the mid-end features",
+                "max_pool": "753-d max over time of the mid-end features",
+            },
             "training_data": cfg["dataset"],
-            "provenance": {**PROVENANCE, **provenance, "checkpoint": model_name,
-                           "checkpoint_sha256": {p.name: _sha256(p) for p in sorted(ckpt_dir.iterdir())
-                                                 if p.name.startswith(".")},
-                           "published_result": (ckpt_dir / "experiment.result").read_text().strip()},
+            "provenance": {
+                **PROVENANCE,
+                **provenance,
+                "checkpoint": model_name,
+                "checkpoint_sha256": {
+                    p.name: _sha256(p) for p in sorted(ckpt_dir.iterdir()) if p.name.startswith(".")
+                },
+                "published_result": (ckpt_dir / "experiment.result").read_text().strip(),
+            },
         }
         assert manifest["input"]["n_frames"] == 187 and manifest["input"]["n_mels"] == 96
 
@@ -378,10 +492,26 @@ def convert(model_name: str, pkg_parent: Path, provenance: dict[str, Any], tf_py
         diff_torch = compare(tf_out, ours)
         _log(f"{model_name}: keras[{keras.backend.backend()}] vs TF1 max abs diff {diff_torch}")
 
-        subprocess.run([str(tf_python), __file__, "keras-run", "--folder", str(folder), "--inputs",
-                        str(tmp / "inputs.npz"), "--out", str(tmp / "ktf.npz")], check=True,
-                       env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
-                            "PYTHONWARNINGS": "ignore"})
+        subprocess.run(
+            [
+                str(tf_python),
+                __file__,
+                "keras-run",
+                "--folder",
+                str(folder),
+                "--inputs",
+                str(tmp / "inputs.npz"),
+                "--out",
+                str(tmp / "ktf.npz"),
+            ],
+            check=True,
+            env={
+                **os.environ,
+                "KERAS_BACKEND": "tensorflow",
+                "TF_CPP_MIN_LOG_LEVEL": "3",
+                "PYTHONWARNINGS": "ignore",
+            },
+        )
         ktf = dict(np.load(tmp / "ktf.npz"))
         diff_ktf = compare(tf_out, ktf)
         diff_backends = compare(ours, ktf)
@@ -396,11 +526,19 @@ def convert(model_name: str, pkg_parent: Path, provenance: dict[str, Any], tf_py
         "test_inputs": {k: list(v.shape) for k, v in inputs.items()},
         "max_abs_diff": max(diff_torch.values()),
         "max_abs_diff_vs_tf1": {"torch": diff_torch, "tensorflow": diff_ktf},
-        "max_rel_diff_vs_tf1": {"torch": compare(tf_out, ours, relative=True),
-                                "tensorflow": compare(tf_out, ktf, relative=True)},
+        "max_rel_diff_vs_tf1": {
+            "torch": compare(tf_out, ours, relative=True),
+            "tensorflow": compare(tf_out, ktf, relative=True),
+        },
         "max_abs_diff_torch_vs_tensorflow_backend": max(diff_backends.values()),
-        "max_abs_output": {k: max(float(np.max(np.abs(v))) for kk, v in tf_out.items()
-                                  if kk.startswith("out/") and kk.endswith("/" + k)) for k in OUTPUTS},
+        "max_abs_output": {
+            k: max(
+                float(np.max(np.abs(v)))
+                for kk, v in tf_out.items()
+                if kk.startswith("out/") and kk.endswith("/" + k)
+            )
+            for k in OUTPUTS
+        },
         "tolerance": tolerance,
         "weights_sha256": _sha256(weights),
         "weights_bytes": weights.stat().st_size,
@@ -417,16 +555,23 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd")
     c = sub.add_parser("convert", help="(default) convert and verify")
     for p in (ap, c):
-        p.add_argument("--source", type=Path, default=None,
-                       help="musicnn wheel, or folder holding the unpacked package (default: pip download)")
+        p.add_argument(
+            "--source",
+            type=Path,
+            default=None,
+            help="musicnn wheel, or folder holding the unpacked package (default: pip download)",
+        )
         p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
         p.add_argument("--out-root", type=Path, default=WEIGHTS_ROOT)
         p.add_argument("--tf-python", type=Path, default=TF_VENV / "bin" / "python")
         p.add_argument("--setup-tf", action="store_true", help=f"create {TF_VENV.name} first if missing")
         p.add_argument("--tolerance", type=float, default=1e-3)
-        p.add_argument("--data-dir", type=Path,
-                       default=Path(os.environ.get("M2I_DATA_DIR", REPO.parent / "shared" / "data")),
-                       help="adds real GTZAN patches to the comparison when present")
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            default=Path(os.environ.get("M2I_DATA_DIR", REPO.parent / "shared" / "data")),
+            help="adds real GTZAN patches to the comparison when present",
+        )
     w = sub.add_parser("tf-reference", help="worker: TF1 graph outputs and variables (TF venv)")
     w.add_argument("--package", type=Path, required=True)
     w.add_argument("--model", required=True, choices=list(MODELS))
@@ -449,9 +594,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.setup_tf and args.tf_python == TF_VENV / "bin" / "python":
             setup_tf_venv(TF_VENV)
         else:
-            raise SystemExit(f"no TensorFlow python at {args.tf_python}: run with --setup-tf, or create it: "
-                             f"`python -m venv .venv-tf && .venv-tf/bin/pip install "
-                             f"{' '.join(TF_REQUIREMENTS)}`")
+            raise SystemExit(
+                f"no TensorFlow python at {args.tf_python}: run with --setup-tf, or create it: "
+                f"`python -m venv .venv-tf && .venv-tf/bin/pip install "
+                f"{' '.join(TF_REQUIREMENTS)}`"
+            )
     pkg_parent, provenance = find_package(args.source)
     data_dir = args.data_dir if args.data_dir and args.data_dir.is_dir() else None
     for name in args.models:

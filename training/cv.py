@@ -48,8 +48,9 @@ class PatchSet:
 
     def patches_of(self, song_ids: Sequence[int] | np.ndarray, max_patches: int | None = None) -> np.ndarray:
         """Patch indices of ``song_ids`` (in that order), capped per song like the engine does."""
-        return np.concatenate([self._starts[s] + select_patches(int(self._counts[s]), max_patches)
-                               for s in song_ids]).astype(np.int64)
+        return np.concatenate(
+            [self._starts[s] + select_patches(int(self._counts[s]), max_patches) for s in song_ids]
+        ).astype(np.int64)
 
     def rows(self, patches: np.ndarray, inputs: Sequence[str]) -> np.ndarray:
         return np.concatenate([self.emb[name][patches] for name in inputs], axis=1).astype(np.float32)
@@ -105,8 +106,9 @@ class HeadTask:
     def song_targets(self, song_ids: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def training_rows(self, cand: Candidate, song_ids: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def training_rows(
+        self, cand: Candidate, song_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
 
     def selection_score(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, float]:
@@ -114,9 +116,16 @@ class HeadTask:
         raise NotImplementedError
 
 
-def fit_head(cand: Candidate, task: HeadTask, song_ids: np.ndarray, sched: Schedule, *, seed: int = SEED,
-             val_song_ids: np.ndarray | None = None, max_patches: int | None = None
-             ) -> tuple[Any, dict[str, list[float]]]:
+def fit_head(
+    cand: Candidate,
+    task: HeadTask,
+    song_ids: np.ndarray,
+    sched: Schedule,
+    *,
+    seed: int = SEED,
+    val_song_ids: np.ndarray | None = None,
+    max_patches: int | None = None,
+) -> tuple[Any, dict[str, list[float]]]:
     """Train a head on ``song_ids``; with ``val_song_ids``, also log their (patch-level) loss per epoch."""
     import keras
 
@@ -130,8 +139,16 @@ def fit_head(cand: Candidate, task: HeadTask, song_ids: np.ndarray, sched: Sched
     if val_song_ids is not None:
         p = task.patches.patches_of(val_song_ids, max_patches)
         val = (task.patches.rows(p, cand.spec.inputs), _targets_for_patches(task, val_song_ids, p))
-    hist = model.fit(x, y, sample_weight=w, batch_size=sched.batch_size, epochs=sched.epochs, shuffle=True,
-                     verbose=0, validation_data=val)
+    hist = model.fit(
+        x,
+        y,
+        sample_weight=w,
+        batch_size=sched.batch_size,
+        epochs=sched.epochs,
+        shuffle=True,
+        verbose=0,
+        validation_data=val,
+    )
     return model, {k: [float(v) for v in vs] for k, vs in hist.history.items()}
 
 
@@ -150,20 +167,31 @@ def _targets_for_patches(task: HeadTask, song_ids: np.ndarray, patches: np.ndarr
     return t[[pos[int(s)] for s in task.patches.song[patches]]]
 
 
-def predict_songs(model: Any, task: HeadTask, cand: Candidate, song_ids: np.ndarray,
-                  max_patches: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict_songs(
+    model: Any, task: HeadTask, cand: Candidate, song_ids: np.ndarray, max_patches: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Song scores (mean over the capped patches), plus per-patch scores and their song positions."""
     p = task.patches.patches_of(song_ids, max_patches)
     scores = predict_rows(model, task.patches.rows(p, cand.spec.inputs))
-    pos = np.repeat(np.arange(len(song_ids)), [len(select_patches(int(n), max_patches))
-                                               for n in task.patches.n_patches(song_ids)])
+    pos = np.repeat(
+        np.arange(len(song_ids)),
+        [len(select_patches(int(n), max_patches)) for n in task.patches.n_patches(song_ids)],
+    )
     sums = np.zeros((len(song_ids), scores.shape[1]), np.float64)
     np.add.at(sums, pos, scores)
     return (sums / np.bincount(pos, minlength=len(song_ids))[:, None]).astype(np.float32), scores, pos
 
 
-def cv_predictions(task: HeadTask, cand: Candidate, song_ids: np.ndarray, k: int, sched: Schedule, *,
-                   max_patches: int | None, seed: int = SEED) -> np.ndarray:
+def cv_predictions(
+    task: HeadTask,
+    cand: Candidate,
+    song_ids: np.ndarray,
+    k: int,
+    sched: Schedule,
+    *,
+    max_patches: int | None,
+    seed: int = SEED,
+) -> np.ndarray:
     """Out-of-fold song scores over ``song_ids`` (a stratified ``k``-fold of those songs only)."""
     out = np.zeros((len(song_ids), task.song_targets(song_ids[:1]).shape[1]), np.float32)
     for tr, te in song_folds(task.strata[song_ids], n_folds=k, seed=seed):
@@ -172,9 +200,17 @@ def cv_predictions(task: HeadTask, cand: Candidate, song_ids: np.ndarray, k: int
     return out
 
 
-def select(task: HeadTask, grid: Sequence[Candidate], song_ids: np.ndarray, *, k: int, sched: Schedule,
-           max_patches: int | None, seed: int = SEED,
-           on_step: Callable[[], None] = lambda: None) -> tuple[Candidate, list[dict[str, Any]]]:
+def select(
+    task: HeadTask,
+    grid: Sequence[Candidate],
+    song_ids: np.ndarray,
+    *,
+    k: int,
+    sched: Schedule,
+    max_patches: int | None,
+    seed: int = SEED,
+    on_step: Callable[[], None] = lambda: None,
+) -> tuple[Candidate, list[dict[str, Any]]]:
     """Pick the best candidate by ``k``-fold CV on ``song_ids`` alone; also return every candidate's score."""
     y = task.song_targets(song_ids)
     table = []
@@ -187,16 +223,31 @@ def select(task: HeadTask, grid: Sequence[Candidate], song_ids: np.ndarray, *, k
     return grid[best], table
 
 
-def select_and_train(task: HeadTask, grid: Sequence[Candidate], sched: Schedule, *, max_patches: int | None,
-                     k: int = 5, seed: int = SEED, desc: str = "final selection"
-                     ) -> tuple[Candidate, list[dict[str, Any]], Any, dict[str, list[float]]]:
+def select_and_train(
+    task: HeadTask,
+    grid: Sequence[Candidate],
+    sched: Schedule,
+    *,
+    max_patches: int | None,
+    k: int = 5,
+    seed: int = SEED,
+    desc: str = "final selection",
+) -> tuple[Candidate, list[dict[str, Any]], Any, dict[str, list[float]]]:
     """The shipped model: select by ``k``-fold CV on *all* songs, then train the winner on all of them."""
     from tqdm import tqdm
 
     all_ids = np.arange(task.patches.n_songs)
     with tqdm(total=len(grid), desc=desc, unit="cand") as bar:
-        chosen, table = select(task, grid, all_ids, k=k, sched=sched, max_patches=max_patches, seed=seed,
-                               on_step=lambda: bar.update(1))
+        chosen, table = select(
+            task,
+            grid,
+            all_ids,
+            k=k,
+            sched=sched,
+            max_patches=max_patches,
+            seed=seed,
+            on_step=lambda: bar.update(1),
+        )
     model, hist = fit_head(chosen, task, all_ids, sched, seed=seed)
     return chosen, table, model, hist
 
@@ -209,8 +260,11 @@ def write_head(model: Any, folder: Path, filename: str, manifest: dict[str, Any]
     clean = build_head(HeadSpec.from_dict(manifest["head"]))
     clean.set_weights(model.get_weights())
     clean.save_weights(str(weights))
-    manifest = {**manifest, "file": filename,
-                "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    manifest = {
+        **manifest,
+        "file": filename,
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return weights
 
@@ -228,9 +282,17 @@ class FoldResult:
     seconds: float
 
 
-def nested_cv(task: HeadTask, grid: Sequence[Candidate], outer: Sequence[tuple[np.ndarray, np.ndarray]], *,
-              inner_k: int, sched: Schedule, max_patches: int | None, seed: int = SEED,
-              desc: str = "nested CV") -> list[FoldResult]:
+def nested_cv(
+    task: HeadTask,
+    grid: Sequence[Candidate],
+    outer: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    inner_k: int,
+    sched: Schedule,
+    max_patches: int | None,
+    seed: int = SEED,
+    desc: str = "nested CV",
+) -> list[FoldResult]:
     """Per outer fold: select on its training songs (inner CV), train the winner, score the test songs."""
     from tqdm import tqdm
 
@@ -238,16 +300,26 @@ def nested_cv(task: HeadTask, grid: Sequence[Candidate], outer: Sequence[tuple[n
     with tqdm(total=len(outer) * len(grid), desc=desc, unit="cand") as bar:
         for i, (tr, te) in enumerate(outer):
             t0 = time.perf_counter()
-            chosen, table = select(task, grid, tr, k=inner_k, sched=sched, max_patches=max_patches, seed=seed,
-                                   on_step=lambda: bar.update(1))
-            model, hist = fit_head(chosen, task, tr, sched, seed=seed, val_song_ids=te,
-                                   max_patches=max_patches)
+            chosen, table = select(
+                task,
+                grid,
+                tr,
+                k=inner_k,
+                sched=sched,
+                max_patches=max_patches,
+                seed=seed,
+                on_step=lambda: bar.update(1),
+            )
+            model, hist = fit_head(
+                chosen, task, tr, sched, seed=seed, val_song_ids=te, max_patches=max_patches
+            )
             song_pred, patch_pred, pos = predict_songs(model, task, chosen, te, None)
             if max_patches is not None:
                 song_pred = predict_songs(model, task, chosen, te, max_patches)[0]
             bar.set_postfix_str(f"fold {i + 1}: {chosen.label}")
-            results.append(FoldResult(i, chosen, table, te, song_pred, patch_pred, pos, hist,
-                                      time.perf_counter() - t0))
+            results.append(
+                FoldResult(i, chosen, table, te, song_pred, patch_pred, pos, hist, time.perf_counter() - t0)
+            )
     return results
 
 
@@ -262,33 +334,55 @@ def trainer_parser(prog: str, description: str) -> argparse.ArgumentParser:
     from m2i_engine.models.heads import MAX_PATCHES
 
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--backbone", default="msd", choices=list(BACKBONE_SETS),
-                   help="musicnn backbone of the shipped model (default msd, pre-declared)")
-    p.add_argument("--ablations", nargs="*", choices=list(BACKBONE_SETS), metavar="BACKBONE",
-                   help="also nested-CV these backbones (default: the other two; not shipped)")
+    p.add_argument(
+        "--backbone",
+        default="msd",
+        choices=list(BACKBONE_SETS),
+        help="musicnn backbone of the shipped model (default msd, pre-declared)",
+    )
+    p.add_argument(
+        "--ablations",
+        nargs="*",
+        choices=list(BACKBONE_SETS),
+        metavar="BACKBONE",
+        help="also nested-CV these backbones (default: the other two; not shipped)",
+    )
     p.add_argument("--skip-cv", action="store_true", help="skip the nested CV (only select, train, ship)")
     p.add_argument("--no-ship", action="store_true", help="do not write the weights")
-    p.add_argument("--max-patches", type=int, default=MAX_PATCHES,
-                   help=f"patches per song at test/serving time (default {MAX_PATCHES}; 0 = all)")
+    p.add_argument(
+        "--max-patches",
+        type=int,
+        default=MAX_PATCHES,
+        help=f"patches per song at test/serving time (default {MAX_PATCHES}; 0 = all)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     return p
 
 
-def run_cv_and_ablations(args: argparse.Namespace, task: str, run_cv: Callable[..., dict[str, Any]],
-                         timings: dict[str, float]) -> dict[str, Any] | None:
+def run_cv_and_ablations(
+    args: argparse.Namespace, task: str, run_cv: Callable[..., dict[str, Any]], timings: dict[str, float]
+) -> dict[str, Any] | None:
     """The nested CV of the shipped backbone (unless ``--skip-cv``), then of each ``--ablations`` one."""
     cap = args.max_patches or None
     result = None
     if not args.skip_cv:
         with stopwatch(timings, "nested_cv"):
-            result = run_cv(BACKBONE_SETS[args.backbone], f"{task}_ours",
-                            f"ours: musicnn-{args.backbone} + head", max_patches=cap)
+            result = run_cv(
+                BACKBONE_SETS[args.backbone],
+                f"{task}_ours",
+                f"ours: musicnn-{args.backbone} + head",
+                max_patches=cap,
+            )
     if args.ablations is not None:
         for name in args.ablations or tuple(BACKBONE_SETS):
             if name != args.backbone:
                 with stopwatch(timings, f"ablation_{name}"):
-                    run_cv(BACKBONE_SETS[name], f"{task}_ablation_{name}", f"ablation: musicnn-{name} + head",
-                           max_patches=cap)
+                    run_cv(
+                        BACKBONE_SETS[name],
+                        f"{task}_ablation_{name}",
+                        f"ablation: musicnn-{name} + head",
+                        max_patches=cap,
+                    )
     return result
 
 
@@ -347,8 +441,13 @@ def lr_to_head(model: Any, spec: HeadSpec) -> Any:
     mean, var, count = norm.get_weights()
     # scikit-learn's own scale (it leaves constant and near-constant columns unscaled), squared
     var_fit = np.asarray(scaler.scale_, np.float64) ** 2
-    norm.set_weights([scaler.mean_.reshape(mean.shape).astype(np.float32),
-                      var_fit.reshape(var.shape).astype(np.float32), count])
+    norm.set_weights(
+        [
+            scaler.mean_.reshape(mean.shape).astype(np.float32),
+            var_fit.reshape(var.shape).astype(np.float32),
+            count,
+        ]
+    )
     kernel = np.zeros((spec.input_dim, spec.n_out), np.float32)
     bias = np.full(spec.n_out, -30.0, np.float32)
     classes = np.asarray(lr.classes_, int)

@@ -106,8 +106,9 @@ def _shard_ok(song: Song, backbones: Sequence[str]) -> bool:
         return False
 
 
-def extract(dataset: str, *, backbones: Sequence[str] = BACKBONES, jobs: int = 2,
-            limit: int | None = None) -> None:
+def extract(
+    dataset: str, *, backbones: Sequence[str] = BACKBONES, jobs: int = 2, limit: int | None = None
+) -> None:
     """Compute the missing shards of ``dataset`` (``jobs`` processes, one torch thread each); assemble."""
     from tqdm import tqdm
 
@@ -146,16 +147,22 @@ def assemble(dataset: str, backbones: Sequence[str] = BACKBONES) -> None:
             for b in backbones:
                 for k in EMBEDDINGS:
                     per_b[b][k].append(z[f"{b}__{k}"])
-    meta = {"track": np.array([s.track for s in all_songs]), "genre": np.array([s.genre for s in all_songs]),
-            "duration_s": np.array(durations, np.float32)}
+    meta = {
+        "track": np.array([s.track for s in all_songs]),
+        "genre": np.array([s.genre for s in all_songs]),
+        "duration_s": np.array(durations, np.float32),
+    }
     if dataset == "emotify":
         meta["emotions"] = np.array([s.emotions for s in all_songs], np.float32)
         meta["n_raters"] = np.array([s.n_raters for s in all_songs], np.int32)
     seed_input = {seed_key: np.stack(seed_arr)} if seed_key else {}
     np.savez(CACHE / f"{dataset}.npz", **meta, **seed_input)
     for b in backbones:
-        np.savez(CACHE / f"{dataset}_musicnn_{b}.npz", song=np.concatenate(song_idx),
-                 **{k: np.concatenate(v) for k, v in per_b[b].items()})
+        np.savez(
+            CACHE / f"{dataset}_musicnn_{b}.npz",
+            song=np.concatenate(song_idx),
+            **{k: np.concatenate(v) for k, v in per_b[b].items()},
+        )
     print(f"{dataset}: wrote {CACHE / f'{dataset}.npz'} and musicnn arrays for {', '.join(backbones)}")
 
 

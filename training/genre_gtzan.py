@@ -72,15 +72,20 @@ SCHEDULE = Schedule(epochs=20, batch_size=128, lr=3e-3)
 
 def grid(backbones: Sequence[str] = ("msd",), shares: Sequence[float] = (0.0, 0.5)) -> list[Candidate]:
     """The pre-declared grid (24 candidates): inputs x linear/MLP x L2 x Emotify share."""
+
     def names(*outs: str) -> tuple[str, ...]:
         if len(backbones) == 1:
             return outs
         return tuple(f"{b}:{o}" for b in backbones for o in outs)
 
     inputs = (names("penultimate"), names("penultimate", "mean_pool", "max_pool"))
-    return [Candidate(HeadSpec(inputs=i, n_out=len(GTZAN_GENRES), activation="softmax", hidden=h, l2=l2),
-                      emotify_share=share)
-            for i, h, l2, share in product(inputs, (0, 256), (3e-4, 3e-3, 3e-2), shares)]
+    return [
+        Candidate(
+            HeadSpec(inputs=i, n_out=len(GTZAN_GENRES), activation="softmax", hidden=h, l2=l2),
+            emotify_share=share,
+        )
+        for i, h, l2, share in product(inputs, (0, 256), (3e-4, 3e-3, 3e-2), shares)
+    ]
 
 
 GRID = grid()
@@ -91,8 +96,13 @@ class GenreTask(HeadTask):
 
     loss = "categorical_crossentropy"
 
-    def __init__(self, gtzan: PatchSet, genres: np.ndarray, emotify: PatchSet | None = None,
-                 emotify_genres: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        gtzan: PatchSet,
+        genres: np.ndarray,
+        emotify: PatchSet | None = None,
+        emotify_genres: np.ndarray | None = None,
+    ) -> None:
         self.name = "genre"
         self.patches = gtzan
         self.strata = np.asarray(genres)
@@ -106,8 +116,9 @@ class GenreTask(HeadTask):
     def song_targets(self, song_ids: np.ndarray) -> np.ndarray:
         return self.onehot[song_ids]
 
-    def training_rows(self, cand: Candidate, song_ids: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def training_rows(
+        self, cand: Candidate, song_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ps = self.patches
         p = ps.patches_of(song_ids)
         s = ps.song[p]
@@ -124,8 +135,11 @@ class GenreTask(HeadTask):
                     ids = np.intersect1d(ids, self.emotify_allowed)
                 ep = self.emotify.patches_of(ids, EMOTIFY_PATCHES_PER_SONG)
                 xs.append(self.emotify.rows(ep, cand.spec.inputs))
-                ys.append(np.repeat(np.eye(len(GTZAN_GENRES), dtype=np.float32)[[GTZAN_GENRES.index(g)]],
-                                    len(ep), axis=0))
+                ys.append(
+                    np.repeat(
+                        np.eye(len(GTZAN_GENRES), dtype=np.float32)[[GTZAN_GENRES.index(g)]], len(ep), axis=0
+                    )
+                )
                 ws.append(np.full(len(ep), cand.emotify_share / len(ep)))
         w = np.concatenate(ws)
         return np.concatenate(xs), np.concatenate(ys), (w / w.mean()).astype(np.float32)
@@ -140,29 +154,45 @@ class GenreTask(HeadTask):
 def make_task(backbones: Sequence[str]) -> GenreTask:
     gt = load_seed("gtzan")
     em = load_seed("emotify")
-    return GenreTask(load_patchset("gtzan", backbones), gt["genre"], load_patchset("emotify", backbones),
-                     em["genre"])
+    return GenreTask(
+        load_patchset("gtzan", backbones), gt["genre"], load_patchset("emotify", backbones), em["genre"]
+    )
 
 
 def fold_metrics(task: GenreTask, res: Any) -> dict[str, Any]:
     t = task.y[res.test_songs]
     seg_true = t[res.patch_pos]
-    return {"fold": res.fold, "song_acc": float(np.mean(res.song_pred.argmax(1) == t)),
-            "segment_acc": float(np.mean(res.patch_pred.argmax(1) == seg_true)),
-            "chosen": res.chosen.label, "seconds": round(res.seconds, 1),
-            "inner_best": max(r["score"] for r in res.inner_table)}
+    return {
+        "fold": res.fold,
+        "song_acc": float(np.mean(res.song_pred.argmax(1) == t)),
+        "segment_acc": float(np.mean(res.patch_pred.argmax(1) == seg_true)),
+        "chosen": res.chosen.label,
+        "seconds": round(res.seconds, 1),
+        "inner_best": max(r["score"] for r in res.inner_table),
+    }
 
 
 def run_cv(backbones: Sequence[str], name: str, title: str, *, max_patches: int | None) -> dict[str, Any]:
     task = make_task(backbones)
     outer = song_folds(task.strata)
     t0 = time.perf_counter()
-    results = nested_cv(task, grid(backbones), outer, inner_k=4, sched=SCHEDULE, max_patches=max_patches,
-                        desc=f"genre CV ({'+'.join(backbones)})")
+    results = nested_cv(
+        task,
+        grid(backbones),
+        outer,
+        inner_k=4,
+        sched=SCHEDULE,
+        max_patches=max_patches,
+        desc=f"genre CV ({'+'.join(backbones)})",
+    )
     out = {
-        "task": "genre", "name": name, "title": title, "labels": list(GTZAN_GENRES),
+        "task": "genre",
+        "name": name,
+        "title": title,
+        "labels": list(GTZAN_GENRES),
         "protocol": f"nested CV: 5 outer song-level stratified folds (seed {SEED}), 4-fold inner selection",
-        "segment": "3-s musicnn patch", "max_patches": max_patches,
+        "segment": "3-s musicnn patch",
+        "max_patches": max_patches,
         "folds": [fold_metrics(task, r) for r in results],
         "song_true": np.concatenate([task.y[r.test_songs] for r in results]).tolist(),
         "song_pred": np.concatenate([r.song_pred.argmax(1) for r in results]).tolist(),
@@ -174,36 +204,58 @@ def run_cv(backbones: Sequence[str], name: str, title: str, *, max_patches: int 
     return out
 
 
-def ship(backbones: Sequence[str], *, max_patches: int | None,
-         shares: Sequence[float] = (0.0, 0.5)) -> dict[str, Any]:
+def ship(
+    backbones: Sequence[str], *, max_patches: int | None, shares: Sequence[float] = (0.0, 0.5)
+) -> dict[str, Any]:
     """Select on all GTZAN songs (5-fold CV), train the winner on all of them, write weights + manifest."""
     task = make_task(backbones)
-    chosen, table, model, hist = select_and_train(task, grid(backbones, shares), SCHEDULE,
-                                                  max_patches=max_patches, desc="genre final selection")
+    chosen, table, model, hist = select_and_train(
+        task, grid(backbones, shares), SCHEDULE, max_patches=max_patches, desc="genre final selection"
+    )
     manifest = {
-        "task": "genre", "name": "genre-musicnn-head", "version": "1", "labels": list(GTZAN_GENRES),
+        "task": "genre",
+        "name": "genre-musicnn-head",
+        "version": "1",
+        "labels": list(GTZAN_GENRES),
         "format": "keras-musicnn-head",
-        "backbones": {b: f"musicnn_{b}" for b in backbones}, "max_patches": max_patches,
+        "backbones": {b: f"musicnn_{b}" for b in backbones},
+        "max_patches": max_patches,
         "head": chosen.spec.to_dict(),
-        "training": {"data": "GTZAN (100-song slice, all songs)" + (
-            f" + Emotify classical/rock/pop (share {chosen.emotify_share:g})"
-            if chosen.emotify_share else ""),
+        "training": {
+            "data": "GTZAN (100-song slice, all songs)"
+            + (
+                f" + Emotify classical/rock/pop (share {chosen.emotify_share:g})"
+                if chosen.emotify_share
+                else ""
+            ),
             "selected_by": "5-fold song-level CV on all training songs over the pre-declared grid",
-            "selection_score": max(r["score"] for r in table), "seed": SEED,
-            "epochs": SCHEDULE.epochs, "batch_size": SCHEDULE.batch_size, "lr": SCHEDULE.lr,
-            "report": "training/reports/genre_gtzan.md", "script": "python -m training.genre_gtzan --ship"},
+            "selection_score": max(r["score"] for r in table),
+            "seed": SEED,
+            "epochs": SCHEDULE.epochs,
+            "batch_size": SCHEDULE.batch_size,
+            "lr": SCHEDULE.lr,
+            "report": "training/reports/genre_gtzan.md",
+            "script": "python -m training.genre_gtzan --ship",
+        },
         "licence": "Trained on GTZAN/Emotify (non-commercial research collections); see the data README.",
     }
     weights = write_head(model, WEIGHTS_DIR, "genre_head.weights.h5", manifest)
-    out = {"task": "genre", "chosen": chosen.label, "emotify_share": chosen.emotify_share,
-           "spec": chosen.spec.to_dict(), "table": table, "history": hist,
-           "weights_bytes": weights.stat().st_size}
+    out = {
+        "task": "genre",
+        "chosen": chosen.label,
+        "emotify_share": chosen.emotify_share,
+        "spec": chosen.spec.to_dict(),
+        "table": table,
+        "history": hist,
+        "weights_bytes": weights.stat().st_size,
+    }
     write_result("genre_final", out)
     return out
 
 
-def out_of_collection(backbones: Sequence[str], spec: dict[str, Any], *,
-                      max_patches: int | None) -> dict[str, Any]:
+def out_of_collection(
+    backbones: Sequence[str], spec: dict[str, Any], *, max_patches: int | None
+) -> dict[str, Any]:
     """The shipped head configuration trained on GTZAN only, applied to all 400 Emotify songs."""
     task = make_task(backbones)
     cand = Candidate(HeadSpec.from_dict(spec), emotify_share=0.0)
@@ -228,15 +280,27 @@ def out_of_collection(backbones: Sequence[str], spec: dict[str, Any], *,
         cross[overlap[te]] = predict_songs(m, em_task, with_em, overlap[te], max_patches)[0].argmax(1)
     task.emotify_allowed = None
     truth = np.array([GTZAN_GENRES.index(g) if g in OVERLAP_GENRES else -1 for g in em["genre"]])
-    cross_acc = {g: float(np.mean(cross[em["genre"] == g] == truth[em["genre"] == g]))
-                 for g in OVERLAP_GENRES}
+    cross_acc = {
+        g: float(np.mean(cross[em["genre"] == g] == truth[em["genre"] == g])) for g in OVERLAP_GENRES
+    }
     base_acc = {g: float(np.mean(pred[em["genre"] == g] == truth[em["genre"] == g])) for g in OVERLAP_GENRES}
-    out = {"task": "genre", "trained_on": "all 100 GTZAN songs, no Emotify", "config": cand.label,
-           "max_patches": max_patches, "counts": by_genre,
-           "track": em["track"].tolist(), "emotify_genre": em["genre"].tolist(), "pred": pred.tolist(),
-           "prob": probs.round(4).tolist(),
-           "with_emotify_crossfit": {"config": with_em.label, "acc": cross_acc, "without_acc": base_acc,
-                                     "note": "5 folds of Emotify's 300 overlap songs; GTZAN + 4/5 Emotify"}}
+    out = {
+        "task": "genre",
+        "trained_on": "all 100 GTZAN songs, no Emotify",
+        "config": cand.label,
+        "max_patches": max_patches,
+        "counts": by_genre,
+        "track": em["track"].tolist(),
+        "emotify_genre": em["genre"].tolist(),
+        "pred": pred.tolist(),
+        "prob": probs.round(4).tolist(),
+        "with_emotify_crossfit": {
+            "config": with_em.label,
+            "acc": cross_acc,
+            "without_acc": base_acc,
+            "note": "5 folds of Emotify's 300 overlap songs; GTZAN + 4/5 Emotify",
+        },
+    }
     write_result("genre_ooc", out)
     return out
 
@@ -244,11 +308,20 @@ def out_of_collection(backbones: Sequence[str], spec: dict[str, Any], *,
 def main(argv: Sequence[str] | None = None) -> int:
     p = trainer_parser("python -m training.genre_gtzan", __doc__.split("\n\n")[0])
     p.add_argument("--ship", action="store_true", help="write the v1 GTZAN-only head into the package")
-    p.add_argument("--ooc-only", action="store_true",
-                   help="only redo the out-of-collection check of the shipped configuration")
-    p.add_argument("--ship-emotify-share", type=float, nargs="+", default=[0.0, 0.5], metavar="SHARE",
-                   help="Emotify shares the shipped model may choose from (default: the grid's 0 and 0.5; "
-                        "0.5 alone forces GTZAN + Emotify training data)")
+    p.add_argument(
+        "--ooc-only",
+        action="store_true",
+        help="only redo the out-of-collection check of the shipped configuration",
+    )
+    p.add_argument(
+        "--ship-emotify-share",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.5],
+        metavar="SHARE",
+        help="Emotify shares the shipped model may choose from (default: the grid's 0 and 0.5; "
+        "0.5 alone forces GTZAN + Emotify training data)",
+    )
     args = p.parse_args(argv)
     args.no_ship = args.no_ship or not args.ship
     limit_threads(args.threads)

@@ -40,8 +40,9 @@ EMOTION_N_SEGMENTS = 6
 EMOTION_POOL = (4, 4)
 
 
-def genre_mfcc_segments(y: np.ndarray, sr: int = SEED_SR, *, track_s: float = GENRE_TRACK_S,
-                        n_segments: int = GENRE_N_SEGMENTS) -> np.ndarray:
+def genre_mfcc_segments(
+    y: np.ndarray, sr: int = SEED_SR, *, track_s: float = GENRE_TRACK_S, n_segments: int = GENRE_N_SEGMENTS
+) -> np.ndarray:
     """The seed's genre input: ``(n_segments, 259, 13)`` MFCC frames of equal segments of a 30-s track.
 
     As the seed (``DeepLearningForAudioWithPython``): ``samples_per_segment = sr * 30 // 5``; a track
@@ -53,13 +54,26 @@ def genre_mfcc_segments(y: np.ndarray, sr: int = SEED_SR, *, track_s: float = GE
     y = np.asarray(y, np.float32)
     if len(y) < per_seg * n_segments:
         y = np.pad(y, (0, per_seg * n_segments - len(y)))
-    segs = [librosa.feature.mfcc(y=y[i * per_seg:(i + 1) * per_seg], sr=sr, n_mfcc=GENRE_N_MFCC,
-                                 n_fft=N_FFT, hop_length=HOP_LENGTH).T for i in range(n_segments)]
+    segs = [
+        librosa.feature.mfcc(
+            y=y[i * per_seg : (i + 1) * per_seg],
+            sr=sr,
+            n_mfcc=GENRE_N_MFCC,
+            n_fft=N_FFT,
+            hop_length=HOP_LENGTH,
+        ).T
+        for i in range(n_segments)
+    ]
     return np.stack(segs).astype(np.float32)
 
 
-def emotion_logspec_segments(y: np.ndarray, sr: int = SEED_SR, *, segment_s: float = EMOTION_SEGMENT_S,
-                             n_segments: int | None = EMOTION_N_SEGMENTS) -> np.ndarray:
+def emotion_logspec_segments(
+    y: np.ndarray,
+    sr: int = SEED_SR,
+    *,
+    segment_s: float = EMOTION_SEGMENT_S,
+    n_segments: int | None = EMOTION_N_SEGMENTS,
+) -> np.ndarray:
     """The seed's emotion input: ``(segments, 1025, 431)`` log-spectrograms (dB) of 10-s segments.
 
     ``n_segments=None`` takes every whole 10-s segment of ``y`` (at least one: a shorter clip is
@@ -74,7 +88,7 @@ def emotion_logspec_segments(y: np.ndarray, sr: int = SEED_SR, *, segment_s: flo
         y = np.pad(y, (0, per_seg * n - len(y)))
     out = []
     for i in range(n):
-        mag = np.abs(librosa.stft(y[i * per_seg:(i + 1) * per_seg], n_fft=N_FFT, hop_length=HOP_LENGTH))
+        mag = np.abs(librosa.stft(y[i * per_seg : (i + 1) * per_seg], n_fft=N_FFT, hop_length=HOP_LENGTH))
         out.append(librosa.amplitude_to_db(mag))
     return np.stack(out).astype(np.float32)
 
@@ -89,8 +103,9 @@ def pool_logspec(spec: np.ndarray, pool: tuple[int, int] = EMOTION_POOL) -> np.n
     return x.astype(np.float32)
 
 
-def build_seed_genre_cnn(input_shape: tuple[int, int, int] = (259, GENRE_N_MFCC, 1),
-                         n_classes: int = 10) -> keras.Model:
+def build_seed_genre_cnn(
+    input_shape: tuple[int, int, int] = (259, GENRE_N_MFCC, 1), n_classes: int = 10
+) -> keras.Model:
     """Seed section 3.1, layer for layer."""
     L = keras.layers
     cnn = keras.Sequential(name="seed_genre_cnn")
@@ -107,8 +122,9 @@ def build_seed_genre_cnn(input_shape: tuple[int, int, int] = (259, GENRE_N_MFCC,
     return cnn
 
 
-def build_seed_emotion_cnn(input_shape: tuple[int, int, int] = (1025, 431, 1),
-                           n_outputs: int = 9) -> keras.Model:
+def build_seed_emotion_cnn(
+    input_shape: tuple[int, int, int] = (1025, 431, 1), n_outputs: int = 9
+) -> keras.Model:
     """Seed section 3.2 (the A2E base model), layer for layer: 11 conv layers, then a 9-way softmax."""
     L = keras.layers
     m = keras.Sequential(name="seed_emotion_cnn")

@@ -23,8 +23,9 @@ def acc2(est: float, ref: float) -> bool:
     return any(acc1(est, ref * f) for f in (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0))
 
 
-def f_measure(est: Iterable[float], ref: Iterable[float], window_s: float = BEAT_WINDOW_S, *,
-              trim_s: float = TRIM_S) -> float:
+def f_measure(
+    est: Iterable[float], ref: Iterable[float], window_s: float = BEAT_WINDOW_S, *, trim_s: float = TRIM_S
+) -> float:
     """Beat F-measure with ±window_s tolerance, one-to-one matches; events before ``trim_s`` ignored."""
     e = np.array([t for t in est if t >= trim_s])
     r = np.array([t for t in ref if t >= trim_s])

@@ -69,14 +69,17 @@ SCHEDULE = Schedule(epochs=15, batch_size=256, lr=3e-3)
 
 def grid(backbones: Sequence[str] = ("msd",)) -> list[Candidate]:
     """The pre-declared grid (12 candidates): inputs x linear/MLP x L2."""
+
     def names(*outs: str) -> tuple[str, ...]:
         if len(backbones) == 1:
             return outs
         return tuple(f"{b}:{o}" for b in backbones for o in outs)
 
     inputs = (names("penultimate"), names("penultimate", "mean_pool", "max_pool"))
-    return [Candidate(HeadSpec(inputs=i, n_out=len(GEMS), activation="sigmoid", hidden=h, l2=l2))
-            for i, h, l2 in product(inputs, (0, 256), (3e-4, 3e-3, 3e-2))]
+    return [
+        Candidate(HeadSpec(inputs=i, n_out=len(GEMS), activation="sigmoid", hidden=h, l2=l2))
+        for i, h, l2 in product(inputs, (0, 256), (3e-4, 3e-3, 3e-2))
+    ]
 
 
 GRID = grid()
@@ -96,8 +99,9 @@ class EmotionTask(HeadTask):
     def song_targets(self, song_ids: np.ndarray) -> np.ndarray:
         return self.fractions[song_ids]
 
-    def training_rows(self, cand: Candidate, song_ids: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def training_rows(
+        self, cand: Candidate, song_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         p = self.patches.patches_of(song_ids)
         s = self.patches.song[p]
         w = 1.0 / self.patches.n_patches(s)
@@ -117,62 +121,110 @@ def run_cv(backbones: Sequence[str], name: str, title: str, *, max_patches: int 
     task = make_task(backbones)
     outer = song_folds(task.strata)
     t0 = time.perf_counter()
-    results = nested_cv(task, grid(backbones), outer, inner_k=4, sched=SCHEDULE, max_patches=max_patches,
-                        desc=f"emotion CV ({'+'.join(backbones)})")
+    results = nested_cv(
+        task,
+        grid(backbones),
+        outer,
+        inner_k=4,
+        sched=SCHEDULE,
+        max_patches=max_patches,
+        desc=f"emotion CV ({'+'.join(backbones)})",
+    )
     folds = []
     for r in results:
         m = emotion_fold_metrics(task.fractions[r.test_songs], r.song_pred)
-        folds.append({"fold": r.fold, "chosen": r.chosen.label, "seconds": round(r.seconds, 1),
-                      "inner_best": max(t["score"] for t in r.inner_table), **m})
-    out = {"task": "emotion", "name": name, "title": title, "labels": list(GEMS), "max_patches": max_patches,
-           "protocol": f"nested CV: 5 outer song-level folds stratified by genre (seed {SEED}), 4-fold inner",
-           "folds": folds, "song_track": np.concatenate([r.test_songs for r in results]).tolist(),
-           "song_pred": np.concatenate([r.song_pred for r in results]).round(4).tolist(),
-           "histories": [r.history for r in results], "seconds": round(time.perf_counter() - t0, 1)}
+        folds.append(
+            {
+                "fold": r.fold,
+                "chosen": r.chosen.label,
+                "seconds": round(r.seconds, 1),
+                "inner_best": max(t["score"] for t in r.inner_table),
+                **m,
+            }
+        )
+    out = {
+        "task": "emotion",
+        "name": name,
+        "title": title,
+        "labels": list(GEMS),
+        "max_patches": max_patches,
+        "protocol": f"nested CV: 5 outer song-level folds stratified by genre (seed {SEED}), 4-fold inner",
+        "folds": folds,
+        "song_track": np.concatenate([r.test_songs for r in results]).tolist(),
+        "song_pred": np.concatenate([r.song_pred for r in results]).round(4).tolist(),
+        "histories": [r.history for r in results],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     write_result(name, out)
     return out
 
 
 def ship(backbones: Sequence[str], *, max_patches: int | None) -> tuple[dict[str, Any], Any]:
     task = make_task(backbones)
-    chosen, table, model, hist = select_and_train(task, grid(backbones), SCHEDULE, max_patches=max_patches,
-                                                  desc="emotion final selection")
+    chosen, table, model, hist = select_and_train(
+        task, grid(backbones), SCHEDULE, max_patches=max_patches, desc="emotion final selection"
+    )
     manifest = {
-        "task": "emotion", "name": "emotion-musicnn-head", "version": "1", "labels": list(GEMS),
+        "task": "emotion",
+        "name": "emotion-musicnn-head",
+        "version": "1",
+        "labels": list(GEMS),
         "format": "keras-musicnn-head",
-        "backbones": {b: f"musicnn_{b}" for b in backbones}, "max_patches": max_patches,
+        "backbones": {b: f"musicnn_{b}" for b in backbones},
+        "max_patches": max_patches,
         "head": chosen.spec.to_dict(),
         "scores_are": "predicted fraction of listeners who would choose each GEMS emotion (0..1)",
-        "training": {"data": "Emotify (400 one-minute excerpts, GEMS-9 listener fractions, all songs)",
-                     "selected_by": "5-fold song-level CV on all training songs over the pre-declared grid",
-                     "selection_score": max(r["score"] for r in table), "seed": SEED,
-                     "epochs": SCHEDULE.epochs, "batch_size": SCHEDULE.batch_size, "lr": SCHEDULE.lr,
-                     "report": "training/reports/emotion.md", "script": "python -m training.train_emotion"},
+        "training": {
+            "data": "Emotify (400 one-minute excerpts, GEMS-9 listener fractions, all songs)",
+            "selected_by": "5-fold song-level CV on all training songs over the pre-declared grid",
+            "selection_score": max(r["score"] for r in table),
+            "seed": SEED,
+            "epochs": SCHEDULE.epochs,
+            "batch_size": SCHEDULE.batch_size,
+            "lr": SCHEDULE.lr,
+            "report": "training/reports/emotion.md",
+            "script": "python -m training.train_emotion",
+        },
         "licence": "Trained on Emotify (non-commercial research collection); see the data README.",
     }
     weights = write_head(model, WEIGHTS_DIR, "emotion_head.weights.h5", manifest)
-    out = {"task": "emotion", "chosen": chosen.label, "spec": chosen.spec.to_dict(), "table": table,
-           "history": hist, "weights_bytes": weights.stat().st_size}
+    out = {
+        "task": "emotion",
+        "chosen": chosen.label,
+        "spec": chosen.spec.to_dict(),
+        "table": table,
+        "history": hist,
+        "weights_bytes": weights.stat().st_size,
+    }
     write_result("emotion_final", out)
     return out, (model, chosen)
 
 
-def out_of_collection(model: Any, chosen: Candidate, backbones: Sequence[str], *,
-                      max_patches: int | None) -> dict[str, Any]:
+def out_of_collection(
+    model: Any, chosen: Candidate, backbones: Sequence[str], *, max_patches: int | None
+) -> dict[str, Any]:
     """The shipped model on GTZAN (never seen in training): mean fractions and valence/arousal per genre."""
     gt = load_seed("gtzan")
-    gtask = EmotionTask(load_patchset("gtzan", backbones), gt["genre"],
-                        np.zeros((len(gt["genre"]), len(GEMS)), np.float32))
+    gtask = EmotionTask(
+        load_patchset("gtzan", backbones), gt["genre"], np.zeros((len(gt["genre"]), len(GEMS)), np.float32)
+    )
     pred = predict_songs(model, gtask, chosen, np.arange(len(gt["genre"])), max_patches)[0]
     va = valence_arousal(pred)
     per_genre = {}
     for g in GTZAN_GENRES:
         sel = gt["genre"] == g
-        per_genre[g] = {"fractions": dict(zip(GEMS, pred[sel].mean(0).round(3).tolist(), strict=True)),
-                        "valence": round(float(va[sel, 0].mean()), 3),
-                        "arousal": round(float(va[sel, 1].mean()), 3)}
-    out = {"task": "emotion", "data": "GTZAN 100-song slice (not used to train the emotion model)",
-           "per_genre": per_genre, "track": gt["track"].tolist(), "pred": pred.round(4).tolist()}
+        per_genre[g] = {
+            "fractions": dict(zip(GEMS, pred[sel].mean(0).round(3).tolist(), strict=True)),
+            "valence": round(float(va[sel, 0].mean()), 3),
+            "arousal": round(float(va[sel, 1].mean()), 3),
+        }
+    out = {
+        "task": "emotion",
+        "data": "GTZAN 100-song slice (not used to train the emotion model)",
+        "per_genre": per_genre,
+        "track": gt["track"].tolist(),
+        "pred": pred.round(4).tolist(),
+    }
     write_result("emotion_ooc", out)
     return out
 

@@ -54,8 +54,9 @@ class Example:
     caption: str
 
 
-def read_examples(folder: Path, *, image_column: str = "file_name",
-                  caption_column: str = "text") -> list[Example]:
+def read_examples(
+    folder: Path, *, image_column: str = "file_name", caption_column: str = "text"
+) -> list[Example]:
     """(image, caption) pairs from ``metadata.jsonl`` if present, else from same-name ``.txt`` files."""
     meta = folder / "metadata.jsonl"
     examples: list[Example] = []
@@ -83,16 +84,28 @@ def read_examples(folder: Path, *, image_column: str = "file_name",
 class CaptionedImages(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     """Images resized (shorter side) and cropped to ``resolution``, in -1..1, with tokenised captions."""
 
-    def __init__(self, examples: Sequence[Example], tokenizer: Any, *, resolution: int,
-                 center_crop: bool = True, random_flip: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        examples: Sequence[Example],
+        tokenizer: Any,
+        *,
+        resolution: int,
+        center_crop: bool = True,
+        random_flip: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.examples = list(examples)
         self.resolution = resolution
         self.center_crop = center_crop
         self.random_flip = random_flip
         self.rng = random.Random(seed)
-        self.input_ids = tokenizer([e.caption for e in self.examples], padding="max_length",
-                                   max_length=tokenizer.model_max_length, truncation=True,
-                                   return_tensors="pt").input_ids
+        self.input_ids = tokenizer(
+            [e.caption for e in self.examples],
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -101,8 +114,10 @@ class CaptionedImages(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         image = Image.open(self.examples[i].image).convert("RGB")
         r = self.resolution
         scale = r / min(image.size)
-        image = image.resize((max(r, round(image.width * scale)), max(r, round(image.height * scale))),
-                             Image.Resampling.BICUBIC)
+        image = image.resize(
+            (max(r, round(image.width * scale)), max(r, round(image.height * scale))),
+            Image.Resampling.BICUBIC,
+        )
         if self.center_crop:
             left, top = (image.width - r) // 2, (image.height - r) // 2
         else:
@@ -144,8 +159,7 @@ def add_lora(unet: Any, *, rank: int, alpha: int) -> Any:
     """Attach a trainable LoRA to the UNet's attention projections; returns the peft config."""
     from peft import LoraConfig
 
-    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian",
-                        target_modules=TARGET_MODULES)
+    config = LoraConfig(r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=TARGET_MODULES)
     unet.add_adapter(config)
     return config
 
@@ -162,8 +176,9 @@ def save_adapter(unet: Any, folder: Path, *, config: Any, info: dict[str, Any]) 
     layers = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in layers.items()}
     metadata = {k: (sorted(v) if isinstance(v, set) else v) for k, v in config.to_dict().items()}
     try:
-        StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True,
-                                                  unet_lora_adapter_metadata=metadata)
+        StableDiffusionPipeline.save_lora_weights(
+            folder, unet_lora_layers=layers, safe_serialization=True, unet_lora_adapter_metadata=metadata
+        )
     except TypeError:  # diffusers before adapter metadata
         StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, safe_serialization=True)
     (folder / "m2i_lora.json").write_text(json.dumps(info, indent=2, default=str))
@@ -171,14 +186,31 @@ def save_adapter(unet: Any, folder: Path, *, config: Any, info: dict[str, Any]) 
 
 
 @torch.no_grad()
-def run_validation(c: Components, prompts: Sequence[str], *, folder: Path, step: int, device: torch.device,
-                   dtype: torch.dtype, resolution: int, steps: int, seed: int) -> list[Path]:
+def run_validation(
+    c: Components,
+    prompts: Sequence[str],
+    *,
+    folder: Path,
+    step: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    resolution: int,
+    steps: int,
+    seed: int,
+) -> list[Path]:
     """Generate one image per validation prompt with the adapter as trained so far."""
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet,
-                                   scheduler=DPMSolverMultistepScheduler.from_config(c.noise_scheduler.config),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=c.vae,
+        text_encoder=c.text_encoder,
+        tokenizer=c.tokenizer,
+        unet=c.unet,
+        scheduler=DPMSolverMultistepScheduler.from_config(c.noise_scheduler.config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     folder.mkdir(parents=True, exist_ok=True)
     was_training = c.unet.training
@@ -187,8 +219,9 @@ def run_validation(c: Components, prompts: Sequence[str], *, folder: Path, step:
     with _autocast(device, dtype):
         for i, prompt in enumerate(prompts):
             gen = torch.Generator(device).manual_seed(seed + i)
-            image = pipe(prompt, num_inference_steps=steps, height=resolution, width=resolution,
-                         generator=gen).images[0]
+            image = pipe(
+                prompt, num_inference_steps=steps, height=resolution, width=resolution, generator=gen
+            ).images[0]
             path = folder / f"step{step:06d}-{i}.png"
             image.save(path)
             paths.append(path)
@@ -204,8 +237,9 @@ def _autocast(device: torch.device, dtype: torch.dtype) -> Any:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--model", required=True, help="Base model: diffusers folder or hub id (SD 1.x/2.x).")
     p.add_argument("--revision", default=None)
     p.add_argument("--variant", default=None, help="Weights variant, e.g. fp16.")
@@ -216,8 +250,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rank", type=int, default=8, help="LoRA rank r.")
     p.add_argument("--alpha", type=int, default=None, help="LoRA alpha (default: = rank).")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate.")
-    p.add_argument("--lr-scheduler", default="constant",
-                   choices=["constant", "constant_with_warmup", "linear", "cosine"])
+    p.add_argument(
+        "--lr-scheduler", default="constant", choices=["constant", "constant_with_warmup", "linear", "cosine"]
+    )
     p.add_argument("--lr-warmup-steps", type=int, default=0)
     p.add_argument("--weight-decay", type=float, default=1e-2)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
@@ -227,11 +262,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=512, help="Training images are cropped to this square.")
     p.add_argument("--random-crop", action="store_true", help="Random instead of centre crops.")
     p.add_argument("--random-flip", action="store_true", help="Mirror half of the images.")
-    p.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"],
-                   help="Frozen weights and forward passes in half precision (fp16 needs CUDA).")
+    p.add_argument(
+        "--mixed-precision",
+        default="no",
+        choices=["no", "fp16", "bf16"],
+        help="Frozen weights and forward passes in half precision (fp16 needs CUDA).",
+    )
     p.add_argument("--gradient-checkpointing", action="store_true", help="Less memory, ~20%% slower.")
-    p.add_argument("--checkpoint-every", type=int, default=0,
-                   help="Save the adapter to checkpoint-<step>/ every N steps (0: only at the end).")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="Save the adapter to checkpoint-<step>/ every N steps (0: only at the end).",
+    )
     p.add_argument("--validation-prompt", action="append", default=[], help="Repeatable.")
     p.add_argument("--validate-every", type=int, default=0, help="Validation images every N steps.")
     p.add_argument("--validation-inference-steps", type=int, default=25)
@@ -253,15 +296,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from diffusers.training_utils import cast_training_params
     from tqdm.auto import tqdm
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
     if args.mixed_precision == "fp16" and device.type != "cuda":
         print("error: --mixed-precision fp16 needs a CUDA GPU (use bf16 or no on the CPU)", file=sys.stderr)
         return 2
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.mixed_precision]
     try:
-        examples = read_examples(args.data, image_column=args.image_column,
-                                 caption_column=args.caption_column)
+        examples = read_examples(
+            args.data, image_column=args.image_column, caption_column=args.caption_column
+        )
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -275,8 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     c = load_components(args.model, revision=args.revision, variant=args.variant)
     for module in (c.vae, c.text_encoder, c.unet):
         module.requires_grad_(False)
-    for module, dtype in ((c.vae, torch.float32 if weight_dtype == torch.float16 else weight_dtype),
-                          (c.text_encoder, weight_dtype), (c.unet, weight_dtype)):
+    for module, dtype in (
+        (c.vae, torch.float32 if weight_dtype == torch.float16 else weight_dtype),
+        (c.text_encoder, weight_dtype),
+        (c.unet, weight_dtype),
+    ):
         module.to(device)
         if dtype != torch.float32:  # the fp16 VAE overflows; it stays fp32 under fp16 training
             module.to(dtype=dtype)
@@ -289,20 +341,48 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     params = [p for p in c.unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    lr_scheduler = get_scheduler(args.lr_scheduler, optimizer=optimizer,
-                                 num_warmup_steps=args.lr_warmup_steps, num_training_steps=args.steps)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps,
+        num_training_steps=args.steps,
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=weight_dtype == torch.float16)
-    dataset = CaptionedImages(examples, c.tokenizer, resolution=args.resolution,
-                              center_crop=not args.random_crop, random_flip=args.random_flip, seed=args.seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=False,
-                                         num_workers=args.workers,
-                                         generator=torch.Generator().manual_seed(args.seed))
-    info: dict[str, Any] = {"base_model": args.model, "rank": args.rank, "alpha": args.alpha, "lr": args.lr,
-                            "batch_size": args.batch_size, "resolution": args.resolution,
-                            "mixed_precision": args.mixed_precision, "examples": len(examples),
-                            "target_modules": TARGET_MODULES, "seed": args.seed}
-    log.info("training a rank-%d LoRA on %d examples for %d steps on %s", args.rank, len(examples),
-             args.steps, device)
+    dataset = CaptionedImages(
+        examples,
+        c.tokenizer,
+        resolution=args.resolution,
+        center_crop=not args.random_crop,
+        random_flip=args.random_flip,
+        seed=args.seed,
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=False,
+        num_workers=args.workers,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    info: dict[str, Any] = {
+        "base_model": args.model,
+        "rank": args.rank,
+        "alpha": args.alpha,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "resolution": args.resolution,
+        "mixed_precision": args.mixed_precision,
+        "examples": len(examples),
+        "target_modules": TARGET_MODULES,
+        "seed": args.seed,
+    }
+    log.info(
+        "training a rank-%d LoRA on %d examples for %d steps on %s",
+        args.rank,
+        len(examples),
+        args.steps,
+        device,
+    )
 
     step, loss_ema, started = 0, math.nan, time.perf_counter()
     bar = tqdm(total=args.steps, desc="lora", disable=args.quiet, unit="step")
@@ -323,20 +403,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         bar.update(1)
         bar.set_postfix(loss=f"{loss_ema:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
         if args.checkpoint_every and step % args.checkpoint_every == 0 and step < args.steps:
-            save_adapter(c.unet, args.output / f"checkpoint-{step}", config=lora_config,
-                         info={**info, "steps": step, "loss_ema": loss_ema})
+            save_adapter(
+                c.unet,
+                args.output / f"checkpoint-{step}",
+                config=lora_config,
+                info={**info, "steps": step, "loss_ema": loss_ema},
+            )
         if args.validation_prompt and args.validate_every and step % args.validate_every == 0:
-            run_validation(c, args.validation_prompt, folder=args.output / "validation", step=step,
-                           device=device, dtype=weight_dtype, resolution=args.resolution,
-                           steps=args.validation_inference_steps, seed=args.seed)
+            run_validation(
+                c,
+                args.validation_prompt,
+                folder=args.output / "validation",
+                step=step,
+                device=device,
+                dtype=weight_dtype,
+                resolution=args.resolution,
+                steps=args.validation_inference_steps,
+                seed=args.seed,
+            )
     bar.close()
-    path = save_adapter(c.unet, args.output, config=lora_config,
-                        info={**info, "steps": step, "loss_ema": loss_ema,
-                              "train_s": round(time.perf_counter() - started, 1)})
+    path = save_adapter(
+        c.unet,
+        args.output,
+        config=lora_config,
+        info={
+            **info,
+            "steps": step,
+            "loss_ema": loss_ema,
+            "train_s": round(time.perf_counter() - started, 1),
+        },
+    )
     if args.validation_prompt and not (args.validate_every and step % args.validate_every == 0):
-        run_validation(c, args.validation_prompt, folder=args.output / "validation", step=step, device=device,
-                       dtype=weight_dtype, resolution=args.resolution, steps=args.validation_inference_steps,
-                       seed=args.seed)
+        run_validation(
+            c,
+            args.validation_prompt,
+            folder=args.output / "validation",
+            step=step,
+            device=device,
+            dtype=weight_dtype,
+            resolution=args.resolution,
+            steps=args.validation_inference_steps,
+            seed=args.seed,
+        )
     log.info("saved %s (loss %.4f)", path, loss_ema)
     return 0
 
@@ -346,8 +454,9 @@ def _forever(loader: torch.utils.data.DataLoader[Any]) -> Any:
         yield from loader
 
 
-def _loss(c: Components, batch: dict[str, torch.Tensor], *, device: torch.device,
-          dtype: torch.dtype) -> torch.Tensor:
+def _loss(
+    c: Components, batch: dict[str, torch.Tensor], *, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """The denoising loss: predict the noise (or velocity) added at a random timestep."""
     pixels = batch["pixel_values"].to(device, dtype=c.vae.dtype)
     with torch.no_grad():

@@ -45,29 +45,55 @@ COMMAND = "python -m training.train_styles"
 
 #: every style word: (label, group, the raw backbone tags it reads); merged tags take the max
 STYLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("rock", "genre", ("rock",)), ("pop", "genre", ("pop",)), ("alternative", "genre", ("alternative",)),
-    ("indie", "genre", ("indie",)), ("alternative rock", "genre", ("alternative rock",)),
-    ("jazz", "genre", ("jazz",)), ("metal", "genre", ("metal",)),
+    ("rock", "genre", ("rock",)),
+    ("pop", "genre", ("pop",)),
+    ("alternative", "genre", ("alternative",)),
+    ("indie", "genre", ("indie",)),
+    ("alternative rock", "genre", ("alternative rock",)),
+    ("jazz", "genre", ("jazz",)),
+    ("metal", "genre", ("metal",)),
     ("classic rock", "genre", ("classic rock",)),
-    ("soul", "genre", ("soul",)), ("indie rock", "genre", ("indie rock",)), ("folk", "genre", ("folk",)),
-    ("punk", "genre", ("punk",)), ("blues", "genre", ("blues",)), ("hard rock", "genre", ("hard rock",)),
-    ("hip-hop", "genre", ("Hip-Hop",)), ("country", "genre", ("country",)), ("funk", "genre", ("funk",)),
-    ("heavy metal", "genre", ("heavy metal",)), ("progressive rock", "genre", ("Progressive rock",)),
-    ("rnb", "genre", ("rnb",)), ("indie pop", "genre", ("indie pop",)),
-    ("electronic", "style", ("electronic",)), ("dance", "style", ("dance",)),
-    ("chillout", "style", ("chillout",)), ("electronica", "style", ("electronica",)),
-    ("chill", "style", ("chill",)), ("ambient", "style", ("ambient",)), ("acoustic", "style", ("acoustic",)),
-    ("experimental", "style", ("experimental",)), ("guitar", "style", ("guitar",)),
-    ("electro", "style", ("electro",)), ("house", "style", ("House",)),
+    ("soul", "genre", ("soul",)),
+    ("indie rock", "genre", ("indie rock",)),
+    ("folk", "genre", ("folk",)),
+    ("punk", "genre", ("punk",)),
+    ("blues", "genre", ("blues",)),
+    ("hard rock", "genre", ("hard rock",)),
+    ("hip-hop", "genre", ("Hip-Hop",)),
+    ("country", "genre", ("country",)),
+    ("funk", "genre", ("funk",)),
+    ("heavy metal", "genre", ("heavy metal",)),
+    ("progressive rock", "genre", ("Progressive rock",)),
+    ("rnb", "genre", ("rnb",)),
+    ("indie pop", "genre", ("indie pop",)),
+    ("electronic", "style", ("electronic",)),
+    ("dance", "style", ("dance",)),
+    ("chillout", "style", ("chillout",)),
+    ("electronica", "style", ("electronica",)),
+    ("chill", "style", ("chill",)),
+    ("ambient", "style", ("ambient",)),
+    ("acoustic", "style", ("acoustic",)),
+    ("experimental", "style", ("experimental",)),
+    ("guitar", "style", ("guitar",)),
+    ("electro", "style", ("electro",)),
+    ("house", "style", ("House",)),
     ("female vocalists", "voice", ("female vocalists", "female vocalist")),
-    ("male vocalists", "voice", ("male vocalists",)), ("instrumental", "voice", ("instrumental",)),
-    ("00s", "era", ("00s",)), ("80s", "era", ("80s",)), ("90s", "era", ("90s",)),
+    ("male vocalists", "voice", ("male vocalists",)),
+    ("instrumental", "voice", ("instrumental",)),
+    ("00s", "era", ("00s",)),
+    ("80s", "era", ("80s",)),
+    ("90s", "era", ("90s",)),
     ("oldies", "era", ("oldies",)),
-    ("70s", "era", ("70s",)), ("60s", "era", ("60s",)),
-    ("beautiful", "mood", ("beautiful",)), ("mellow", "mood", ("Mellow",)), ("party", "mood", ("party",)),
-    ("easy listening", "mood", ("easy listening",)), ("sexy", "mood", ("sexy",)),
+    ("70s", "era", ("70s",)),
+    ("60s", "era", ("60s",)),
+    ("beautiful", "mood", ("beautiful",)),
+    ("mellow", "mood", ("Mellow",)),
+    ("party", "mood", ("party",)),
+    ("easy listening", "mood", ("easy listening",)),
+    ("sexy", "mood", ("sexy",)),
     ("catchy", "mood", ("catchy",)),
-    ("sad", "mood", ("sad",)), ("happy", "mood", ("happy",)),
+    ("sad", "mood", ("sad",)),
+    ("happy", "mood", ("happy",)),
 )
 
 #: the words of the "electronic family" (the issue's goal: present on most AllMusic-Electronic clips)
@@ -92,24 +118,68 @@ TUNED: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
 #: a collection's genre → the style words that name it: (exact word, the word's family incl. sub-genres)
 GENRE_WORDS: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "gtzan": {
-        "blues": (("blues",), ("blues",)), "country": (("country",), ("country",)),
-        "hiphop": (("hip-hop",), ("hip-hop", "rnb")), "jazz": (("jazz",), ("jazz",)),
-        "metal": (("metal",), ("metal", "heavy metal", "hard rock")), "pop": (("pop",), ("pop", "indie pop")),
-        "rock": (("rock",), ("rock", "classic rock", "hard rock", "alternative rock", "indie rock",
-                             "progressive rock", "punk")),
+        "blues": (("blues",), ("blues",)),
+        "country": (("country",), ("country",)),
+        "hiphop": (("hip-hop",), ("hip-hop", "rnb")),
+        "jazz": (("jazz",), ("jazz",)),
+        "metal": (("metal",), ("metal", "heavy metal", "hard rock")),
+        "pop": (("pop",), ("pop", "indie pop")),
+        "rock": (
+            ("rock",),
+            (
+                "rock",
+                "classic rock",
+                "hard rock",
+                "alternative rock",
+                "indie rock",
+                "progressive rock",
+                "punk",
+            ),
+        ),
     },
     "emotify": {
-        "rock": (("rock",), ("rock", "classic rock", "hard rock", "alternative rock", "indie rock",
-                             "progressive rock", "punk", "metal", "heavy metal")),
-        "pop": (("pop",), ("pop", "indie pop")), "electronic": (("electronic",), ELECTRONIC_FAMILY),
+        "rock": (
+            ("rock",),
+            (
+                "rock",
+                "classic rock",
+                "hard rock",
+                "alternative rock",
+                "indie rock",
+                "progressive rock",
+                "punk",
+                "metal",
+                "heavy metal",
+            ),
+        ),
+        "pop": (("pop",), ("pop", "indie pop")),
+        "electronic": (("electronic",), ELECTRONIC_FAMILY),
     },
     "mer4q": {
-        "Pop/Rock": (("pop", "rock"), ("pop", "rock", "indie pop", "classic rock", "hard rock",
-                                       "alternative rock", "indie rock", "progressive rock", "punk", "metal",
-                                       "heavy metal", "alternative", "indie")),
-        "Electronic": (("electronic",), ELECTRONIC_FAMILY), "Jazz": (("jazz",), ("jazz",)),
-        "Blues": (("blues",), ("blues",)), "Country": (("country",), ("country",)),
-        "Rap": (("hip-hop",), ("hip-hop",)), "Folk": (("folk",), ("folk", "acoustic")),
+        "Pop/Rock": (
+            ("pop", "rock"),
+            (
+                "pop",
+                "rock",
+                "indie pop",
+                "classic rock",
+                "hard rock",
+                "alternative rock",
+                "indie rock",
+                "progressive rock",
+                "punk",
+                "metal",
+                "heavy metal",
+                "alternative",
+                "indie",
+            ),
+        ),
+        "Electronic": (("electronic",), ELECTRONIC_FAMILY),
+        "Jazz": (("jazz",), ("jazz",)),
+        "Blues": (("blues",), ("blues",)),
+        "Country": (("country",), ("country",)),
+        "Rap": (("hip-hop",), ("hip-hop",)),
+        "Folk": (("folk",), ("folk", "acoustic")),
         "R&B": (("rnb",), ("rnb", "soul", "funk")),
         "Easy Listening": (("easy listening",), ("easy listening",)),
         "Avant-Garde": (("experimental",), ("experimental",)),
@@ -141,8 +211,10 @@ def load_pool() -> Pool:
 
     missing = [d for d in DATASETS if not (CACHE / f"{d}_musicnn_msd.npz").is_file()]
     if missing:
-        raise SystemExit(f"feature cache missing for {', '.join(missing)} ({CACHE}): "
-                         "run `python -m training.features` first")
+        raise SystemExit(
+            f"feature cache missing for {', '.join(missing)} ({CACHE}): "
+            "run `python -m training.features` first"
+        )
     tag_names = tuple(json.loads((WEIGHTS_ROOT / "musicnn_msd" / "manifest.json").read_text())["labels"])
     all_songs: list[Song] = []
     rows: list[np.ndarray] = []
@@ -152,7 +224,7 @@ def load_pool() -> Pool:
         idx, tags = z["song"][order], z["tags"][order]
         starts = np.searchsorted(idx, np.arange(len(ss) + 1))
         for i in range(len(ss)):
-            t = tags[starts[i]:starts[i + 1]]
+            t = tags[starts[i] : starts[i + 1]]
             if len(t) == 0:
                 raise SystemExit(f"{d}: song {ss[i].track} has no cached patches")
             rows.append(t[select_patches(len(t), MAX_PATCHES)].astype(np.float64).mean(axis=0))
@@ -177,8 +249,13 @@ def prf(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
     p = tp / (tp + fp) if tp + fp else 0.0
     r = tp / (tp + fn) if tp + fn else 0.0
-    return {"f1": 2 * p * r / (p + r) if p + r else 0.0, "precision": p, "recall": r, "n": len(y),
-            "positives": int(y.sum())}
+    return {
+        "f1": 2 * p * r / (p + r) if p + r else 0.0,
+        "precision": p,
+        "recall": r,
+        "n": len(y),
+        "positives": int(y.sum()),
+    }
 
 
 def f1_threshold(score: np.ndarray, y: np.ndarray, floor: float = FLOOR) -> float:
@@ -192,8 +269,9 @@ def f1_threshold(score: np.ndarray, y: np.ndarray, floor: float = FLOOR) -> floa
     return float(max((s[k] + below) / 2, floor))
 
 
-def fit(pool: Pool, rows: np.ndarray, *, quantile: float = QUANTILE, floor: float = FLOOR
-        ) -> list[dict[str, Any]]:
+def fit(
+    pool: Pool, rows: np.ndarray, *, quantile: float = QUANTILE, floor: float = FLOOR
+) -> list[dict[str, Any]]:
     """Every style's threshold from the songs ``rows`` (the pre-declared rule of the module docstring)."""
     index = {t: i for i, t in enumerate(pool.tag_names)}
     out = []
@@ -206,8 +284,15 @@ def fit(pool: Pool, rows: np.ndarray, *, quantile: float = QUANTILE, floor: floa
         else:
             thr = max(float(np.quantile(score, quantile)), floor)
             rule = f"q{round(100 * quantile)} of all songs"
-        out.append({"label": label, "group": group, "source_tags": list(src), "threshold": round(thr, 4),
-                    "threshold_rule": rule + (f" (floor {floor})" if round(thr, 4) <= floor else "")})
+        out.append(
+            {
+                "label": label,
+                "group": group,
+                "source_tags": list(src),
+                "threshold": round(thr, 4),
+                "threshold_rule": rule + (f" (floor {floor})" if round(thr, 4) <= floor else ""),
+            }
+        )
     return out
 
 
@@ -215,8 +300,10 @@ def folds(pool: Pool) -> list[tuple[np.ndarray, np.ndarray]]:
     """5 folds over all shared songs: stratified by collection+genre, 4Q grouped by artist."""
     from sklearn.model_selection import StratifiedGroupKFold
 
-    strata = [f"{s.dataset}:{(s.allmusic_genres or ('',))[0] if s.dataset == 'mer4q' else s.genre}"
-              for s in pool.songs]
+    strata = [
+        f"{s.dataset}:{(s.allmusic_genres or ('',))[0] if s.dataset == 'mer4q' else s.genre}"
+        for s in pool.songs
+    ]
     groups = [f"mer4q:{s.artist}" if s.dataset == "mer4q" else f"{s.dataset}:{s.track}" for s in pool.songs]
     sgk = StratifiedGroupKFold(n_splits=N_FOLDS, shuffle=True, random_state=SEED)
     return list(sgk.split(np.zeros(len(strata)), strata, groups))
@@ -230,8 +317,9 @@ def styles_of(model: StyleThresholds, tags: np.ndarray) -> list[list[str]]:
     return [[t.label for t in model.select(row)] for row in tags]
 
 
-def out_of_fold(pool: Pool, fold_list: list[tuple[np.ndarray, np.ndarray]]
-                ) -> tuple[list[list[str]], list[list[dict[str, Any]]]]:
+def out_of_fold(
+    pool: Pool, fold_list: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[list[list[str]], list[list[dict[str, Any]]]]:
     """Every song's styles under thresholds fit without its fold; and each fold's fitted styles."""
     styles: list[list[str]] = [[] for _ in pool.songs]
     fitted = []
@@ -268,12 +356,18 @@ def genre_word_rates(pool: Pool, styles: list[list[str]]) -> dict[str, dict[str,
             idx = [i for i, s in enumerate(pool.songs) if s.dataset == d and genre in pool.genres(i)]
             e = [bool(set(exact) & set(styles[i])) for i in idx]
             f = [bool(set(family) & set(styles[i])) for i in idx]
-            rows[genre] = {"n": len(idx), "exact": float(np.mean(e)) if e else float("nan"),
-                           "family": float(np.mean(f)) if f else float("nan")}
+            rows[genre] = {
+                "n": len(idx),
+                "exact": float(np.mean(e)) if e else float("nan"),
+                "family": float(np.mean(f)) if f else float("nan"),
+            }
             all_exact += e
             all_family += f
-        rows["all with a word"] = {"n": len(all_exact), "exact": float(np.mean(all_exact)),
-                                   "family": float(np.mean(all_family))}
+        rows["all with a word"] = {
+            "n": len(all_exact),
+            "exact": float(np.mean(all_exact)),
+            "family": float(np.mean(all_family)),
+        }
         out[d] = rows
     return out
 
@@ -285,8 +379,9 @@ def electronic_family(pool: Pool, styles: list[list[str]]) -> dict[str, dict[str
     groups: dict[str, Callable[[Song], bool]] = {
         "mer4q Electronic": lambda s: s.dataset == "mer4q" and "Electronic" in s.allmusic_genres,
         "mer4q Electronic only": lambda s: s.dataset == "mer4q" and s.allmusic_genres == ("Electronic",),
-        "mer4q Electronic + Pop/Rock": lambda s: s.dataset == "mer4q"
-        and {"Electronic", "Pop/Rock"} <= set(s.allmusic_genres),
+        "mer4q Electronic + Pop/Rock": lambda s: (
+            s.dataset == "mer4q" and {"Electronic", "Pop/Rock"} <= set(s.allmusic_genres)
+        ),
         "mer4q not Electronic": lambda s: s.dataset == "mer4q" and "Electronic" not in s.allmusic_genres,
         "emotify electronic": lambda s: s.dataset == "emotify" and s.genre == "electronic",
         "emotify not electronic": lambda s: s.dataset == "emotify" and s.genre != "electronic",
@@ -307,12 +402,18 @@ def sensitivity(pool: Pool) -> list[dict[str, Any]]:
             rules = fit(pool, np.arange(len(pool.songs)), quantile=q, floor=floor)
             st = styles_of(thresholds_of(rules, pool), pool.tags)
             ef, c = electronic_family(pool, st), counts(pool, st)["all"]
-            rows.append({"quantile": q, "floor": floor,
-                         "mer4q_electronic": ef["mer4q Electronic"]["hit_rate"],
-                         "mer4q_other": ef["mer4q not Electronic"]["hit_rate"],
-                         "emotify_other": ef["emotify not electronic"]["hit_rate"], "mean": c["mean"],
-                         "two_to_six": c["two_to_six"], "dead": sum(not any(r["label"] in x for x in st)
-                                                                    for r in rules)})
+            rows.append(
+                {
+                    "quantile": q,
+                    "floor": floor,
+                    "mer4q_electronic": ef["mer4q Electronic"]["hit_rate"],
+                    "mer4q_other": ef["mer4q not Electronic"]["hit_rate"],
+                    "emotify_other": ef["emotify not electronic"]["hit_rate"],
+                    "mean": c["mean"],
+                    "two_to_six": c["two_to_six"],
+                    "dead": sum(not any(r["label"] in x for x in st) for r in rules),
+                }
+            )
     return rows
 
 
@@ -322,9 +423,14 @@ def counts(pool: Pool, styles: list[list[str]]) -> dict[str, dict[str, float]]:
     ds = pool.datasets
     for d in (*DATASETS, "all"):
         n = np.array([len(st) for st, dd in zip(styles, ds, strict=True) if d in ("all", dd)])
-        out[d] = {"songs": len(n), "mean": float(n.mean()), "median": float(np.median(n)),
-                  "zero": float((n == 0).mean()), "two_to_six": float(((n >= 2) & (n <= 6)).mean()),
-                  "max": int(n.max())}
+        out[d] = {
+            "songs": len(n),
+            "mean": float(n.mean()),
+            "median": float(np.median(n)),
+            "zero": float((n == 0).mean()),
+            "two_to_six": float(((n >= 2) & (n <= 6)).mean()),
+            "max": int(n.max()),
+        }
     return out
 
 
@@ -340,9 +446,13 @@ def electronic_auc(pool: Pool, model: StyleThresholds) -> float:
 
 
 def measures(pool: Pool, styles: list[list[str]]) -> dict[str, Any]:
-    return {"tuned": tuned_quality(pool, styles), "genre_words": genre_word_rates(pool, styles),
-            "electronic_family": electronic_family(pool, styles), "counts": counts(pool, styles),
-            "fires": {label: float(np.mean([label in st for st in styles])) for label, _, _ in STYLES}}
+    return {
+        "tuned": tuned_quality(pool, styles),
+        "genre_words": genre_word_rates(pool, styles),
+        "electronic_family": electronic_family(pool, styles),
+        "counts": counts(pool, styles),
+        "fires": {label: float(np.mean([label in st for st in styles])) for label, _, _ in STYLES},
+    }
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -428,74 +538,126 @@ def verdict(ok: bool) -> str:
     return "met." if ok else "**missed**."
 
 
-def write_report(manifest: dict[str, Any], shipped: dict[str, Any], oof: dict[str, Any],
-                 fitted: list[list[dict[str, Any]]], sens: list[dict[str, Any]], sens_auc: float,
-                 seconds: float) -> str:
+def write_report(
+    manifest: dict[str, Any],
+    shipped: dict[str, Any],
+    oof: dict[str, Any],
+    fitted: list[list[dict[str, Any]]],
+    sens: list[dict[str, Any]],
+    sens_auc: float,
+    seconds: float,
+) -> str:
     ef_in = shipped["electronic_family"]["mer4q Electronic"]["hit_rate"]
     ef_cv = oof["electronic_family"]["mer4q Electronic"]["hit_rate"]
     c_in, c_cv = shipped["counts"]["all"], oof["counts"]["all"]
     q = round(100 * QUANTILE)
     text = INTRO.format(
-        command=COMMAND, seconds=seconds, n_styles=len(STYLES), tuned=", ".join(TUNED), floor=FLOOR, q=q,
-        quantile=QUANTILE, rate=100 - q, max_styles=MAX_STYLES, folds=N_FOLDS,
-        family=", ".join(ELECTRONIC_FAMILY), ef_in=pct(ef_in), ef_cv=pct(ef_cv),
-        ef_verdict=verdict(min(ef_in, ef_cv) > 0.5), c_in=pct(c_in["two_to_six"]),
+        command=COMMAND,
+        seconds=seconds,
+        n_styles=len(STYLES),
+        tuned=", ".join(TUNED),
+        floor=FLOOR,
+        q=q,
+        quantile=QUANTILE,
+        rate=100 - q,
+        max_styles=MAX_STYLES,
+        folds=N_FOLDS,
+        family=", ".join(ELECTRONIC_FAMILY),
+        ef_in=pct(ef_in),
+        ef_cv=pct(ef_cv),
+        ef_verdict=verdict(min(ef_in, ef_cv) > 0.5),
+        c_in=pct(c_in["two_to_six"]),
         c_cv=pct(c_cv["two_to_six"]),
-        mean=c_in["mean"], median=c_in["median"], zero=pct(c_in["zero"]),
-        c_verdict=verdict(min(c_in["two_to_six"], c_cv["two_to_six"]) > 0.5))
+        mean=c_in["mean"],
+        median=c_in["median"],
+        zero=pct(c_in["zero"]),
+        c_verdict=verdict(min(c_in["two_to_six"], c_cv["two_to_six"]) > 0.5),
+    )
     lines = text.rstrip("\n").split("\n")
     for k, v in shipped["electronic_family"].items():
         cv = oof["electronic_family"][k]
         lines.append(f"| {k} | {v['n']} | {pct(v['hit_rate'])} | {pct(cv['hit_rate'])} |")
     lines += WHY.format(auc=sens_auc).rstrip("\n").split("\n")
     for r in sens:
-        lines.append(f"| {r['quantile']:.2f} | {r['floor']:.2f} | {pct(r['mer4q_electronic'])} | "
-                     f"{pct(r['mer4q_other'])} | {pct(r['emotify_other'])} | {r['mean']:.2f} | "
-                     f"{pct(r['two_to_six'])} | {r['dead']} |")
-    lines += ["", "## Styles per song", "",
-              "| collection | songs | mean | median | none | 2-6 | max | CV mean | CV none | CV 2-6 |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {r['quantile']:.2f} | {r['floor']:.2f} | {pct(r['mer4q_electronic'])} | "
+            f"{pct(r['mer4q_other'])} | {pct(r['emotify_other'])} | {r['mean']:.2f} | "
+            f"{pct(r['two_to_six'])} | {r['dead']} |"
+        )
+    lines += [
+        "",
+        "## Styles per song",
+        "",
+        "| collection | songs | mean | median | none | 2-6 | max | CV mean | CV none | CV 2-6 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for d, v in shipped["counts"].items():
         cv = oof["counts"][d]
-        lines.append(f"| {d} | {v['songs']} | {v['mean']:.2f} | {v['median']:.0f} | {pct(v['zero'])} | "
-                     f"{pct(v['two_to_six'])} | {v['max']} | {cv['mean']:.2f} | {pct(cv['zero'])} | "
-                     f"{pct(cv['two_to_six'])} |")
+        lines.append(
+            f"| {d} | {v['songs']} | {v['mean']:.2f} | {v['median']:.0f} | {pct(v['zero'])} | "
+            f"{pct(v['two_to_six'])} | {v['max']} | {cv['mean']:.2f} | {pct(cv['zero'])} | "
+            f"{pct(cv['two_to_six'])} |"
+        )
     lines += GENRE_WORDS_INTRO.split("\n")
     for d, rows in shipped["genre_words"].items():
-        lines += [f"### {d}", "", "| genre | n | exact | family | CV exact | CV family |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"### {d}",
+            "",
+            "| genre | n | exact | family | CV exact | CV family |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for g, v in rows.items():
             cv = oof["genre_words"][d][g]
-            lines.append(f"| {g} | {v['n']} | {pct(v['exact'])} | {pct(v['family'])} | {pct(cv['exact'])} | "
-                         f"{pct(cv['family'])} |")
+            lines.append(
+                f"| {g} | {v['n']} | {pct(v['exact'])} | {pct(v['family'])} | {pct(cv['exact'])} | "
+                f"{pct(cv['family'])} |"
+            )
         lines.append("")
     lines += TUNED_INTRO.rstrip("\n").split("\n")
     for label, v in shipped["tuned"].items():
         cv = oof["tuned"][label]
         bars = [next(r["threshold"] for r in f if r["label"] == label) for f in fitted]
-        lines.append(f"| {label} | {v['n']} | {v['positives']} | {v['f1']:.2f} | {v['precision']:.2f} | "
-                     f"{v['recall']:.2f} | {cv['f1']:.2f} | {cv['precision']:.2f} | {cv['recall']:.2f} | "
-                     f"{min(bars):.2f}-{max(bars):.2f} |")
-    lines += ["", "## All style words", "",
-              "| label | group | tags | threshold | rule | fires on (shipped) |",
-              "|---|---|---|---:|---|---:|"]
+        lines.append(
+            f"| {label} | {v['n']} | {v['positives']} | {v['f1']:.2f} | {v['precision']:.2f} | "
+            f"{v['recall']:.2f} | {cv['f1']:.2f} | {cv['precision']:.2f} | {cv['recall']:.2f} | "
+            f"{min(bars):.2f}-{max(bars):.2f} |"
+        )
+    lines += [
+        "",
+        "## All style words",
+        "",
+        "| label | group | tags | threshold | rule | fires on (shipped) |",
+        "|---|---|---|---:|---|---:|",
+    ]
     for r in manifest["styles"]:
-        lines.append(f"| {r['label']} | {r['group']} | {' + '.join(r['source_tags'])} | "
-                     f"{r['threshold']:.4f} | {r['threshold_rule']} | {pct(shipped['fires'][r['label']])} |")
+        lines.append(
+            f"| {r['label']} | {r['group']} | {' + '.join(r['source_tags'])} | "
+            f"{r['threshold']:.4f} | {r['threshold_rule']} | {pct(shipped['fires'][r['label']])} |"
+        )
     lines += CAVEATS.format(q=q).split("\n")
     return "\n".join(lines)
 
 
 def manifest_of(rules: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "task": "styles", "name": "styles-musicnn-msd", "version": "1", "labels": [r["label"] for r in rules],
-        "format": FORMAT, "file": "manifest.json", "backbones": {"msd": "musicnn_msd"},
-        "max_patches": MAX_PATCHES, "max_styles": MAX_STYLES, "styles": rules,
-        "training": {"data": "../shared/data: gtzan_mini (100), emotify (400), mer4q (660); cached "
-                             "musicnn-MSD tags, mean over select_patches(n, 6)",
-                     "rule": f"f1 on collection genres for {', '.join(TUNED)}; else "
-                             f"q{round(100 * QUANTILE)} of all songs; floor {FLOOR}",
-                     "script": COMMAND, "report": "training/reports/styles.md"},
+        "task": "styles",
+        "name": "styles-musicnn-msd",
+        "version": "1",
+        "labels": [r["label"] for r in rules],
+        "format": FORMAT,
+        "file": "manifest.json",
+        "backbones": {"msd": "musicnn_msd"},
+        "max_patches": MAX_PATCHES,
+        "max_styles": MAX_STYLES,
+        "styles": rules,
+        "training": {
+            "data": "../shared/data: gtzan_mini (100), emotify (400), mer4q (660); cached "
+            "musicnn-MSD tags, mean over select_patches(n, 6)",
+            "rule": f"f1 on collection genres for {', '.join(TUNED)}; else "
+            f"q{round(100 * QUANTILE)} of all songs; floor {FLOOR}",
+            "script": COMMAND,
+            "report": "training/reports/styles.md",
+        },
     }
 
 
@@ -518,9 +680,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     REPORTS.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(write_report(manifest, shipped, oof, fitted, sens, sens_auc, seconds))
-    write_result("styles", {"command": COMMAND, "shipped": shipped, "cv": oof, "thresholds": rules,
-                            "cv_thresholds": fitted, "electronic_family": list(ELECTRONIC_FAMILY),
-                            "sensitivity": sens, "mer4q_electronic_auc": sens_auc})
+    write_result(
+        "styles",
+        {
+            "command": COMMAND,
+            "shipped": shipped,
+            "cv": oof,
+            "thresholds": rules,
+            "cv_thresholds": fitted,
+            "electronic_family": list(ELECTRONIC_FAMILY),
+            "sensitivity": sens,
+            "mer4q_electronic_auc": sens_auc,
+        },
+    )
     _summary(shipped, oof, print)
     print(f"wrote {REPORT} and {OUT / 'manifest.json'} in {seconds:.1f} s")
     return 0
@@ -531,10 +703,11 @@ def _summary(shipped: dict[str, Any], oof: dict[str, Any], say: Callable[[str], 
         cv = oof["electronic_family"][k]["hit_rate"]
         say(f"electronic family on {k}: {pct(v['hit_rate'])} (CV {pct(cv)})")
     for d, v in shipped["counts"].items():
-        say(f"{d}: {v['mean']:.2f} styles/song, none {pct(v['zero'])}, 2-6 {pct(v['two_to_six'])}, "
-            f"max {v['max']}")
+        say(
+            f"{d}: {v['mean']:.2f} styles/song, none {pct(v['zero'])}, 2-6 {pct(v['two_to_six'])}, "
+            f"max {v['max']}"
+        )
 
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
-

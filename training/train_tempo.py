@@ -63,8 +63,14 @@ CACHE = REPO / ".cache" / "tempo"
 CACHE_VERSION = 2
 #: each synthetic style's tempo range (BPM), as wide as the style is played
 STYLE_RANGES: dict[str, tuple[float, float]] = {
-    "ballad": (52.0, 80.0), "ambient": (58.0, 95.0), "waltz": (78.0, 160.0), "hiphop": (76.0, 104.0),
-    "funk": (92.0, 122.0), "house": (115.0, 135.0), "rock": (95.0, 185.0), "dnb": (155.0, 185.0),
+    "ballad": (52.0, 80.0),
+    "ambient": (58.0, 95.0),
+    "waltz": (78.0, 160.0),
+    "hiphop": (76.0, 104.0),
+    "funk": (92.0, 122.0),
+    "house": (115.0, 135.0),
+    "rock": (95.0, 185.0),
+    "dnb": (155.0, 185.0),
 }
 INPUT_SETS: dict[str, tuple[str, ...]] = {
     "signal": SIGNAL_FEATURES,
@@ -96,8 +102,9 @@ class Record:
     librosa_beats: list[float] = field(default_factory=list)
 
     def evidence(self) -> TempoEvidence:
-        return TempoEvidence.from_novelty(novelty=self.novelty, frame_rate_hz=self.frame_rate_hz,
-                                          duration_s=self.duration_s)
+        return TempoEvidence.from_novelty(
+            novelty=self.novelty, frame_rate_hz=self.frame_rate_hz, duration_s=self.duration_s
+        )
 
     @property
     def label(self) -> int:
@@ -130,8 +137,16 @@ def sources(per_style: int) -> list[Source]:
         for row in csv.DictReader(fh):
             lines = (root / row["beats_file"]).read_text().splitlines()
             beats = tuple(float(line.split()[0]) for line in lines if line.split())
-            out.append(Source("gtzan", row["track"], rows[row["track"]].genre, float(row["bpm"]), beats,
-                              path=str(root / row["file"])))
+            out.append(
+                Source(
+                    "gtzan",
+                    row["track"],
+                    rows[row["track"]].genre,
+                    float(row["bpm"]),
+                    beats,
+                    path=str(root / row["file"]),
+                )
+            )
     rng = np.random.default_rng(SEED + 13)
     for style, (lo, hi) in STYLE_RANGES.items():
         for k in range(per_style):
@@ -139,9 +154,15 @@ def sources(per_style: int) -> list[Source]:
             swung = style in ("hiphop", "funk", "house", "rock")
             swing = float(rng.choice([0.0, 0.15, 0.3])) if swung else 0.0
             duration = round(float(rng.uniform(20.0, 30.0)), 1)
-            spec = SongSpec(bpm=bpm, tonic=PITCH_CLASSES[int(rng.integers(12))],
-                            mode="minor" if rng.random() < 0.5 else "major", style=style,  # type: ignore[arg-type]
-                            duration_s=duration, swing=swing, seed=50_000 + 100 * k + len(out))
+            spec = SongSpec(
+                bpm=bpm,
+                tonic=PITCH_CLASSES[int(rng.integers(12))],
+                mode="minor" if rng.random() < 0.5 else "major",
+                style=style,  # type: ignore[arg-type]
+                duration_s=duration,
+                swing=swing,
+                seed=50_000 + 100 * k + len(out),
+            )
             beats = tuple(float(t) for t in np.arange(0.0, duration - 1e-6, 60.0 / bpm))
             out.append(Source("synth", f"{style}-{bpm:g}-{k}", style, bpm, beats, spec=spec))
     return out
@@ -175,13 +196,25 @@ def collect_one(src: Source) -> Record:
     models = _models()
     mood = mood_from_quadrants(models.classify("mood", sig.features))
     genre = models.classify("genre", sig.features)
-    feats = octave_features(sig.tempo_evidence, sig.tempo, timbre=describe_timbre(features=sig.features),
-                            mood=mood, genre=genre)
+    feats = octave_features(
+        sig.tempo_evidence, sig.tempo, timbre=describe_timbre(features=sig.features), mood=mood, genre=genre
+    )
     lb_bpm, lb_beats = librosa.beat.beat_track(y=y, sr=ANALYSIS_SR, units="time")
     ev = sig.tempo_evidence
-    return Record(src.set_name, src.name, src.stratum, src.bpm, list(src.beats), sig.tempo, feats,
-                  ev.novelty.astype(np.float32), ev.frame_rate_hz, ev.duration_s,
-                  float(np.atleast_1d(lb_bpm)[0]), [float(b) for b in lb_beats])
+    return Record(
+        src.set_name,
+        src.name,
+        src.stratum,
+        src.bpm,
+        list(src.beats),
+        sig.tempo,
+        feats,
+        ev.novelty.astype(np.float32),
+        ev.frame_rate_hz,
+        ev.duration_s,
+        float(np.atleast_1d(lb_bpm)[0]),
+        [float(b) for b in lb_beats],
+    )
 
 
 def collect(per_style: int, jobs: int, *, refresh: bool = False) -> list[Record]:
@@ -238,8 +271,9 @@ def fit(records: Sequence[Record], names: Sequence[str], C: float) -> OctaveMode
         k0, k1 = clf.classes_
         coef[k1], intercept[k1] = clf.coef_[0], clf.intercept_[0]
         intercept[k0] = 0.0
-    return OctaveModel(features=tuple(names), mean=mean, scale=scale, coef=coef, intercept=intercept,
-                       name="tempo-octave-1")
+    return OctaveModel(
+        features=tuple(names), mean=mean, scale=scale, coef=coef, intercept=intercept, name="tempo-octave-1"
+    )
 
 
 def folds(records: Sequence[Record], seed: int, k: int = N_FOLDS) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -299,8 +333,11 @@ def cross_validate(records: Sequence[Record]) -> dict[str, Any]:
                     if rep == 0 and records[i].ref_beats:
                         beat_f[i] = f_measure(t.beats_s, records[i].ref_beats)
             reps.append({"bpm": bpm, "confidence": conf, "beat_f": beat_f, "C": chosen_c})
-            print(f"  {set_name:18s} repeat {rep + 1}/{N_REPEATS}: "
-                  f"gtzan Acc1 {_acc(records, bpm, 'gtzan', acc1):.3f}", flush=True)
+            print(
+                f"  {set_name:18s} repeat {rep + 1}/{N_REPEATS}: "
+                f"gtzan Acc1 {_acc(records, bpm, 'gtzan', acc1):.3f}",
+                flush=True,
+            )
         out[set_name] = reps
     return out
 
@@ -314,24 +351,39 @@ def summarise(records: Sequence[Record], cv: dict[str, Any]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     tracker = np.array([r.tracker.bpm for r in records])
     lib = np.array([r.librosa_bpm for r in records])
-    for name, bpm, beats in (("tracker (today)", tracker, [r.tracker.beats_s for r in records]),
-                             ("librosa beat_track", lib, [r.librosa_beats for r in records])):
-        rows[name] = {s: {"acc1": [_acc(records, bpm, s, acc1)], "acc2": [_acc(records, bpm, s, acc2)],
-                          "beat_f": _beat_f(records, beats, s)} for s in ("gtzan", "synth")}
+    for name, bpm, beats in (
+        ("tracker (today)", tracker, [r.tracker.beats_s for r in records]),
+        ("librosa beat_track", lib, [r.librosa_beats for r in records]),
+    ):
+        rows[name] = {
+            s: {
+                "acc1": [_acc(records, bpm, s, acc1)],
+                "acc2": [_acc(records, bpm, s, acc2)],
+                "beat_f": _beat_f(records, beats, s),
+            }
+            for s in ("gtzan", "synth")
+        }
     for set_name, reps in cv.items():
         rows[f"decision: {set_name}"] = {
-            s: {"acc1": [_acc(records, rep["bpm"], s, acc1) for rep in reps],
+            s: {
+                "acc1": [_acc(records, rep["bpm"], s, acc1) for rep in reps],
                 "acc2": [_acc(records, rep["bpm"], s, acc2) for rep in reps],
-                "beat_f": float(np.nanmean([reps[0]["beat_f"][i] for i, r in enumerate(records)
-                                            if r.set_name == s]))}
-            for s in ("gtzan", "synth")}
+                "beat_f": float(
+                    np.nanmean([reps[0]["beat_f"][i] for i, r in enumerate(records) if r.set_name == s])
+                ),
+            }
+            for s in ("gtzan", "synth")
+        }
         rows[f"decision: {set_name}"]["C"] = sorted({c for rep in reps for c in rep["C"]})
     return rows
 
 
 def _beat_f(records: Sequence[Record], beats: Sequence[list[float]], set_name: str) -> float:
-    vals = [f_measure(b, r.ref_beats) for r, b in zip(records, beats, strict=True)
-            if r.set_name == set_name and r.ref_beats]
+    vals = [
+        f_measure(b, r.ref_beats)
+        for r, b in zip(records, beats, strict=True)
+        if r.set_name == set_name and r.ref_beats
+    ]
     return float(np.mean(vals)) if vals else float("nan")
 
 
@@ -341,8 +393,14 @@ def confidence_bins(records: Sequence[Record], rep: dict[str, Any]) -> list[dict
         for s in ("gtzan", "synth"):
             idx = [i for i, r in enumerate(records) if r.set_name == s and lo <= rep["confidence"][i] < hi]
             ok = [acc1(rep["bpm"][i], records[i].ref_bpm) for i in idx]
-            out.append({"bin": f"{lo:.2f}–{min(hi, 1.0):.2f}", "set": s, "n": len(idx),
-                        "acc1": float(np.mean(ok)) if ok else float("nan")})
+            out.append(
+                {
+                    "bin": f"{lo:.2f}–{min(hi, 1.0):.2f}",
+                    "set": s,
+                    "n": len(idx),
+                    "acc1": float(np.mean(ok)) if ok else float("nan"),
+                }
+            )
     return out
 
 
@@ -351,8 +409,15 @@ def _ms(vals: Sequence[float]) -> str:
     return f"{a.mean():.3f}" if len(a) == 1 else f"{a.mean():.3f} ± {a.std():.3f}"
 
 
-def write_report(records: Sequence[Record], rows: dict[str, Any], bins: list[dict[str, Any]],
-                 shipped: str, shipped_c: float, timing: dict[str, float], misses: list[str]) -> None:
+def write_report(
+    records: Sequence[Record],
+    rows: dict[str, Any],
+    bins: list[dict[str, Any]],
+    shipped: str,
+    shipped_c: float,
+    timing: dict[str, float],
+    misses: list[str],
+) -> None:
     n_g = sum(r.set_name == "gtzan" for r in records)
     n_s = len(records) - n_g
     lines = [
@@ -372,8 +437,10 @@ def write_report(records: Sequence[Record], rows: dict[str, Any], bins: list[dic
     for name, row in rows.items():
         g, s = row["gtzan"], row["synth"]
         mark = " **(shipped)**" if name == f"decision: {shipped}" else ""
-        lines.append(f"| {name}{mark} | {_ms(g['acc1'])} | {_ms(g['acc2'])} | {g['beat_f']:.3f} | "
-                     f"{_ms(s['acc1'])} | {_ms(s['acc2'])} | {s['beat_f']:.3f} |")
+        lines.append(
+            f"| {name}{mark} | {_ms(g['acc1'])} | {_ms(g['acc2'])} | {g['beat_f']:.3f} | "
+            f"{_ms(s['acc1'])} | {_ms(s['acc2'])} | {s['beat_f']:.3f} |"
+        )
     lines += [
         "",
         f"Shipped: the `{shipped}` inputs (best mean CV Acc1 on GTZAN), L2 C = {shipped_c:g} by 5-fold CV on "
@@ -441,8 +508,13 @@ def time_decision(records: Sequence[Record], model: OctaveModel) -> dict[str, fl
     retrack_ms = (time.perf_counter() - t0) * 1000
     changed = np.mean([_decide(r, model, retrack=False).bpm != r.tracker.bpm for r in records])
     mean_ms = decide_ms + changed * retrack_ms
-    return {"signal_ms": signal_ms, "decide_ms": mean_ms, "retrack_ms": retrack_ms,
-            "ratio": mean_ms / signal_ms, "changed_share": float(changed)}
+    return {
+        "signal_ms": signal_ms,
+        "decide_ms": mean_ms,
+        "retrack_ms": retrack_ms,
+        "ratio": mean_ms / signal_ms,
+        "changed_share": float(changed),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -464,17 +536,32 @@ def main(argv: list[str] | None = None) -> int:
     model = fit(records, INPUT_SETS[shipped], shipped_c)
     rep0 = cv[shipped][0]
     bins = confidence_bins(records, rep0)
-    misses = [f"| {r.name} | {r.ref_bpm:.1f} | {r.tracker.bpm:.1f} | {rep0['bpm'][i]:.1f} |"
-              for i, r in enumerate(records) if r.set_name == "gtzan" and not acc1(rep0["bpm"][i], r.ref_bpm)]
+    misses = [
+        f"| {r.name} | {r.ref_bpm:.1f} | {r.tracker.bpm:.1f} | {rep0['bpm'][i]:.1f} |"
+        for i, r in enumerate(records)
+        if r.set_name == "gtzan" and not acc1(rep0["bpm"][i], r.ref_bpm)
+    ]
     timing = time_decision(records, model)
     for name, row in rows.items():
-        print(f"{name:28s} gtzan Acc1 {_ms(row['gtzan']['acc1'])}  Acc2 {_ms(row['gtzan']['acc2'])}  "
-              f"beatF {row['gtzan']['beat_f']:.3f} | synth Acc1 {_ms(row['synth']['acc1'])}")
-    print(f"shipped: {shipped} (C={shipped_c:g}); "
-          f"decision adds {100 * timing['ratio']:.1f} % to analyze_signal")
-    write_result("tempo", {"rows": rows, "bins": bins, "shipped": shipped, "C": shipped_c, "timing": timing,
-                           "n_gtzan": sum(r.set_name == "gtzan" for r in records),
-                           "n_synth": sum(r.set_name == "synth" for r in records)})
+        print(
+            f"{name:28s} gtzan Acc1 {_ms(row['gtzan']['acc1'])}  Acc2 {_ms(row['gtzan']['acc2'])}  "
+            f"beatF {row['gtzan']['beat_f']:.3f} | synth Acc1 {_ms(row['synth']['acc1'])}"
+        )
+    print(
+        f"shipped: {shipped} (C={shipped_c:g}); decision adds {100 * timing['ratio']:.1f} % to analyze_signal"
+    )
+    write_result(
+        "tempo",
+        {
+            "rows": rows,
+            "bins": bins,
+            "shipped": shipped,
+            "C": shipped_c,
+            "timing": timing,
+            "n_gtzan": sum(r.set_name == "gtzan" for r in records),
+            "n_synth": sum(r.set_name == "synth" for r in records),
+        },
+    )
     write_report(records, rows, bins, shipped, shipped_c, timing, misses)
     if not args.no_ship:
         DEFAULT_WEIGHTS.write_text(json.dumps(model.to_dict(), indent=1) + "\n")

@@ -132,9 +132,13 @@ def can_upscale(options: VisualizeOptions) -> bool:
 
 def label_for(kind: ActionKind) -> str:
     """The label of ``kind``'s button, so a platform can echo which button was pressed."""
-    return {ActionKind.reroll: messages.BUTTON_REROLL, ActionKind.variations: messages.BUTTON_VARIATIONS,
-            ActionKind.prompt: messages.BUTTON_PROMPT, ActionKind.upscale: messages.BUTTON_UPSCALE,
-            ActionKind.video: messages.BUTTON_VIDEO}[kind]
+    return {
+        ActionKind.reroll: messages.BUTTON_REROLL,
+        ActionKind.variations: messages.BUTTON_VARIATIONS,
+        ActionKind.prompt: messages.BUTTON_PROMPT,
+        ActionKind.upscale: messages.BUTTON_UPSCALE,
+        ActionKind.video: messages.BUTTON_VIDEO,
+    }[kind]
 
 
 def is_action(data: str | None) -> bool:
@@ -158,11 +162,13 @@ def options_for(action: Action, *, variations: int = 3) -> VisualizeOptions:
         return opts.model_copy(update={"seed": seed, "num_images": 1})
     if action.kind is ActionKind.variations:
         most = _max_num_images()
-        return opts.model_copy(update={"seed": (action.seed + 1) % (MAX_SEED + 1),
-                                       "num_images": max(1, min(variations, most))})
+        return opts.model_copy(
+            update={"seed": (action.seed + 1) % (MAX_SEED + 1), "num_images": max(1, min(variations, most))}
+        )
     if action.kind is ActionKind.upscale:
-        return opts.model_copy(update={"seed": action.seed, "num_images": 1,
-                                       "size": min(opts.size * 2, _max_size())})
+        return opts.model_copy(
+            update={"seed": action.seed, "num_images": 1, "size": min(opts.size * 2, _max_size())}
+        )
     return opts.model_copy(update={"seed": action.seed, "num_images": 1})
 
 

@@ -30,10 +30,13 @@ class PlatformStartError(ServiceError):
 
 
 def rejected_token(platform: str, variable: str, where: str) -> PlatformStartError:
-    return PlatformStartError(f"{platform} rejected the bot token in {variable}: "
-                              f"get a valid one from {where}.")
+    return PlatformStartError(
+        f"{platform} rejected the bot token in {variable}: get a valid one from {where}."
+    )
 
 
 def unreachable(platform: str, url: str) -> PlatformStartError:
-    return PlatformStartError(f"Could not reach {platform} at {url}: check the network (and any proxy or "
-                              "base-URL setting), then start the bot again.")
+    return PlatformStartError(
+        f"Could not reach {platform} at {url}: check the network (and any proxy or "
+        "base-URL setting), then start the bot again."
+    )

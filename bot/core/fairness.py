@@ -125,8 +125,13 @@ class RateLimiter:
     #: buckets are forgotten once full again and there are more than this many of them
     PRUNE_ABOVE = 10_000
 
-    def __init__(self, *, per_user: Rate | None = Rate(3, 6), per_chat: Rate | None = Rate(10, 30),
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        per_user: Rate | None = Rate(3, 6),
+        per_chat: Rate | None = Rate(10, 30),
+        clock: Clock = time.monotonic,
+    ) -> None:
         self.per_user = per_user
         self.per_chat = per_chat
         self._clock = clock
@@ -229,8 +234,14 @@ class Ticket:
 class FairScheduler:
     """Bounded queue in front of ``concurrency`` slots, round-robin between users."""
 
-    def __init__(self, *, concurrency: int = 2, max_waiting: int = 32, max_waiting_per_user: int = 2,
-                 max_running_per_user: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        concurrency: int = 2,
+        max_waiting: int = 32,
+        max_waiting_per_user: int = 2,
+        max_running_per_user: int = 1,
+    ) -> None:
         if concurrency < 1 or max_running_per_user < 1:
             raise ValueError("concurrency and max_running_per_user must be at least 1")
         self.concurrency = concurrency
@@ -270,8 +281,9 @@ class FairScheduler:
         if in_progress >= self.max_running_per_user + self.max_waiting_per_user:
             raise UserQueueFullError(in_progress)
         ticket = Ticket(self, user, next(self._serial))
-        would_wait = (self._n_running >= self.concurrency
-                      or self._running.get(user, 0) >= self.max_running_per_user)
+        would_wait = (
+            self._n_running >= self.concurrency or self._running.get(user, 0) >= self.max_running_per_user
+        )
         if would_wait and len(self._waiting) >= self.max_waiting:
             raise BusyError()
         self._waiting.append(ticket)
@@ -307,8 +319,9 @@ class FairScheduler:
     def _dispatch(self) -> None:
         granted = False
         while self._n_running < self.concurrency:
-            ticket = next((t for t in self._order()
-                           if self._running.get(t.user, 0) < self.max_running_per_user), None)
+            ticket = next(
+                (t for t in self._order() if self._running.get(t.user, 0) < self.max_running_per_user), None
+            )
             if ticket is None:
                 break
             self._waiting.remove(ticket)

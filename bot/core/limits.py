@@ -49,10 +49,16 @@ _TYPED_MEDIA = frozenset({"audio", "voice", "video_note", "video"})
 
 # MIME families that are never audio; "application/*" is refused except the containers below
 _NEVER_AUDIO_FAMILIES = frozenset({"image", "text", "font", "model", "message", "multipart", "chemical"})
-_AUDIO_APPLICATION_TYPES = frozenset({
-    "application/ogg", "application/x-ogg", "application/octet-stream", "application/mp4",
-    "application/x-matroska", "application/vnd.apple.mpegurl",
-})
+_AUDIO_APPLICATION_TYPES = frozenset(
+    {
+        "application/ogg",
+        "application/x-ogg",
+        "application/octet-stream",
+        "application/mp4",
+        "application/x-matroska",
+        "application/vnd.apple.mpegurl",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -108,8 +114,10 @@ TELEGRAM = Platform(
     caption_limit=1024,
     message_limit=4096,
     button_data_bytes=64,
-    groups_help=("In groups, mention me in the caption, use /visualize, or reply to one of my "
-                 "messages — otherwise I stay quiet."),
+    groups_help=(
+        "In groups, mention me in the caption, use /visualize, or reply to one of my "
+        "messages — otherwise I stay quiet."
+    ),
 )
 
 #: Discord doesn't limit what a bot may download: the engine's limit (25 MiB) applies; uploads are
@@ -121,9 +129,11 @@ DISCORD = Platform(
     message_limit=2000,
     button_data_bytes=100,
     embed_limits=EMBED_LIMITS,
-    how_to=("Attach a song or voice note and mention me (options go in the message: "
-            '`style=neon seed=42 "a red fox"`), use /visualize, or pick Apps → Visualize on any '
-            "message with audio. In DMs, just send the audio."),
+    how_to=(
+        "Attach a song or voice note and mention me (options go in the message: "
+        '`style=neon seed=42 "a red fox"`), use /visualize, or pick Apps → Visualize on any '
+        "message with audio. In DMs, just send the audio."
+    ),
 )
 
 
@@ -153,8 +163,9 @@ def check_before_download(meta: AudioMeta, *, max_bytes: int, max_duration_s: fl
     if max_duration_s is not None and meta.duration_s is not None and meta.duration_s > max_duration_s:
         raise TooLongError(messages.too_long(meta.duration_s, max_duration_s))
     if not looks_like_audio(meta):
-        raise NotAudioError(messages.not_audio(meta.file_name),
-                            detail=f"mime={meta.mime_type!r} name={meta.file_name!r}")
+        raise NotAudioError(
+            messages.not_audio(meta.file_name), detail=f"mime={meta.mime_type!r} name={meta.file_name!r}"
+        )
 
 
 def check_downloaded(data: bytes, *, max_bytes: int) -> None:

@@ -118,23 +118,29 @@ def empty_file() -> str:
 
 def not_audio(file_name: str | None) -> str:
     what = f"“{file_name}”" if file_name else "That file"
-    return (f"{what} doesn't look like audio — send a song or voice note "
-            "(mp3, wav, flac, ogg, opus, m4a, webm or aiff).")
+    return (
+        f"{what} doesn't look like audio — send a song or voice note "
+        "(mp3, wav, flac, ogg, opus, m4a, webm or aiff)."
+    )
 
 
 DOWNLOAD_FAILED = "I couldn't download that file — please send it again."
 ACTION_EXPIRED = "This button is from an older version of m2i — send the song again."
 SOURCE_GONE = "I can't find the original song for this button anymore — please send it again."
-NEEDS_AUDIO_REPLY = ("Reply to a song or voice note with /visualize (options optional), or just send me "
-                     "the audio — options go in the caption.")
+NEEDS_AUDIO_REPLY = (
+    "Reply to a song or voice note with /visualize (options optional), or just send me "
+    "the audio — options go in the caption."
+)
 INTERNAL = "Something went wrong on our side; please try again later."
 VIDEO_UNAVAILABLE = "Videos aren't available on this server yet — the image buttons still work."
 
 
 def video_too_large(limit_bytes: int) -> str:
     """A clip that can't be squeezed into what the bot may upload here (the engine's text names CLI flags)."""
-    return (f"That video would be too big to send here (the limit is {_mb(limit_bytes)}), even at the "
-            "lowest quality worth watching — send a shorter song or clip.")
+    return (
+        f"That video would be too big to send here (the limit is {_mb(limit_bytes)}), even at the "
+        "lowest quality worth watching — send a shorter song or clip."
+    )
 
 
 def rate_limited(retry_after_s: float) -> str:
@@ -142,8 +148,7 @@ def rate_limited(retry_after_s: float) -> str:
 
 
 def user_queue_full(in_progress: int) -> str:
-    return (f"You already have {in_progress} songs in progress — I'll take more once one of them is "
-            "done.")
+    return f"You already have {in_progress} songs in progress — I'll take more once one of them is done."
 
 
 def unknown_option(raw: str, names: Iterable[str]) -> str:
@@ -260,8 +265,10 @@ def mood_text(valence: float, arousal: float, *, quadrant: str, quadrant_name: s
     v = "bright" if valence > 0.2 else "dark" if valence < -0.2 else "neutral"
     a = "energetic" if arousal > 0.2 else "calm" if arousal < -0.2 else "steady"
     lean = "leaning " if min(abs(valence), abs(arousal)) <= 0.2 else ""
-    return (f"{v}, {a} · {lean}{quadrant_name} ({quadrant}) · valence {valence:+.2f}, arousal {arousal:+.2f} "
-            f"({MOOD_SOURCES.get(source, source)})")
+    return (
+        f"{v}, {a} · {lean}{quadrant_name} ({quadrant}) · valence {valence:+.2f}, arousal {arousal:+.2f} "
+        f"({MOOD_SOURCES.get(source, source)})"
+    )
 
 
 def title_for(file_name: str | None, kind: str) -> str:
@@ -282,7 +289,7 @@ def footer(*, style: str, seed: int, backend: str | None) -> str:
 def video_line(*, length_s: float, start_s: float, width: int, height: int, fps: float) -> str:
     """E.g. "🎬 12 s from 0:42 · 720×1280 · 30 fps": what the video shows of the song."""
     start = max(0, round(start_s))
-    return (f"🎬 {length_s:.0f} s from {start // 60}:{start % 60:02d} · {width}×{height} · {fps:g} fps")
+    return f"🎬 {length_s:.0f} s from {start // 60}:{start % 60:02d} · {width}×{height} · {fps:g} fps"
 
 
 def note_line(note: str) -> str:

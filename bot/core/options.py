@@ -93,8 +93,9 @@ def parse_options(text: str | None, *, base: VisualizeOptions | None = None) -> 
         raise _friendly_error(exc, given) from exc
 
 
-def options_from_values(values: Mapping[str, Any], *,
-                        base: VisualizeOptions | None = None) -> VisualizeOptions:
+def options_from_values(
+    values: Mapping[str, Any], *, base: VisualizeOptions | None = None
+) -> VisualizeOptions:
     """Options from already-typed values (a slash command's options), on top of ``base``.
 
     ``None`` values mean "not given" and keep ``base``'s value; enum options may be given by value
@@ -223,8 +224,9 @@ def _friendly_error(exc: ValidationError, given: dict[str, Any]) -> InvalidOptio
         shown = value.value if isinstance(value, enum.Enum) else value
         if first["type"] == "string_too_long":
             return InvalidOptionError(messages.option_too_long(name, describe_choices(name)), detail=str(exc))
-        return InvalidOptionError(messages.bad_option_value(name, shown, describe_choices(name)),
-                                  detail=str(exc))
+        return InvalidOptionError(
+            messages.bad_option_value(name, shown, describe_choices(name)), detail=str(exc)
+        )
     return InvalidOptionError(detail=str(exc))
 
 
@@ -232,4 +234,3 @@ def _unquote(raw: str) -> str:
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
         return raw[1:-1]
     return raw
-

@@ -31,7 +31,8 @@ _DISCORD_URL_TOKEN = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9_.-
 _TOKEN_FIELD = re.compile(r"""(["']token["']\s*:\s*["'])[^"']{8,}""")
 #: ``<base64 user id>.<timestamp>.<hmac>``, the shape of a Discord bot token
 _DISCORD_TOKEN = re.compile(
-    r"(?<![\w.-])[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,40}(?![\w-])")
+    r"(?<![\w.-])[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,40}(?![\w-])"
+)
 
 _secrets: set[str] = set()
 _lock = threading.Lock()

@@ -50,8 +50,13 @@ CAPTION_BUDGET = 1024
 MESSAGE_BUDGET = 4096
 #: the limits of :meth:`Reply.embed` when the caller gives none (those of the one platform with embeds)
 EMBED_LIMITS: Mapping[str, int] = {
-    "title": 256, "description": 4096, "fields": 25, "field_name": 256, "field_value": 1024,
-    "footer": 2048, "total": 6000,
+    "title": 256,
+    "description": 4096,
+    "fields": 25,
+    "field_name": 256,
+    "field_value": 1024,
+    "footer": 2048,
+    "total": 6000,
 }
 
 Length = Callable[[str], int]
@@ -124,8 +129,9 @@ class Reply:
     def footer(self) -> str:
         return messages.footer(style=self.style, seed=self.seed, backend=self.backend)
 
-    def text(self, budget: int = CAPTION_BUDGET, *, length: Length = utf16_len,
-             with_prompt: bool = True) -> str:
+    def text(
+        self, budget: int = CAPTION_BUDGET, *, length: Length = utf16_len, with_prompt: bool = True
+    ) -> str:
         """Title, tag lines, seed line, notes and prompt, shortened to fit ``budget``.
 
         What gives way first: the prompt is shortened (then dropped), then the notes, then the tag
@@ -135,7 +141,8 @@ class Reply:
         return _fit_sections(
             head=[self.title, *map(str, self.tag_lines), self.footer],
             optional=[[messages.note_line(n) for n in self.notes], prompt],
-            budget=budget, length=length,
+            budget=budget,
+            length=length,
         )
 
     def details(self, budget: int = MESSAGE_BUDGET, *, length: Length = utf16_len) -> str:
@@ -149,16 +156,22 @@ class Reply:
             *map(str, self.details_lines),
             self.footer,
         ]
-        return _fit_sections(head=lines, optional=[[messages.note_line(n) for n in self.notes]],
-                             budget=budget, length=length,
-                             shorten_first=1)
+        return _fit_sections(
+            head=lines,
+            optional=[[messages.note_line(n) for n in self.notes]],
+            budget=budget,
+            length=length,
+            shorten_first=1,
+        )
 
     def embed(self, limits: Mapping[str, int] = EMBED_LIMITS) -> EmbedParts:
         """Embed pieces within ``limits``: prompt as description, tags as fields, seed and notes as footer."""
         lim = limits
         title = _cut(self.title, lim["title"], utf16_len)
-        fields = [(_cut(t.label, lim["field_name"], utf16_len), _cut(t.value, lim["field_value"], utf16_len))
-                  for t in self.tag_lines[: lim["fields"]]]
+        fields = [
+            (_cut(t.label, lim["field_name"], utf16_len), _cut(t.value, lim["field_value"], utf16_len))
+            for t in self.tag_lines[: lim["fields"]]
+        ]
         footer = _cut("\n".join([self.footer, *self.notes]), lim["footer"], utf16_len)
         used = utf16_len(title) + utf16_len(footer) + sum(utf16_len(a) + utf16_len(b) for a, b in fields)
         room = min(lim["description"], lim["total"] - used)
@@ -166,16 +179,21 @@ class Reply:
         return EmbedParts(title=title, description=description, fields=fields, footer=footer)
 
 
-def build_reply(result: VisualizeResult, *, options: VisualizeOptions, title: str, request_id: str,
-                with_buttons: bool = True) -> Reply:
+def build_reply(
+    result: VisualizeResult,
+    *,
+    options: VisualizeOptions,
+    title: str,
+    request_id: str,
+    with_buttons: bool = True,
+) -> Reply:
     """A :class:`Reply` from an engine result, with each image's PNG bytes as the result holds them
     (encoded once if not yet: blocking, run off-loop; a queue-mode result's pass through unchanged).
 
     Buttons are added when ``with_buttons`` and there is exactly one image (albums of variations
     can't carry buttons on every platform).
     """
-    images = tuple(ReplyImage(png=g.png, seed=g.seed, width=g.width, height=g.height)
-                   for g in result.images)
+    images = tuple(ReplyImage(png=g.png, seed=g.seed, width=g.width, height=g.height) for g in result.images)
     used = options.model_copy(update={"seed": result.seed})
     buttons: tuple[ReplyButton, ...] = ()
     if with_buttons and len(images) == 1:
@@ -186,9 +204,19 @@ def build_reply(result: VisualizeResult, *, options: VisualizeOptions, title: st
             ReplyButton(messages.BUTTON_PROMPT, Action(ActionKind.prompt, shown, used)),
             ReplyButton(messages.BUTTON_VIDEO, Action(ActionKind.video, shown, used)),
         )
-    return _reply(result.tags, result.prompt, options=used, title=title, request_id=request_id,
-                  seed=result.seed, backend=result.backend, images=images, notes=tuple(result.notes),
-                  buttons=buttons, timings_ms=dict(result.timings_ms))
+    return _reply(
+        result.tags,
+        result.prompt,
+        options=used,
+        title=title,
+        request_id=request_id,
+        seed=result.seed,
+        backend=result.backend,
+        images=images,
+        notes=tuple(result.notes),
+        buttons=buttons,
+        timings_ms=dict(result.timings_ms),
+    )
 
 
 @dataclass(frozen=True)
@@ -222,11 +250,16 @@ class VideoReply:
 
     def text(self, budget: int = CAPTION_BUDGET, *, length: Length = utf16_len) -> str:
         """Title, what the clip is, seed line, then notes and the tag lines as far as ``budget`` allows."""
-        clip = messages.video_line(length_s=self.length_s, start_s=self.start_s, width=self.width,
-                                   height=self.height, fps=self.fps)
+        clip = messages.video_line(
+            length_s=self.length_s, start_s=self.start_s, width=self.width, height=self.height, fps=self.fps
+        )
         notes = [messages.note_line(n) for n in self.notes]
-        return _fit_sections(head=[self.title, clip, self.footer],
-                             optional=[notes, list(map(str, self.tag_lines))], budget=budget, length=length)
+        return _fit_sections(
+            head=[self.title, clip, self.footer],
+            optional=[notes, list(map(str, self.tag_lines))],
+            budget=budget,
+            length=length,
+        )
 
 
 def build_video_reply(result: VideoResult, *, title: str, request_id: str) -> VideoReply:
@@ -237,10 +270,22 @@ def build_video_reply(result: VideoResult, *, title: str, request_id: str) -> Vi
         data = video.read_bytes()
     finally:
         video.path.unlink(missing_ok=True)
-    return VideoReply(request_id=request_id, title=title, mp4=data, width=video.width, height=video.height,
-                      fps=video.fps, length_s=video.length_s, start_s=video.start_s, seed=result.seed,
-                      style=video.style, backend=video.backend, tag_lines=tag_lines(result.tags),
-                      notes=tuple(result.notes), timings_ms=dict(result.timings_ms))
+    return VideoReply(
+        request_id=request_id,
+        title=title,
+        mp4=data,
+        width=video.width,
+        height=video.height,
+        fps=video.fps,
+        length_s=video.length_s,
+        start_s=video.start_s,
+        seed=result.seed,
+        style=video.style,
+        backend=video.backend,
+        tag_lines=tag_lines(result.tags),
+        notes=tuple(result.notes),
+        timings_ms=dict(result.timings_ms),
+    )
 
 
 def upscale_button(reply: Reply) -> ReplyButton | None:
@@ -254,11 +299,11 @@ def upscale_button(reply: Reply) -> ReplyButton | None:
     return ReplyButton(messages.BUTTON_UPSCALE, action)
 
 
-def build_details_reply(tags: Tags, prompt: Prompt, *, options: VisualizeOptions, title: str,
-                        request_id: str, seed: int) -> Reply:
+def build_details_reply(
+    tags: Tags, prompt: Prompt, *, options: VisualizeOptions, title: str, request_id: str, seed: int
+) -> Reply:
     """A text-only :class:`Reply` (no image) for "show prompt & tags"."""
-    return _reply(tags, prompt, options=options, title=title, request_id=request_id, seed=seed,
-                  backend=None)
+    return _reply(tags, prompt, options=options, title=title, request_id=request_id, seed=seed, backend=None)
 
 
 def tag_lines(tags: Tags) -> tuple[TagLine, ...]:
@@ -272,37 +317,76 @@ def tag_lines(tags: Tags) -> tuple[TagLine, ...]:
     t, lo, m = tags.tempo, tags.loudness, tags.mood
     genre = TagLine("genre", L["genre"], _classification(tags.genre, "genre"))
     styles = _styles_line(tags)
-    first: tuple[TagLine, ...] = (genre,) if styles is None else (
-        (styles, genre) if tags.genre.uncertain else (genre, styles))
+    first: tuple[TagLine, ...] = (
+        (genre,) if styles is None else ((styles, genre) if tags.genre.uncertain else (genre, styles))
+    )
     return (
         *first,
         TagLine("emotion", L["emotion"], _classification(tags.emotion, "emotion")),
-        TagLine("tempo", L["tempo"], messages.tempo_text(t.bpm, beats_per_bar=t.beats_per_bar, also_bpm=(
-            alt.bpm if (alt := t.close_alternative) else None))),
+        TagLine(
+            "tempo",
+            L["tempo"],
+            messages.tempo_text(
+                t.bpm,
+                beats_per_bar=t.beats_per_bar,
+                also_bpm=(alt.bpm if (alt := t.close_alternative) else None),
+            ),
+        ),
         TagLine("key", L["key"], tags.key.name),
-        TagLine("loudness", L["loudness"], f"{lo.integrated_lufs:.1f} LUFS · energy {lo.energy:.2f} "
-                                           f"({messages.energy_word(lo.energy)})"),
-        TagLine("mood", L["mood"], messages.mood_text(m.valence, m.arousal, quadrant=m.quadrant,
-                                                     quadrant_name=m.quadrant_name, source=m.source)),
+        TagLine(
+            "loudness",
+            L["loudness"],
+            f"{lo.integrated_lufs:.1f} LUFS · energy {lo.energy:.2f} ({messages.energy_word(lo.energy)})",
+        ),
+        TagLine(
+            "mood",
+            L["mood"],
+            messages.mood_text(
+                m.valence, m.arousal, quadrant=m.quadrant, quadrant_name=m.quadrant_name, source=m.source
+            ),
+        ),
     )
 
 
 # --- private helpers -----------------------------------------------------------------------------
 
 
-def _reply(tags: Tags, prompt: Prompt, *, options: VisualizeOptions, title: str, request_id: str,
-           seed: int, backend: str | None, **extra: object) -> Reply:
+def _reply(
+    tags: Tags,
+    prompt: Prompt,
+    *,
+    options: VisualizeOptions,
+    title: str,
+    request_id: str,
+    seed: int,
+    backend: str | None,
+    **extra: object,
+) -> Reply:
     a, tb = tags.audio, tags.timbre
     details = (
-        TagLine("timbre", messages.LABELS["timbre"],
-                f"brightness {tb.brightness:.2f} · percussive {tb.percussiveness:.2f} · "
-                f"{tb.onset_rate_hz:.1f} onsets/s"),
-        TagLine("audio", "🎧 Audio", f"{a.duration_s:.1f} s · {a.codec} · {a.sample_rate_hz} Hz · "
-                                    f"{a.channels} ch"),
+        TagLine(
+            "timbre",
+            messages.LABELS["timbre"],
+            f"brightness {tb.brightness:.2f} · percussive {tb.percussiveness:.2f} · "
+            f"{tb.onset_rate_hz:.1f} onsets/s",
+        ),
+        TagLine(
+            "audio", "🎧 Audio", f"{a.duration_s:.1f} s · {a.codec} · {a.sample_rate_hz} Hz · {a.channels} ch"
+        ),
     )
-    return Reply(request_id=request_id, title=title, tag_lines=tag_lines(tags), prompt=prompt.text,
-                 negative_prompt=prompt.negative, style=prompt.style.value, seed=seed, backend=backend,
-                 options=options, details_lines=details, **extra)  # type: ignore[arg-type]
+    return Reply(
+        request_id=request_id,
+        title=title,
+        tag_lines=tag_lines(tags),
+        prompt=prompt.text,
+        negative_prompt=prompt.negative,
+        style=prompt.style.value,
+        seed=seed,
+        backend=backend,
+        options=options,
+        details_lines=details,
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def _classification(c: Classification, what: str) -> str:
@@ -342,8 +426,14 @@ def _cut(text: str, budget: int, length: Length) -> str:
     return (text[:lo].rstrip() + "…") if lo else text[:0]
 
 
-def _fit_sections(*, head: list[str], optional: list[list[str]], budget: int, length: Length,
-                  shorten_first: int | None = None) -> str:
+def _fit_sections(
+    *,
+    head: list[str],
+    optional: list[list[str]],
+    budget: int,
+    length: Length,
+    shorten_first: int | None = None,
+) -> str:
     """Join ``head`` and the ``optional`` groups line by line within ``budget``.
 
     Optional groups give way last-first: the last is shortened (then dropped) before the one before
@@ -367,8 +457,11 @@ def _fit_sections(*, head: list[str], optional: list[list[str]], budget: int, le
     head = list(head)
     while length(total()) > budget:
         over = length(total()) - budget
-        idx = shorten_first if shorten_first is not None else max(range(len(head)),
-                                                                   key=lambda i: length(head[i]))
+        idx = (
+            shorten_first
+            if shorten_first is not None
+            else max(range(len(head)), key=lambda i: length(head[i]))
+        )
         shorter = _cut(head[idx], max(length(head[idx]) - over, 1), length)
         if shorter == head[idx] or not shorter:
             return _cut(total(), budget, length)

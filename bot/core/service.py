@@ -34,8 +34,7 @@ from m2i_engine.engine import Engine, Progress, Stage, VideoResult
 from m2i_engine.errors import M2IError, ServiceError, VideoTooLargeError, VideoUnavailableError
 from m2i_engine.options import VisualizeOptions
 
-__all__ = ["AudioRequest", "BotService", "DownloadFailedError", "Failure", "Status",
-           "new_request_id"]
+__all__ = ["AudioRequest", "BotService", "DownloadFailedError", "Failure", "Status", "new_request_id"]
 
 log = logging.getLogger(__name__)
 
@@ -115,38 +114,50 @@ StatusCallback = Callable[[Status], Awaitable[None] | None]
 class BotService:
     """Shared by every platform adapter; create once per process around one started :class:`Engine`."""
 
-    def __init__(self, engine: Engine, settings: BotSettings | None = None, *,
-                 rate_limiter: RateLimiter | None = None, scheduler: FairScheduler | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: BotSettings | None = None,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        scheduler: FairScheduler | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings or BotSettings()
         s = self.settings
         self.defaults = s.default_options()
-        self.rate_limiter = rate_limiter or RateLimiter(per_user=Rate(s.user_burst, s.user_per_minute),
-                                                        per_chat=Rate(s.chat_burst, s.chat_per_minute))
+        self.rate_limiter = rate_limiter or RateLimiter(
+            per_user=Rate(s.user_burst, s.user_per_minute), per_chat=Rate(s.chat_burst, s.chat_per_minute)
+        )
         self.scheduler = scheduler or FairScheduler(
-            concurrency=s.concurrency or engine.settings.workers, max_waiting=s.max_waiting,
-            max_waiting_per_user=s.max_waiting_per_user)
+            concurrency=s.concurrency or engine.settings.workers,
+            max_waiting=s.max_waiting,
+            max_waiting_per_user=s.max_waiting_per_user,
+        )
 
     def parse_options(self, text: str | None) -> VisualizeOptions:
         """The user's option text on top of this bot's defaults (raises ``InvalidOptionError``)."""
         return parse_options(text, base=self.defaults)
 
-    async def visualize(self, request: AudioRequest, *,
-                        progress: StatusCallback | None = None) -> Reply | Failure:
+    async def visualize(
+        self, request: AudioRequest, *, progress: StatusCallback | None = None
+    ) -> Reply | Failure:
         """Tags, prompt and image(s) for the request's audio, or a :class:`Failure` to show."""
         outcome = await self._handle(request, progress, mode="image")
         assert not isinstance(outcome, VideoReply)
         return outcome
 
-    async def describe(self, request: AudioRequest, *,
-                       progress: StatusCallback | None = None) -> Reply | Failure:
+    async def describe(
+        self, request: AudioRequest, *, progress: StatusCallback | None = None
+    ) -> Reply | Failure:
         """Full prompt and tags, without drawing (the "show prompt & tags" button)."""
         outcome = await self._handle(request, progress, mode="describe")
         assert not isinstance(outcome, VideoReply)
         return outcome
 
-    async def video(self, request: AudioRequest, *,
-                    progress: StatusCallback | None = None) -> VideoReply | Failure:
+    async def video(
+        self, request: AudioRequest, *, progress: StatusCallback | None = None
+    ) -> VideoReply | Failure:
         """A music video of the request's audio (the 🎬 button): the options' style, words and seed make
         its picture, :meth:`BotSettings.video_options` its size, and the bit rate is picked to fit
         ``request.max_upload_bytes``; a clip that can't fit is a ``video_too_large`` :class:`Failure`."""
@@ -156,17 +167,29 @@ class BotService:
 
     # --- internals ------------------------------------------------------------------------------
 
-    async def _handle(self, request: AudioRequest, progress: StatusCallback | None, *,
-                      mode: Mode) -> Reply | VideoReply | Failure:
+    async def _handle(
+        self, request: AudioRequest, progress: StatusCallback | None, *, mode: Mode
+    ) -> Reply | VideoReply | Failure:
         rid = request.request_id
         report = _Reporter(progress, rid, video=mode == "video")
         t0 = time.perf_counter()
-        log.info("[%s] %s %s from user %s in chat %s: %s, %s bytes, options %r", rid, request.platform.name,
-                 {"image": "visualize"}.get(mode, mode), request.user_id, request.chat_id, request.meta.kind,
-                 request.meta.file_size, _options_for_log(request.options))
+        log.info(
+            "[%s] %s %s from user %s in chat %s: %s, %s bytes, options %r",
+            rid,
+            request.platform.name,
+            {"image": "visualize"}.get(mode, mode),
+            request.user_id,
+            request.chat_id,
+            request.meta.kind,
+            request.meta.file_size,
+            _options_for_log(request.options),
+        )
         try:
-            options = (request.options if isinstance(request.options, VisualizeOptions)
-                       else self.parse_options(request.options))
+            options = (
+                request.options
+                if isinstance(request.options, VisualizeOptions)
+                else self.parse_options(request.options)
+            )
             limits = self.engine.settings.limits
             max_bytes = download_limit(request.platform, limits)
             check_before_download(request.meta, max_bytes=max_bytes, max_duration_s=limits.max_duration_s)
@@ -181,14 +204,23 @@ class BotService:
                 ticket.release()
             timings = {"queue": queue_ms, **timings}
             total_ms = (time.perf_counter() - t0) * 1000
-            log.info("[%s] done in %.0f ms (%s; bot %.0f ms)", rid, total_ms,
-                     ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
-                     total_ms - sum(timings.values()))
-            return replace(reply, timings_ms={**reply.timings_ms,
-                                              **{f"{k}_ms": round(v, 2) for k, v in timings.items()}})
+            log.info(
+                "[%s] done in %.0f ms (%s; bot %.0f ms)",
+                rid,
+                total_ms,
+                ", ".join(f"{k} {v:.0f} ms" for k, v in timings.items()),
+                total_ms - sum(timings.values()),
+            )
+            return replace(
+                reply, timings_ms={**reply.timings_ms, **{f"{k}_ms": round(v, 2) for k, v in timings.items()}}
+            )
         except RateLimitedError as exc:
-            log.info("[%s] refused: rate_limited (retry in %.0f s%s)", rid, exc.retry_after_s,
-                     ", silent" if exc.silent else "")
+            log.info(
+                "[%s] refused: rate_limited (retry in %.0f s%s)",
+                rid,
+                exc.retry_after_s,
+                ", silent" if exc.silent else "",
+            )
             return Failure(rid, exc.code, messages.error_text(exc), silent=exc.silent)
         except M2IError as exc:
             log.info("[%s] refused: %s%s", rid, exc.code, f" ({exc.detail})" if exc.detail else "")
@@ -198,8 +230,15 @@ class BotService:
             log.exception("[%s] failed: %s", rid, type(exc).__name__)
             return Failure(rid, "internal_error", messages.error_text(M2IError(messages.INTERNAL)))
 
-    async def _run(self, request: AudioRequest, options: VisualizeOptions, max_bytes: int,
-                   report: _Reporter, *, mode: Mode) -> tuple[Reply | VideoReply, dict[str, float]]:
+    async def _run(
+        self,
+        request: AudioRequest,
+        options: VisualizeOptions,
+        max_bytes: int,
+        report: _Reporter,
+        *,
+        mode: Mode,
+    ) -> tuple[Reply | VideoReply, dict[str, float]]:
         """Download, run the engine and build the reply; returns it with the time each step took."""
         timings: dict[str, float] = {}
         clock = time.perf_counter
@@ -216,8 +255,9 @@ class BotService:
         title = request.title or messages.title_for(request.meta.file_name, request.meta.kind)
         t = clock()
         if mode == "describe":
-            reply = await self._describe(data, options, title=title, rid=request.request_id,
-                                         progress=on_engine)
+            reply = await self._describe(
+                data, options, title=title, rid=request.request_id, progress=on_engine
+            )
             timings["engine"] = (clock() - t) * 1000
             return reply, timings
         if mode == "video":
@@ -225,29 +265,39 @@ class BotService:
             timings["engine"] = (clock() - t) * 1000
             await report(BotStage.sending)
             t = clock()
-            clip = await asyncio.to_thread(build_video_reply, video, title=title,
-                                           request_id=request.request_id)
+            clip = await asyncio.to_thread(
+                build_video_reply, video, title=title, request_id=request.request_id
+            )
             timings["read"] = (clock() - t) * 1000
             return clip, timings
         result = await self.engine.visualize(data, options, progress=on_engine)
         timings["engine"] = (clock() - t) * 1000
         await report(BotStage.sending)
         t = clock()
-        reply = await asyncio.to_thread(build_reply, result, options=options, title=title,
-                                        request_id=request.request_id)
+        reply = await asyncio.to_thread(
+            build_reply, result, options=options, title=title, request_id=request.request_id
+        )
         timings["png"] = (clock() - t) * 1000
         return reply, timings
 
-    async def _video(self, data: bytes, options: VisualizeOptions, limit: int | None, *,
-                     progress: Callable[[Progress], Awaitable[None]]) -> VideoResult:
+    async def _video(
+        self,
+        data: bytes,
+        options: VisualizeOptions,
+        limit: int | None,
+        *,
+        progress: Callable[[Progress], Awaitable[None]],
+    ) -> VideoResult:
         """The engine's video within ``limit`` bytes, its "too large" said in chat words."""
         make = getattr(self.engine, "video", None)
         if make is None:  # an engine without videos (a stand-in, an older one)
-            raise VideoUnavailableError(messages.VIDEO_UNAVAILABLE,
-                                        detail=f"{type(self.engine).__name__} has no video()")
+            raise VideoUnavailableError(
+                messages.VIDEO_UNAVAILABLE, detail=f"{type(self.engine).__name__} has no video()"
+            )
         try:
-            result: VideoResult = await make(data, options, self.settings.video_options(), max_bytes=limit,
-                                             progress=progress)
+            result: VideoResult = await make(
+                data, options, self.settings.video_options(), max_bytes=limit, progress=progress
+            )
         except M2IError as exc:
             if exc.code != "video_too_large" or limit is None:
                 raise
@@ -263,14 +313,22 @@ class BotService:
         except Exception as exc:
             raise DownloadFailedError(detail=f"{type(exc).__name__}: {exc}") from exc
 
-    async def _describe(self, data: bytes, options: VisualizeOptions, *, title: str, rid: str,
-                        progress: Callable[[Progress], Awaitable[None]]) -> Reply:
+    async def _describe(
+        self,
+        data: bytes,
+        options: VisualizeOptions,
+        *,
+        title: str,
+        rid: str,
+        progress: Callable[[Progress], Awaitable[None]],
+    ) -> Reply:
         from m2i_engine.prompt import build_prompt
 
         analysis = await self.engine.analyze(data, progress=progress)
         prompt = build_prompt(analysis.tags, options)
-        return build_details_reply(analysis.tags, prompt, options=options, title=title, request_id=rid,
-                                   seed=options.seed or 0)
+        return build_details_reply(
+            analysis.tags, prompt, options=options, title=title, request_id=rid, seed=options.seed or 0
+        )
 
 
 def _options_for_log(options: VisualizeOptions | str | None) -> object:

@@ -26,16 +26,21 @@ class BotSettings(BaseSettings):
     chat_burst: int = Field(10, ge=1, description="Requests one chat (group) may send at once.")
     chat_per_minute: float = Field(30.0, gt=0, description="Requests per minute per chat after that.")
     concurrency: int | None = Field(
-        None, ge=1, description="Requests handled at once; defaults to the engine's worker count.")
+        None, ge=1, description="Requests handled at once; defaults to the engine's worker count."
+    )
     max_waiting: int = Field(32, ge=0, description="Requests that may wait for a turn (all users).")
     max_waiting_per_user: int = Field(2, ge=0, description="Requests one user may have waiting.")
-    video_size: int = Field(_VIDEO["size"].default, ge=256, le=1920,
-                            description="Long side of videos (the 🎬 button), in pixels.")
+    video_size: int = Field(
+        _VIDEO["size"].default, ge=256, le=1920, description="Long side of videos (the 🎬 button), in pixels."
+    )
     video_fps: int = Field(_VIDEO["fps"].default, ge=8, le=30, description="Frames per second of videos.")
     video_length_s: float | None = Field(
-        None, ge=2.0, le=MAX_VIDEO_S,
+        None,
+        ge=2.0,
+        le=MAX_VIDEO_S,
         description=f"Longest video clip in seconds; none: the song's most representative part, up to "
-                    f"{MAX_VIDEO_S:g} s.")
+        f"{MAX_VIDEO_S:g} s.",
+    )
 
     def default_options(self) -> VisualizeOptions:
         return VisualizeOptions(size=self.image_size)

@@ -62,8 +62,12 @@ class M2IBot(commands.Bot):
         client_options.setdefault("max_messages", None)
         client_options.setdefault("member_cache_flags", discord.MemberCacheFlags.none())
         _quiet_voice_warnings()
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents_for(settings),
-                         help_command=None, **client_options)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents_for(settings),
+            help_command=None,
+            **client_options,
+        )
         self.service = service
         self.settings = settings
 
@@ -99,8 +103,9 @@ class DiscordBot:
 
     name = "discord"
 
-    def __init__(self, service: BotService, settings: DiscordSettings | None = None,
-                 **client_options: Any) -> None:
+    def __init__(
+        self, service: BotService, settings: DiscordSettings | None = None, **client_options: Any
+    ) -> None:
         self.settings = settings or DiscordSettings()
         token = require_token(self.settings.token, "M2I_DISCORD_TOKEN")
         redact.install(token)
@@ -114,8 +119,9 @@ class DiscordBot:
         try:
             await client.login(self._token)
         except discord.LoginFailure as exc:
-            raise rejected_token("Discord", "M2I_DISCORD_TOKEN",
-                                 "the Developer Portal (your app → Bot → Reset Token)") from exc
+            raise rejected_token(
+                "Discord", "M2I_DISCORD_TOKEN", "the Developer Portal (your app → Bot → Reset Token)"
+            ) from exc
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise unreachable("Discord", discord.http.Route.BASE) from exc
         self._gateway = asyncio.create_task(client.connect(reconnect=True), name="m2i-discord-gateway")

@@ -15,12 +15,20 @@ from typing import Any
 def register(subparsers: Any) -> None:
     """Add the ``discord`` sub-command to ``m2i``'s sub-parsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "discord", help="Run the Discord bot (token in M2I_DISCORD_TOKEN).",
+        "discord",
+        help="Run the Discord bot (token in M2I_DISCORD_TOKEN).",
         description="Run the m2i Discord bot. Settings come from M2I_DISCORD_* and M2I_BOT_* variables; "
-                    "the flags below override them.")
+        "the flags below override them.",
+    )
     p.add_argument("--token-file", type=Path, help="Read the bot token from this file.")
-    p.add_argument("--guild", type=int, action="append", dest="guild_ids", metavar="ID",
-                   help="Sync the commands to this server only (instant; repeat for several).")
+    p.add_argument(
+        "--guild",
+        type=int,
+        action="append",
+        dest="guild_ids",
+        metavar="ID",
+        help="Sync the commands to this server only (instant; repeat for several).",
+    )
     p.add_argument("--no-sync", action="store_true", help="Don't register the commands on startup.")
     p.set_defaults(func=_run)
 
@@ -42,6 +50,11 @@ def _run(args: argparse.Namespace) -> int:
         require_token(settings.token, "M2I_DISCORD_TOKEN")
         return lambda service: DiscordBot(service, settings)
 
-    return run_platform_command("discord", make, no_token=(
-        "No Discord token: set M2I_DISCORD_TOKEN (Developer Portal → your app → Bot → Reset Token) "
-        "or pass --token-file."))
+    return run_platform_command(
+        "discord",
+        make,
+        no_token=(
+            "No Discord token: set M2I_DISCORD_TOKEN (Developer Portal → your app → Bot → Reset Token) "
+            "or pass --token-file."
+        ),
+    )

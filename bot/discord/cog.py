@@ -77,13 +77,15 @@ Fetch = Callable[[], Awaitable[bytes]]
 class ActionButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]], template=ACTION_TEMPLATE):
     """A button under an image. Its custom id is the whole action, so it works after a restart."""
 
-    def __init__(self, custom_id: str, *, label: str = "…",
-                 style: discord.ButtonStyle = discord.ButtonStyle.secondary) -> None:
+    def __init__(
+        self, custom_id: str, *, label: str = "…", style: discord.ButtonStyle = discord.ButtonStyle.secondary
+    ) -> None:
         super().__init__(discord.ui.Button(label=label, custom_id=custom_id, style=style))
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> ActionButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ActionButton:
         return cls(match.string, label=getattr(item, "label", None) or "…")
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -102,10 +104,18 @@ def result_view(reply: Reply) -> discord.ui.View | None:
         return None
     view = discord.ui.View(timeout=None)
     for button in buttons:
-        style = (discord.ButtonStyle.primary if button.action.kind is ActionKind.reroll
-                 else discord.ButtonStyle.secondary)
-        view.add_item(ActionButton(encode_action(button.action, max_bytes=DISCORD.button_data_bytes),
-                                   label=button.label, style=style))
+        style = (
+            discord.ButtonStyle.primary
+            if button.action.kind is ActionKind.reroll
+            else discord.ButtonStyle.secondary
+        )
+        view.add_item(
+            ActionButton(
+                encode_action(button.action, max_bytes=DISCORD.button_data_bytes),
+                label=button.label,
+                style=style,
+            )
+        )
     return view
 
 
@@ -134,8 +144,9 @@ class VisualizeCog(commands.Cog, name="Visualize"):
     @app_commands.choices(**option_choices())
     @app_commands.autocomplete(**option_autocomplete())
     @option_parameters()
-    async def visualize(self, interaction: discord.Interaction, audio: discord.Attachment,
-                        **options: Any) -> None:
+    async def visualize(
+        self, interaction: discord.Interaction, audio: discord.Attachment, **options: Any
+    ) -> None:
         """Acknowledge at once, show progress in the response, answer with the image, tags and buttons."""
         status = self._acknowledge(interaction)
         try:
@@ -151,8 +162,12 @@ class VisualizeCog(commands.Cog, name="Visualize"):
             return data
 
         request = self._request(interaction.user.id, interaction.channel_id, fetch, audio, chosen)
-        await self._visualize(request, status, upload_limit=interaction.filesize_limit,
-                              song=lambda: (kept[0], audio.filename) if kept else None)
+        await self._visualize(
+            request,
+            status,
+            upload_limit=interaction.filesize_limit,
+            song=lambda: (kept[0], audio.filename) if kept else None,
+        )
 
     # --- Apps → Visualize on a message ----------------------------------------------------------
 
@@ -163,8 +178,9 @@ class VisualizeCog(commands.Cog, name="Visualize"):
             await interaction.response.send_message(messages.NO_AUDIO_IN_MESSAGE, ephemeral=True)
             return
         status = self._acknowledge(interaction)
-        request = self._request(interaction.user.id, interaction.channel_id, attachment.read, attachment,
-                                None)
+        request = self._request(
+            interaction.user.id, interaction.channel_id, attachment.read, attachment, None
+        )
         await self._visualize(request, status, upload_limit=interaction.filesize_limit)
 
     # --- audio sent to the bot ------------------------------------------------------------------
@@ -204,14 +220,18 @@ class VisualizeCog(commands.Cog, name="Visualize"):
             return
         status = self._acknowledge(interaction, ephemeral=True)
         shown = interaction.message
-        source = (await find_source(shown, _fetcher(interaction.channel))
-                  if shown is not None and interaction.channel is not None else None)
+        source = (
+            await find_source(shown, _fetcher(interaction.channel))
+            if shown is not None and interaction.channel is not None
+            else None
+        )
         if source is None:
             await status.fail(messages.SOURCE_GONE)
             return
         options = options_for(action, variations=self.service.settings.variations)
-        request = self._request(interaction.user.id, interaction.channel_id, source.attachment.read,
-                                source.attachment, options)
+        request = self._request(
+            interaction.user.id, interaction.channel_id, source.attachment.read, source.attachment, options
+        )
         if action.kind is ActionKind.prompt:
             await self._describe(request, status)
             return
@@ -238,8 +258,11 @@ class VisualizeCog(commands.Cog, name="Visualize"):
             try:
                 await source.message.reply(mention_author=False, **message())
             except discord.Forbidden as exc:  # no Send Messages here (e.g. a user-installed app)
-                log.info("[%s] can't reply in the channel (%s): answering in the interaction",
-                         request.request_id, exc)
+                log.info(
+                    "[%s] can't reply in the channel (%s): answering in the interaction",
+                    request.request_id,
+                    exc,
+                )
                 await interaction.followup.send(**message())
         except discord.HTTPException as exc:
             log.error("[%s] could not answer on Discord: %s", request.request_id, exc)
@@ -253,26 +276,47 @@ class VisualizeCog(commands.Cog, name="Visualize"):
         """Send "m2i is thinking…" (Discord wants it within 3 s) without waiting for it to arrive:
         the download and the queue start at once; the status waits for it before its first edit."""
         acknowledged = interaction.response.defer(thinking=True, ephemeral=ephemeral)
-        return InteractionStatus(interaction, acknowledged=acknowledged,
-                                 interval_s=self.settings.progress_interval_s)
+        return InteractionStatus(
+            interaction, acknowledged=acknowledged, interval_s=self.settings.progress_interval_s
+        )
 
-    def _request(self, user_id: int, chat_id: int | None, fetch: Fetch, attachment: discord.Attachment,
-                 options: VisualizeOptions | str | None) -> AudioRequest:
+    def _request(
+        self,
+        user_id: int,
+        chat_id: int | None,
+        fetch: Fetch,
+        attachment: discord.Attachment,
+        options: VisualizeOptions | str | None,
+    ) -> AudioRequest:
         meta = audio_meta(attachment)
         title = messages.title_for(None, "voice") if meta.kind == "voice" else None
-        return AudioRequest(platform=DISCORD, user_id=user_id, chat_id=chat_id or user_id,
-                            fetch=fetch, meta=meta, options=options, title=title)
+        return AudioRequest(
+            platform=DISCORD,
+            user_id=user_id,
+            chat_id=chat_id or user_id,
+            fetch=fetch,
+            meta=meta,
+            options=options,
+            title=title,
+        )
 
-    async def _visualize(self, request: AudioRequest, status: StatusMessage, *, upload_limit: int,
-                         song: Callable[[], tuple[bytes, str] | None] | None = None) -> None:
+    async def _visualize(
+        self,
+        request: AudioRequest,
+        status: StatusMessage,
+        *,
+        upload_limit: int,
+        song: Callable[[], tuple[bytes, str] | None] | None = None,
+    ) -> None:
         """Run ``request`` and turn ``status`` into the answer (or the error)."""
         try:
             outcome = await self.service.visualize(request, progress=status.update)
             if isinstance(outcome, Failure):
                 await self._failed(outcome, status)
                 return
-            await status.answer(**self._layout(outcome, upload_limit=upload_limit,
-                                               song=song() if song is not None else None))
+            await status.answer(
+                **self._layout(outcome, upload_limit=upload_limit, song=song() if song is not None else None)
+            )
         except discord.HTTPException as exc:
             log.error("[%s] could not answer on Discord: %s", request.request_id, exc)
             try:
@@ -295,13 +339,22 @@ class VisualizeCog(commands.Cog, name="Visualize"):
         else:
             await status.fail(failure.text)
 
-    def _layout(self, reply: Reply, *, upload_limit: int, song: tuple[bytes, str] | None = None,
-                files_key: str = "attachments") -> dict[str, Any]:
+    def _layout(
+        self,
+        reply: Reply,
+        *,
+        upload_limit: int,
+        song: tuple[bytes, str] | None = None,
+        files_key: str = "attachments",
+    ) -> dict[str, Any]:
         """Embed, files and buttons for ``reply``; without buttons if its song could not travel along."""
         files = reply_files(reply, limit_bytes=upload_limit, audio=song)
         findable = song is None or files.audio_attached
-        return {"embed": reply_embed(reply, image=files.shown), files_key: files.files,
-                "view": result_view(reply) if findable else None}
+        return {
+            "embed": reply_embed(reply, image=files.shown),
+            files_key: files.files,
+            "view": result_view(reply) if findable else None,
+        }
 
     def _first_time(self, message_id: int) -> bool:
         if message_id in self._seen:

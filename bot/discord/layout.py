@@ -28,8 +28,15 @@ from PIL import Image
 
 from bot.core import DISCORD, Reply, ReplyImage, VideoReply
 
-__all__ = ["DEFAULT_UPLOAD_LIMIT_BYTES", "ReplyFiles", "image_name", "reply_embed", "reply_files",
-           "upload_limit", "video_message"]
+__all__ = [
+    "DEFAULT_UPLOAD_LIMIT_BYTES",
+    "ReplyFiles",
+    "image_name",
+    "reply_embed",
+    "reply_files",
+    "upload_limit",
+    "video_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +72,9 @@ def reply_embed(reply: Reply, *, image: str | None = None) -> discord.Embed:
     return embed
 
 
-def reply_files(reply: Reply, *, limit_bytes: int = DEFAULT_UPLOAD_LIMIT_BYTES,
-                audio: tuple[bytes, str] | None = None) -> ReplyFiles:
+def reply_files(
+    reply: Reply, *, limit_bytes: int = DEFAULT_UPLOAD_LIMIT_BYTES, audio: tuple[bytes, str] | None = None
+) -> ReplyFiles:
     """The reply's image(s) as files within ``limit_bytes`` in all, then ``audio`` if it still fits.
 
     An image too large as PNG is sent as JPEG instead (quality 90).
@@ -79,8 +87,13 @@ def reply_files(reply: Reply, *, limit_bytes: int = DEFAULT_UPLOAD_LIMIT_BYTES,
         if used + len(data) > limit_bytes:
             data, name = _as_jpeg(img.png), image_name(img, ext="jpg")
         if used + len(data) > limit_bytes:
-            log.warning("[%s] image %s (%d bytes) does not fit the %d-byte upload limit", reply.request_id,
-                        name, len(data), limit_bytes)
+            log.warning(
+                "[%s] image %s (%d bytes) does not fit the %d-byte upload limit",
+                reply.request_id,
+                name,
+                len(data),
+                limit_bytes,
+            )
             continue
         files.append(discord.File(io.BytesIO(data), filename=name))
         shown = shown or name
@@ -92,8 +105,12 @@ def reply_files(reply: Reply, *, limit_bytes: int = DEFAULT_UPLOAD_LIMIT_BYTES,
             files.append(discord.File(io.BytesIO(data), filename=name))
             audio_attached = True
         else:
-            log.info("[%s] the song (%d bytes) can't travel with its image: upload limit %d",
-                     reply.request_id, len(data), limit_bytes)
+            log.info(
+                "[%s] the song (%d bytes) can't travel with its image: upload limit %d",
+                reply.request_id,
+                len(data),
+                limit_bytes,
+            )
     return ReplyFiles(files=files, shown=shown, audio_attached=audio_attached)
 
 
@@ -104,8 +121,10 @@ def upload_limit(guild: discord.Guild | None) -> int:
 
 def video_message(video: VideoReply) -> dict[str, Any]:
     """``content`` and ``files`` of a video reply (fresh file objects: a retry needs new ones)."""
-    return {"content": video.text(DISCORD.message_limit),
-            "files": [discord.File(io.BytesIO(video.mp4), filename=video.file_name)]}
+    return {
+        "content": video.text(DISCORD.message_limit),
+        "files": [discord.File(io.BytesIO(video.mp4), filename=video.file_name)],
+    }
 
 
 def _as_jpeg(png: bytes) -> bytes:

@@ -78,8 +78,12 @@ def option_parameters(exclude: Iterable[str] = SLASH_EXCLUDED) -> Callable[[F], 
     def decorate(func: F) -> F:
         sig = inspect.signature(func)
         fixed = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        added = [inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                   annotation=_slash_type(field)) for field in fields]
+        added = [
+            inspect.Parameter(
+                field.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_slash_type(field)
+            )
+            for field in fields
+        ]
         func.__signature__ = sig.replace(parameters=[*fixed, *added])  # type: ignore[attr-defined]
         return func
 
@@ -96,8 +100,9 @@ def option_choices(exclude: Iterable[str] = SLASH_EXCLUDED) -> dict[str, list[ap
     out: dict[str, list[app_commands.Choice[str]]] = {}
     for field in slash_fields(exclude):
         if field.is_enum and len(field.choices) <= MAX_CHOICES:
-            out[field.name] = [app_commands.Choice(name=_choice_name(m), value=str(m.value))
-                               for m in field.choices]
+            out[field.name] = [
+                app_commands.Choice(name=_choice_name(m), value=str(m.value)) for m in field.choices
+            ]
     return out
 
 
@@ -126,7 +131,8 @@ async def complete_terms(interaction: discord.Interaction, current: str) -> list
     used = {t.lower() for t in typed}
     fresh = [t for t in vocabulary if t.lower() not in used]
     ranked = [t for t in fresh if t.lower().startswith(prefix)] + [
-        t for t in fresh if prefix and prefix in t.lower() and not t.lower().startswith(prefix)]
+        t for t in fresh if prefix and prefix in t.lower() and not t.lower().startswith(prefix)
+    ]
     out: list[app_commands.Choice[str]] = []
     for term in ranked:
         value = ", ".join([*typed, term])

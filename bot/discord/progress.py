@@ -68,8 +68,13 @@ class InteractionStatus(StatusMessage):
     its way: the work starts at once, and the first edit waits for it (Discord refuses edits before).
     """
 
-    def __init__(self, interaction: discord.Interaction, *, acknowledged: Awaitable[Any] | None = None,
-                 interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        interaction: discord.Interaction,
+        *,
+        acknowledged: Awaitable[Any] | None = None,
+        interval_s: float = 1.0,
+    ) -> None:
         super().__init__(interval_s=interval_s)
         self.interaction = interaction
         self._acknowledged = asyncio.ensure_future(acknowledged) if acknowledged is not None else None

@@ -20,9 +20,13 @@ class DiscordSettings(BaseSettings):
     sync_commands: bool = Field(True, description="Register /visualize and the Visualize menu on startup.")
     guild_ids: list[int] = Field(
         default_factory=list,
-        description="Sync commands to these servers only (JSON list, e.g. [123, 456]); empty: globally.")
+        description="Sync commands to these servers only (JSON list, e.g. [123, 456]); empty: globally.",
+    )
     message_content: bool = Field(
-        True, description="Ask for the Message Content intent (needed to find a song in a message that "
-                          "doesn't mention the bot: replies, the Visualize menu's buttons).")
+        True,
+        description="Ask for the Message Content intent (needed to find a song in a message that "
+        "doesn't mention the bot: replies, the Visualize menu's buttons).",
+    )
     progress_interval_s: float = Field(
-        1.0, ge=0, description="Least time between two progress edits of one message (rate limits).")
+        1.0, ge=0, description="Least time between two progress edits of one message (rate limits)."
+    )

@@ -50,13 +50,18 @@ class Source:
 
 def audio_meta(attachment: discord.Attachment) -> AudioMeta:
     """What Discord says about ``attachment``; voice messages are typed as ``voice``."""
-    return AudioMeta(kind="voice" if attachment.is_voice_message() else "attachment",
-                     file_name=attachment.filename, mime_type=attachment.content_type,
-                     file_size=attachment.size, duration_s=attachment.duration)
+    return AudioMeta(
+        kind="voice" if attachment.is_voice_message() else "attachment",
+        file_name=attachment.filename,
+        mime_type=attachment.content_type,
+        file_size=attachment.size,
+        duration_s=attachment.duration,
+    )
 
 
-def audio_attachment(attachments: Sequence[discord.Attachment], *,
-                     fallback: bool = False) -> discord.Attachment | None:
+def audio_attachment(
+    attachments: Sequence[discord.Attachment], *, fallback: bool = False
+) -> discord.Attachment | None:
     """The first attachment that may be audio; with ``fallback``, else the first one (so the user is
     told why it isn't), else ``None``."""
     for att in attachments:
@@ -65,8 +70,9 @@ def audio_attachment(attachments: Sequence[discord.Attachment], *,
     return attachments[0] if fallback and attachments else None
 
 
-async def find_source(message: discord.Message, fetch: FetchMessage, *,
-                      max_hops: int = MAX_HOPS) -> Source | None:
+async def find_source(
+    message: discord.Message, fetch: FetchMessage, *, max_hops: int = MAX_HOPS
+) -> Source | None:
     """The message carrying the song behind ``message`` (itself, or up to ``max_hops`` links away)."""
     current = message
     seen = {message.id}

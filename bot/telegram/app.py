@@ -45,9 +45,16 @@ def build_application(settings: TelegramSettings, service: BotService) -> AnyApp
     limiter = flood_limiter(settings)
     pool = settings.connection_pool_size
     request = HTTPXRequest(  # one pool for every call and download; a burst waits for a connection
-        connection_pool_size=pool, read_timeout=30.0, media_write_timeout=60.0, pool_timeout=10.0,
-        httpx_kwargs={"limits": httpx.Limits(max_connections=pool, max_keepalive_connections=pool,
-                                             keepalive_expiry=settings.keepalive_s)})
+        connection_pool_size=pool,
+        read_timeout=30.0,
+        media_write_timeout=60.0,
+        pool_timeout=10.0,
+        httpx_kwargs={
+            "limits": httpx.Limits(
+                max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=settings.keepalive_s
+            )
+        },
+    )
     app = (
         ApplicationBuilder()
         .token(token)
@@ -65,10 +72,12 @@ def build_application(settings: TelegramSettings, service: BotService) -> AnyApp
 
 def flood_limiter(settings: TelegramSettings) -> FloodLimiter:
     """Telegram's flood limits as ``settings`` state them, answers first."""
-    return FloodLimiter(overall_per_second=settings.overall_per_second,
-                        chat_per_second=settings.chat_per_second,
-                        group_per_minute=settings.group_per_minute,
-                        max_retries=settings.retries_on_429)
+    return FloodLimiter(
+        overall_per_second=settings.overall_per_second,
+        chat_per_second=settings.chat_per_second,
+        group_per_minute=settings.group_per_minute,
+        max_retries=settings.retries_on_429,
+    )
 
 
 class TelegramBot:

@@ -155,9 +155,16 @@ class FloodLimiter(BaseRateLimiter[Priority]):
     #: calls that don't count against any budget even though they name a chat
     UNLIMITED = frozenset({"getChat", "getChatMember", "getChatAdministrators", "leaveChat"})
 
-    def __init__(self, *, overall_per_second: float = 30.0, chat_per_second: float = 1.0,
-                 chat_burst: float = 3.0, group_per_minute: float = 20.0, max_retries: int = 3,
-                 reserve_share: float = 1 / 3) -> None:
+    def __init__(
+        self,
+        *,
+        overall_per_second: float = 30.0,
+        chat_per_second: float = 1.0,
+        chat_burst: float = 3.0,
+        group_per_minute: float = 20.0,
+        max_retries: int = 3,
+        reserve_share: float = 1 / 3,
+    ) -> None:
         self.overall = FloodBucket(overall_per_second, overall_per_second)
         self.chat_per_second = chat_per_second
         self.chat_burst = chat_burst
@@ -196,8 +203,10 @@ class FloodLimiter(BaseRateLimiter[Priority]):
     def progress_hold_s(self, chat_id: int | str, *, chat_action: bool = False) -> float:
         """Seconds until a progress call in ``chat_id`` would go through (0: now)."""
         now = time.monotonic()
-        paused = max(self._progress_paused_until, self._paused.get(chat_id, 0.0),
-                     self._paused.get(None, 0.0)) - now
+        paused = (
+            max(self._progress_paused_until, self._paused.get(chat_id, 0.0), self._paused.get(None, 0.0))
+            - now
+        )
         hold = max(paused, self.overall.seconds_until(keep=self._reserve(self.overall)))
         if chat_action:
             return hold
@@ -231,8 +240,9 @@ class FloodLimiter(BaseRateLimiter[Priority]):
                 if attempt == self.max_retries or priority is Priority.PROGRESS:
                     log.warning("%s in chat %s hit Telegram's rate limit; giving up", endpoint, chat_id)
                     raise
-                log.info("%s in chat %s hit Telegram's rate limit; retrying in %.1f s", endpoint, chat_id,
-                         wait_s)
+                log.info(
+                    "%s in chat %s hit Telegram's rate limit; retrying in %.1f s", endpoint, chat_id, wait_s
+                )
         raise AssertionError("unreachable")
 
     # --- internals ------------------------------------------------------------------------------

@@ -63,26 +63,33 @@ def telegram_platform(settings: TelegramSettings) -> Platform:
     """The public Bot API hands bots files up to 20 MB and takes up to 50 MB from them; a local-mode
     server has no download limit and takes up to 2000 MB."""
     if settings.local_mode:
-        return replace(TELEGRAM, max_download_bytes=None, too_large_hint=None,
-                       max_upload_bytes=int(FileSizeLimit.FILESIZE_UPLOAD_LOCAL_MODE))
+        return replace(
+            TELEGRAM,
+            max_download_bytes=None,
+            too_large_hint=None,
+            max_upload_bytes=int(FileSizeLimit.FILESIZE_UPLOAD_LOCAL_MODE),
+        )
     assert TELEGRAM.max_download_bytes is not None and TELEGRAM.max_upload_bytes is not None
-    return replace(TELEGRAM, max_download_bytes=min(TELEGRAM.max_download_bytes,
-                                                    int(FileSizeLimit.FILESIZE_DOWNLOAD)),
-                   max_upload_bytes=min(TELEGRAM.max_upload_bytes, int(FileSizeLimit.FILESIZE_UPLOAD)))
+    return replace(
+        TELEGRAM,
+        max_download_bytes=min(TELEGRAM.max_download_bytes, int(FileSizeLimit.FILESIZE_DOWNLOAD)),
+        max_upload_bytes=min(TELEGRAM.max_upload_bytes, int(FileSizeLimit.FILESIZE_UPLOAD)),
+    )
 
 
 class TelegramHandlers:
     """The PTB callbacks; each translates one kind of update and hands it to :class:`BotService`."""
 
-    def __init__(self, service: BotService, settings: TelegramSettings,
-                 limiter: FloodLimiter | None = None) -> None:
+    def __init__(
+        self, service: BotService, settings: TelegramSettings, limiter: FloodLimiter | None = None
+    ) -> None:
         self.service = service
         self.settings = settings
         self.limiter = limiter
         self.platform = telegram_platform(settings)
 
     def register(self, app: AnyApplication) -> None:
-        media = (filters.AUDIO | filters.VOICE | filters.VIDEO_NOTE | filters.VIDEO | filters.Document.ALL)
+        media = filters.AUDIO | filters.VOICE | filters.VIDEO_NOTE | filters.VIDEO | filters.Document.ALL
         app.add_handler(CommandHandler("start", self.on_start))
         app.add_handler(CommandHandler("help", self.on_help))
         app.add_handler(CommandHandler(list(VISUALIZE_COMMANDS), self.on_visualize_command))
@@ -112,8 +119,9 @@ class TelegramHandlers:
         if source is None or audio_file(source) is None:
             await msg.reply_text(messages.NEEDS_AUDIO_REPLY)
             return
-        await self._visualize(context, source=source, status_to=msg, user_id=msg.from_user.id,
-                              options=options_text)
+        await self._visualize(
+            context, source=source, status_to=msg, user_id=msg.from_user.id, options=options_text
+        )
 
     # --- messages -------------------------------------------------------------------------------
 
@@ -126,8 +134,9 @@ class TelegramHandlers:
         if not addressed:
             log.debug("ignoring audio in chat %s: not addressed to the bot", msg.chat_id)
             return
-        await self._visualize(context, source=msg, status_to=msg, user_id=msg.from_user.id,
-                              options=options_text)
+        await self._visualize(
+            context, source=msg, status_to=msg, user_id=msg.from_user.id, options=options_text
+        )
 
     async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Plain text: options for the audio it replies to, or a hint. In groups only when addressed."""
@@ -139,8 +148,9 @@ class TelegramHandlers:
             return
         source = msg.reply_to_message
         if source is not None and audio_file(source) is not None:
-            await self._visualize(context, source=source, status_to=msg, user_id=msg.from_user.id,
-                                  options=options_text)
+            await self._visualize(
+                context, source=source, status_to=msg, user_id=msg.from_user.id, options=options_text
+            )
         else:
             await msg.reply_text(messages.NEEDS_AUDIO_REPLY)
 
@@ -164,30 +174,50 @@ class TelegramHandlers:
         await query.answer(label_for(action.kind) + "…")
         options = options_for(action, variations=self.service.settings.variations)
         if action.kind is ActionKind.prompt:
-            await self._describe(context, source=source, shown=shown, user_id=query.from_user.id,
-                                 options=options)
+            await self._describe(
+                context, source=source, shown=shown, user_id=query.from_user.id, options=options
+            )
         else:
-            await self._visualize(context, source=source, status_to=shown, user_id=query.from_user.id,
-                                  options=options, video=action.kind is ActionKind.video)
+            await self._visualize(
+                context,
+                source=source,
+                status_to=shown,
+                user_id=query.from_user.id,
+                options=options,
+                video=action.kind is ActionKind.video,
+            )
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         err = context.error
-        log.error("error while handling an update: %s: %s", type(err).__name__, err,
-                  exc_info=(type(err), err, err.__traceback__) if err is not None else None)
+        log.error(
+            "error while handling an update: %s: %s",
+            type(err).__name__,
+            err,
+            exc_info=(type(err), err, err.__traceback__) if err is not None else None,
+        )
         if isinstance(update, Update) and update.effective_chat is not None:
             with contextlib.suppress(TelegramError):
                 await context.bot.send_message(update.effective_chat.id, messages.internal_error_text())
 
     # --- the request path -----------------------------------------------------------------------
 
-    async def _visualize(self, context: ContextTypes.DEFAULT_TYPE, *, source: Message, status_to: Message,
-                         user_id: int, options: VisualizeOptions | str | None, video: bool = False) -> None:
+    async def _visualize(
+        self,
+        context: ContextTypes.DEFAULT_TYPE,
+        *,
+        source: Message,
+        status_to: Message,
+        user_id: int,
+        options: VisualizeOptions | str | None,
+        video: bool = False,
+    ) -> None:
         """An image (or with ``video`` a music video) replying to ``source``, progress under ``status_to``."""
         request = self._request(context, source, user_id, options)
         status = self._status(context, status_to, video=video)
         try:
             outcome = await (self.service.video if video else self.service.visualize)(
-                request, progress=status.update)
+                request, progress=status.update
+            )
             status.stop()  # no progress edit may start while the answer is on its way
             if isinstance(outcome, Failure):
                 await (status.remove() if outcome.silent else status.fail(outcome.text))
@@ -197,8 +227,9 @@ class TelegramHandlers:
                 if isinstance(outcome, Reply):
                     await send_reply(source, outcome, retries=retries)
                 else:
-                    await send_video(source, outcome, caption_limit=self.platform.caption_limit,
-                                     retries=retries)
+                    await send_video(
+                        source, outcome, caption_limit=self.platform.caption_limit, retries=retries
+                    )
             except TelegramError as exc:
                 log.error("[%s] could not send the answer: %s", request.request_id, exc)
                 await status.fail(messages.internal_error_text())
@@ -207,8 +238,15 @@ class TelegramHandlers:
         finally:
             status.stop()
 
-    async def _describe(self, context: ContextTypes.DEFAULT_TYPE, *, source: Message, shown: Message,
-                        user_id: int, options: VisualizeOptions) -> None:
+    async def _describe(
+        self,
+        context: ContextTypes.DEFAULT_TYPE,
+        *,
+        source: Message,
+        shown: Message,
+        user_id: int,
+        options: VisualizeOptions,
+    ) -> None:
         request = self._request(context, source, user_id, options)
         status = self._status(context, shown, show_progress=False)
         try:
@@ -222,21 +260,44 @@ class TelegramHandlers:
         finally:
             status.stop()
 
-    def _status(self, context: ContextTypes.DEFAULT_TYPE, reply_to: Message, *,
-                show_progress: bool = True, video: bool = False) -> TelegramStatus:
+    def _status(
+        self,
+        context: ContextTypes.DEFAULT_TYPE,
+        reply_to: Message,
+        *,
+        show_progress: bool = True,
+        video: bool = False,
+    ) -> TelegramStatus:
         s = self.settings
-        return TelegramStatus(context.bot, reply_to, limiter=self.limiter, show_progress=show_progress,
-                              delay_s=s.progress_after_s, interval_s=s.progress_interval_s,
-                              action_after_s=s.chat_action_after_s, video=video)
+        return TelegramStatus(
+            context.bot,
+            reply_to,
+            limiter=self.limiter,
+            show_progress=show_progress,
+            delay_s=s.progress_after_s,
+            interval_s=s.progress_interval_s,
+            action_after_s=s.chat_action_after_s,
+            video=video,
+        )
 
-    def _request(self, context: ContextTypes.DEFAULT_TYPE, source: Message, user_id: int,
-                 options: VisualizeOptions | str | None) -> AudioRequest:
+    def _request(
+        self,
+        context: ContextTypes.DEFAULT_TYPE,
+        source: Message,
+        user_id: int,
+        options: VisualizeOptions | str | None,
+    ) -> AudioRequest:
         found = audio_file(source)
         assert found is not None
         file_id, meta = found
-        return AudioRequest(platform=self.platform, user_id=user_id, chat_id=source.chat_id,
-                            fetch=functools.partial(download, context.bot, file_id), meta=meta,
-                            options=options)
+        return AudioRequest(
+            platform=self.platform,
+            user_id=user_id,
+            chat_id=source.chat_id,
+            fetch=functools.partial(download, context.bot, file_id),
+            meta=meta,
+            options=options,
+        )
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -42,30 +42,54 @@ async def send_reply(source: Message, reply: Reply, *, retries: int) -> None:
     """Send ``reply`` as an answer to ``source`` (the audio), retrying after network errors."""
     if len(reply.images) > 1:
         captions = [reply.text(TELEGRAM.caption_limit, with_prompt=False)] + [
-            messages.variation_caption(i + 1, img.seed) for i, img in enumerate(reply.images) if i]
-        media = [InputMediaPhoto(img.png, caption=caption)
-                 for img, caption in zip(reply.images, captions, strict=True)]
+            messages.variation_caption(i + 1, img.seed) for i, img in enumerate(reply.images) if i
+        ]
+        media = [
+            InputMediaPhoto(img.png, caption=caption)
+            for img, caption in zip(reply.images, captions, strict=True)
+        ]
         await retrying(lambda: source.reply_media_group(media, do_quote=True), retries)
         return
     image = reply.images[0]
     caption = reply.text(TELEGRAM.caption_limit)
     markup = keyboard(reply)
     if len(image.png) > PHOTO_LIMIT_BYTES:
-        await retrying(lambda: source.reply_document(image.png, filename=f"m2i-{image.seed}.png",
-                                                     caption=caption, reply_markup=markup,
-                                                     do_quote=True), retries)
+        await retrying(
+            lambda: source.reply_document(
+                image.png,
+                filename=f"m2i-{image.seed}.png",
+                caption=caption,
+                reply_markup=markup,
+                do_quote=True,
+            ),
+            retries,
+        )
     else:
-        await retrying(lambda: source.reply_photo(image.png, caption=caption, reply_markup=markup,
-                                                  do_quote=True), retries)
+        await retrying(
+            lambda: source.reply_photo(image.png, caption=caption, reply_markup=markup, do_quote=True),
+            retries,
+        )
 
 
-async def send_video(source: Message, video: VideoReply, *, caption_limit: int = TELEGRAM.caption_limit,
-                     retries: int) -> None:
+async def send_video(
+    source: Message, video: VideoReply, *, caption_limit: int = TELEGRAM.caption_limit, retries: int
+) -> None:
     """Send ``video`` (already within the upload limit) as an answer to ``source``, as a streamable video."""
     caption = video.text(caption_limit)
-    await retrying(lambda: source.reply_video(
-        video.mp4, filename=video.file_name, caption=caption, width=video.width, height=video.height,
-        duration=round(video.length_s), supports_streaming=True, do_quote=True, write_timeout=120), retries)
+    await retrying(
+        lambda: source.reply_video(
+            video.mp4,
+            filename=video.file_name,
+            caption=caption,
+            width=video.width,
+            height=video.height,
+            duration=round(video.length_s),
+            supports_streaming=True,
+            do_quote=True,
+            write_timeout=120,
+        ),
+        retries,
+    )
 
 
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
@@ -73,8 +97,10 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
     if not reply.buttons:
         return None
     room = TELEGRAM.button_data_bytes
-    buttons = [InlineKeyboardButton(b.label, callback_data=encode_action(b.action, max_bytes=room))
-               for b in reply.buttons]
+    buttons = [
+        InlineKeyboardButton(b.label, callback_data=encode_action(b.action, max_bytes=room))
+        for b in reply.buttons
+    ]
     return InlineKeyboardMarkup([buttons[:2], buttons[2:]] if len(buttons) > 2 else [buttons])
 
 

@@ -50,9 +50,18 @@ class TelegramStatus(ThrottledStatus):
 
     errors = (TelegramError,)
 
-    def __init__(self, bot: ExtBot[Any], reply_to: Message, *, limiter: FloodLimiter | None = None,
-                 show_progress: bool = True, delay_s: float = 1.0, interval_s: float = 1.0,
-                 action_after_s: float = 0.5, video: bool = False) -> None:
+    def __init__(
+        self,
+        bot: ExtBot[Any],
+        reply_to: Message,
+        *,
+        limiter: FloodLimiter | None = None,
+        show_progress: bool = True,
+        delay_s: float = 1.0,
+        interval_s: float = 1.0,
+        action_after_s: float = 0.5,
+        video: bool = False,
+    ) -> None:
         super().__init__(interval_s=interval_s, delay_s=delay_s)
         #: "sending a video…" rather than "sending a photo…" while a video is made
         self._upload = ChatAction.UPLOAD_VIDEO if video else ChatAction.UPLOAD_PHOTO
@@ -75,14 +84,16 @@ class TelegramStatus(ThrottledStatus):
         if self.stopped:
             return
         if status.stage is not BotStage.queued:
-            action = self._upload if status.stage in (BotStage.drawing, BotStage.sending) else (
-                ChatAction.TYPING)
+            action = (
+                self._upload if status.stage in (BotStage.drawing, BotStage.sending) else (ChatAction.TYPING)
+            )
             if action != self.action:
                 self.action = action
                 self._action_changed.set()
             if self._ticker is None:
-                self._ticker = asyncio.create_task(self._tick(time.monotonic() + self.action_after_s),
-                                                   name="m2i-chat-action")
+                self._ticker = asyncio.create_task(
+                    self._tick(time.monotonic() + self.action_after_s), name="m2i-chat-action"
+                )
         if self.show_progress:
             super().update(status)
 
@@ -96,8 +107,9 @@ class TelegramStatus(ThrottledStatus):
         await self.close()
         if self.message is not None:
             try:
-                await self.bot.delete_message(self.chat_id, self.message.message_id,
-                                              rate_limit_args=Priority.CLEANUP)
+                await self.bot.delete_message(
+                    self.chat_id, self.message.message_id, rate_limit_args=Priority.CLEANUP
+                )
             except TelegramError as exc:
                 log.debug("could not delete the status message: %s", exc)
 
@@ -106,8 +118,9 @@ class TelegramStatus(ThrottledStatus):
         await self.close()
         if self.message is not None:
             try:
-                await self.bot.edit_message_text(text, chat_id=self.chat_id,
-                                                 message_id=self.message.message_id)
+                await self.bot.edit_message_text(
+                    text, chat_id=self.chat_id, message_id=self.message.message_id
+                )
                 return
             except TelegramError as exc:
                 if isinstance(exc, BadRequest) and "not modified" in exc.message:
@@ -120,12 +133,19 @@ class TelegramStatus(ThrottledStatus):
     async def _show(self, text: str) -> None:
         if self.message is None:
             self.message = await self.bot.send_message(
-                self.chat_id, text, message_thread_id=self._thread,
+                self.chat_id,
+                text,
+                message_thread_id=self._thread,
                 reply_parameters=ReplyParameters(self.reply_to.message_id, allow_sending_without_reply=True),
-                rate_limit_args=Priority.PROGRESS)
+                rate_limit_args=Priority.PROGRESS,
+            )
         else:
-            await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=self.message.message_id,
-                                             rate_limit_args=Priority.PROGRESS)
+            await self.bot.edit_message_text(
+                text,
+                chat_id=self.chat_id,
+                message_id=self.message.message_id,
+                rate_limit_args=Priority.PROGRESS,
+            )
 
     def _hold_s(self) -> float:
         """0 (and the budget for the show that follows is taken), or how long to wait for it."""
@@ -143,9 +163,12 @@ class TelegramStatus(ThrottledStatus):
                 continue
             self._action_changed.clear()
             try:
-                await self.bot.send_chat_action(self.chat_id, self.action or ChatAction.TYPING,
-                                                message_thread_id=self._thread,
-                                                rate_limit_args=Priority.PROGRESS)
+                await self.bot.send_chat_action(
+                    self.chat_id,
+                    self.action or ChatAction.TYPING,
+                    message_thread_id=self._thread,
+                    rate_limit_args=Priority.PROGRESS,
+                )
             except TelegramError as exc:
                 log.debug("chat action failed: %s", exc)
             await asyncio.sleep(self.interval_s)  # at most one a second, even when it changes

@@ -35,9 +35,13 @@ def audio_file(msg: Message) -> tuple[str, AudioMeta] | None:
             continue
         d = obj.to_dict()  # plain JSON values (PTB's duration accessors warn during their migration)
         duration = d.get("duration")
-        return obj.file_id, AudioMeta(kind=kind, file_name=d.get("file_name"),  # type: ignore[arg-type]
-                                      mime_type=d.get("mime_type"), file_size=d.get("file_size"),
-                                      duration_s=float(duration) if duration is not None else None)
+        return obj.file_id, AudioMeta(
+            kind=kind,
+            file_name=d.get("file_name"),  # type: ignore[arg-type]
+            mime_type=d.get("mime_type"),
+            file_size=d.get("file_size"),
+            duration_s=float(duration) if duration is not None else None,
+        )
     return None
 
 

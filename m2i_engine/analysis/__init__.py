@@ -96,5 +96,7 @@ def analyze_signal(*, y: np.ndarray, sr: int, energy_points: int = 64) -> Signal
         timbre=describe_timbre(features=features),
         energy_curve=energy_curve(features=features, points=energy_points),
     )
-    return replace(signal, sections=segment_sections(features=features, tempo=signal.tempo,
-                                                     energy_curve=signal.energy_curve))
+    return replace(
+        signal,
+        sections=segment_sections(features=features, tempo=signal.tempo, energy_curve=signal.energy_curve),
+    )

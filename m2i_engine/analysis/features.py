@@ -112,8 +112,9 @@ def compute_features(*, y: np.ndarray, sr: int) -> Features:
     bands = np.split(flux, edges, axis=0)
     onset_env_bands = np.stack([b.mean(axis=0) if len(b) else np.zeros(flux.shape[1]) for b in bands])
 
-    rms = np.sqrt(np.maximum(power.sum(axis=0) * 2.0 / (N_FFT * np.sum(np.hanning(N_FFT) ** 2)),
-                             0.0)).astype(np.float32)
+    rms = np.sqrt(np.maximum(power.sum(axis=0) * 2.0 / (N_FFT * np.sum(np.hanning(N_FFT) ** 2)), 0.0)).astype(
+        np.float32
+    )
     chroma = _chroma(y_an, sr)
 
     return Features(
@@ -202,10 +203,16 @@ def _chroma(y: np.ndarray, sr: int) -> np.ndarray:
         return np.zeros((12, n_frames), dtype=np.float32)
     with warnings.catch_warnings():  # short clips: librosa warns about its downsampled octaves
         warnings.simplefilter("ignore", UserWarning)
-        cqt = np.abs(librosa.cqt(y, sr=sr, hop_length=CHROMA_HOP_LENGTH,
-                                 fmin=librosa.note_to_hz("C1"),
-                                 n_bins=_CQT_BINS_PER_OCTAVE * _CQT_OCTAVES,
-                                 bins_per_octave=_CQT_BINS_PER_OCTAVE))
+        cqt = np.abs(
+            librosa.cqt(
+                y,
+                sr=sr,
+                hop_length=CHROMA_HOP_LENGTH,
+                fmin=librosa.note_to_hz("C1"),
+                n_bins=_CQT_BINS_PER_OCTAVE * _CQT_OCTAVES,
+                bins_per_octave=_CQT_BINS_PER_OCTAVE,
+            )
+        )
     peak = float(cqt.max())
     if peak <= 0:
         return np.zeros((12, cqt.shape[1]), dtype=np.float32)

@@ -86,8 +86,11 @@ def estimate_key(*, features: Features) -> Key:
     pair_margin = abs(pair_scores[0] - pair_scores[1])
     others = np.delete(scores, list(pair))
     margin = float(scores[chosen] - others.max())
-    confidence = (np.clip(scores[chosen], 0.0, 1.0) * np.clip(margin / 0.15, 0.0, 1.0) ** 0.5
-                  * (0.5 + 0.5 * np.clip(pair_margin / 0.2, 0.0, 1.0)))
+    confidence = (
+        np.clip(scores[chosen], 0.0, 1.0)
+        * np.clip(margin / 0.15, 0.0, 1.0) ** 0.5
+        * (0.5 + 0.5 * np.clip(pair_margin / 0.2, 0.0, 1.0))
+    )
     # Pitch-class contrast of the averaged chroma: flat (noise, drums only) means no key to hear.
     pcp = chroma.mean(axis=1)
     contrast = float(np.std(pcp) / max(float(np.mean(pcp)), 1e-12))
@@ -95,8 +98,9 @@ def estimate_key(*, features: Features) -> Key:
     if features.duration_s < 8.0:
         confidence *= features.duration_s / 8.0
     mode: Literal["major", "minor"] = "major" if chosen < 12 else "minor"
-    return Key(tonic=PITCH_CLASSES[chosen % 12], mode=mode,
-               confidence=round(float(np.clip(confidence, 0.0, 1.0)), 3))
+    return Key(
+        tonic=PITCH_CLASSES[chosen % 12], mode=mode, confidence=round(float(np.clip(confidence, 0.0, 1.0)), 3)
+    )
 
 
 # --- private helpers ---------------------------------------------------------------------------
@@ -131,7 +135,7 @@ def _active_chroma(features: Features) -> np.ndarray | None:
     if top <= 1e-9:
         return None
     active = np.flatnonzero(frame_energy > 0.05 * top)
-    return chroma[:, active[0]:]
+    return chroma[:, active[0] :]
 
 
 def _profile_correlations(pcp: np.ndarray, profile: str) -> np.ndarray:

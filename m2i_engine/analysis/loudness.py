@@ -79,8 +79,12 @@ def measure_loudness(*, y: np.ndarray, sr: int, features: Features | None = None
         rate = onset_rate(features=features)
         flux = float(np.mean(features.onset_env)) if features.n_frames else 0.0
     energy = _energy(lufs, rate, flux)
-    return Loudness(integrated_lufs=round(lufs, 2), peak_dbfs=round(float(peak_dbfs), 2),
-                    dynamic_range_db=round(lra, 2), energy=round(energy, 3))
+    return Loudness(
+        integrated_lufs=round(lufs, 2),
+        peak_dbfs=round(float(peak_dbfs), 2),
+        dynamic_range_db=round(lra, 2),
+        energy=round(energy, 3),
+    )
 
 
 def energy_curve(*, features: Features, points: int = 64) -> list[float]:
@@ -183,4 +187,3 @@ def _loudness_range(weighted: np.ndarray, sr: int) -> float:
     if len(st) < 2:
         return 0.0
     return float(max(0.0, np.percentile(st, 95) - np.percentile(st, 10)))
-

@@ -39,5 +39,8 @@ def signal_mood(*, tempo: Tempo, key: Key, loudness: Loudness, timbre: Timbre) -
 
     mode_cue = (1.0 if key.mode == "major" else -1.0) * float(np.sqrt(key.confidence))
     valence = 0.5 * mode_cue + 0.2 * tempo_cue + 0.2 * bright_cue + 0.1 * energy_cue
-    return Mood(valence=round(float(np.clip(valence, -1.0, 1.0)), 3),
-                arousal=round(float(np.clip(arousal, -1.0, 1.0)), 3), source="signal")
+    return Mood(
+        valence=round(float(np.clip(valence, -1.0, 1.0)), 3),
+        arousal=round(float(np.clip(arousal, -1.0, 1.0)), 3),
+        source="signal",
+    )

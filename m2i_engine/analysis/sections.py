@@ -90,8 +90,10 @@ def segment_sections(*, features: Features, tempo: Tempo, energy_curve: list[flo
     times = [0.0, *(float(edges[c]) for c in cuts), duration]
     energies = [_mean_energy(energy_curve, duration, a, b) for a, b in itertools.pairwise(times)]
     labels = _names(letters, energies) or letters
-    return [_section(a, b, lab, energy_curve, duration)
-            for (a, b), lab in zip(itertools.pairwise(times), labels, strict=True)]
+    return [
+        _section(a, b, lab, energy_curve, duration)
+        for (a, b), lab in zip(itertools.pairwise(times), labels, strict=True)
+    ]
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -116,11 +118,15 @@ def _window_beats(beat_s: float, beats_per_bar: int) -> int:
 def _beat_features(features: Features, edges: np.ndarray) -> np.ndarray:
     """Per beat cell: z-scored MFCC, chroma and loudness, each group weighted equally; shape
     (cells, dims)."""
-    log_mel = librosa.power_to_db(features.mel_power, ref=float(np.max(features.mel_power)) or 1.0,
-                                  top_db=80.0)
+    log_mel = librosa.power_to_db(
+        features.mel_power, ref=float(np.max(features.mel_power)) or 1.0, top_db=80.0
+    )
     mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=N_MFCC + 1)[1:]  # c0 is loudness: counted below
-    frames = np.clip(librosa.time_to_frames(edges, sr=features.sr, hop_length=features.hop_length),
-                     0, features.n_frames - 1)
+    frames = np.clip(
+        librosa.time_to_frames(edges, sr=features.sr, hop_length=features.hop_length),
+        0,
+        features.n_frames - 1,
+    )
     loud = 20.0 * np.log10(np.maximum(features.rms, 1e-5))[None, :]
     busy = features.onset_env[None, :]
     chroma = features.chroma / np.maximum(np.linalg.norm(features.chroma, axis=0, keepdims=True), 1e-6)
@@ -129,8 +135,12 @@ def _beat_features(features: Features, edges: np.ndarray) -> np.ndarray:
     groups = [
         librosa.util.sync(mfcc, frames, aggregate=np.mean, pad=False),
         librosa.util.sync(chroma, c_frames, aggregate=np.mean, pad=False),
-        np.vstack([librosa.util.sync(loud, frames, aggregate=np.mean, pad=False),
-                   librosa.util.sync(busy, frames, aggregate=np.mean, pad=False)]),
+        np.vstack(
+            [
+                librosa.util.sync(loud, frames, aggregate=np.mean, pad=False),
+                librosa.util.sync(busy, frames, aggregate=np.mean, pad=False),
+            ]
+        ),
     ]
     cells = min(g.shape[1] for g in groups)
     parts = []
@@ -247,5 +257,9 @@ def _mean_energy(curve: list[float], duration: float, a: float, b: float) -> flo
 
 
 def _section(a: float, b: float, label: str, curve: list[float], duration: float) -> SongSection:
-    return SongSection(start_s=round(a, 3), end_s=round(b, 3), label=label,
-                       energy=round(_mean_energy(curve, duration, a, b), 3))
+    return SongSection(
+        start_s=round(a, 3),
+        end_s=round(b, 3),
+        label=label,
+        energy=round(_mean_energy(curve, duration, a, b), 3),
+    )

@@ -79,8 +79,12 @@ def estimate_tempo(*, features: Features) -> Tempo:
 def tempo_evidence(*, features: Features) -> TempoEvidence:
     """The periodicity evidence of a song's onset novelty (what the tracker and the octave step read)."""
     bands = _band_novelties(features)
-    return TempoEvidence.from_novelty(novelty=bands.sum(axis=0), frame_rate_hz=features.frame_rate_hz,
-                                      duration_s=features.duration_s, bands=bands)
+    return TempoEvidence.from_novelty(
+        novelty=bands.sum(axis=0),
+        frame_rate_hz=features.frame_rate_hz,
+        duration_s=features.duration_s,
+        bands=bands,
+    )
 
 
 def onset_novelty(*, features: Features) -> np.ndarray:
@@ -121,15 +125,24 @@ class TempoEvidence:
     bands: np.ndarray | None = None
 
     @classmethod
-    def from_novelty(cls, *, novelty: np.ndarray, frame_rate_hz: float, duration_s: float,
-                     bands: np.ndarray | None = None) -> TempoEvidence:
+    def from_novelty(
+        cls, *, novelty: np.ndarray, frame_rate_hz: float, duration_s: float, bands: np.ndarray | None = None
+    ) -> TempoEvidence:
         novelty = np.asarray(novelty, dtype=np.float64)
         acf = _mean_acf(novelty, max(8, round(TEMPOGRAM_S * frame_rate_hz)))
         grid = bpm_grid()
         salience = _comb_salience(acf, frame_rate_hz, grid)
         prior = np.exp(-0.5 * (np.log2(grid / PRIOR_CENTER_BPM) / PRIOR_STD_OCTAVES) ** 2)
-        return cls(novelty=novelty, frame_rate_hz=float(frame_rate_hz), duration_s=float(duration_s),
-                   acf=acf, grid=grid, salience=salience, score=salience * prior, bands=bands)
+        return cls(
+            novelty=novelty,
+            frame_rate_hz=float(frame_rate_hz),
+            duration_s=float(duration_s),
+            acf=acf,
+            grid=grid,
+            salience=salience,
+            score=salience * prior,
+            bands=bands,
+        )
 
     @property
     def peak_bpm(self) -> float:
@@ -142,8 +155,9 @@ class TempoEvidence:
             return 0.0
         acf = self._band_acfs.get(band)
         if acf is None:  # once per band, however many tempi are asked about
-            acf = self._band_acfs[band] = _mean_acf(self.bands[band],
-                                                   max(8, round(TEMPOGRAM_S * self.frame_rate_hz)))
+            acf = self._band_acfs[band] = _mean_acf(
+                self.bands[band], max(8, round(TEMPOGRAM_S * self.frame_rate_hz))
+            )
         return float(_comb_salience(acf, self.frame_rate_hz, np.array([bpm]))[0])
 
     @cached_property
@@ -177,8 +191,9 @@ class TempoEvidence:
 
 def tempo_from_novelty(*, novelty: np.ndarray, frame_rate_hz: float, duration_s: float) -> Tempo:
     """Tempo, confidence and beats from a non-negative onset novelty (or beat activation) curve."""
-    return tempo_from_evidence(TempoEvidence.from_novelty(novelty=novelty, frame_rate_hz=frame_rate_hz,
-                                                          duration_s=duration_s))
+    return tempo_from_evidence(
+        TempoEvidence.from_novelty(novelty=novelty, frame_rate_hz=frame_rate_hz, duration_s=duration_s)
+    )
 
 
 def tempo_from_evidence(ev: TempoEvidence) -> Tempo:
@@ -285,8 +300,9 @@ def _strength(novelty: np.ndarray, frame_rate: float, times: np.ndarray) -> floa
     return float(window.max(axis=0).mean())
 
 
-def _subdivision_ratio(novelty: np.ndarray, frame_rate: float, beats_s: list[float],
-                       fractions: tuple[float, ...]) -> float:
+def _subdivision_ratio(
+    novelty: np.ndarray, frame_rate: float, beats_s: list[float], fractions: tuple[float, ...]
+) -> float:
     """Mean novelty peak at the given fractions of each inter-beat interval, over that on beats."""
     beats = np.asarray(beats_s)
     if len(beats) < 6:
@@ -298,8 +314,9 @@ def _subdivision_ratio(novelty: np.ndarray, frame_rate: float, beats_s: list[flo
     return min(between) / on
 
 
-def _confidence(acf: np.ndarray, frame_rate: float, grid: np.ndarray, score: np.ndarray, i: int,
-                duration_s: float) -> float:
+def _confidence(
+    acf: np.ndarray, frame_rate: float, grid: np.ndarray, score: np.ndarray, i: int, duration_s: float
+) -> float:
     """Periodicity at the chosen period × how clearly it beats its metrical relatives."""
     bpm = float(grid[i])
     comb = float(np.mean(_interp(acf, 60.0 * frame_rate / bpm * np.arange(1, 5))))
@@ -361,8 +378,13 @@ _DBN_OBSERVATION_LAMBDA = 16
 
 
 @numba.njit(cache=True)
-def _viterbi(log_beat: np.ndarray, log_other: np.ndarray, intervals: np.ndarray,
-             region: np.ndarray, log_trans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+def _viterbi(
+    log_beat: np.ndarray,
+    log_other: np.ndarray,
+    intervals: np.ndarray,
+    region: np.ndarray,
+    log_trans: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
     """Most likely (interval, position) path of the beat HMM; returns both per frame."""
     n_frames = log_beat.shape[0]
     n = intervals.shape[0]

@@ -39,20 +39,47 @@ ALTERNATIVE_MIN_SCORE = 0.2
 TAP_MIN_BPM, TAP_MAX_BPM = 40.0, 250.0
 
 SIGNAL_FEATURES: tuple[str, ...] = (
-    "log2_bpm", "salience_half", "salience_double", "offbeat", "alternation", "onsets_per_beat",
-    "percussiveness", "brightness", "periodicity", "raised", "low_half", "low_double", "high_half",
+    "log2_bpm",
+    "salience_half",
+    "salience_double",
+    "offbeat",
+    "alternation",
+    "onsets_per_beat",
+    "percussiveness",
+    "brightness",
+    "periodicity",
+    "raised",
+    "low_half",
+    "low_double",
+    "high_half",
     "high_double",
 )
 MOOD_FEATURES: tuple[str, ...] = ("arousal", "valence")
 #: the genre model's labels (GTZAN's ten), read as features when the genre model answers
-GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop",
-                           "reggae", "rock")
+GENRES: tuple[str, ...] = (
+    "blues",
+    "classical",
+    "country",
+    "disco",
+    "hiphop",
+    "jazz",
+    "metal",
+    "pop",
+    "reggae",
+    "rock",
+)
 GENRE_FEATURES: tuple[str, ...] = tuple(f"genre_{g}" for g in GENRES)
 ALL_FEATURES: tuple[str, ...] = SIGNAL_FEATURES + MOOD_FEATURES + GENRE_FEATURES
 
 
-def octave_features(ev: TempoEvidence, tempo: Tempo, *, timbre: Timbre, mood: Mood | None = None,
-                    genre: Classification | None = None) -> dict[str, float]:
+def octave_features(
+    ev: TempoEvidence,
+    tempo: Tempo,
+    *,
+    timbre: Timbre,
+    mood: Mood | None = None,
+    genre: Classification | None = None,
+) -> dict[str, float]:
     """The song as the decision sees it, relative to the tracker's tempo ``tempo.bpm``.
 
     Model outputs that are missing (no mood or genre model installed) read as 0, the training mean of
@@ -102,8 +129,9 @@ class OctaveModel:
     intercept: np.ndarray  # (len(FACTORS),)
     name: str = "tempo-octave"
 
-    def probabilities(self, feats: Mapping[str, float], *,
-                      allowed: Sequence[bool] | None = None) -> np.ndarray:
+    def probabilities(
+        self, feats: Mapping[str, float], *, allowed: Sequence[bool] | None = None
+    ) -> np.ndarray:
         """P(each factor); factors not ``allowed`` get 0 and the rest are renormalised."""
         x = (np.array([feats.get(f, 0.0) for f in self.features]) - self.mean) / self.scale
         logits = self.coef @ x + self.intercept
@@ -114,19 +142,29 @@ class OctaveModel:
         return p / p.sum()
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "factors": list(FACTORS), "features": list(self.features),
-                "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-                "coef": self.coef.tolist(), "intercept": self.intercept.tolist()}
+        return {
+            "name": self.name,
+            "factors": list(FACTORS),
+            "features": list(self.features),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, object]) -> OctaveModel:
         if [float(f) for f in d["factors"]] != list(FACTORS):  # type: ignore[attr-defined]
             raise ValueError(f"tempo octave model: factors {d['factors']} are not {list(FACTORS)}")
         feats = tuple(str(f) for f in d["features"])  # type: ignore[attr-defined]
-        model = cls(features=feats, mean=np.asarray(d["mean"], dtype=np.float64),
-                    scale=np.asarray(d["scale"], dtype=np.float64),
-                    coef=np.asarray(d["coef"], dtype=np.float64),
-                    intercept=np.asarray(d["intercept"], dtype=np.float64), name=str(d.get("name", cls.name)))
+        model = cls(
+            features=feats,
+            mean=np.asarray(d["mean"], dtype=np.float64),
+            scale=np.asarray(d["scale"], dtype=np.float64),
+            coef=np.asarray(d["coef"], dtype=np.float64),
+            intercept=np.asarray(d["intercept"], dtype=np.float64),
+            name=str(d.get("name", cls.name)),
+        )
         if model.coef.shape != (len(FACTORS), len(feats)) or model.mean.shape != (len(feats),):
             raise ValueError("tempo octave model: weight shapes do not match its feature list")
         return model
@@ -148,8 +186,15 @@ def default_model(path: Path = DEFAULT_WEIGHTS) -> OctaveModel | None:
     return None
 
 
-def decide_tempo(ev: TempoEvidence, tempo: Tempo, *, timbre: Timbre, mood: Mood | None = None,
-                 genre: Classification | None = None, model: OctaveModel | None = None) -> Tempo:
+def decide_tempo(
+    ev: TempoEvidence,
+    tempo: Tempo,
+    *,
+    timbre: Timbre,
+    mood: Mood | None = None,
+    genre: Classification | None = None,
+    model: OctaveModel | None = None,
+) -> Tempo:
     """The tempo a listener taps: the tracker's, halved or doubled where the decision says so.
 
     Beats are decoded again at the chosen tempo (so beats and BPM agree); the runner-up level is
@@ -177,14 +222,19 @@ def apply_decision(ev: TempoEvidence, tempo: Tempo, feats: Mapping[str, float], 
     beats = tempo.beats_s if factor == 1.0 else ev.beats_at(bpm)
     alternatives = []
     if p[second] >= ALTERNATIVE_MIN_SCORE:
-        alternatives.append(TempoAlternative(bpm=round(tempo.bpm * FACTORS[second], 2),
-                                             score=round(float(p[second]), 3)))
+        alternatives.append(
+            TempoAlternative(bpm=round(tempo.bpm * FACTORS[second], 2), score=round(float(p[second]), 3))
+        )
     periodic = min(float(feats["periodicity"]), 1.0)
     enough_beats = float(np.clip(ev.duration_s * bpm / 60.0 / 16.0, 0.0, 1.0))  # 16 beats to be sure
-    return tempo.model_copy(update={
-        "bpm": bpm, "beats_s": beats, "alternatives": alternatives,
-        "confidence": round(float(periodic * enough_beats * p[best]), 3),
-    })
+    return tempo.model_copy(
+        update={
+            "bpm": bpm,
+            "beats_s": beats,
+            "alternatives": alternatives,
+            "confidence": round(float(periodic * enough_beats * p[best]), 3),
+        }
+    )
 
 
 def _acf_at(ev: TempoEvidence, bpm: float) -> np.ndarray:

@@ -43,8 +43,7 @@ def describe_timbre(*, features: Features) -> Timbre:
     sounding = frame_mag > 1e-3 * float(frame_mag.max())
     centroids = (freqs @ mag[:, sounding]) / frame_mag[sounding]
     centroid = float(np.median(centroids))
-    brightness = np.log(max(centroid, 1.0) / DARK_CENTROID_HZ) / np.log(
-        BRIGHT_CENTROID_HZ / DARK_CENTROID_HZ)
+    brightness = np.log(max(centroid, 1.0) / DARK_CENTROID_HZ) / np.log(BRIGHT_CENTROID_HZ / DARK_CENTROID_HZ)
     mel_total = float(features.mel_power.sum())
     perc = float(features.mel_percussive.sum()) / mel_total if mel_total > 0 else 0.0
     return Timbre(
@@ -56,8 +55,7 @@ def describe_timbre(*, features: Features) -> Timbre:
 
 def onset_rate(*, features: Features) -> float:
     """Detected onsets per second in the broadband onset envelope of ``features``."""
-    return onset_rate_from_envelope(onset_env=features.onset_env,
-                                    frame_rate_hz=features.frame_rate_hz)
+    return onset_rate_from_envelope(onset_env=features.onset_env, frame_rate_hz=features.frame_rate_hz)
 
 
 def onset_rate_from_envelope(*, onset_env: np.ndarray, frame_rate_hz: float) -> float:
@@ -68,6 +66,13 @@ def onset_rate_from_envelope(*, onset_env: np.ndarray, frame_rate_hz: float) -> 
     # Peak picking normalises the envelope; require real activity, not the noise floor.
     env = env / float(env.max())
     wait = max(1, round(0.03 * frame_rate_hz))
-    peaks = librosa.util.peak_pick(env, pre_max=wait, post_max=wait, pre_avg=int(0.1 * frame_rate_hz),
-                                   post_avg=int(0.1 * frame_rate_hz) + 1, delta=0.07, wait=wait)
+    peaks = librosa.util.peak_pick(
+        env,
+        pre_max=wait,
+        post_max=wait,
+        pre_avg=int(0.1 * frame_rate_hz),
+        post_avg=int(0.1 * frame_rate_hz) + 1,
+        delta=0.07,
+        wait=wait,
+    )
     return float(len(peaks)) / (len(env) / frame_rate_hz)

@@ -175,8 +175,7 @@ def _decode_file(file: BinaryIO, size: int, *, limits: AudioLimits, target_sr: i
         stream = _audio_stream(container)
         header_s = _header_duration_s(container, stream)
         _check_header(stream, header_s, limits)
-        decoded = _decode_stream(container, stream, limits=limits, target_sr=target_sr,
-                                 header_s=header_s)
+        decoded = _decode_stream(container, stream, limits=limits, target_sr=target_sr, header_s=header_s)
     _check_decoded(decoded, limits=limits, header_s=header_s, cut_off=cut_off)
     return _window(decoded, container_name, limits=limits)
 
@@ -328,7 +327,10 @@ class _MonoResampler:
         if key != self._key:
             yield from self.flush()
             self._resampler = AudioResampler(
-                format="flt", layout="mono", rate=self.rate, frame_size=_OUT_FRAME,
+                format="flt",
+                layout="mono",
+                rate=self.rate,
+                frame_size=_OUT_FRAME,
                 options=_SWR_OPTIONS,
             )
             self._key, self._pts = key, 0
@@ -372,13 +374,12 @@ def _decode_stream(
             _add_chunk(buf, chunk, stats)
     for chunk in mono.flush():
         _add_chunk(buf, chunk, stats)
-    return _Decoded(samples=buf.view(), sr=target_sr, codec=codec, source_rate=source_rate,
-                    channels=channels, stats=stats)
+    return _Decoded(
+        samples=buf.view(), sr=target_sr, codec=codec, source_rate=source_rate, channels=channels, stats=stats
+    )
 
 
-def _frames(
-    container: InputContainer, stream: AudioStream, stats: _DecodeStats
-) -> Iterator[AudioFrame]:
+def _frames(container: InputContainer, stream: AudioStream, stats: _DecodeStats) -> Iterator[AudioFrame]:
     """Decoded frames; packets the decoder rejects are skipped, a damaged demux ends the stream."""
     cc = stream.codec_context
     try:
@@ -421,9 +422,7 @@ def _add_chunk(buf: _Growable, chunk: np.ndarray, stats: _DecodeStats) -> None:
 # --- after decoding ----------------------------------------------------------------------------
 
 
-def _check_decoded(
-    decoded: _Decoded, *, limits: AudioLimits, header_s: float | None, cut_off: bool
-) -> None:
+def _check_decoded(decoded: _Decoded, *, limits: AudioLimits, header_s: float | None, cut_off: bool) -> None:
     """Apply the policy for damaged, short and silent results (see the module docstring)."""
     stats = decoded.stats
     duration_s = len(decoded.samples) / decoded.sr
@@ -432,8 +431,13 @@ def _check_decoded(
     damaged = stats.bad_packets > 0 or stats.stopped_early
     cut_off = cut_off or (header_s is not None and duration_s < header_s - max(1.0, 0.05 * header_s))
     if cut_off or damaged:
-        log.info("damaged or cut-off audio: decoded %.1f s of %s s (%d/%d bad packets)",
-                 duration_s, header_s, stats.bad_packets, stats.packets)
+        log.info(
+            "damaged or cut-off audio: decoded %.1f s of %s s (%d/%d bad packets)",
+            duration_s,
+            header_s,
+            stats.bad_packets,
+            stats.packets,
+        )
     if duration_s < limits.min_duration_s - _MIN_DURATION_SLACK_S:
         if damaged or cut_off:
             raise CorruptAudioError(detail=f"only {duration_s:.2f} s decodable of {header_s} s")
@@ -442,9 +446,7 @@ def _check_decoded(
             f"{limits.min_duration_s:g} seconds of music."
         )
     if _is_silent(stats, n_samples=len(decoded.samples)):
-        raise SilentAudioError(
-            "The audio is completely silent — check the recording and send it again."
-        )
+        raise SilentAudioError("The audio is completely silent — check the recording and send it again.")
 
 
 def _is_silent(stats: _DecodeStats, *, n_samples: int) -> bool:
@@ -467,8 +469,9 @@ def _window(decoded: _Decoded, container_name: str, *, limits: AudioLimits) -> D
         duration_s=round(len(y) / sr, 3),
         analysed_s=round(len(samples) / sr, 3),
     )
-    return DecodedAudio(samples=samples, sample_rate_hz=sr, info=info,
-                        window_s=(round(start / sr, 3), round(end / sr, 3)))
+    return DecodedAudio(
+        samples=samples, sample_rate_hz=sr, info=info, window_s=(round(start / sr, 3), round(end / sr, 3))
+    )
 
 
 # --- small helpers -----------------------------------------------------------------------------

@@ -18,5 +18,12 @@ from m2i_engine.config.sd import LoraSpec, SDSettings, SteeringSettings
 from m2i_engine.config.serve import ServeSettings
 from m2i_engine.config.settings import Settings
 
-__all__ = ["AudioLimits", "LoraSpec", "QueueSettings", "SDSettings", "ServeSettings", "Settings",
-           "SteeringSettings"]
+__all__ = [
+    "AudioLimits",
+    "LoraSpec",
+    "QueueSettings",
+    "SDSettings",
+    "ServeSettings",
+    "Settings",
+    "SteeringSettings",
+]

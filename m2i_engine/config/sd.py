@@ -15,8 +15,21 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 #: scheduler names accepted by ``scheduler`` (see :mod:`m2i_engine.imaging.sd.schedulers`)
-SCHEDULER_NAMES = ("ddim", "pndm", "euler", "euler_a", "dpm++", "dpm++_karras", "dpm++_sde_karras",
-                   "unipc", "lms", "heun", "lcm", "tcd", "turbo")
+SCHEDULER_NAMES = (
+    "ddim",
+    "pndm",
+    "euler",
+    "euler_a",
+    "dpm++",
+    "dpm++_karras",
+    "dpm++_sde_karras",
+    "unipc",
+    "lms",
+    "heun",
+    "lcm",
+    "tcd",
+    "turbo",
+)
 
 
 class LoraSpec(BaseModel):
@@ -38,19 +51,29 @@ class SteeringSettings(BaseModel):
     init: Literal["none", "composition", "palette"] = Field(
         "composition",
         description="Start from the built-in renderer's picture of the song ('composition'), from its "
-                    "colours only (a heavily blurred render: 'palette'), or from noise ('none').")
+        "colours only (a heavily blurred render: 'palette'), or from noise ('none').",
+    )
     init_strength: float = Field(
-        0.85, gt=0.0, le=1.0,
+        0.85,
+        gt=0.0,
+        le=1.0,
         description="How much Stable Diffusion may change the init picture (diffusers' img2img "
-                    "'strength'): 1.0 ignores it, 0.5 keeps its layout and colours clearly.")
+        "'strength'): 1.0 ignores it, 0.5 keeps its layout and colours clearly.",
+    )
     palette_transfer: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.0,
+        ge=0.0,
+        le=1.0,
         description="Pull the finished image's colour statistics toward the renderer's palette "
-                    "(0 off, 1 full Reinhard transfer in OKLab).")
+        "(0 off, 1 full Reinhard transfer in OKLab).",
+    )
     phrase_weighting: float = Field(
-        1.0, ge=0.0, le=2.0,
+        1.0,
+        ge=0.0,
+        le=2.0,
         description="Scale of the per-phrase prompt weights taken from tag confidences "
-                    "(0 plain prompt, 1 the builder's weights, 2 twice their deviation from 1).")
+        "(0 plain prompt, 1 the builder's weights, 2 twice their deviation from 1).",
+    )
 
 
 class SDSettings(BaseModel):
@@ -61,10 +84,13 @@ class SDSettings(BaseModel):
     # --- which model -----------------------------------------------------------------------------
     model: str | None = Field(None, description="Diffusers folder or hub id (SD 1.5/2.x, SDXL, turbo, LCM).")
     family: Literal["auto", "sd15", "sdxl"] = Field(
-        "auto", description="Pipeline family; 'auto' reads model_index.json.")
+        "auto", description="Pipeline family; 'auto' reads model_index.json."
+    )
     few_step: bool | None = Field(
-        None, description="A distilled few-step model (turbo/LCM/lightning); None guesses from the "
-                          "model name and scheduler.")
+        None,
+        description="A distilled few-step model (turbo/LCM/lightning); None guesses from the "
+        "model name and scheduler.",
+    )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     variant: str | None = Field(None, description="Weights variant to load, e.g. 'fp16'.")
     local_files_only: bool = Field(False, description="Never download; use the local folder/cache only.")
@@ -74,26 +100,36 @@ class SDSettings(BaseModel):
     device: str = Field("auto", description="'auto' (CUDA when present), 'cuda', 'cuda:1', 'cpu', 'mps'.")
     allow_cpu: bool = Field(False, description="Serve from the CPU when no GPU is present (slow: minutes).")
     dtype: Literal["auto", "fp16", "bf16", "fp32"] = Field(
-        "auto", description="'auto': fp16 on CUDA, fp32 on CPU.")
+        "auto", description="'auto': fp16 on CUDA, fp32 on CPU."
+    )
     seed_device: Literal["auto", "cpu"] = Field(
-        "auto", description="Device of the per-image torch.Generator; 'cpu' makes seeds portable "
-                            "across GPU models at no measurable cost.")
+        "auto",
+        description="Device of the per-image torch.Generator; 'cpu' makes seeds portable "
+        "across GPU models at no measurable cost.",
+    )
     compile: bool = Field(False, description="torch.compile the UNet (CUDA; slow first call, then faster).")
     channels_last: bool = Field(True, description="channels_last memory format for the UNet/VAE on CUDA.")
     attention_slicing: bool = Field(False, description="Lower peak memory, slower; for small GPUs.")
     vae_tiling: bool | None = Field(
-        None, description="Decode in tiles; None enables it above 1024×1024 generated pixels.")
+        None, description="Decode in tiles; None enables it above 1024×1024 generated pixels."
+    )
     warmup: bool = Field(True, description="Run one small generation at load on CUDA (kernels, compile).")
 
     # --- generation defaults ---------------------------------------------------------------------
-    scheduler: str | None = Field(None, description=f"One of {', '.join(SCHEDULER_NAMES)}; None keeps the "
-                                                    "model's own (or the few-step one).")
+    scheduler: str | None = Field(
+        None,
+        description=f"One of {', '.join(SCHEDULER_NAMES)}; None keeps the model's own (or the few-step one).",
+    )
     steps: int | None = Field(None, ge=1, le=150, description="Denoising steps; None: 25, or 4 few-step.")
     guidance: float | None = Field(
-        None, ge=0.0, le=30.0, description="Classifier-free guidance; None: 7.0 (SDXL 6.0), few-step 0/1.")
+        None, ge=0.0, le=30.0, description="Classifier-free guidance; None: 7.0 (SDXL 6.0), few-step 0/1."
+    )
     max_pixels: int | None = Field(
-        None, ge=64 * 64, description="Largest generated area; bigger requests are generated at this "
-                                      "area and resized. None: the model's native area.")
+        None,
+        ge=64 * 64,
+        description="Largest generated area; bigger requests are generated at this "
+        "area and resized. None: the model's native area.",
+    )
     min_side_px: int = Field(256, ge=8, description="Smallest side the out-of-memory fallback goes down to.")
 
     # --- adapters --------------------------------------------------------------------------------
@@ -103,10 +139,12 @@ class SDSettings(BaseModel):
 
     # --- music steering, serving, failures -------------------------------------------------------
     steering: SteeringSettings = SteeringSettings()
-    max_batch: int = Field(4, ge=1, le=16,
-                           description="Most images in one pipeline call (1 disables batching).")
-    batch_window_ms: float = Field(20.0, ge=0.0, le=1000.0,
-                                   description="How long the batcher waits for company.")
+    max_batch: int = Field(
+        4, ge=1, le=16, description="Most images in one pipeline call (1 disables batching)."
+    )
+    batch_window_ms: float = Field(
+        20.0, ge=0.0, le=1000.0, description="How long the batcher waits for company."
+    )
     nan_retries: int = Field(1, ge=0, le=3, description="Retries with another seed after a NaN/black image.")
 
     @field_validator("scheduler")

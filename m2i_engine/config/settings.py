@@ -32,17 +32,21 @@ class Settings(BaseSettings):
         None, description="Folder with genre/emotion models; defaults to the weights in the package."
     )
     model_runtime: Literal["numpy", "keras"] = Field(
-        "numpy", description="How genre/emotion models run: numpy (no framework in the process, ~270 MB "
-                             "less memory) or keras (the Keras port on KERAS_BACKEND, torch by default).")
+        "numpy",
+        description="How genre/emotion models run: numpy (no framework in the process, ~270 MB "
+        "less memory) or keras (the Keras port on KERAS_BACKEND, torch by default).",
+    )
     backend: Literal["auto", "renderer", "sd"] = Field(
-        "auto", description="Default image backend: auto uses SD when a model and a GPU are there.")
+        "auto", description="Default image backend: auto uses SD when a model and a GPU are there."
+    )
     sd: SDSettings = Field(default_factory=SDSettings, description="Stable Diffusion (M2I_SD__*).")
     sd_model: str | None = Field(None, description="Shorthand for M2I_SD__MODEL (folder or hub id).")
     data_dir: Path = Field(Path("../shared/data"), description="Training/evaluation data.")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="HTTP API (`m2i serve`).")
     queue: QueueSettings = Field(
         default_factory=QueueSettings,
-        description="Job queue and workers (`m2i worker`); off unless a Redis URL is set.")
+        description="Job queue and workers (`m2i worker`); off unless a Redis URL is set.",
+    )
 
     @model_validator(mode="after")
     def _sd_model_shorthand(self) -> Settings:

@@ -44,9 +44,16 @@ class GeneratedImage:
 
     __slots__ = ("_id", "_image", "_lock", "_png", "_refetch", "backend", "meta", "seed")
 
-    def __init__(self, image: Image.Image | None, seed: int, backend: str,
-                 meta: dict[str, object] | None = None, *, png: bytes | None = None,
-                 refetch: Callable[[], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        image: Image.Image | None,
+        seed: int,
+        backend: str,
+        meta: dict[str, object] | None = None,
+        *,
+        png: bytes | None = None,
+        refetch: Callable[[], bytes] | None = None,
+    ) -> None:
         if image is None and png is None:
             raise ValueError("a GeneratedImage needs its pixels or its PNG bytes")
         self.seed = seed
@@ -120,8 +127,10 @@ class GeneratedImage:
 
     def __repr__(self) -> str:
         held = f"{len(self._png)} bytes" if self._png is not None else None
-        return (f"GeneratedImage(seed={self.seed!r}, backend={self.backend!r}, size={self.size!r}, "
-                f"png={held}, meta={self.meta!r})")
+        return (
+            f"GeneratedImage(seed={self.seed!r}, backend={self.backend!r}, size={self.size!r}, "
+            f"png={held}, meta={self.meta!r})"
+        )
 
 
 class ImageBackend(ABC):

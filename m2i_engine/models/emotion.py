@@ -11,8 +11,17 @@ from __future__ import annotations
 
 from m2i_engine.tags import Classification, Mood
 
-GEMS = ("amazement", "solemnity", "tenderness", "nostalgia", "calmness", "power",
-        "joyful_activation", "tension", "sadness")
+GEMS = (
+    "amazement",
+    "solemnity",
+    "tenderness",
+    "nostalgia",
+    "calmness",
+    "power",
+    "joyful_activation",
+    "tension",
+    "sadness",
+)
 
 #: (valence, arousal) of each GEMS emotion, after the circumplex placement in Zentner et al.
 GEMS_VALENCE_AROUSAL: dict[str, tuple[float, float]] = {
@@ -49,8 +58,11 @@ def mood_from_emotions(emotion: Classification) -> Mood | None:
     """Score-weighted valence/arousal, or ``None`` when the emotion model gave no answer."""
     if emotion.status != "ok":
         return None
-    pairs = [(GEMS_VALENCE_AROUSAL[ls.label], ls.score) for ls in emotion.labels
-             if ls.label in GEMS_VALENCE_AROUSAL]
+    pairs = [
+        (GEMS_VALENCE_AROUSAL[ls.label], ls.score)
+        for ls in emotion.labels
+        if ls.label in GEMS_VALENCE_AROUSAL
+    ]
     total = sum(w for _, w in pairs)
     if total <= 0:
         return None

@@ -51,6 +51,7 @@ def _keras() -> Any:
 
     return keras
 
+
 #: per-patch backbone outputs a head may read, with their widths (musicnn MSD/MTT)
 EMBEDDING_DIMS = {"penultimate": 200, "mean_pool": 753, "max_pool": 753, "tags": 50}
 #: default cap on backbone patches per song (6 x 3 s, ~55 ms each on one CPU core): the largest cap
@@ -83,9 +84,15 @@ class HeadSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HeadSpec:
-        return cls(inputs=tuple(d["inputs"]), n_out=int(d["n_out"]), activation=d["activation"],
-                   hidden=int(d.get("hidden", 0)), dropout=float(d.get("dropout", 0.5)),
-                   l2=float(d.get("l2", 1e-3)), pool=d.get("pool", "patches"))
+        return cls(
+            inputs=tuple(d["inputs"]),
+            n_out=int(d["n_out"]),
+            activation=d["activation"],
+            hidden=int(d.get("hidden", 0)),
+            dropout=float(d.get("dropout", 0.5)),
+            l2=float(d.get("l2", 1e-3)),
+            pool=d.get("pool", "patches"),
+        )
 
     @property
     def input_dim(self) -> int:
@@ -119,8 +126,9 @@ def build_head(spec: HeadSpec) -> keras.Model:
 
 def patch_matrix(per_patch: Mapping[str, np.ndarray], inputs: Sequence[str]) -> np.ndarray:
     """Concatenate the named per-patch outputs into ``(patches, dim)`` float32 rows."""
-    return np.concatenate([np.asarray(per_patch[name], np.float32).reshape(
-        len(per_patch[name]), -1) for name in inputs], axis=1)
+    return np.concatenate(
+        [np.asarray(per_patch[name], np.float32).reshape(len(per_patch[name]), -1) for name in inputs], axis=1
+    )
 
 
 def select_patches(n_patches: int, max_patches: int | None) -> np.ndarray:
@@ -149,8 +157,13 @@ class SharedBackbone:
     that cannot be weakly referenced is remembered until the next song).
     """
 
-    def __init__(self, folders: Mapping[str, Path], *, max_patches: int | None = MAX_PATCHES,
-                 runtime: Runtime = "numpy") -> None:
+    def __init__(
+        self,
+        folders: Mapping[str, Path],
+        *,
+        max_patches: int | None = MAX_PATCHES,
+        runtime: Runtime = "numpy",
+    ) -> None:
         if runtime == "numpy":
             from m2i_engine.models.npnet import NumpyMusicnn as tagger_class
         elif runtime == "keras":
@@ -165,8 +178,9 @@ class SharedBackbone:
         self._lock = threading.Lock()
 
     @classmethod
-    def get(cls, folders: Mapping[str, Path], *, max_patches: int | None = MAX_PATCHES,
-            runtime: Runtime = "numpy") -> SharedBackbone:
+    def get(
+        cls, folders: Mapping[str, Path], *, max_patches: int | None = MAX_PATCHES, runtime: Runtime = "numpy"
+    ) -> SharedBackbone:
         """The process-wide instance for these backbones, cap and runtime (heads that agree share it)."""
         key = (tuple(sorted((k, str(Path(v).resolve())) for k, v in folders.items())), max_patches, runtime)
         with _SHARED_LOCK:

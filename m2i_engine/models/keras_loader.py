@@ -51,14 +51,17 @@ class MusicnnHeadClassifier:
         self.spec = HeadSpec.from_dict(extra["head"])
         if self.spec.n_out != len(self.labels):
             raise ValueError(f"head has {self.spec.n_out} outputs for {len(self.labels)} labels")
-        folders = {name: _backbone_folder(manifest.folder, sub)
-                   for name, sub in dict(extra.get("backbones", {"msd": "musicnn_msd"})).items()}
+        folders = {
+            name: _backbone_folder(manifest.folder, sub)
+            for name, sub in dict(extra.get("backbones", {"msd": "musicnn_msd"})).items()
+        }
         cap = extra.get("max_patches", MAX_PATCHES)
         if manifest.runtime not in RUNTIMES:
             raise ValueError(f"unknown model runtime {manifest.runtime!r} (one of {', '.join(RUNTIMES)})")
         self.runtime = manifest.runtime
-        self.backbone = SharedBackbone.get(folders, max_patches=None if cap is None else int(cap),
-                                           runtime=self.runtime)  # type: ignore[arg-type]
+        self.backbone = SharedBackbone.get(
+            folders, max_patches=None if cap is None else int(cap), runtime=self.runtime
+        )  # type: ignore[arg-type]
         weights = manifest.folder / manifest.file
         self._run: Callable[[np.ndarray], np.ndarray]
         if self.runtime == "numpy":
@@ -96,8 +99,12 @@ class MusicnnHeadClassifier:
     def predict(self, features: Any) -> Classification:
         s = self.scores(features)
         order = np.argsort(-s, kind="stable")
-        return Classification(status="ok", model=self.name, uncertain=bool(s[order[0]] < self.min_confidence),
-                              labels=[LabelScore(label=self.labels[i], score=float(s[i])) for i in order])
+        return Classification(
+            status="ok",
+            model=self.name,
+            uncertain=bool(s[order[0]] < self.min_confidence),
+            labels=[LabelScore(label=self.labels[i], score=float(s[i])) for i in order],
+        )
 
 
 def _backbone_folder(model_folder: Path, sub: str) -> Path:

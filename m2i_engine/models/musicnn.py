@@ -48,8 +48,18 @@ from m2i_engine.models.musicnn_input import (
 )
 
 __all__ = [
-    "DEFAULT_MODEL", "FRAME_OUTPUTS", "PATCH_OUTPUTS", "WEIGHTS_ROOT", "FreqPooledConv", "MusicnnTagger",
-    "build_from_manifest", "build_musicnn", "load_manifest", "log_mel", "musicnn_input", "patchify",
+    "DEFAULT_MODEL",
+    "FRAME_OUTPUTS",
+    "PATCH_OUTPUTS",
+    "WEIGHTS_ROOT",
+    "FreqPooledConv",
+    "MusicnnTagger",
+    "build_from_manifest",
+    "build_musicnn",
+    "load_manifest",
+    "log_mel",
+    "musicnn_input",
+    "patchify",
     "to_mono_16k",
 ]
 
@@ -70,8 +80,9 @@ class FreqPooledConv(keras.layers.Layer):
     ``moving_mean``, ``moving_variance``.
     """
 
-    def __init__(self, filters: int, kernel_size: tuple[int, int], epsilon: float = 1e-3,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, filters: int, kernel_size: tuple[int, int], epsilon: float = 1e-3, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.filters = int(filters)
         self.kernel_size = (int(kernel_size[0]), int(kernel_size[1]))
@@ -105,13 +116,24 @@ class FreqPooledConv(keras.layers.Layer):
         return (input_shape[0], None if t is None else t - self.kernel_size[0] + 1, self.filters)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
-                "epsilon": self.epsilon}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "epsilon": self.epsilon,
+        }
 
 
-def build_musicnn(*, n_mels: int = 96, n_frames: int | None = 187, num_classes: int = 50,
-                  num_filt_frontend: float = 1.6, num_filt_midend: int = 64,
-                  num_units_backend: int = 200, frames: bool = False) -> keras.Model:
+def build_musicnn(
+    *,
+    n_mels: int = 96,
+    n_frames: int | None = 187,
+    num_classes: int = 50,
+    num_filt_frontend: float = 1.6,
+    num_filt_midend: int = 64,
+    num_units_backend: int = 200,
+    frames: bool = False,
+) -> keras.Model:
     """musicnn's ``build_musicnn`` in Keras 3 (inference only: dropout left out).
 
     Outputs a dict: ``tags`` (sigmoid), ``logits``, ``penultimate``, ``mean_pool``, ``max_pool``
@@ -126,12 +148,17 @@ def build_musicnn(*, n_mels: int = 96, n_frames: int | None = 187, num_classes: 
 
     n_timbral, n_temporal = int(num_filt_frontend * 128), int(num_filt_frontend * 32)
     x_pad = L.ZeroPadding1D((3, 3), name="timbral_pad")(x)  # time only; frequency is pooled away
-    fronts = [FreqPooledConv(n_timbral, (7, int(frac * n_mels)), name=f"timbral_{tag}")(x_pad)
-              for tag, frac in (("74", 0.4), ("77", 0.7))]
+    fronts = [
+        FreqPooledConv(n_timbral, (7, int(frac * n_mels)), name=f"timbral_{tag}")(x_pad)
+        for tag, frac in (("74", 0.4), ("77", 0.7))
+    ]
     # TF's "same" padding for an even kernel k pads (k-1)//2 before and k//2 after.
-    fronts += [FreqPooledConv(n_temporal, (k, 1), name=f"temporal_{k}")(
-                   L.ZeroPadding1D(((k - 1) // 2, k // 2), name=f"temporal_{k}_pad")(x))
-               for k in (128, 64, 32)]
+    fronts += [
+        FreqPooledConv(n_temporal, (k, 1), name=f"temporal_{k}")(
+            L.ZeroPadding1D(((k - 1) // 2, k // 2), name=f"temporal_{k}_pad")(x)
+        )
+        for k in (128, 64, 32)
+    ]
     front = L.Concatenate(axis=-1, name="frontend")(fronts)
 
     def mid_conv(inp: Any, i: int) -> Any:
@@ -148,8 +175,9 @@ def build_musicnn(*, n_mels: int = 96, n_frames: int | None = 187, num_classes: 
     max_pool = L.GlobalMaxPooling1D(name="max_pool")(mid)
     mean_pool = L.GlobalAveragePooling1D(name="mean_pool")(mid)
     # TF flattens concat([max, mean], axis=2) of shape (753, 2): max and mean interleave per channel.
-    pair = L.Concatenate(axis=-1, name="pool_pair")([L.Reshape((n_mid, 1), name="max_col")(max_pool),
-                                                     L.Reshape((n_mid, 1), name="mean_col")(mean_pool)])
+    pair = L.Concatenate(axis=-1, name="pool_pair")(
+        [L.Reshape((n_mid, 1), name="max_col")(max_pool), L.Reshape((n_mid, 1), name="mean_col")(mean_pool)]
+    )
     flat = L.Flatten(name="pool_flat")(pair)
     flat = L.BatchNormalization(epsilon=1e-3, name="pool_bn")(flat)
     dense = L.Dense(num_units_backend, activation="relu", name="penultimate_dense")(flat)
@@ -157,8 +185,13 @@ def build_musicnn(*, n_mels: int = 96, n_frames: int | None = 187, num_classes: 
     logits = L.Dense(num_classes, name="logits")(penultimate)
     tags = L.Activation("sigmoid", name="tags")(logits)
 
-    outputs: dict[str, Any] = {"tags": tags, "logits": logits, "penultimate": penultimate,
-                               "mean_pool": mean_pool, "max_pool": max_pool}
+    outputs: dict[str, Any] = {
+        "tags": tags,
+        "logits": logits,
+        "penultimate": penultimate,
+        "mean_pool": mean_pool,
+        "max_pool": max_pool,
+    }
     if frames:
         outputs["timbral"] = L.Concatenate(axis=-1, name="timbral")(fronts[:2])
         outputs["temporal"] = L.Concatenate(axis=-1, name="temporal")(fronts[2:])
@@ -168,11 +201,15 @@ def build_musicnn(*, n_mels: int = 96, n_frames: int | None = 187, num_classes: 
 
 def build_from_manifest(manifest: dict[str, Any], *, frames: bool = False) -> keras.Model:
     arch = manifest["architecture"]
-    return build_musicnn(n_mels=int(manifest["input"]["n_mels"]), n_frames=int(manifest["input"]["n_frames"]),
-                         num_classes=len(manifest["labels"]),
-                         num_filt_frontend=float(arch["num_filt_frontend"]),
-                         num_filt_midend=int(arch["num_filt_midend"]),
-                         num_units_backend=int(arch["num_units_backend"]), frames=frames)
+    return build_musicnn(
+        n_mels=int(manifest["input"]["n_mels"]),
+        n_frames=int(manifest["input"]["n_frames"]),
+        num_classes=len(manifest["labels"]),
+        num_filt_frontend=float(arch["num_filt_frontend"]),
+        num_filt_midend=int(arch["num_filt_midend"]),
+        num_units_backend=int(arch["num_units_backend"]),
+        frames=frames,
+    )
 
 
 @contextmanager
@@ -225,6 +262,6 @@ class MusicnnTagger(PatchTagger):
             chunks: list[dict[str, np.ndarray]] = []
             with inference_context():
                 for i in range(0, max(len(x), 1), self.batch_size):
-                    out = model(x[i:i + self.batch_size], training=False)
+                    out = model(x[i : i + self.batch_size], training=False)
                     chunks.append({k: _to_numpy(v) for k, v in out.items()})
         return {k: np.concatenate([c[k] for c in chunks]).astype(np.float32) for k in chunks[0]}

@@ -34,8 +34,16 @@ def load_manifest(folder: Path | str | None = None) -> dict[str, Any]:
 
 
 _DEFAULT_INPUT: dict[str, Any] = {
-    "sample_rate": 16000, "n_fft": 512, "hop_length": 256, "n_mels": 96, "n_frames": 187,
-    "center": True, "pad_mode": "reflect", "power": 2.0, "mel_norm": "slaney", "htk": False,
+    "sample_rate": 16000,
+    "n_fft": 512,
+    "hop_length": 256,
+    "n_mels": 96,
+    "n_frames": 187,
+    "center": True,
+    "pad_mode": "reflect",
+    "power": 2.0,
+    "mel_norm": "slaney",
+    "htk": False,
 }
 
 
@@ -51,9 +59,17 @@ def log_mel(y16: np.ndarray, spec: dict[str, Any] | None = None) -> np.ndarray:
 
     s = {**_DEFAULT_INPUT, **(spec or {})}
     mel = librosa.feature.melspectrogram(
-        y=np.ascontiguousarray(y16, dtype=np.float32), sr=s["sample_rate"], n_fft=s["n_fft"],
-        hop_length=s["hop_length"], n_mels=s["n_mels"], center=s["center"], pad_mode=s["pad_mode"],
-        power=s["power"], norm=s["mel_norm"], htk=s["htk"]).T
+        y=np.ascontiguousarray(y16, dtype=np.float32),
+        sr=s["sample_rate"],
+        n_fft=s["n_fft"],
+        hop_length=s["hop_length"],
+        n_mels=s["n_mels"],
+        center=s["center"],
+        pad_mode=s["pad_mode"],
+        power=s["power"],
+        norm=s["mel_norm"],
+        htk=s["htk"],
+    ).T
     f16_max = float(np.finfo(np.float16).max)
     mel16 = np.minimum(mel, f16_max).astype(np.float16)
     return np.log10(10000.0 * mel16.astype(np.float32) + 1.0).astype(np.float32)
@@ -90,11 +106,12 @@ def patchify(rep: np.ndarray, n_frames: int = 187, hop_frames: int | None = None
     if rep.shape[0] < n_frames:
         rep = np.tile(rep, (int(np.ceil(n_frames / rep.shape[0])), 1))[:n_frames]
     starts = range(0, rep.shape[0] - n_frames + 1, hop)
-    return np.stack([rep[t:t + n_frames] for t in starts]).astype(np.float32)
+    return np.stack([rep[t : t + n_frames] for t in starts]).astype(np.float32)
 
 
-def musicnn_input(*, y: np.ndarray, sr: int, hop_frames: int | None = None,
-                  spec: dict[str, Any] | None = None) -> np.ndarray:
+def musicnn_input(
+    *, y: np.ndarray, sr: int, hop_frames: int | None = None, spec: dict[str, Any] | None = None
+) -> np.ndarray:
     """Audio at any rate -> ``(patches, 187, 96)`` float32 log-mel patches at 16 kHz (see :func:`log_mel`)."""
     s = {**_DEFAULT_INPUT, **(spec or {})}
     y16 = to_mono_16k(y, sr, s["sample_rate"])
@@ -148,8 +165,9 @@ class PatchTagger(ABC):
 
     # -- songs ---------------------------------------------------------------------------------------
 
-    def per_patch(self, y: np.ndarray, sr: int, *, hop_frames: int | None = None,
-                  max_patches: int | None = None) -> dict[str, np.ndarray]:
+    def per_patch(
+        self, y: np.ndarray, sr: int, *, hop_frames: int | None = None, max_patches: int | None = None
+    ) -> dict[str, np.ndarray]:
         """Per-patch ``tags``, ``logits``, ``penultimate``, ``mean_pool``, ``max_pool`` (for training).
 
         ``hop_frames`` < 187 gives overlapping patches (more training samples per song).

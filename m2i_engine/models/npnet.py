@@ -43,16 +43,23 @@ def read_weights(path: Path | str) -> dict[str, list[np.ndarray]]:
 
 def _ordered(weights: dict[str, list[np.ndarray]], kind: str) -> list[list[np.ndarray]]:
     """The variables of every ``kind`` layer (``dense``, ``dense_1``, …) in creation order."""
-    keys = [k for k in weights if k == kind or (k.startswith(kind + "_") and k[len(kind) + 1:].isdigit())]
-    keys.sort(key=lambda k: 0 if k == kind else int(k[len(kind) + 1:]))
+    keys = [k for k in weights if k == kind or (k.startswith(kind + "_") and k[len(kind) + 1 :].isdigit())]
+    keys.sort(key=lambda k: 0 if k == kind else int(k[len(kind) + 1 :]))
     return [weights[k] for k in keys]
 
 
 class _BatchNorm:
     """Inference-time batch normalisation as one multiply-add."""
 
-    def __init__(self, gamma: np.ndarray, beta: np.ndarray, mean: np.ndarray, var: np.ndarray, *,
-                 dtype: type = np.float32) -> None:
+    def __init__(
+        self,
+        gamma: np.ndarray,
+        beta: np.ndarray,
+        mean: np.ndarray,
+        var: np.ndarray,
+        *,
+        dtype: type = np.float32,
+    ) -> None:
         self.scale = (gamma / np.sqrt(var + _BN_EPS)).astype(dtype)
         self.shift = (beta - mean * self.scale).astype(dtype)
 
@@ -63,8 +70,17 @@ class _BatchNorm:
 class _FreqPooledConv:
     """Valid 2-D convolution over (time, mel), max over frequency, ReLU, batch norm — as the Keras layer."""
 
-    def __init__(self, kernel: np.ndarray, bias: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
-                 mean: np.ndarray, var: np.ndarray, *, dtype: type = np.float32) -> None:
+    def __init__(
+        self,
+        kernel: np.ndarray,
+        bias: np.ndarray,
+        gamma: np.ndarray,
+        beta: np.ndarray,
+        mean: np.ndarray,
+        var: np.ndarray,
+        *,
+        dtype: type = np.float32,
+    ) -> None:
         self.kh, self.kw = int(kernel.shape[0]), int(kernel.shape[1])
         scale = gamma / np.sqrt(var + _BN_EPS)
         # ReLU and a positive affine map are monotone, so max over frequency can come first; a
@@ -137,8 +153,13 @@ class NumpyMusicnn(PatchTagger):
         penultimate = self.penultimate_bn(np.maximum(flat @ self.dense[0] + self.dense[1], 0.0))
         logits = penultimate @ self.logits[0] + self.logits[1]
         tags = expit(logits)
-        return {"tags": tags, "logits": logits, "penultimate": penultimate, "mean_pool": mean_pool,
-                "max_pool": max_pool}
+        return {
+            "tags": tags,
+            "logits": logits,
+            "penultimate": penultimate,
+            "mean_pool": mean_pool,
+            "max_pool": max_pool,
+        }
 
     def predict_patches(self, patches: np.ndarray, *, frames: bool = False) -> dict[str, np.ndarray]:
         if frames:
@@ -170,4 +191,3 @@ class NumpyHead:
             return expit(z).astype(np.float32)
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
-

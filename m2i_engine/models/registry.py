@@ -51,9 +51,17 @@ class Manifest:
     def read(cls, folder: Path, *, runtime: str = "numpy") -> Manifest:
         raw = json.loads((folder / "manifest.json").read_text())
         known = {"task", "name", "version", "labels", "format", "file"}
-        return cls(task=raw["task"], name=raw["name"], version=str(raw["version"]),
-                   labels=tuple(raw["labels"]), format=raw["format"], file=raw["file"],
-                   folder=folder, extra={k: v for k, v in raw.items() if k not in known}, runtime=runtime)
+        return cls(
+            task=raw["task"],
+            name=raw["name"],
+            version=str(raw["version"]),
+            labels=tuple(raw["labels"]),
+            format=raw["format"],
+            file=raw["file"],
+            folder=folder,
+            extra={k: v for k, v in raw.items() if k not in known},
+            runtime=runtime,
+        )
 
     @property
     def id(self) -> str:
@@ -120,7 +128,6 @@ class ModelRegistry:
             log.exception("%s model %s failed", task, clf.name)
             self.problems[task] = f"{type(exc).__name__}: {exc}"
             return Classification(status="error", model=clf.name)
-
 
     def styles(self, features: Any) -> list[StyleTag]:
         """The style words the styles model is sure of, best first; ``[]`` without the model or on failure."""

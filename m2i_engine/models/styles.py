@@ -38,8 +38,12 @@ class StyleRule:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StyleRule:
-        rule = cls(label=str(d["label"]), group=str(d["group"]), source_tags=tuple(d["source_tags"]),
-                   threshold=float(d["threshold"]))
+        rule = cls(
+            label=str(d["label"]),
+            group=str(d["group"]),
+            source_tags=tuple(d["source_tags"]),
+            threshold=float(d["threshold"]),
+        )
         if rule.group not in GROUPS:
             raise ValueError(f"style {rule.label!r}: group {rule.group!r} is not one of {', '.join(GROUPS)}")
         if not rule.source_tags:
@@ -54,8 +58,9 @@ class StyleThresholds:
     code the engine runs.
     """
 
-    def __init__(self, rules: Sequence[StyleRule], tag_names: Sequence[str], *,
-                 max_styles: int = MAX_STYLES) -> None:
+    def __init__(
+        self, rules: Sequence[StyleRule], tag_names: Sequence[str], *, max_styles: int = MAX_STYLES
+    ) -> None:
         labels = [r.label for r in rules]
         if len(set(labels)) != len(labels):
             raise ValueError("style labels must be unique")
@@ -71,8 +76,11 @@ class StyleThresholds:
 
     @classmethod
     def from_manifest(cls, extra: Mapping[str, Any], tag_names: Sequence[str]) -> StyleThresholds:
-        return cls([StyleRule.from_dict(d) for d in extra["styles"]], tag_names,
-                   max_styles=int(extra.get("max_styles", MAX_STYLES)))
+        return cls(
+            [StyleRule.from_dict(d) for d in extra["styles"]],
+            tag_names,
+            max_styles=int(extra.get("max_styles", MAX_STYLES)),
+        )
 
     def scores(self, tag_means: np.ndarray) -> np.ndarray:
         """``(..., tags)`` song-level tag probabilities → ``(..., styles)`` style scores in 0..1."""
@@ -87,8 +95,10 @@ class StyleThresholds:
         """The styles of one song: score >= threshold, best first, at most ``max_styles``."""
         s = self.scores(tag_means)
         keep = [i for i in self.order(s) if s[i] >= self.thresholds[i]][: self.max_styles]
-        return [StyleTag(label=self.labels[i], score=float(s[i]), group=self.rules[i].group)  # type: ignore[arg-type]
-                for i in keep]
+        return [
+            StyleTag(label=self.labels[i], score=float(s[i]), group=self.rules[i].group)  # type: ignore[arg-type]
+            for i in keep
+        ]
 
 
 class StyleTagger:
@@ -98,15 +108,18 @@ class StyleTagger:
         extra = manifest.extra
         self.name = manifest.id
         self.task = manifest.task
-        folders = {name: _backbone_folder(manifest.folder, sub)
-                   for name, sub in dict(extra.get("backbones", {"msd": "musicnn_msd"})).items()}
+        folders = {
+            name: _backbone_folder(manifest.folder, sub)
+            for name, sub in dict(extra.get("backbones", {"msd": "musicnn_msd"})).items()
+        }
         if len(folders) != 1:
             raise ValueError("the styles model reads exactly one backbone's tags")
         if manifest.runtime not in RUNTIMES:
             raise ValueError(f"unknown model runtime {manifest.runtime!r} (one of {', '.join(RUNTIMES)})")
         cap = extra.get("max_patches", MAX_PATCHES)
-        self.backbone = SharedBackbone.get(folders, max_patches=None if cap is None else int(cap),
-                                           runtime=manifest.runtime)  # type: ignore[arg-type]
+        self.backbone = SharedBackbone.get(
+            folders, max_patches=None if cap is None else int(cap), runtime=manifest.runtime
+        )  # type: ignore[arg-type]
         (tagger,) = self.backbone.taggers.values()
         self.tag_names = tuple(tagger.labels)
         self.rules = StyleThresholds.from_manifest(extra, self.tag_names)
@@ -123,8 +136,12 @@ class StyleTagger:
         r = self.rules
         s = r.scores(self.tag_means(features))
         order = r.order(s)
-        return Classification(status="ok", model=self.name, uncertain=not bool((s >= r.thresholds).any()),
-                              labels=[LabelScore(label=self.labels[i], score=float(s[i])) for i in order])
+        return Classification(
+            status="ok",
+            model=self.name,
+            uncertain=not bool((s >= r.thresholds).any()),
+            labels=[LabelScore(label=self.labels[i], score=float(s[i])) for i in order],
+        )
 
     def styles(self, features: Any) -> list[StyleTag]:
         return self.rules.select(self.tag_means(features))

@@ -159,9 +159,11 @@ def build_prompt(tags: Tags, options: VisualizeOptions | None = None) -> Prompt:
         phrases.extend(styled[:1])
         extras = styled[1:MAX_STYLE_PHRASES]
 
-    tail = [(tempo_words(tags.tempo.bpm, tags.loudness.energy), _weight(tags.tempo.confidence)),
-            (key_words(tags.key.mode), _weight(tags.key.confidence)),
-            (p.finish, 0.8)]
+    tail = [
+        (tempo_words(tags.tempo.bpm, tags.loudness.energy), _weight(tags.tempo.confidence)),
+        (key_words(tags.key.mode), _weight(tags.key.confidence)),
+        (p.finish, 0.8),
+    ]
     room = MAX_WORDS - sum(len(ph.split()) for ph, _ in (*phrases, *tail))
     for phrase, weight in extras:
         if len(phrase.split()) <= room:
@@ -216,8 +218,18 @@ def section_prompt(prompt: Prompt, section: SongSection, *, energy: float | None
     energy (``energy`` overrides the section's) appended, so a video's chorus and verse differ in what
     they ask for as well as in their noise."""
     level = section.energy if energy is None else energy
-    words = [w for w in (SECTION_WORDS.get(section.label, ""),
-                         next(w for bound, w in SECTION_ENERGY_WORDS if level < bound)) if w]
+    words = [
+        w
+        for w in (
+            SECTION_WORDS.get(section.label, ""),
+            next(w for bound, w in SECTION_ENERGY_WORDS if level < bound),
+        )
+        if w
+    ]
     extra = tuple((w, 1.0) for w in words)
-    return Prompt(text=", ".join([prompt.text, *words]), negative=prompt.negative, style=prompt.style,
-                  phrases=(*prompt.phrases, *extra))
+    return Prompt(
+        text=", ".join([prompt.text, *words]),
+        negative=prompt.negative,
+        style=prompt.style,
+        phrases=(*prompt.phrases, *extra),
+    )

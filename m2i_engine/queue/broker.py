@@ -26,9 +26,13 @@ QUEUE = "jobs"
 def build_broker(q: QueueSettings, middleware: list[Middleware] | None = None) -> RedisBroker:
     from dramatiq.brokers.redis import RedisBroker
 
-    broker = RedisBroker(url=q.url(), namespace=q.namespace, middleware=middleware or [],
-                         heartbeat_timeout=int(q.heartbeat_timeout_s * 1000),
-                         maintenance_chance=q.maintenance_chance)
+    broker = RedisBroker(
+        url=q.url(),
+        namespace=q.namespace,
+        middleware=middleware or [],
+        heartbeat_timeout=int(q.heartbeat_timeout_s * 1000),
+        maintenance_chance=q.maintenance_chance,
+    )
     broker.declare_queue(QUEUE)
     return broker
 
@@ -37,8 +41,14 @@ def job_message(payload: dict[str, Any]) -> Any:
     """A Dramatiq message for ``payload``; its id is unique per delivery chain, the job id is inside."""
     from dramatiq import Message
 
-    return Message(queue_name=QUEUE, actor_name=ACTOR_NAME, args=(payload,), kwargs={}, options={},
-                   message_timestamp=int(time.time() * 1000))
+    return Message(
+        queue_name=QUEUE,
+        actor_name=ACTOR_NAME,
+        args=(payload,),
+        kwargs={},
+        options={},
+        message_timestamp=int(time.time() * 1000),
+    )
 
 
 def queue_depth_key(q: QueueSettings) -> str:

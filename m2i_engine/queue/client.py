@@ -97,8 +97,7 @@ class NoWorkerError(ServiceError):
 
 
 WORKER_STOPPED = "m2i's image worker stopped before your song was done — please try again in a minute."
-QUEUE_TOO_LONG = ("The queue was too long to reach your song in time — please try again in a few "
-                  "minutes.")
+QUEUE_TOO_LONG = "The queue was too long to reach your song in time — please try again in a few minutes."
 
 
 @dataclass
@@ -142,8 +141,9 @@ class QueueEngine:
             return self
         import redis.asyncio as aredis
 
-        self._redis = aredis.Redis.from_url(self.q.url(), socket_connect_timeout=2.0, socket_timeout=10.0,
-                                            health_check_interval=5)
+        self._redis = aredis.Redis.from_url(
+            self.q.url(), socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=5
+        )
         self._broker = build_broker(self.q)
         self._closing = False
         self._listener = asyncio.create_task(self._listen(), name="m2i-queue-events")
@@ -189,16 +189,22 @@ class QueueEngine:
 
     # --- the engine interface -------------------------------------------------------------------
 
-    async def analyze(self, audio: AudioSource, *,
-                      progress: ProgressCallback | None = None) -> AnalysisResult:
+    async def analyze(
+        self, audio: AudioSource, *, progress: ProgressCallback | None = None
+    ) -> AnalysisResult:
         await self.start()
         data = await self._bytes(audio)
         call = _Call()
         doc = await self._deadline(self._job("analyze", data, None, progress, call), call)
         return decode_analysis(doc)
 
-    async def visualize(self, audio: AudioSource, options: VisualizeOptions | None = None, *,
-                        progress: ProgressCallback | None = None) -> VisualizeResult:
+    async def visualize(
+        self,
+        audio: AudioSource,
+        options: VisualizeOptions | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> VisualizeResult:
         await self.start()
         options = options or VisualizeOptions()
         data = await self._bytes(audio)
@@ -210,8 +216,9 @@ class QueueEngine:
             if hit is not None:
                 return hit
             doc = await self._job("visualize", data, options, progress, call)
-            pngs = await retry_connection(lambda: self._images([im["id"] for im in doc["images"]]),
-                                         what="reading a result")
+            pngs = await retry_connection(
+                lambda: self._images([im["id"] for im in doc["images"]]), what="reading a result"
+            )
             if None in pngs.values():
                 raise QueueUnavailableError(detail="result images expired before they were read")
             return decode_visualize(doc, pngs, self._png_fetcher)  # type: ignore[arg-type]
@@ -220,9 +227,16 @@ class QueueEngine:
         await _notify(progress, Progress(Stage.done))
         return result
 
-    async def video(self, audio: AudioSource, options: VisualizeOptions | None = None,
-                    video: VideoOptions | None = None, *, out: Path | None = None,
-                    max_bytes: int | None = None, progress: ProgressCallback | None = None) -> VideoResult:
+    async def video(
+        self,
+        audio: AudioSource,
+        options: VisualizeOptions | None = None,
+        video: VideoOptions | None = None,
+        *,
+        out: Path | None = None,
+        max_bytes: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> VideoResult:
         """:meth:`Engine.video <m2i_engine.engine.Engine.video>` run by a worker: the MP4 comes back through
         Redis and is written to ``out`` (default: a new temporary file the caller owns). A worker keeps
         every video under :data:`~m2i_engine.queue.codec.MAX_VIDEO_BYTES` (``max_bytes`` lower still)."""
@@ -278,8 +292,10 @@ class QueueEngine:
         if not info and res is None:
             return None
         state = {k.decode(): v.decode() for k, v in info.items()}
-        return {"state": "done" if res is not None else state.get("state", "queued"),
-                "result": json.loads(res) if res is not None else None}
+        return {
+            "state": "done" if res is not None else state.get("state", "queued"),
+            "result": json.loads(res) if res is not None else None,
+        }
 
     async def ping(self) -> bool:
         await self.start()
@@ -353,12 +369,14 @@ class QueueEngine:
     def _png_fetcher(self, image_id: str) -> Callable[[], bytes | None]:
         """A blocking fetch of one stored PNG, so a kept result can drop its bytes and get them back
         (:func:`~m2i_engine.queue.codec.slim_visualize`); it runs in a thread, never on the loop."""
+
         def fetch() -> bytes | None:
             if self._sync_redis is None:
                 import redis
 
-                self._sync_redis = redis.Redis.from_url(self.q.url(), socket_connect_timeout=2.0,
-                                                        socket_timeout=10.0)
+                self._sync_redis = redis.Redis.from_url(
+                    self.q.url(), socket_connect_timeout=2.0, socket_timeout=10.0
+                )
             data = self._sync_redis.get(self.keys.image(image_id))
             return bytes(data) if data is not None else None
 
@@ -385,17 +403,30 @@ class QueueEngine:
         values = await self._redis.mget([self.keys.image(i) for i in ids])
         return {i: (bytes(v) if v is not None else None) for i, v in zip(ids, values, strict=True)}
 
-    async def _job(self, kind: str, data: bytes, options: VisualizeOptions | None,
-                   progress: ProgressCallback | None, call: _Call,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _job(
+        self,
+        kind: str,
+        data: bytes,
+        options: VisualizeOptions | None,
+        progress: ProgressCallback | None,
+        call: _Call,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         sha = hashlib.sha256(data).hexdigest()
         given = job_id_var.get()
         if given and kind == "video":  # the HTTP API asks for the picture and the video under one id
             given = f"{given}-video"
         job_id = call.job_id = given or secrets.token_hex(12)
-        payload = {"job": job_id, "kind": kind, "sha": sha, "rid": request_id_var.get() or job_id,
-                   "options": options.model_dump(mode="json") if options is not None else None,
-                   "oom_step": 0, "enqueued": time.time(), **(extra or {})}
+        payload = {
+            "job": job_id,
+            "kind": kind,
+            "sha": sha,
+            "rid": request_id_var.get() or job_id,
+            "options": options.model_dump(mode="json") if options is not None else None,
+            "oom_step": 0,
+            "enqueued": time.time(),
+            **(extra or {}),
+        }
         waiter = _Waiter(progress)
         self._waiters.setdefault(job_id, []).append(waiter)
         try:
@@ -429,8 +460,9 @@ class QueueEngine:
             try:
                 while written < size:
                     end = min(written + VIDEO_CHUNK, size) - 1
-                    chunk = await retry_connection(partial(self._redis.getrange, key, written, end),
-                                                   what="reading a video")
+                    chunk = await retry_connection(
+                        partial(self._redis.getrange, key, written, end), what="reading a video"
+                    )
                     if not chunk:
                         break
                     await asyncio.to_thread(f.write, chunk)
@@ -438,8 +470,9 @@ class QueueEngine:
             finally:
                 await asyncio.to_thread(f.close)
             if written != size:
-                raise QueueUnavailableError(detail=f"video {meta['id']} expired before it was read "
-                                                   f"({written} of {size} bytes)")
+                raise QueueUnavailableError(
+                    detail=f"video {meta['id']} expired before it was read ({written} of {size} bytes)"
+                )
         except BaseException:
             if owned:
                 target.unlink(missing_ok=True)
@@ -486,8 +519,9 @@ class QueueEngine:
         log.info("job %s queued (%s, audio %s…)", payload["job"], payload["kind"], payload["sha"][:12])
         return int(depth) + 1
 
-    async def _wait(self, payload: dict[str, Any], data: bytes, waiter: _Waiter, *,
-                    fresh: bool) -> dict[str, Any]:
+    async def _wait(
+        self, payload: dict[str, Any], data: bytes, waiter: _Waiter, *, fresh: bool
+    ) -> dict[str, Any]:
         """The job's result document (or its error raised), however Redis behaves meanwhile.
 
         Woken by the worker's ``done`` event (one subscription per process), with a check every
@@ -522,8 +556,9 @@ class QueueEngine:
                 log.warning("job %s: no worker alive any more; giving up waiting", job_id)
                 if state == b"running":
                     raise NoWorkerError(WORKER_STOPPED, detail=f"job {job_id}: its worker stopped")
-                raise NoWorkerError(detail=f"job {job_id}: queued, and no worker for "
-                                           f"{self.q.heartbeat_timeout_s:g} s")
+                raise NoWorkerError(
+                    detail=f"job {job_id}: queued, and no worker for {self.q.heartbeat_timeout_s:g} s"
+                )
             await self._sleep(waiter)
 
     async def _sleep(self, waiter: _Waiter) -> None:

@@ -79,6 +79,7 @@ class ImageExpiredError(ServiceError):
 def _refetch(fetch: Callable[[], bytes | None], iid: str) -> Callable[[], bytes]:
     """``fetch`` (blocking, from where the worker stored the PNG) as a GeneratedImage ``refetch``:
     bytes, or :class:`ImageExpiredError` once they are gone."""
+
     def again() -> bytes:
         data = fetch()
         if not isinstance(data, bytes):
@@ -102,8 +103,12 @@ def _json_safe(meta: dict[str, object]) -> dict[str, Any]:
 
 
 def analysis_doc(a: AnalysisResult) -> dict[str, Any]:
-    return {"tags": a.tags.model_dump(mode="json"), "audio_sha256": a.audio_sha256, "cached": a.cached,
-            "timings_ms": a.timings_ms}
+    return {
+        "tags": a.tags.model_dump(mode="json"),
+        "audio_sha256": a.audio_sha256,
+        "cached": a.cached,
+        "timings_ms": a.timings_ms,
+    }
 
 
 def encode_visualize(result: VisualizeResult) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -115,11 +120,26 @@ def encode_visualize(result: VisualizeResult) -> tuple[dict[str, Any], dict[str,
         iid = img.image_id
         pngs[iid] = png
         width, height = img.size
-        images.append({"id": iid, "seed": img.seed, "backend": img.backend, "width": width,
-                       "height": height, "meta": _json_safe(img.meta)})
-    doc = {"kind": "visualize", "analysis": analysis_doc(result.analysis),
-           "prompt": _prompt_doc(result.prompt), "images": images, "backend": result.backend,
-           "seed": result.seed, "notes": list(result.notes), "timings_ms": result.timings_ms}
+        images.append(
+            {
+                "id": iid,
+                "seed": img.seed,
+                "backend": img.backend,
+                "width": width,
+                "height": height,
+                "meta": _json_safe(img.meta),
+            }
+        )
+    doc = {
+        "kind": "visualize",
+        "analysis": analysis_doc(result.analysis),
+        "prompt": _prompt_doc(result.prompt),
+        "images": images,
+        "backend": result.backend,
+        "seed": result.seed,
+        "notes": list(result.notes),
+        "timings_ms": result.timings_ms,
+    }
     return doc, pngs
 
 
@@ -129,12 +149,19 @@ def encode_analysis(result: AnalysisResult) -> dict[str, Any]:
 
 def decode_analysis(doc: dict[str, Any]) -> AnalysisResult:
     a = doc["analysis"]
-    return AnalysisResult(tags=Tags.model_validate(a["tags"]), audio_sha256=a["audio_sha256"],
-                          cached=bool(a["cached"]), timings_ms=dict(a["timings_ms"]))
+    return AnalysisResult(
+        tags=Tags.model_validate(a["tags"]),
+        audio_sha256=a["audio_sha256"],
+        cached=bool(a["cached"]),
+        timings_ms=dict(a["timings_ms"]),
+    )
 
 
-def decode_visualize(doc: dict[str, Any], pngs: dict[str, bytes],
-                     fetch: Callable[[str], Callable[[], bytes | None]] | None = None) -> VisualizeResult:
+def decode_visualize(
+    doc: dict[str, Any],
+    pngs: dict[str, bytes],
+    fetch: Callable[[str], Callable[[], bytes | None]] | None = None,
+) -> VisualizeResult:
     """The result type the local engine returns. Each image holds the worker's PNG bytes as they came
     (handed on unchanged, never encoded again) and opens them as pixels only if someone asks.
     ``fetch(image_id)``: how to get a PNG again later, so a kept result can give its bytes back."""
@@ -144,21 +171,36 @@ def decode_visualize(doc: dict[str, Any], pngs: dict[str, bytes],
         iid = im["id"]
         meta = {**im.get("meta", {}), "image_id": iid}
         again = _refetch(fetch(iid), iid) if fetch is not None else None
-        images.append(GeneratedImage(None, int(im["seed"]), im["backend"], meta, png=pngs[iid],
-                                     refetch=again))
-    return VisualizeResult(analysis=decode_analysis(doc), prompt=prompt, images=images,
-                           backend=doc["backend"], seed=int(doc["seed"]), notes=list(doc["notes"]),
-                           timings_ms=dict(doc["timings_ms"]))
+        images.append(
+            GeneratedImage(None, int(im["seed"]), im["backend"], meta, png=pngs[iid], refetch=again)
+        )
+    return VisualizeResult(
+        analysis=decode_analysis(doc),
+        prompt=prompt,
+        images=images,
+        backend=doc["backend"],
+        seed=int(doc["seed"]),
+        notes=list(doc["notes"]),
+        timings_ms=dict(doc["timings_ms"]),
+    )
 
 
 def _prompt_doc(p: Prompt) -> dict[str, Any]:
-    return {"text": p.text, "negative": p.negative, "style": p.style.value,
-            "phrases": [list(x) for x in p.phrases]}
+    return {
+        "text": p.text,
+        "negative": p.negative,
+        "style": p.style.value,
+        "phrases": [list(x) for x in p.phrases],
+    }
 
 
 def _prompt_of(p: dict[str, Any]) -> Prompt:
-    return Prompt(text=p["text"], negative=p["negative"], style=Style(p["style"]),
-                  phrases=tuple((str(a), float(b)) for a, b in p["phrases"]))
+    return Prompt(
+        text=p["text"],
+        negative=p["negative"],
+        style=Style(p["style"]),
+        phrases=tuple((str(a), float(b)) for a, b in p["phrases"]),
+    )
 
 
 #: the most a queued video may weigh: a worker fits the MP4 under it (or fails with ``video_too_large``),
@@ -168,19 +210,44 @@ MAX_VIDEO_BYTES = 100 * 2**20
 VIDEO_CHUNK = 8 * 2**20
 
 #: the Video fields a video document carries (all but its path and tags, which the front end has)
-_VIDEO_FIELDS = ("width", "height", "fps", "frames", "length_s", "start_s", "codec", "audio_codec", "backend",
-                 "style", "motif", "seed", "scenes", "size_bytes", "bit_rate")
+_VIDEO_FIELDS = (
+    "width",
+    "height",
+    "fps",
+    "frames",
+    "length_s",
+    "start_s",
+    "codec",
+    "audio_codec",
+    "backend",
+    "style",
+    "motif",
+    "seed",
+    "scenes",
+    "size_bytes",
+    "bit_rate",
+)
 
 
 def encode_video(result: VideoResult, video_id: str) -> dict[str, Any]:
     """The document of a finished music video whose MP4 is stored under :meth:`Keys.video` ``video_id``."""
     v = result.video
     meta: dict[str, Any] = {name: getattr(v, name) for name in _VIDEO_FIELDS}
-    meta.update(id=video_id, sections=[s.model_dump(mode="json") for s in v.sections],
-                timings_ms=dict(v.timings_ms), notes=list(v.notes))
-    return {"kind": "video", "analysis": analysis_doc(result.analysis), "prompt": _prompt_doc(result.prompt),
-            "video": meta, "seed": result.seed, "notes": list(result.notes),
-            "timings_ms": dict(result.timings_ms)}
+    meta.update(
+        id=video_id,
+        sections=[s.model_dump(mode="json") for s in v.sections],
+        timings_ms=dict(v.timings_ms),
+        notes=list(v.notes),
+    )
+    return {
+        "kind": "video",
+        "analysis": analysis_doc(result.analysis),
+        "prompt": _prompt_doc(result.prompt),
+        "video": meta,
+        "seed": result.seed,
+        "notes": list(result.notes),
+        "timings_ms": dict(result.timings_ms),
+    }
 
 
 def decode_video(doc: dict[str, Any], path: Path) -> VideoResult:
@@ -189,12 +256,22 @@ def decode_video(doc: dict[str, Any], path: Path) -> VideoResult:
 
     analysis = decode_analysis(doc)
     m = doc["video"]
-    video = Video(path=path, tags=analysis.tags,
-                  sections=[SongSection.model_validate(s) for s in m["sections"]],
-                  timings_ms=dict(m["timings_ms"]), notes=list(m["notes"]),
-                  **{name: m[name] for name in _VIDEO_FIELDS})
-    return VideoResult(analysis=analysis, prompt=_prompt_of(doc["prompt"]), video=video,
-                       seed=int(doc["seed"]), notes=list(doc["notes"]), timings_ms=dict(doc["timings_ms"]))
+    video = Video(
+        path=path,
+        tags=analysis.tags,
+        sections=[SongSection.model_validate(s) for s in m["sections"]],
+        timings_ms=dict(m["timings_ms"]),
+        notes=list(m["notes"]),
+        **{name: m[name] for name in _VIDEO_FIELDS},
+    )
+    return VideoResult(
+        analysis=analysis,
+        prompt=_prompt_of(doc["prompt"]),
+        video=video,
+        seed=int(doc["seed"]),
+        notes=list(doc["notes"]),
+        timings_ms=dict(doc["timings_ms"]),
+    )
 
 
 def slim_visualize(result: VisualizeResult) -> VisualizeResult | None:
@@ -219,9 +296,9 @@ def _header_only(png: bytes) -> Image.Image:
     answer, pixels don't (loading raises). Some 50 bytes instead of the whole picture."""
     pos = 8
     while pos + 8 <= len(png):
-        if png[pos + 4:pos + 8] == b"IDAT":
-            return Image.open(io.BytesIO(png[:pos + 8]))
-        pos += 12 + int.from_bytes(png[pos:pos + 4], "big")
+        if png[pos + 4 : pos + 8] == b"IDAT":
+            return Image.open(io.BytesIO(png[: pos + 8]))
+        pos += 12 + int.from_bytes(png[pos : pos + 4], "big")
     return Image.open(io.BytesIO(png))
 
 
@@ -229,8 +306,14 @@ def _header_only(png: bytes) -> Image.Image:
 
 
 def error_doc(exc: M2IError) -> dict[str, Any]:
-    return {"error": {"code": exc.code, "message": exc.message, "http_status": exc.http_status,
-                      "exit_code": exc.exit_code}}
+    return {
+        "error": {
+            "code": exc.code,
+            "message": exc.message,
+            "http_status": exc.http_status,
+            "exit_code": exc.exit_code,
+        }
+    }
 
 
 def _error_classes() -> dict[str, type[M2IError]]:

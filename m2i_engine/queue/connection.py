@@ -24,8 +24,9 @@ async def retry_connection(op: Callable[[], Awaitable[T]], *, what: str) -> T:
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
-            log.warning("Redis unreachable while %s (%s); retrying in %.1f s", what, type(exc).__name__,
-                        delay)
+            log.warning(
+                "Redis unreachable while %s (%s); retrying in %.1f s", what, type(exc).__name__, delay
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 

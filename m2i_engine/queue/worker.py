@@ -63,8 +63,9 @@ EngineFactory = Callable[..., ServingEngine]
 
 class JobCrashedError(ServiceError):
     code = "job_crashed"
-    default_message = ("This file stopped our image workers several times, so it was set aside — "
-                       "try exporting it again.")
+    default_message = (
+        "This file stopped our image workers several times, so it was set aside — try exporting it again."
+    )
     http_status = 500
 
 
@@ -95,8 +96,13 @@ def default_engine(settings: Settings, *, shared_tags: RedisTags) -> ServingEngi
 class WorkerRuntime:
     """The engine and Redis client of one worker process; its coroutines run on Dramatiq's loop."""
 
-    def __init__(self, settings: Settings, *, engine_factory: EngineFactory = default_engine,
-                 worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine_factory: EngineFactory = default_engine,
+        worker_id: str | None = None,
+    ) -> None:
         self.settings = settings
         self.q = settings.queue
         self.keys = Keys(self.q.namespace)
@@ -115,10 +121,12 @@ class WorkerRuntime:
         import redis.asyncio as aredis
 
         self._ready = asyncio.Event()
-        self.redis = aredis.Redis.from_url(self.q.url(), socket_connect_timeout=2.0, socket_timeout=10.0,
-                                           health_check_interval=5)
-        engine = self.engine_factory(self.settings, shared_tags=RedisTags(self.redis, self.keys,
-                                                                          self.q.tags_ttl_s))
+        self.redis = aredis.Redis.from_url(
+            self.q.url(), socket_connect_timeout=2.0, socket_timeout=10.0, health_check_interval=5
+        )
+        engine = self.engine_factory(
+            self.settings, shared_tags=RedisTags(self.redis, self.keys, self.q.tags_ttl_s)
+        )
         await engine.start()
         self.engine = engine
         self._ready.set()
@@ -165,8 +173,9 @@ class WorkerRuntime:
         await self._persist(lambda: r.hset(k.job(job_id), mapping=running))
         await self._persist(lambda: r.expire(k.job(job_id), q.result_ttl_s))
         wait_ms = (time.time() - float(payload.get("enqueued", time.time()))) * 1000
-        log.info("job %s started (%s, delivery %d, waited %.0f ms)", job_id, payload["kind"], deliveries,
-                 wait_ms)
+        log.info(
+            "job %s started (%s, delivery %d, waited %.0f ms)", job_id, payload["kind"], deliveries, wait_ms
+        )
         data = await self._persist(lambda: r.get(k.audio(payload["sha"])))
         if data is None:
             await self._store(job_id, error_doc(AudioExpiredError()))
@@ -198,8 +207,12 @@ class WorkerRuntime:
             await self._failed(payload, options if payload["kind"] == "visualize" else None, exc, retries)
             return
         doc["worker"] = self.worker_id
-        doc["timings_ms"] = {**doc.get("timings_ms", {}), "queue_wait_ms": round(wait_ms, 2),
-                             "worker_ms": round((time.perf_counter() - t0) * 1000, 2)}
+        doc["timings_ms"] = {
+            **doc.get("timings_ms", {}),
+            "queue_wait_ms": round(wait_ms, 2),
+            "worker_ms": round((time.perf_counter() - t0) * 1000, 2),
+        }
+
         async def save() -> Any:
             pipe = r.pipeline(transaction=False)
             for iid, png in pngs.items():
@@ -215,8 +228,13 @@ class WorkerRuntime:
             await self._store_video(doc["video"]["id"], mp4)
         await self._store(job_id, doc)
 
-    async def _video(self, data: bytes, options: VisualizeOptions | None, payload: dict[str, Any],
-                     progress: Callable[[Progress], Any]) -> tuple[dict[str, Any], bytes]:
+    async def _video(
+        self,
+        data: bytes,
+        options: VisualizeOptions | None,
+        payload: dict[str, Any],
+        progress: Callable[[Progress], Any],
+    ) -> tuple[dict[str, Any], bytes]:
         """The engine's video of ``data`` (its document and MP4 bytes), held under ``MAX_VIDEO_BYTES``."""
         import secrets
         import tempfile
@@ -229,8 +247,9 @@ class WorkerRuntime:
         os.close(fd)
         path = Path(name)
         try:
-            result = await self.engine.video(data, options, video, out=path, max_bytes=limit,
-                                             progress=progress)
+            result = await self.engine.video(
+                data, options, video, out=path, max_bytes=limit, progress=progress
+            )
             mp4 = await asyncio.to_thread(path.read_bytes)
         finally:
             path.unlink(missing_ok=True)
@@ -248,7 +267,7 @@ class WorkerRuntime:
         view = memoryview(mp4)
         await self._persist(lambda: r.set(key, bytes(view[:VIDEO_CHUNK]), ex=ttl))
         for at in range(VIDEO_CHUNK, len(mp4), VIDEO_CHUNK):
-            await self._persist(partial(r.setrange, key, at, bytes(view[at:at + VIDEO_CHUNK])))
+            await self._persist(partial(r.setrange, key, at, bytes(view[at : at + VIDEO_CHUNK])))
 
     async def _persist(self, op: Callable[[], Any]) -> Any:
         """Run a Redis operation until it succeeds: finished work is not thrown away because Redis
@@ -258,31 +277,42 @@ class WorkerRuntime:
     async def _store(self, job_id: str, doc: dict[str, Any]) -> None:
         """Store the job's one result (the first one wins) and tell the waiting front ends."""
         r, k, q = self.redis, self.keys, self.q
-        first = await self._persist(lambda: r.set(k.result(job_id), json.dumps(doc), ex=q.result_ttl_s,
-                                                  nx=True))
+        first = await self._persist(
+            lambda: r.set(k.result(job_id), json.dumps(doc), ex=q.result_ttl_s, nx=True)
+        )
         state = "failed" if "error" in doc else "done"
         await self._persist(lambda: r.hset(k.job(job_id), mapping={"state": state}))
         if first:
             await self._persist(lambda: r.publish(k.events(job_id), json.dumps({"done": True})))
-            log.info("job %s %s%s", job_id, state,
-                     f" ({doc['error']['code']})" if "error" in doc else "")
+            log.info("job %s %s%s", job_id, state, f" ({doc['error']['code']})" if "error" in doc else "")
         else:
             log.info("job %s finished again after a redelivery; the first result stands", job_id)
 
-    async def _failed(self, payload: dict[str, Any], options: VisualizeOptions | None,
-                      exc: Exception, retries: int) -> None:
+    async def _failed(
+        self, payload: dict[str, Any], options: VisualizeOptions | None, exc: Exception, retries: int
+    ) -> None:
         job_id = payload["job"]
         if is_oom(exc):
             smaller = smaller_options(options) if options is not None else None
             if smaller is not None and payload["oom_step"] < self.q.oom_retries:
-                again = {**payload, "options": smaller.model_dump(mode="json"),
-                         "oom_step": payload["oom_step"] + 1,
-                         "asked": payload.get("asked") or payload["options"]}
-                await self._persist(lambda: self.redis.hset(self.keys.job(job_id),
-                                                            mapping={"deliveries": 0, "state": "queued"}))
+                again = {
+                    **payload,
+                    "options": smaller.model_dump(mode="json"),
+                    "oom_step": payload["oom_step"] + 1,
+                    "asked": payload.get("asked") or payload["options"],
+                }
+                await self._persist(
+                    lambda: self.redis.hset(
+                        self.keys.job(job_id), mapping={"deliveries": 0, "state": "queued"}
+                    )
+                )
                 await self._persist(lambda: asyncio.to_thread(self.broker.enqueue, job_message(again)))
-                log.warning("job %s out of memory at %d px: re-queued at %d px", job_id,
-                            payload["options"]["size"], smaller.size)
+                log.warning(
+                    "job %s out of memory at %d px: re-queued at %d px",
+                    job_id,
+                    payload["options"]["size"],
+                    smaller.size,
+                )
                 return
             await self._store(job_id, error_doc(oom_error(exc)))
             return
@@ -298,9 +328,15 @@ class WorkerRuntime:
     # --- status ---------------------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        return {"seen": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
-                "concurrency": self.q.concurrency, "running": self.jobs_running, "done": self.jobs_done,
-                "gpu_memory_bytes": _gpu_memory()}
+        return {
+            "seen": time.time(),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "concurrency": self.q.concurrency,
+            "running": self.jobs_running,
+            "done": self.jobs_done,
+            "gpu_memory_bytes": _gpu_memory(),
+        }
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -320,8 +356,13 @@ def _gpu_memory() -> int | None:
 # --- the process --------------------------------------------------------------------------------
 
 
-def run_worker(settings: Settings, *, engine_factory: EngineFactory = default_engine,
-               stop: threading.Event | None = None, heartbeat_file: Path | None = None) -> int:
+def run_worker(
+    settings: Settings,
+    *,
+    engine_factory: EngineFactory = default_engine,
+    stop: threading.Event | None = None,
+    heartbeat_file: Path | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); returns the exit status."""
     import dramatiq
     from dramatiq.asyncio import get_event_loop_thread
@@ -347,10 +388,21 @@ def run_worker(settings: Settings, *, engine_factory: EngineFactory = default_en
         return _is_transient(exc) and retries < q.max_retries
 
     # emit_after runs in reverse: Lifecycle's after_* hooks run while AsyncIO's loop is still up
-    broker = build_broker(q, middleware=[
-        AsyncIO(), Lifecycle(), CurrentMessage(), TimeLimit(time_limit=int(q.job_timeout_s * 1000)),
-        Retries(max_retries=q.max_retries, min_backoff=q.retry_min_backoff_ms,
-                max_backoff=q.retry_max_backoff_ms, retry_when=retry_when)])
+    broker = build_broker(
+        q,
+        middleware=[
+            AsyncIO(),
+            Lifecycle(),
+            CurrentMessage(),
+            TimeLimit(time_limit=int(q.job_timeout_s * 1000)),
+            Retries(
+                max_retries=q.max_retries,
+                min_backoff=q.retry_min_backoff_ms,
+                max_backoff=q.retry_max_backoff_ms,
+                retry_when=retry_when,
+            ),
+        ],
+    )
     runtime.broker = broker
 
     def m2i_job(payload: dict[str, Any]) -> None:
@@ -392,15 +444,22 @@ def run_worker(settings: Settings, *, engine_factory: EngineFactory = default_en
     runtime.stopping = True
     for consumer in list(worker.consumers.values()):
         consumer.pause()
-    log.info("worker %s stopping: finishing %d running job(s), handing back the rest",
-             runtime.worker_id, runtime.jobs_running)
+    log.info(
+        "worker %s stopping: finishing %d running job(s), handing back the rest",
+        runtime.worker_id,
+        runtime.jobs_running,
+    )
     # 2. finish what runs (the heartbeat goes on, so no one else takes these jobs meanwhile)
     deadline = time.monotonic() + q.shutdown_timeout_s
     while runtime.jobs_running and time.monotonic() < deadline:
         time.sleep(0.05)
     if runtime.jobs_running:
-        log.warning("worker %s: %d job(s) still running after %.0f s; they go to other workers",
-                    runtime.worker_id, runtime.jobs_running, q.shutdown_timeout_s)
+        log.warning(
+            "worker %s: %d job(s) still running after %.0f s; they go to other workers",
+            runtime.worker_id,
+            runtime.jobs_running,
+            q.shutdown_timeout_s,
+        )
     # 3. Dramatiq's own shutdown: requeues anything left in memory, acks what finished
     worker.stop(timeout=5000)
     hb_stop.set()

@@ -99,8 +99,14 @@ class ApiState:
 STATE: web.AppKey[ApiState] = web.AppKey("m2i_state", ApiState)
 
 
-def create_app(settings: Settings, engine: EngineLike, *, own_engine: bool = True,
-               images: ImageStore | None = None, videos: VideoStore | None = None) -> web.Application:
+def create_app(
+    settings: Settings,
+    engine: EngineLike,
+    *,
+    own_engine: bool = True,
+    images: ImageStore | None = None,
+    videos: VideoStore | None = None,
+) -> web.Application:
     serve = settings.serve
     if images is None:
         if serve.media_dir is not None:
@@ -109,11 +115,19 @@ def create_app(settings: Settings, engine: EngineLike, *, own_engine: bool = Tru
             images = QueueImages(engine)
         else:
             images = MemoryImages(serve.image_entries)
-    state = ApiState(settings=settings, engine=engine, images=images, own_engine=own_engine,
-                     jobs=JobRegistry(ttl_s=serve.job_ttl_s, max_jobs=serve.max_jobs), videos=videos)
-    app = web.Application(middlewares=[_context_middleware, _auth_middleware], client_max_size=state.max_body,
-                          handler_args={"max_field_size": 8190,
-                                        "keepalive_timeout": serve.keepalive_timeout_s})
+    state = ApiState(
+        settings=settings,
+        engine=engine,
+        images=images,
+        own_engine=own_engine,
+        jobs=JobRegistry(ttl_s=serve.job_ttl_s, max_jobs=serve.max_jobs),
+        videos=videos,
+    )
+    app = web.Application(
+        middlewares=[_context_middleware, _auth_middleware],
+        client_max_size=state.max_body,
+        handler_args={"max_field_size": 8190, "keepalive_timeout": serve.keepalive_timeout_s},
+    )
     app[STATE] = state
     app.router.add_post("/v1/visualize", _visualize)
     app.router.add_post("/v1/analyze", _analyze)
@@ -134,8 +148,9 @@ async def _startup(app: web.Application) -> None:
     state = app[STATE]
     if state.videos is None:
         media = state.settings.serve.media_dir
-        state.videos = FileVideos(media) if media is not None else FileVideos.private(
-            state.settings.serve.image_entries)
+        state.videos = (
+            FileVideos(media) if media is not None else FileVideos.private(state.settings.serve.image_entries)
+        )
     await state.engine.start()
     state.started = True
     log.info("API ready (%s mode)", "queue" if state.settings.queue.enabled else "single-process")
@@ -216,18 +231,26 @@ class ApiProtocol(web.RequestHandler):
         log.debug("closed a connection whose request headers didn't arrive in time")
         self.force_close()
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         if request.writer.output_size > 0:  # as aiohttp: a response has begun, the connection is broken
             raise ConnectionError("Response is sent already, cannot send another response")
         rid = new_request_id()
         with request_context(rid):
             if status < 500:
-                text = next((t for cls, t in _PARSE_ERRORS if isinstance(exc, cls)),
-                            "The request isn't valid HTTP/1.1: its request line or a header is malformed.")
+                text = next(
+                    (t for cls, t in _PARSE_ERRORS if isinstance(exc, cls)),
+                    "The request isn't valid HTTP/1.1: its request line or a header is malformed.",
+                )
                 err: M2IError = BadRequestError(text)
-                log.warning("refused a request that isn't valid HTTP (%s) from %s", type(exc).__name__,
-                            request.remote)
+                log.warning(
+                    "refused a request that isn't valid HTTP (%s) from %s", type(exc).__name__, request.remote
+                )
             else:
                 log.error("error outside the request handler", exc_info=exc)
                 err = M2IError()
@@ -243,9 +266,13 @@ class _ApiServer(web.Server):
 
     def __init__(self, server: web.Server, state: ApiState) -> None:
         # aiohttp has no public hook for the protocol class: rebuild its server with the same arguments
-        super().__init__(server.request_handler, request_factory=server.request_factory,
-                         handler_cancellation=server.handler_cancellation, loop=server._loop,
-                         **server._kwargs)
+        super().__init__(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
         self.state = state
 
     def __call__(self) -> web.RequestHandler:
@@ -261,8 +288,7 @@ class ApiRunner(web.AppRunner):
 
 # --- middleware ---------------------------------------------------------------------------------
 
-_HTTP_CODES: dict[int, type[M2IError]] = {404: NotFoundError, 405: MethodNotAllowedError,
-                                          413: TooLargeError}
+_HTTP_CODES: dict[int, type[M2IError]] = {404: NotFoundError, 405: MethodNotAllowedError, 413: TooLargeError}
 
 
 def error_response(exc: M2IError, rid: str) -> web.Response:
@@ -302,8 +328,14 @@ async def _context_middleware(request: web.Request, handler: Any) -> web.StreamR
         state.metrics.requests.labels(route, request.method, str(resp.status)).inc()
         state.metrics.latency.labels(route).observe(ms / 1000)
         if route not in ("/healthz", "/readyz", "/metrics"):
-            log.info("%s %s -> %d in %.1f ms", request.method, route, resp.status, ms,
-                     extra={"status": resp.status, "duration_ms": round(ms, 2), "route": route})
+            log.info(
+                "%s %s -> %d in %.1f ms",
+                request.method,
+                route,
+                resp.status,
+                ms,
+                extra={"status": resp.status, "duration_ms": round(ms, 2), "route": route},
+            )
     return resp
 
 
@@ -325,7 +357,8 @@ async def _auth_middleware(request: web.Request, handler: Any) -> web.StreamResp
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         ok = scheme.lower() == "bearer" and any(
-            hmac.compare_digest(token.strip().encode(), t.get_secret_value().encode()) for t in serve.tokens)
+            hmac.compare_digest(token.strip().encode(), t.get_secret_value().encode()) for t in serve.tokens
+        )
         if not ok:
             rid = request_id_var.get() or new_request_id()
             resp = error_response(UnauthorizedError(), rid)
@@ -358,8 +391,13 @@ async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
     if idem is not None and not (0 < len(idem) <= 128 and idem.isascii() and idem.isprintable()):
         raise BadRequestError("The Idempotency-Key must be 1–128 printable ASCII characters.")
     s = state.settings
-    upload = await read_upload(request, max_bytes=state.max_body, audio_max_bytes=s.limits.max_bytes,
-                               timeout_s=s.serve.upload_timeout_s, min_rate_bps=s.serve.min_upload_rate_bps)
+    upload = await read_upload(
+        request,
+        max_bytes=state.max_body,
+        audio_max_bytes=s.limits.max_bytes,
+        timeout_s=s.serve.upload_timeout_s,
+        min_rate_bps=s.serve.min_upload_rate_bps,
+    )
     state.metrics.stage.labels("upload").observe(upload.read_ms / 1000)
     fields, query = dict(upload.fields), dict(request.query)
     video, video_max = _video_request(fields, query) if kind == "visualize" else (None, None)
@@ -398,8 +436,9 @@ async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
         log.info("request joins job %s (same Idempotency-Key)", job_id)
     if not wait:
         await state.jobs.admitted(job)  # refused outright (no worker, queue full): that error, not a 202
-        return web.json_response(_status_doc(job, request), status=202,
-                                 headers={"Location": f"/v1/jobs/{job.id}"})
+        return web.json_response(
+            _status_doc(job, request), status=202, headers={"Location": f"/v1/jobs/{job.id}"}
+        )
     state.metrics.inflight.inc()
     t_engine = time.perf_counter()
     try:
@@ -419,9 +458,11 @@ async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
         body = img.held_png
         if body is None:  # a kept job that gave its bytes back: fetched again, off the loop
             body = await asyncio.to_thread(_png_of, img)
-        return web.Response(body=body, content_type="image/png",
-                            headers={"X-M2I-Job-ID": job.id, "X-M2I-Seed": str(img.seed),
-                                     "Server-Timing": timing})
+        return web.Response(
+            body=body,
+            content_type="image/png",
+            headers={"X-M2I-Job-ID": job.id, "X-M2I-Seed": str(img.seed), "Server-Timing": timing},
+        )
     return web.json_response(doc, headers={"Server-Timing": timing})
 
 
@@ -442,9 +483,15 @@ async def _result_doc(state: ApiState, job: Job, *, image_mode: str) -> dict[str
     res = job.result
     base = (state.settings.serve.public_url or "").rstrip("/")
     if isinstance(res, AnalysisResult):
-        return {"request_id": job.request_id, "job_id": job.id, "file_name": job.extra.get("file_name"),
-                "tags": res.tags.model_dump(mode="json"), "audio_sha256": res.audio_sha256,
-                "cached": res.cached, "timings_ms": dict(res.timings_ms)}
+        return {
+            "request_id": job.request_id,
+            "job_id": job.id,
+            "file_name": job.extra.get("file_name"),
+            "tags": res.tags.model_dump(mode="json"),
+            "audio_sha256": res.audio_sha256,
+            "cached": res.cached,
+            "timings_ms": dict(res.timings_ms),
+        }
     assert isinstance(res, VisualizeResult)
     images = []
     for img in res.images:
@@ -454,19 +501,33 @@ async def _result_doc(state: ApiState, job: Job, *, image_mode: str) -> dict[str
         iid = img.image_id
         await state.images.put(iid, png)
         width, height = img.size
-        entry: dict[str, Any] = {"id": iid, "url": f"{base}/v1/images/{iid}.png", "seed": img.seed,
-                                 "width": width, "height": height}
+        entry: dict[str, Any] = {
+            "id": iid,
+            "url": f"{base}/v1/images/{iid}.png",
+            "seed": img.seed,
+            "width": width,
+            "height": height,
+        }
         if image_mode == "base64":
             entry["png_base64"] = base64.b64encode(png).decode()
         images.append(entry)
     result_cached = res.analysis.cached and not res.timings_ms
     state.metrics.cache.labels("result" if result_cached else "analysis").inc(res.analysis.cached)
     doc: dict[str, Any] = {
-           "request_id": job.request_id, "job_id": job.id, "file_name": job.extra.get("file_name"),
-           "tags": res.tags.model_dump(mode="json"), "prompt": res.prompt.text,
-           "negative_prompt": res.prompt.negative, "style": res.prompt.style.value, "backend": res.backend,
-           "seed": res.seed, "images": images, "notes": list(res.notes), "cached": res.analysis.cached,
-           "timings_ms": {k: v for k, v in res.timings_ms.items()}}
+        "request_id": job.request_id,
+        "job_id": job.id,
+        "file_name": job.extra.get("file_name"),
+        "tags": res.tags.model_dump(mode="json"),
+        "prompt": res.prompt.text,
+        "negative_prompt": res.prompt.negative,
+        "style": res.prompt.style.value,
+        "backend": res.backend,
+        "seed": res.seed,
+        "images": images,
+        "notes": list(res.notes),
+        "cached": res.analysis.cached,
+        "timings_ms": {k: v for k, v in res.timings_ms.items()},
+    }
     made = job.extra.get("video")
     if made is not None:
         doc["video"] = {**made, "url": f"{base}/v1/videos/{made['id']}.mp4"}
@@ -505,8 +566,14 @@ def _video_request(fields: dict[str, str], query: dict[str, str]) -> tuple[Video
         raise InvalidOptionError(f"Invalid video_{loc}: {first['msg']}.") from exc
 
 
-async def _make_video(state: ApiState, job: Job, audio: bytes, options: VisualizeOptions,
-                      video: VideoOptions, max_bytes: int | None) -> dict[str, Any]:
+async def _make_video(
+    state: ApiState,
+    job: Job,
+    audio: bytes,
+    options: VisualizeOptions,
+    video: VideoOptions,
+    max_bytes: int | None,
+) -> dict[str, Any]:
     """The music video, moved into the video store; returns what the answer says of it (without its
     link, which depends on the request's base URL)."""
     make = state.engine.video  # type: ignore[attr-defined]
@@ -515,27 +582,46 @@ async def _make_video(state: ApiState, job: Job, audio: bytes, options: Visualiz
         made = await make(audio, options, video, max_bytes=max_bytes, progress=job.progress)
     except VideoTooLargeError as exc:  # its message names the CLI's flags: say the API's fields
         words = exc.message.replace("--length", "video_length").replace("--size", "video_size")
-        raise VideoTooLargeError(f"{words.rstrip('.')} (or raise video_max_bytes).",
-                                 detail=exc.detail) from exc
+        raise VideoTooLargeError(
+            f"{words.rstrip('.')} (or raise video_max_bytes).", detail=exc.detail
+        ) from exc
     try:
         assert state.videos is not None, "the app has not started"
         video_id = await state.videos.put(made.path)
     finally:
         made.path.unlink(missing_ok=True)  # moved in, or not to be kept
     v = made.video
-    return {"id": video_id, "content_type": "video/mp4", "bytes": v.size_bytes, "width": v.width,
-            "height": v.height, "fps": v.fps, "length_s": round(v.length_s, 3),
-            "start_s": round(v.start_s, 3), "codec": v.codec, "audio_codec": v.audio_codec,
-            "bit_rate": v.bit_rate, "backend": v.backend, "seed": made.seed, "scenes": v.scenes,
-            "sections": [s.model_dump(mode="json") for s in v.sections], "notes": list(made.notes),
-            "timings_ms": {**made.timings_ms, "total_ms": round((time.perf_counter() - t0) * 1000, 2)}}
+    return {
+        "id": video_id,
+        "content_type": "video/mp4",
+        "bytes": v.size_bytes,
+        "width": v.width,
+        "height": v.height,
+        "fps": v.fps,
+        "length_s": round(v.length_s, 3),
+        "start_s": round(v.start_s, 3),
+        "codec": v.codec,
+        "audio_codec": v.audio_codec,
+        "bit_rate": v.bit_rate,
+        "backend": v.backend,
+        "seed": made.seed,
+        "scenes": v.scenes,
+        "sections": [s.model_dump(mode="json") for s in v.sections],
+        "notes": list(made.notes),
+        "timings_ms": {**made.timings_ms, "total_ms": round((time.perf_counter() - t0) * 1000, 2)},
+    }
 
 
 def _status_doc(job: Job, request: web.Request) -> dict[str, Any]:
     status = "failed" if job.error is not None else ("done" if job.done else job.stage)
-    doc: dict[str, Any] = {"job_id": job.id, "kind": job.kind, "status": status,
-                           "queue_position": job.queue_position, "status_url": f"/v1/jobs/{job.id}",
-                           "request_id": job.request_id}
+    doc: dict[str, Any] = {
+        "job_id": job.id,
+        "kind": job.kind,
+        "status": status,
+        "queue_position": job.queue_position,
+        "status_url": f"/v1/jobs/{job.id}",
+        "request_id": job.request_id,
+    }
     if job.error is not None:
         doc["error"] = job.error.to_dict()
     return doc
@@ -570,14 +656,31 @@ def _remote_status(job_id: str, remote: dict[str, Any], state: ApiState) -> dict
         doc["error"] = {"code": res["error"]["code"], "message": res["error"]["message"]}
         return doc
     base = (state.settings.serve.public_url or "").rstrip("/")
-    out: dict[str, Any] = {"job_id": job_id, "tags": res["analysis"]["tags"],
-                           "cached": res["analysis"]["cached"], "timings_ms": res.get("timings_ms", {})}
+    out: dict[str, Any] = {
+        "job_id": job_id,
+        "tags": res["analysis"]["tags"],
+        "cached": res["analysis"]["cached"],
+        "timings_ms": res.get("timings_ms", {}),
+    }
     if res.get("kind") == "visualize":
-        out.update(prompt=res["prompt"]["text"], negative_prompt=res["prompt"]["negative"],
-                   style=res["prompt"]["style"], backend=res["backend"], seed=res["seed"],
-                   notes=res["notes"], images=[{"id": im["id"], "url": f"{base}/v1/images/{im['id']}.png",
-                                                "seed": im["seed"], "width": im["width"],
-                                                "height": im["height"]} for im in res["images"]])
+        out.update(
+            prompt=res["prompt"]["text"],
+            negative_prompt=res["prompt"]["negative"],
+            style=res["prompt"]["style"],
+            backend=res["backend"],
+            seed=res["seed"],
+            notes=res["notes"],
+            images=[
+                {
+                    "id": im["id"],
+                    "url": f"{base}/v1/images/{im['id']}.png",
+                    "seed": im["seed"],
+                    "width": im["width"],
+                    "height": im["height"],
+                }
+                for im in res["images"]
+            ],
+        )
     else:
         out["audio_sha256"] = res["analysis"]["audio_sha256"]
     doc["status"] = "done"
@@ -593,9 +696,11 @@ async def _image(request: web.Request) -> web.StreamResponse:
     png = await request.app[STATE].images.get(image_id)
     if png is None:
         raise NotFoundError("No such image (unknown, or expired).")
-    return web.Response(body=png, content_type="image/png",
-                        headers={"Cache-Control": "private, max-age=86400, immutable",
-                                 "ETag": f'"{image_id}"'})
+    return web.Response(
+        body=png,
+        content_type="image/png",
+        headers={"Cache-Control": "private, max-age=86400, immutable", "ETag": f'"{image_id}"'},
+    )
 
 
 async def _video(request: web.Request) -> web.StreamResponse:
@@ -608,8 +713,9 @@ async def _video(request: web.Request) -> web.StreamResponse:
     path = await store.path(video_id) if store is not None else None
     if path is None:
         raise NotFoundError("No such video (unknown, or expired).")
-    return web.FileResponse(path, headers={"Content-Type": "video/mp4",
-                                           "Cache-Control": "private, max-age=86400, immutable"})
+    return web.FileResponse(
+        path, headers={"Content-Type": "video/mp4", "Cache-Control": "private, max-age=86400, immutable"}
+    )
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:
@@ -638,8 +744,9 @@ async def _readyz(request: web.Request) -> web.StreamResponse:
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    await state.metrics.refresh(state.engine, ready=state.started and not state.draining,
-                                inflight=state.jobs.running)
+    await state.metrics.refresh(
+        state.engine, ready=state.started and not state.draining, inflight=state.jobs.running
+    )
     return web.Response(body=state.metrics.render(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
 

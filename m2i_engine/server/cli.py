@@ -24,10 +24,12 @@ log = logging.getLogger("m2i_engine.server")
 
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "serve", help="Run the HTTP API.",
+        "serve",
+        help="Run the HTTP API.",
         description="Serve POST /v1/visualize, /v1/analyze, GET /v1/jobs/{id}, /healthz, /readyz, /metrics "
-                    "and /openapi.json. Single process by default; set M2I_QUEUE__REDIS_URL to send jobs "
-                    "to `m2i worker` processes.")
+        "and /openapi.json. Single process by default; set M2I_QUEUE__REDIS_URL to send jobs "
+        "to `m2i worker` processes.",
+    )
     p.add_argument("--host", help="Address to listen on (default: M2I_SERVE__HOST, 127.0.0.1).")
     p.add_argument("--port", type=int, help="Port (default: M2I_SERVE__PORT, 8080).")
     p.add_argument("--config", type=Path, metavar="FILE", help="An env file with M2I_* settings.")
@@ -46,8 +48,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(settings: Settings, *, engine: EngineLike | None = None, stop: asyncio.Event | None = None,
-                started: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings,
+    *,
+    engine: EngineLike | None = None,
+    stop: asyncio.Event | None = None,
+    started: asyncio.Event | None = None,
+) -> None:
     """Serve until ``stop`` is set (or SIGTERM/SIGINT), then drain and close (the engine too)."""
     from aiohttp import web
 
@@ -56,8 +63,9 @@ async def serve(settings: Settings, *, engine: EngineLike | None = None, stop: a
 
     engine = engine or make_engine(settings)
     app = create_app(settings, engine)
-    runner = ApiRunner(app, access_log=None, handle_signals=False,
-                       shutdown_timeout=max(1.0, settings.serve.shutdown_grace_s))
+    runner = ApiRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=max(1.0, settings.serve.shutdown_grace_s)
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.serve.host, settings.serve.port, reuse_address=True)
     await site.start()

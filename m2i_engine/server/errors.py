@@ -17,8 +17,10 @@ class BadRequestError(InputError):
 
 class UnsupportedMediaTypeError(InputError):
     code = "unsupported_media_type"
-    default_message = ("Send the audio as multipart/form-data (field 'audio') or as the raw request body "
-                       "with an audio/* or application/octet-stream content type.")
+    default_message = (
+        "Send the audio as multipart/form-data (field 'audio') or as the raw request body "
+        "with an audio/* or application/octet-stream content type."
+    )
     http_status = 415
 
 

@@ -106,8 +106,9 @@ class FileVideos:
     that many (a private folder); ``None``: keep everything (a shared volume pruned by its owner).
     ``owned``: the folder is this store's, removed on :meth:`close`."""
 
-    def __init__(self, root: Path, *, entries: int | None = None, max_bytes: int | None = None,
-                 owned: bool = False) -> None:
+    def __init__(
+        self, root: Path, *, entries: int | None = None, max_bytes: int | None = None, owned: bool = False
+    ) -> None:
         self.root = root
         self.entries = entries
         self.max_bytes = max_bytes
@@ -118,8 +119,9 @@ class FileVideos:
     @classmethod
     def private(cls, entries: int, max_bytes: int = VIDEO_STORE_BYTES) -> FileVideos:
         """A store in a new temporary folder of its own (single-process mode)."""
-        return cls(Path(tempfile.mkdtemp(prefix="m2i-videos-")), entries=entries, max_bytes=max_bytes,
-                   owned=True)
+        return cls(
+            Path(tempfile.mkdtemp(prefix="m2i-videos-")), entries=entries, max_bytes=max_bytes, owned=True
+        )
 
     async def put(self, video: Path) -> str:
         """Move the finished file ``video`` into the store; returns its id."""
@@ -158,9 +160,11 @@ class FileVideos:
 
     def _evict(self) -> None:
         def over() -> bool:
-            return ((self.entries is not None and len(self._kept) > self.entries) or
-                    (self.max_bytes is not None and sum(self._kept.values()) > self.max_bytes
-                     and len(self._kept) > 1))
+            return (self.entries is not None and len(self._kept) > self.entries) or (
+                self.max_bytes is not None
+                and sum(self._kept.values()) > self.max_bytes
+                and len(self._kept) > 1
+            )
 
         while over():
             old, _ = self._kept.popitem(last=False)

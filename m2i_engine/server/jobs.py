@@ -85,13 +85,18 @@ class JobRegistry:
     def running(self) -> int:
         return sum(1 for j in self._jobs.values() if not j.done)
 
-    def submit(self, job_id: str, kind: str, request_id: str,
-               run: Callable[[Job], Awaitable[Any]]) -> tuple[Job, bool]:
+    def submit(
+        self, job_id: str, kind: str, request_id: str, run: Callable[[Job], Awaitable[Any]]
+    ) -> tuple[Job, bool]:
         """The job with this id (new, or the existing one) and whether it was created now."""
         self._prune()
         existing = self._jobs.get(job_id)
-        if (existing is not None and existing.kind == kind and not existing.slimmed
-                and not isinstance(existing.error, ServiceError)):
+        if (
+            existing is not None
+            and existing.kind == kind
+            and not existing.slimmed
+            and not isinstance(existing.error, ServiceError)
+        ):
             return existing, False
         job = Job(job_id, kind, request_id)
         self._jobs[job_id] = job

@@ -12,28 +12,63 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                   60.0, 120.0, 300.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("m2i_http_requests", "HTTP requests by route and status.",
-                                ["route", "method", "status"], registry=r)
-        self.latency = Histogram("m2i_http_request_seconds", "Time from request start to response.",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.stage = Histogram("m2i_stage_seconds", "Time spent in each stage of a request.", ["stage"],
-                               buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "m2i_http_requests",
+            "HTTP requests by route and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "m2i_http_request_seconds",
+            "Time from request start to response.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.stage = Histogram(
+            "m2i_stage_seconds",
+            "Time spent in each stage of a request.",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.errors = Counter("m2i_errors", "Failed requests by error code.", ["code"], registry=r)
         self.cache = Counter("m2i_cache_hits", "Requests answered from a cache.", ["cache"], registry=r)
-        self.queue_depth = Gauge("m2i_queue_depth", "Jobs waiting (engine admission queue, or the "
-                                                    "Redis job queue in queue mode).", registry=r)
+        self.queue_depth = Gauge(
+            "m2i_queue_depth",
+            "Jobs waiting (engine admission queue, or the Redis job queue in queue mode).",
+            registry=r,
+        )
         self.inflight = Gauge("m2i_jobs_inflight", "Jobs this API process is waiting on.", registry=r)
         self.workers = Gauge("m2i_workers_alive", "Queue workers that reported recently.", registry=r)
-        self.gpu_memory = Gauge("m2i_gpu_memory_bytes", "GPU memory allocated by the models.", ["worker"],
-                                registry=r)
+        self.gpu_memory = Gauge(
+            "m2i_gpu_memory_bytes", "GPU memory allocated by the models.", ["worker"], registry=r
+        )
         self.up = Gauge("m2i_ready", "1 when this process takes work.", registry=r)
 
     def observe_timings(self, timings_ms: dict[str, float]) -> None:

@@ -84,8 +84,9 @@ class _Budget:
             raise UploadTimeoutError()
 
 
-async def read_upload(request: web.Request, *, max_bytes: int, audio_max_bytes: int, timeout_s: float,
-                      min_rate_bps: int) -> Upload:
+async def read_upload(
+    request: web.Request, *, max_bytes: int, audio_max_bytes: int, timeout_s: float, min_rate_bps: int
+) -> Upload:
     """The audio and form fields of ``request`` (multipart or raw body), within the limits."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLargeError(f"The upload is too big ({_mb(request.content_length)}; limit {_mb(max_bytes)}).")
@@ -102,7 +103,8 @@ async def read_upload(request: web.Request, *, max_bytes: int, audio_max_bytes: 
             else:
                 raise UnsupportedMediaTypeError(
                     f"Content type {ctype!r} isn't accepted: send multipart/form-data with an 'audio' file "
-                    "field, or the raw audio with an audio/* content type.")
+                    "field, or the raw audio with an audio/* content type."
+                )
     except TimeoutError as exc:
         raise UploadTimeoutError() from exc
     if not upload.audio:
@@ -115,8 +117,11 @@ async def _read_stream(stream: Any, budget: _Budget, audio_max: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await stream.read(CHUNK) if not isinstance(stream, BodyPartReader) else \
-            await stream.read_chunk(CHUNK)
+        chunk = (
+            await stream.read(CHUNK)
+            if not isinstance(stream, BodyPartReader)
+            else await stream.read_chunk(CHUNK)
+        )
         if not chunk:
             return b"".join(chunks)
         budget.add(len(chunk))
@@ -145,8 +150,10 @@ async def _read_multipart(request: web.Request, budget: _Budget, audio_max: int)
         try:
             part = await reader.next()
         except BadHttpMessage as exc:  # aiohttp's part-header parser: control characters, no colon, …
-            raise BadRequestError("A part header of the multipart body is malformed (a control character, "
-                                  "or a line without a colon).") from exc
+            raise BadRequestError(
+                "A part header of the multipart body is malformed (a control character, "
+                "or a line without a colon)."
+            ) from exc
         except (ValueError, AssertionError, RuntimeError) as exc:
             raise BadRequestError(f"The multipart body is malformed: {exc}.") from exc
         if part is None:
@@ -160,8 +167,10 @@ async def _read_multipart(request: web.Request, budget: _Budget, audio_max: int)
         name = part.name or ""
         if name in AUDIO_FIELDS or (part.filename is not None and name not in TEXT_FIELDS):
             if audio is not None:
-                raise BadRequestError(f"Send one audio file per request (got files in the fields "
-                                      f"{_safe(audio_field)!r} and {_safe(name)!r}).")
+                raise BadRequestError(
+                    f"Send one audio file per request (got files in the fields "
+                    f"{_safe(audio_field)!r} and {_safe(name)!r})."
+                )
             audio = await _read_stream(part, budget, audio_max)
             audio_field, filename = name, clean_filename(part.filename)
             continue
@@ -183,8 +192,10 @@ def _check_part_headers(part: BodyPartReader) -> None:
     """Refuse control characters aiohttp's parser lets through (DEL, or any after percent-decoding)."""
     values = [*part.headers.values(), part.name or "", part.filename or ""]
     if any(unicodedata.category(ch) == "Cc" and ch != "\t" for v in values for ch in v):
-        raise BadRequestError("A part header of the multipart body (field name, file name, content type) "
-                              "contains a control character.")
+        raise BadRequestError(
+            "A part header of the multipart body (field name, file name, content type) "
+            "contains a control character."
+        )
 
 
 def _audio_hint(name: str) -> str:
@@ -204,12 +215,14 @@ class _Sub(_Budget):
         self.parent.add(n)
         self.n += n
         if self.n > self.limit:
-            raise BadRequestError(f"The field {self.name!r} is too long (at most {self.limit} bytes)"
-                                  f"{_audio_hint(self.name)}")
+            raise BadRequestError(
+                f"The field {self.name!r} is too long (at most {self.limit} bytes){_audio_hint(self.name)}"
+            )
 
 
-def parse_options(fields: dict[str, str], query: dict[str, str] | None = None, *,
-                  allowed: bool = True) -> VisualizeOptions:
+def parse_options(
+    fields: dict[str, str], query: dict[str, str] | None = None, *, allowed: bool = True
+) -> VisualizeOptions:
     """Form fields (and/or a JSON ``options`` field, or query parameters) → validated options."""
     given: dict[str, Any] = {}
     if "options" in fields:

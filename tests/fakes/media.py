@@ -27,7 +27,11 @@ def probe_mp4(data: bytes) -> Mp4Info:
         audio = container.streams.audio[0] if container.streams.audio else None
         frames = sum(1 for _ in container.decode(video=0))
         ends = [float(s.duration * s.time_base) for s in (video, audio) if s is not None and s.duration]
-        return Mp4Info(video_codec=video.codec_context.name,
-                       audio_codec=audio.codec_context.name if audio is not None else None,
-                       width=video.codec_context.width, height=video.codec_context.height,
-                       duration_s=max(ends, default=0.0), frames=frames)
+        return Mp4Info(
+            video_codec=video.codec_context.name,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            width=video.codec_context.width,
+            height=video.codec_context.height,
+            duration_s=max(ends, default=0.0),
+            frames=frames,
+        )

@@ -49,10 +49,24 @@ TEXT_LIMIT = 4096
 CALLBACK_DATA_LIMIT = 64
 
 #: parameters PTB sends as plain strings; every other form value is JSON
-_STRING_PARAMS = frozenset({
-    "text", "caption", "callback_query_id", "file_id", "action", "parse_mode", "url", "description",
-    "short_description", "language_code", "name", "query", "inline_message_id", "emoji",
-})
+_STRING_PARAMS = frozenset(
+    {
+        "text",
+        "caption",
+        "callback_query_id",
+        "file_id",
+        "action",
+        "parse_mode",
+        "url",
+        "description",
+        "short_description",
+        "language_code",
+        "name",
+        "query",
+        "inline_message_id",
+        "emoji",
+    }
+)
 
 AudioKind = Literal["audio", "voice", "document", "video_note"]
 _MIME = {"voice": "audio/ogg", "audio": "audio/mpeg", "document": "application/octet-stream"}
@@ -211,8 +225,9 @@ class FakeTelegramServer:
     def group_chat(self, title: str, *, supergroup: bool = True) -> FakeChat:
         return FakeChat(-(10**12) - next(self._ids), "supergroup" if supergroup else "group", title=title)
 
-    def user_sends_text(self, chat: FakeChat, user: FakeUser, text: str, *,
-                        reply_to: dict[str, Any] | None = None) -> dict[str, Any]:
+    def user_sends_text(
+        self, chat: FakeChat, user: FakeUser, text: str, *, reply_to: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """A text message (commands and @mentions get their entities, as Telegram adds them)."""
         msg = self._new_message(chat, user, reply_to=reply_to)
         msg["text"] = text
@@ -222,20 +237,38 @@ class FakeTelegramServer:
         self._push_message_update(msg, summary={"text": text})
         return msg
 
-    def user_sends_audio(self, chat: FakeChat, user: FakeUser, data: bytes, *, kind: AudioKind = "audio",
-                         caption: str | None = None, file_name: str | None = None,
-                         mime_type: str | None = None, duration: int = 6, declared_size: int | None = None,
-                         reply_to: dict[str, Any] | None = None) -> dict[str, Any]:
+    def user_sends_audio(
+        self,
+        chat: FakeChat,
+        user: FakeUser,
+        data: bytes,
+        *,
+        kind: AudioKind = "audio",
+        caption: str | None = None,
+        file_name: str | None = None,
+        mime_type: str | None = None,
+        duration: int = 6,
+        declared_size: int | None = None,
+        reply_to: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """An audio file, voice note, video note or document carrying ``data``.
 
         ``declared_size`` overrides the ``file_size`` Telegram reports (to test size limits without
         sending megabytes).
         """
-        f = self._store_file(data, folder={"voice": "voice", "video_note": "video_notes",
-                                           "document": "documents"}.get(kind, "music"),
-                             declared_size=declared_size, suffix=_suffix(kind, file_name))
-        media: dict[str, Any] = {"file_id": f.file_id, "file_unique_id": f.file_unique_id,
-                                 "file_size": f.size}
+        f = self._store_file(
+            data,
+            folder={"voice": "voice", "video_note": "video_notes", "document": "documents"}.get(
+                kind, "music"
+            ),
+            declared_size=declared_size,
+            suffix=_suffix(kind, file_name),
+        )
+        media: dict[str, Any] = {
+            "file_id": f.file_id,
+            "file_unique_id": f.file_unique_id,
+            "file_size": f.size,
+        }
         if kind in ("audio", "voice", "video_note"):
             media["duration"] = duration
         if kind == "video_note":
@@ -251,32 +284,59 @@ class FakeTelegramServer:
             entities = _entities(caption)
             if entities:
                 msg["caption_entities"] = entities
-        self._push_message_update(msg, summary={"kind": kind, "bytes": len(data), "file_size": f.size,
-                                                "file_name": media.get("file_name"),
-                                                "mime_type": media.get("mime_type"), "caption": caption,
-                                                "duration": duration})
+        self._push_message_update(
+            msg,
+            summary={
+                "kind": kind,
+                "bytes": len(data),
+                "file_size": f.size,
+                "file_name": media.get("file_name"),
+                "mime_type": media.get("mime_type"),
+                "caption": caption,
+                "duration": duration,
+            },
+        )
         return msg
 
-    def user_presses_button(self, chat: FakeChat, user: FakeUser, message: dict[str, Any], *,
-                            label: str | None = None, data: str | None = None) -> str:
+    def user_presses_button(
+        self,
+        chat: FakeChat,
+        user: FakeUser,
+        message: dict[str, Any],
+        *,
+        label: str | None = None,
+        data: str | None = None,
+    ) -> str:
         """Press the inline button ``label`` (or with ``data``) under ``message``; returns the query id."""
         current = self.messages.get((chat.id, message["message_id"]), message)
         if data is None:
             buttons = [b for row in current.get("reply_markup", {}).get("inline_keyboard", []) for b in row]
             match = [b for b in buttons if label is None or label in b["text"]]
             if not match:
-                raise AssertionError(f"no button {label!r} under message {message['message_id']}: "
-                                     f"{[b['text'] for b in buttons]}")
+                raise AssertionError(
+                    f"no button {label!r} under message {message['message_id']}: "
+                    f"{[b['text'] for b in buttons]}"
+                )
             data = match[0]["callback_data"]
             label = match[0]["text"]
         query_id = str(next(self._ids))
-        update = {"update_id": next(self._update_ids),
-                  "callback_query": {"id": query_id, "from": user.to_dict(), "message": current,
-                                     "chat_instance": str(chat.id), "data": data}}
+        update = {
+            "update_id": next(self._update_ids),
+            "callback_query": {
+                "id": query_id,
+                "from": user.to_dict(),
+                "message": current,
+                "chat_instance": str(chat.id),
+                "data": data,
+            },
+        }
         self._add_update(update)
-        self._record("user", "presses_button", {"label": label, "data": data,
-                                                "message_id": message["message_id"], "from": user.first_name},
-                     chat.id)
+        self._record(
+            "user",
+            "presses_button",
+            {"label": label, "data": data, "message_id": message["message_id"], "from": user.first_name},
+            chat.id,
+        )
         return query_id
 
     # --- waiting on the bot ----------------------------------------------------------------------
@@ -295,16 +355,23 @@ class FakeTelegramServer:
             await asyncio.wait_for(self._changed.wait_for(ready), timeout)
         return result
 
-    async def wait_for_reply(self, chat: FakeChat, *,
-                             kind: Literal["photo", "text", "album", "video", "any"] = "any",
-                             contains: str | None = None, reply_to: int | None = None,
-                             where: Callable[[dict[str, Any]], bool] | None = None,
-                             after: int = 0, timeout: float = 30.0) -> dict[str, Any]:
+    async def wait_for_reply(
+        self,
+        chat: FakeChat,
+        *,
+        kind: Literal["photo", "text", "album", "video", "any"] = "any",
+        contains: str | None = None,
+        reply_to: int | None = None,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        after: int = 0,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
         """The first message (current state, after edits) the bot has in ``chat`` matching all filters.
 
         ``after`` skips messages with ``message_id <= after``. For ``kind="album"`` the first
         message of the album is returned; :meth:`album` gives all of it.
         """
+
         def check() -> dict[str, Any] | None:
             for m in self.bot_messages(chat):
                 if m["message_id"] <= after:
@@ -328,11 +395,20 @@ class FakeTelegramServer:
 
         return await self.wait_for(check, timeout=timeout)  # type: ignore[no-any-return]
 
-    async def wait_for_call(self, method: str, *, where: Callable[[TranscriptEntry], bool] | None = None,
-                            timeout: float = 30.0) -> TranscriptEntry:
+    async def wait_for_call(
+        self, method: str, *, where: Callable[[TranscriptEntry], bool] | None = None, timeout: float = 30.0
+    ) -> TranscriptEntry:
         return await self.wait_for(  # type: ignore[no-any-return]
-            lambda: next((e for e in self.transcript if e.who == "bot" and e.method == method
-                          and (where is None or where(e))), None), timeout=timeout)
+            lambda: next(
+                (
+                    e
+                    for e in self.transcript
+                    if e.who == "bot" and e.method == method and (where is None or where(e))
+                ),
+                None,
+            ),
+            timeout=timeout,
+        )
 
     async def wait_until_fetched(self, message: dict[str, Any], *, timeout: float = 30.0) -> None:
         """Wait until the bot has confirmed (fetched) the update carrying ``message``."""
@@ -343,13 +419,17 @@ class FakeTelegramServer:
 
     def bot_messages(self, chat: FakeChat) -> list[dict[str, Any]]:
         """The bot's messages in ``chat`` that still exist, oldest first."""
-        return sorted((m for (cid, _), m in self.messages.items()
-                       if cid == chat.id and m["from"]["id"] == self.bot.id), key=lambda m: m["message_id"])
+        return sorted(
+            (m for (cid, _), m in self.messages.items() if cid == chat.id and m["from"]["id"] == self.bot.id),
+            key=lambda m: m["message_id"],
+        )
 
     def album(self, first: dict[str, Any]) -> list[dict[str, Any]]:
         gid = first["media_group_id"]
-        return sorted((m for m in self.messages.values() if m.get("media_group_id") == gid),
-                      key=lambda m: m["message_id"])
+        return sorted(
+            (m for m in self.messages.values() if m.get("media_group_id") == gid),
+            key=lambda m: m["message_id"],
+        )
 
     def photo_bytes(self, message: dict[str, Any]) -> bytes:
         return self.files[message["photo"][-1]["file_id"]].data
@@ -357,17 +437,31 @@ class FakeTelegramServer:
     def video_bytes(self, message: dict[str, Any]) -> bytes:
         return self.files[message["video"]["file_id"]].data
 
-    def calls(self, method: str | None = None, *, chat: FakeChat | None = None,
-              ok: bool | None = None) -> list[TranscriptEntry]:
+    def calls(
+        self, method: str | None = None, *, chat: FakeChat | None = None, ok: bool | None = None
+    ) -> list[TranscriptEntry]:
         """Requests the bot made (``method``/``chat``/``ok`` filter them)."""
-        return [e for e in self.transcript if e.who == "bot" and (method is None or e.method == method)
-                and (chat is None or e.chat_id == chat.id) and (ok is None or e.ok == ok)]
+        return [
+            e
+            for e in self.transcript
+            if e.who == "bot"
+            and (method is None or e.method == method)
+            and (chat is None or e.chat_id == chat.id)
+            and (ok is None or e.ok == ok)
+        ]
 
     def downloads(self) -> list[TranscriptEntry]:
         return self.calls("download")
 
-    def inject_fault(self, method: str, kind: Literal["429", "5xx", "drop"], *, retry_after: int = 1,
-                     status: int = 502, times: int = 1) -> None:
+    def inject_fault(
+        self,
+        method: str,
+        kind: Literal["429", "5xx", "drop"],
+        *,
+        retry_after: int = 1,
+        status: int = 502,
+        times: int = 1,
+    ) -> None:
         """Answer the next ``times`` calls of ``method`` with a fault instead of the real answer."""
         self._faults.append(Fault(method, kind, retry_after=retry_after, status=status, times=times))
 
@@ -391,8 +485,9 @@ class FakeTelegramServer:
             else:
                 result = handler(params, files)
         except _ApiError as exc:
-            self._record("bot", method, _summarise(params, files), chat_id, status=exc.status,
-                         error=exc.description)
+            self._record(
+                "bot", method, _summarise(params, files), chat_id, status=exc.status, error=exc.description
+            )
             await self._notify()
             return _error_response(exc.status, exc.description, exc.retry_after)
         if method != "getUpdates" or result:
@@ -416,11 +511,18 @@ class FakeTelegramServer:
         await self._notify()
         return web.Response(body=f.data, content_type="application/octet-stream")
 
-    async def _fault_response(self, request: web.Request, fault: Fault, method: str,
-                              params: dict[str, Any], chat_id: int | None) -> web.StreamResponse:
+    async def _fault_response(
+        self, request: web.Request, fault: Fault, method: str, params: dict[str, Any], chat_id: int | None
+    ) -> web.StreamResponse:
         if fault.kind == "drop":
-            self._record("bot", method, _summarise(params, {}), chat_id, status=0,
-                         error="connection dropped by the server")
+            self._record(
+                "bot",
+                method,
+                _summarise(params, {}),
+                chat_id,
+                status=0,
+                error="connection dropped by the server",
+            )
             await self._notify()
             assert request.transport is not None
             request.transport.close()
@@ -431,7 +533,8 @@ class FakeTelegramServer:
             await self._notify()
             return _error_response(429, desc, fault.retry_after)
         desc = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}.get(
-            fault.status, "Server Error")
+            fault.status, "Server Error"
+        )
         self._record("bot", method, _summarise(params, {}), chat_id, status=fault.status, error=desc)
         await self._notify()
         return _error_response(fault.status, desc)
@@ -474,8 +577,12 @@ class FakeTelegramServer:
         return [{k: v for k, v in u.items() if not k.startswith("_")} for u in pending()]
 
     def _m_getMe(self, params: dict[str, Any], files: dict[str, Any]) -> dict[str, Any]:
-        return {**self.bot.to_dict(), "can_join_groups": True, "can_read_all_group_messages": False,
-                "supports_inline_queries": False}
+        return {
+            **self.bot.to_dict(),
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
 
     def _m_deleteWebhook(self, params: dict[str, Any], files: dict[str, Any]) -> bool:
         if params.get("drop_pending_updates"):
@@ -502,8 +609,12 @@ class FakeTelegramServer:
             raise _ApiError(400, "Bad Request: invalid file_id")
         if f.size > DOWNLOAD_LIMIT_BYTES:
             raise _ApiError(400, "Bad Request: file is too big")
-        return {"file_id": f.file_id, "file_unique_id": f.file_unique_id, "file_size": f.size,
-                "file_path": f.file_path}
+        return {
+            "file_id": f.file_id,
+            "file_unique_id": f.file_unique_id,
+            "file_size": f.size,
+            "file_path": f.file_path,
+        }
 
     def _m_sendChatAction(self, params: dict[str, Any], files: dict[str, Any]) -> bool:
         self._chat(params)
@@ -526,9 +637,12 @@ class FakeTelegramServer:
             raise _ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         markup = self._markup(params)
         if msg.get("text") == text and msg.get("reply_markup") == markup:
-            raise _ApiError(400, "Bad Request: message is not modified: specified new message content and "
-                                 "reply markup are exactly the same as a current content and reply markup "
-                                 "of the message")
+            raise _ApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and "
+                "reply markup are exactly the same as a current content and reply markup "
+                "of the message",
+            )
         msg["text"] = text
         msg["edit_date"] = int(time.time())
         if markup is not None:
@@ -554,8 +668,13 @@ class FakeTelegramServer:
         data = _file_part(files, params, "document")
         f = self._store_file(data, folder="documents", suffix=".png")
         msg = self._bot_message(params)
-        msg["document"] = {"file_id": f.file_id, "file_unique_id": f.file_unique_id, "file_size": f.size,
-                           "file_name": "image.png", "mime_type": "image/png"}
+        msg["document"] = {
+            "file_id": f.file_id,
+            "file_unique_id": f.file_unique_id,
+            "file_size": f.size,
+            "file_name": "image.png",
+            "mime_type": "image/png",
+        }
         self._caption(msg, params)
         return self._save(msg)
 
@@ -567,11 +686,16 @@ class FakeTelegramServer:
         name = next((f["filename"] for f in files.values() if f["data"] == data), None) or "video.mp4"
         f = self._store_file(data, folder="videos", suffix=".mp4")
         msg = self._bot_message(params)
-        msg["video"] = {"file_id": f.file_id, "file_unique_id": f.file_unique_id, "file_size": f.size,
-                        "file_name": name, "mime_type": "video/mp4",
-                        "width": _int_or_none(params.get("width")) or 0,
-                        "height": _int_or_none(params.get("height")) or 0,
-                        "duration": _int_or_none(params.get("duration")) or 0}
+        msg["video"] = {
+            "file_id": f.file_id,
+            "file_unique_id": f.file_unique_id,
+            "file_size": f.size,
+            "file_name": name,
+            "mime_type": "video/mp4",
+            "width": _int_or_none(params.get("width")) or 0,
+            "height": _int_or_none(params.get("height")) or 0,
+            "duration": _int_or_none(params.get("duration")) or 0,
+        }
         self._caption(msg, params)
         return self._save(msg)
 
@@ -597,8 +721,9 @@ class FakeTelegramServer:
     def _m_answerCallbackQuery(self, params: dict[str, Any], files: dict[str, Any]) -> bool:
         qid = str(params.get("callback_query_id"))
         if qid in self.callback_answers:
-            raise _ApiError(400, "Bad Request: query is too old and response timeout expired or query ID "
-                                 "is invalid")
+            raise _ApiError(
+                400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
+            )
         self.callback_answers[qid] = params
         return True
 
@@ -607,10 +732,15 @@ class FakeTelegramServer:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _new_message(self, chat: FakeChat, user: FakeUser, *,
-                     reply_to: dict[str, Any] | None = None) -> dict[str, Any]:
-        msg: dict[str, Any] = {"message_id": self._next_message_id(chat.id), "date": int(time.time()),
-                               "chat": chat.to_dict(), "from": user.to_dict()}
+    def _new_message(
+        self, chat: FakeChat, user: FakeUser, *, reply_to: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "message_id": self._next_message_id(chat.id),
+            "date": int(time.time()),
+            "chat": chat.to_dict(),
+            "from": user.to_dict(),
+        }
         if reply_to is not None:
             replied = self.messages.get((chat.id, reply_to["message_id"]), reply_to)
             msg["reply_to_message"] = _one_level(replied)
@@ -623,8 +753,12 @@ class FakeTelegramServer:
         self._add_update({"update_id": uid, "message": _public(msg)})
         user = msg["from"]
         extra = {"reply_to": msg["reply_to_message"]["message_id"]} if "reply_to_message" in msg else {}
-        self._record("user", "sends", {"from": user["first_name"], "message_id": msg["message_id"],
-                                       **summary, **extra}, msg["chat"]["id"])
+        self._record(
+            "user",
+            "sends",
+            {"from": user["first_name"], "message_id": msg["message_id"], **summary, **extra},
+            msg["chat"]["id"],
+        )
 
     def _add_update(self, update: dict[str, Any]) -> None:
         self._updates.append(update)
@@ -633,8 +767,12 @@ class FakeTelegramServer:
 
     def _bot_message(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(params)
-        msg: dict[str, Any] = {"message_id": self._next_message_id(chat["id"]), "date": int(time.time()),
-                               "chat": chat, "from": self.bot.to_dict()}
+        msg: dict[str, Any] = {
+            "message_id": self._next_message_id(chat["id"]),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": self.bot.to_dict(),
+        }
         reply = params.get("reply_parameters") or {}
         reply_id = reply.get("message_id") or params.get("reply_to_message_id")
         if reply_id:
@@ -697,25 +835,47 @@ class FakeTelegramServer:
         except Exception as exc:
             raise _ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED") from exc
         f = self._store_file(data, folder="photos", suffix=".png")
-        return {"file_id": f.file_id, "file_unique_id": f.file_unique_id, "width": width, "height": height,
-                "file_size": len(data)}
+        return {
+            "file_id": f.file_id,
+            "file_unique_id": f.file_unique_id,
+            "width": width,
+            "height": height,
+            "file_size": len(data),
+        }
 
-    def _store_file(self, data: bytes, *, folder: str, suffix: str = "",
-                    declared_size: int | None = None) -> _File:
+    def _store_file(
+        self, data: bytes, *, folder: str, suffix: str = "", declared_size: int | None = None
+    ) -> _File:
         n = next(self._ids)
-        f = _File(file_id=f"FILE{n:06d}-{folder}", file_unique_id=f"U{n}",
-                  file_path=f"{folder}/file_{n}{suffix}",
-                  data=data, declared_size=declared_size)
+        f = _File(
+            file_id=f"FILE{n:06d}-{folder}",
+            file_unique_id=f"U{n}",
+            file_path=f"{folder}/file_{n}{suffix}",
+            data=data,
+            declared_size=declared_size,
+        )
         self.files[f.file_id] = f
         return f
 
     def _next_message_id(self, chat_id: int) -> int:
         return next(self._message_ids.setdefault(chat_id, itertools.count(1)))
 
-    def _record(self, who: Literal["user", "bot"], method: str, params: dict[str, Any], chat_id: int | None,
-                *, status: int = 200, result: Any = None, error: str | None = None) -> None:
-        self.transcript.append(TranscriptEntry(round(time.monotonic() - self._t0, 3), who, method, params,
-                                               chat_id, status, result, error))
+    def _record(
+        self,
+        who: Literal["user", "bot"],
+        method: str,
+        params: dict[str, Any],
+        chat_id: int | None,
+        *,
+        status: int = 200,
+        result: Any = None,
+        error: str | None = None,
+    ) -> None:
+        self.transcript.append(
+            TranscriptEntry(
+                round(time.monotonic() - self._t0, 3), who, method, params, chat_id, status, result, error
+            )
+        )
 
     async def _notify(self) -> None:
         if self._changed is not None:
@@ -724,11 +884,17 @@ class FakeTelegramServer:
 
     # --- transcript ------------------------------------------------------------------------------
 
-    def render_markdown(self, *, title: str, chats: Iterable[FakeChat] | None = None,
-                        image_links: dict[int, str] | None = None) -> str:
+    def render_markdown(
+        self,
+        *,
+        title: str,
+        chats: Iterable[FakeChat] | None = None,
+        image_links: dict[int, str] | None = None,
+    ) -> str:
         """The transcript as a readable conversation (polling and bookkeeping calls summarised)."""
-        return _render_markdown(self, title=title, chats=list(chats) if chats else None,
-                                image_links=image_links or {})
+        return _render_markdown(
+            self, title=title, chats=list(chats) if chats else None, image_links=image_links or {}
+        )
 
 
 @pytest_asyncio.fixture
@@ -755,8 +921,11 @@ async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, 
             form = await request.post()
             for key, value in form.items():
                 if isinstance(value, web.FileField):
-                    files[key] = {"data": value.file.read(), "filename": value.filename,
-                                  "content_type": value.content_type}
+                    files[key] = {
+                        "data": value.file.read(),
+                        "filename": value.filename,
+                        "content_type": value.content_type,
+                    }
                 else:
                     raw[key] = value
     for key, value in raw.items():
@@ -830,8 +999,9 @@ def _summarise(params: dict[str, Any], files: dict[str, Any]) -> dict[str, Any]:
 # --- markdown rendering --------------------------------------------------------------------------
 
 
-def _render_markdown(server: FakeTelegramServer, *, title: str, chats: list[FakeChat] | None,
-                     image_links: dict[int, str]) -> str:
+def _render_markdown(
+    server: FakeTelegramServer, *, title: str, chats: list[FakeChat] | None, image_links: dict[int, str]
+) -> str:
     lines = [f"# {title}", ""]
     polls = sum(1 for e in server.transcript if e.method == "getUpdates")
     wanted = {c.id for c in chats} if chats else None
@@ -844,8 +1014,12 @@ def _render_markdown(server: FakeTelegramServer, *, title: str, chats: list[Fake
         if wanted is not None and e.chat_id is not None and e.chat_id not in wanted:
             continue
         lines.append(f"- `{e.t_s:7.3f} s` " + _describe(e, image_links))
-    lines += ["", f"_The bot long-polled `getUpdates` throughout ({polls} calls that returned updates are "
-                  "not listed)._", ""]
+    lines += [
+        "",
+        f"_The bot long-polled `getUpdates` throughout ({polls} calls that returned updates are "
+        "not listed)._",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -857,14 +1031,20 @@ def _describe(e: TranscriptEntry, image_links: dict[int, str]) -> str:
         reply = f" (reply to #{p['reply_to']})" if p.get("reply_to") else ""
         if "text" in p:
             return f"👤 **{p['from']}** writes #{p['message_id']}{reply}: `{p['text']}`"
-        what = {"voice": "a voice note", "audio": "an audio file", "document": "a file",
-                "video_note": "a video note"}[p["kind"]]
+        what = {
+            "voice": "a voice note",
+            "audio": "an audio file",
+            "document": "a file",
+            "video_note": "a video note",
+        }[p["kind"]]
         name = f" `{p['file_name']}`" if p.get("file_name") else ""
         caption = f" with caption `{p['caption']}`" if p.get("caption") else ""
         duration = f", {p['duration']} s" if p["kind"] != "document" else ""
-        return (f"👤 **{p['from']}** sends {what}{name} #{p['message_id']}{reply} "
-                f"({p['file_size'] / 1000:.1f} KB, {p.get('mime_type') or 'no MIME type'}{duration})"
-                f"{caption}")
+        return (
+            f"👤 **{p['from']}** sends {what}{name} #{p['message_id']}{reply} "
+            f"({p['file_size'] / 1000:.1f} KB, {p.get('mime_type') or 'no MIME type'}{duration})"
+            f"{caption}"
+        )
     head = f"🤖 `{e.method}`"
     if not e.ok:
         return f"{head} → **{e.status or 'dropped'}** {e.error}"
@@ -875,27 +1055,35 @@ def _describe(e: TranscriptEntry, image_links: dict[int, str]) -> str:
     if e.method == "sendPhoto":
         photo = r["photo"][-1]
         link = f" ![image]({image_links[r['message_id']]})" if r.get("message_id") in image_links else ""
-        buttons = " ".join(f"[{b['text']}]" for row in r.get("reply_markup", {}).get("inline_keyboard", [])
-                           for b in row)
+        buttons = " ".join(
+            f"[{b['text']}]" for row in r.get("reply_markup", {}).get("inline_keyboard", []) for b in row
+        )
         reply = f" (reply to #{r['reply_to_message']['message_id']})" if r.get("reply_to_message") else ""
-        return (f"{head} #{r['message_id']}{reply}: {photo['width']}×{photo['height']} PNG "
-                f"({photo['file_size'] / 1000:.0f} KB){link}, buttons {buttons}, caption:\n\n"
-                + _block(r.get("caption", "")))
+        return (
+            f"{head} #{r['message_id']}{reply}: {photo['width']}×{photo['height']} PNG "
+            f"({photo['file_size'] / 1000:.0f} KB){link}, buttons {buttons}, caption:\n\n"
+            + _block(r.get("caption", ""))
+        )
     if e.method == "sendVideo":
         video = r["video"]
-        buttons = " ".join(f"[{b['text']}]" for row in r.get("reply_markup", {}).get("inline_keyboard", [])
-                           for b in row)
+        buttons = " ".join(
+            f"[{b['text']}]" for row in r.get("reply_markup", {}).get("inline_keyboard", []) for b in row
+        )
         reply = f" (reply to #{r['reply_to_message']['message_id']})" if r.get("reply_to_message") else ""
         streaming = ", streaming" if p.get("supports_streaming") else ""
-        return (f"{head} #{r['message_id']}{reply}: `{video['file_name']}` "
-                f"{video['width']}×{video['height']} MP4, {video['duration']} s "
-                f"({video['file_size'] / 1000:.0f} KB{streaming})"
-                + (f", buttons {buttons}" if buttons else "") + ", caption:\n\n"
-                + _block(r.get("caption", "")))
+        return (
+            f"{head} #{r['message_id']}{reply}: `{video['file_name']}` "
+            f"{video['width']}×{video['height']} MP4, {video['duration']} s "
+            f"({video['file_size'] / 1000:.0f} KB{streaming})"
+            + (f", buttons {buttons}" if buttons else "")
+            + ", caption:\n\n"
+            + _block(r.get("caption", ""))
+        )
     if e.method == "sendMediaGroup":
         items = e.result if isinstance(e.result, list) else []
         return f"{head}: album of {len(items)} photos — " + "; ".join(
-            f"#{m['message_id']} {_quote(m.get('caption', ''))}" for m in items)
+            f"#{m['message_id']} {_quote(m.get('caption', ''))}" for m in items
+        )
     if e.method == "sendChatAction":
         return f"{head} `{p.get('action')}`"
     if e.method == "getFile":

@@ -22,5 +22,15 @@ from m2i_engine.imaging.animate.encode import encode_gif, encode_mp4
 from m2i_engine.imaging.animate.frames import MOVES, render_frames
 from m2i_engine.imaging.animate.section import Section, choose_section, loop_bars_for
 
-__all__ = ["MOVES", "Animation", "LoopClock", "Section", "animate", "choose_section", "encode_gif",
-           "encode_mp4", "loop_bars_for", "render_frames"]
+__all__ = [
+    "MOVES",
+    "Animation",
+    "LoopClock",
+    "Section",
+    "animate",
+    "choose_section",
+    "encode_gif",
+    "encode_mp4",
+    "loop_bars_for",
+    "render_frames",
+]

@@ -67,8 +67,9 @@ class Animation:
         }
 
 
-def animate(request: ImageRequest, options: AnimateOptions | None = None, *,
-            backend: ImageBackend | None = None) -> Animation:
+def animate(
+    request: ImageRequest, options: AnimateOptions | None = None, *, backend: ImageBackend | None = None
+) -> Animation:
     """A beat-synced loop of ``request``'s song at ``request``'s size, style and seed.
 
     Parameters
@@ -104,8 +105,9 @@ def animate(request: ImageRequest, options: AnimateOptions | None = None, *,
         name = "sd"
     else:
         style = request.prompt.concrete_style(tags)
-        frames = render_frames(tags, clock, style=style, width=request.width, height=request.height,
-                               seed=request.seed)
+        frames = render_frames(
+            tags, clock, style=style, width=request.width, height=request.height, seed=request.seed
+        )
         meta = {"motif": look.motif.value, "style": style.value, "moves": MOVES[look.motif]}
         name = "renderer"
     t1 = time.perf_counter()
@@ -115,9 +117,20 @@ def animate(request: ImageRequest, options: AnimateOptions | None = None, *,
     t3 = time.perf_counter()
     timings.update(frames_ms=_ms(t1 - t0), gif_ms=_ms(t2 - t1), mp4_ms=_ms(t3 - t2))
     meta["beat_frames"] = clock.beat_frames()
-    return Animation(frames=frames, gif=gif, mp4=mp4, mp4_codec=codec, fps=clock.fps,
-                     length_s=clock.length_s, section=section, backend=name, seed=request.seed,
-                     gif_size=gif_size, timings_ms=timings, meta=meta)
+    return Animation(
+        frames=frames,
+        gif=gif,
+        mp4=mp4,
+        mp4_codec=codec,
+        fps=clock.fps,
+        length_s=clock.length_s,
+        section=section,
+        backend=name,
+        seed=request.seed,
+        gif_size=gif_size,
+        timings_ms=timings,
+        meta=meta,
+    )
 
 
 def _ms(seconds: float) -> float:

@@ -42,8 +42,9 @@ KICK_MIN, KICK_MAX = 0.004, 0.014
 DRIFT_BARS = 2.0
 
 
-def beat_envelope(since_s: np.ndarray | float, *, attack_s: float, decay_s: float,
-                  end_s: float) -> np.ndarray:
+def beat_envelope(
+    since_s: np.ndarray | float, *, attack_s: float, decay_s: float, end_s: float
+) -> np.ndarray:
     """A beat's envelope ``since_s`` (≥ 0) seconds after it: a rise to 1 over ``attack_s``, then an
     exponential decay (time constant ``decay_s``) lowered so it reaches exactly 0 at ``end_s``."""
     since = np.asarray(since_s, dtype=float)
@@ -75,8 +76,14 @@ class LoopClock:
         frames = min(max(2, round(section.length_s * fps)), MAX_FRAMES)
         real_fps = frames / section.length_s
         beat_s = section.length_s / max(len(section.beats_s), 1)
-        return cls(section=section, frames=frames, window_beats=window_beats, attack_s=0.5 / real_fps,
-                   decay_s=max(DECAY_BEATS * beat_s, 1.5 / real_fps), end_s=ENVELOPE_BEATS * beat_s)
+        return cls(
+            section=section,
+            frames=frames,
+            window_beats=window_beats,
+            attack_s=0.5 / real_fps,
+            decay_s=max(DECAY_BEATS * beat_s, 1.5 / real_fps),
+            end_s=ENVELOPE_BEATS * beat_s,
+        )
 
     # --- time base -------------------------------------------------------------------------------
 

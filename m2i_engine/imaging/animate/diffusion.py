@@ -76,8 +76,12 @@ def keyframes(request: ImageRequest, clock: LoopClock) -> list[Keyframe]:
         energy = float(np.mean(sec.energy_at(np.linspace(t0, t1, 16))))
         words = energy_words(energy)
         base = request.prompt
-        prompt = Prompt(text=f"{base.text}, {words}", negative=base.negative, style=base.style,
-                        phrases=(*base.phrases, (words, 1.0)))
+        prompt = Prompt(
+            text=f"{base.text}, {words}",
+            negative=base.negative,
+            style=base.style,
+            phrases=(*base.phrases, (words, 1.0)),
+        )
         out.append(Keyframe(t_s=t0, seed=request.seed + k, prompt=prompt, energy=energy, words=words))
     return out
 
@@ -116,9 +120,17 @@ def plain_key(backend: SDBackend, request: ImageRequest) -> CallKey:
     """The pipeline call ``request`` would make as one plain text-to-image picture (no guide
     images, no palette transfer): what every interpolated frame of a loop or a video scene shares."""
     steering = backend.settings.steering.model_copy(update={"init": "none", "palette_transfer": 0.0})
-    return backend.prepare(ImageRequest(tags=request.tags, prompt=request.prompt, width=request.width,
-                                        height=request.height, seed=request.seed, num_images=1),
-                           SDOptions(steering=steering)).key
+    return backend.prepare(
+        ImageRequest(
+            tags=request.tags,
+            prompt=request.prompt,
+            width=request.width,
+            height=request.height,
+            seed=request.seed,
+            num_images=1,
+        ),
+        SDOptions(steering=steering),
+    ).key
 
 
 @dataclass(frozen=True)
@@ -137,19 +149,33 @@ class Diffusion:
         shape = (1, pipe.unet.config.in_channels, self.key.height // vae, self.key.width // vae)
         return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(seed))
 
-    def images(self, latents: Sequence[torch.Tensor], mixes: Sequence[tuple[int, float]], *, seed: int,
-               width: int, height: int) -> list[Image.Image]:
+    def images(
+        self,
+        latents: Sequence[torch.Tensor],
+        mixes: Sequence[tuple[int, float]],
+        *,
+        seed: int,
+        width: int,
+        height: int,
+    ) -> list[Image.Image]:
         """One picture per start latent, its prompt embedding ``mixes[i] = (k, α)`` of the way from
         prompt *k* to *k+1*; batched by the backend's ``max_batch``, resized to ``width × height``."""
         pipe, key = self.backend.pipeline, self.key
         out_images: list[Image.Image] = []
         batch = max(1, self.backend.settings.max_batch)
         for start in range(0, len(latents), batch):
-            chunk = list(latents[start:start + batch])
-            kwargs = _mix(self.encoded, list(mixes[start:start + batch]), self.prompts).pipeline_kwargs()
-            out = pipe(**kwargs, latents=torch.cat(chunk).to(pipe.device, pipe.unet.dtype), height=key.height,
-                       width=key.width, num_inference_steps=key.steps, guidance_scale=key.guidance,
-                       output_type="np", generator=[torch.Generator("cpu").manual_seed(seed) for _ in chunk])
+            chunk = list(latents[start : start + batch])
+            kwargs = _mix(self.encoded, list(mixes[start : start + batch]), self.prompts).pipeline_kwargs()
+            out = pipe(
+                **kwargs,
+                latents=torch.cat(chunk).to(pipe.device, pipe.unet.dtype),
+                height=key.height,
+                width=key.width,
+                num_inference_steps=key.steps,
+                guidance_scale=key.guidance,
+                output_type="np",
+                generator=[torch.Generator("cpu").manual_seed(seed) for _ in chunk],
+            )
             self.backend.calls += 1
             out_images += [_to_image(arr, width, height) for arr in out.images]
         return out_images
@@ -169,8 +195,9 @@ def diffusion(backend: SDBackend, key: CallKey, prompts: Sequence[Prompt]) -> It
         yield Diffusion(backend, key, encoded, len(prompts))
 
 
-def sd_frames(backend: SDBackend, request: ImageRequest, clock: LoopClock) -> tuple[list[Image.Image],
-                                                                                    dict[str, object]]:
+def sd_frames(
+    backend: SDBackend, request: ImageRequest, clock: LoopClock
+) -> tuple[list[Image.Image], dict[str, object]]:
     """Every frame of the loop from Stable Diffusion, at ``request``'s size; and metadata (keyframes,
     which frame shows each, steps)."""
     key = plain_key(backend, request)
@@ -183,10 +210,19 @@ def sd_frames(backend: SDBackend, request: ImageRequest, clock: LoopClock) -> tu
     frames = [kick(im, motion) for im, motion in zip(images, clock.motions(), strict=True)]
     step = clock.length_s / clock.frames
     meta: dict[str, object] = {
-        "keyframes": [{"t_s": round(kf.t_s, 3), "seed": kf.seed, "energy": round(kf.energy, 3),
-                       "words": kf.words,
-                       "frame": min(round(kf.t_s / step), clock.frames - 1)} for kf in keys],
-        "steps": key.steps, "guidance": key.guidance, "generated_size": [key.width, key.height],
+        "keyframes": [
+            {
+                "t_s": round(kf.t_s, 3),
+                "seed": kf.seed,
+                "energy": round(kf.energy, 3),
+                "words": kf.words,
+                "frame": min(round(kf.t_s / step), clock.frames - 1),
+            }
+            for kf in keys
+        ],
+        "steps": key.steps,
+        "guidance": key.guidance,
+        "generated_size": [key.width, key.height],
         "interpolation": "slerp(noise), lerp(prompt embeddings), eased per beat",
     }
     return frames, meta
@@ -200,8 +236,9 @@ def kick(image: Image.Image, motion: Motion) -> Image.Image:
         unit = min(w, h)
         cw, ch = w / motion.zoom, h / motion.zoom
         cx, cy = w / 2 - motion.pan_x * unit / motion.zoom, h / 2 - motion.pan_y * unit / motion.zoom
-        out = image.resize((w, h), Image.Resampling.BICUBIC,
-                           box=(cx - cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2))
+        out = image.resize(
+            (w, h), Image.Resampling.BICUBIC, box=(cx - cw / 2, cy - ch / 2, cx + cw / 2, cy + ch / 2)
+        )
     if motion.pulse > 0:
         lift = 1.0 + FLASH * motion.pulse
         out = out.point(lambda v: min(255, round(v * lift)))
@@ -218,8 +255,12 @@ def _mix(encoded: EncodedPrompts, chunk: list[tuple[int, float]], count: int) ->
 
     embeds = lerp(encoded.embeds)
     assert embeds is not None
-    return EncodedPrompts(embeds=embeds, negative=lerp(encoded.negative), pooled=lerp(encoded.pooled),
-                          negative_pooled=lerp(encoded.negative_pooled))
+    return EncodedPrompts(
+        embeds=embeds,
+        negative=lerp(encoded.negative),
+        pooled=lerp(encoded.pooled),
+        negative_pooled=lerp(encoded.negative_pooled),
+    )
 
 
 def _to_image(arr: np.ndarray, width: int, height: int) -> Image.Image:

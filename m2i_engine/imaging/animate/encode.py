@@ -81,14 +81,23 @@ def encode_gif(frames: Sequence[Image.Image], *, length_s: float, tolerance: int
         im.putpalette(pal_bytes)
         images.append(im)
     buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0,
-                   duration=frame_durations_ms(len(frames), length_s), disposal=1,
-                   transparency=TRANSPARENT, optimize=False)
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        loop=0,
+        duration=frame_durations_ms(len(frames), length_s),
+        disposal=1,
+        transparency=TRANSPARENT,
+        optimize=False,
+    )
     return buf.getvalue()
 
 
-def encode_gif_within(frames: Sequence[Image.Image], *, length_s: float,
-                      max_bytes: int = GIF_MAX_BYTES) -> tuple[bytes, tuple[int, int]]:
+def encode_gif_within(
+    frames: Sequence[Image.Image], *, length_s: float, max_bytes: int = GIF_MAX_BYTES
+) -> tuple[bytes, tuple[int, int]]:
     """:func:`encode_gif`, scaled down (never below :data:`GIF_MIN_SIDE` px) until it fits in
     ``max_bytes``; returns the bytes and the GIF's size. A GIF's bytes grow with its area, so each retry
     scales by the square root of how far over the budget the last one was."""
@@ -123,8 +132,14 @@ def encode_mp4(frames: Sequence[Image.Image], *, fps: float) -> tuple[bytes, str
     raise RuntimeError(f"no MP4 encoder worked: {last}")
 
 
-def _encode_with(codec: str, options: dict[str, str], frames: Sequence[Image.Image], width: int,
-                 height: int, rate: Fraction) -> bytes:
+def _encode_with(
+    codec: str,
+    options: dict[str, str],
+    frames: Sequence[Image.Image],
+    width: int,
+    height: int,
+    rate: Fraction,
+) -> bytes:
     import av
 
     # +faststart (the index first, so a browser can start playing at once) rewrites the file in a
@@ -136,8 +151,15 @@ def _encode_with(codec: str, options: dict[str, str], frames: Sequence[Image.Ima
         return path.read_bytes()
 
 
-def _write_frames(container: Any, codec: str, options: dict[str, str], frames: Sequence[Image.Image],
-                  width: int, height: int, rate: Fraction) -> None:
+def _write_frames(
+    container: Any,
+    codec: str,
+    options: dict[str, str],
+    frames: Sequence[Image.Image],
+    width: int,
+    height: int,
+    rate: Fraction,
+) -> None:
     import av
 
     stream = container.add_stream(codec, rate=rate, options=options)
@@ -162,8 +184,9 @@ def _global_palette(frames: Sequence[Image.Image]) -> Image.Image:
     step = max(1, len(frames) // PALETTE_SAMPLES)
     picks = [f.convert("RGB") for f in frames[::step][:PALETTE_SAMPLES]]
     side = 160
-    thumbs = [p.resize((side, max(1, round(side * p.height / p.width))), Image.Resampling.BILINEAR)
-              for p in picks]
+    thumbs = [
+        p.resize((side, max(1, round(side * p.height / p.width))), Image.Resampling.BILINEAR) for p in picks
+    ]
     strip = Image.new("RGB", (side, sum(t.height for t in thumbs)))
     y = 0
     for t in thumbs:

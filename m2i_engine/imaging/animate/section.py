@@ -98,8 +98,7 @@ def loop_bars_for(bpm: float, beats_per_bar: int) -> int:
     return best
 
 
-def choose_section(tags: Tags, *, bars: int | None = None,
-                   mode: LoopSection = LoopSection.peak) -> Section:
+def choose_section(tags: Tags, *, bars: int | None = None, mode: LoopSection = LoopSection.peak) -> Section:
     """The bars of ``tags``' song a loop is made from.
 
     Parameters
@@ -169,8 +168,9 @@ def choose_section(tags: Tags, *, bars: int | None = None,
 # --- private helpers ---------------------------------------------------------------------------
 
 
-def _tracked_loops(beats: np.ndarray, downs: np.ndarray, per_bar: int, n_beats: int,
-                   period: float) -> list[tuple[float, np.ndarray, float]]:
+def _tracked_loops(
+    beats: np.ndarray, downs: np.ndarray, per_bar: int, n_beats: int, period: float
+) -> list[tuple[float, np.ndarray, float]]:
     """Every loop of ``n_beats`` tracked beats that starts on a downbeat and whose beats are steady
     enough to loop: (start, beat times, length) with the length reaching the beat after the last."""
     if beats.size < n_beats + 1:
@@ -184,11 +184,13 @@ def _tracked_loops(beats: np.ndarray, downs: np.ndarray, per_bar: int, n_beats: 
     for i in starts.tolist():
         if i + n_beats >= beats.size:
             break
-        chunk = beats[i:i + n_beats + 1]
+        chunk = beats[i : i + n_beats + 1]
         steps = np.diff(chunk)
         # the loop must span its bars at roughly the tempo, with no missed or doubled beat
-        if np.all(np.abs(steps - period) < 0.35 * period) and \
-                abs(chunk[-1] - chunk[0] - n_beats * period) < per_bar * BEAT_TOLERANCE * period:
+        if (
+            np.all(np.abs(steps - period) < 0.35 * period)
+            and abs(chunk[-1] - chunk[0] - n_beats * period) < per_bar * BEAT_TOLERANCE * period
+        ):
             out.append((float(chunk[0]), chunk[:-1], float(chunk[-1] - chunk[0])))
     return out
 
@@ -208,8 +210,9 @@ def _accents(rel: np.ndarray, downs_rel: np.ndarray, per_bar: int, period: float
 def energy_function(tags: Tags, duration: float) -> Callable[[np.ndarray | float], np.ndarray]:
     """Energy (0..1) at song times: the curve's points sit at the centres of equal spans of the
     analysed audio; flat at the overall energy when there is no curve."""
-    curve = np.clip(np.nan_to_num(np.asarray(tags.energy_curve, dtype=float),
-                                  nan=tags.loudness.energy), 0.0, 1.0)
+    curve = np.clip(
+        np.nan_to_num(np.asarray(tags.energy_curve, dtype=float), nan=tags.loudness.energy), 0.0, 1.0
+    )
     if curve.size == 0:
         level = float(np.clip(tags.loudness.energy, 0.0, 1.0))
         return lambda t: np.full(np.shape(t), level)

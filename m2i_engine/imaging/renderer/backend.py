@@ -21,8 +21,15 @@ from m2i_engine.tags import Tags
 MIN_SIDE_PX = 16
 
 
-def render(tags: Tags, *, style: Style = Style.auto, width: int = 1024, height: int = 1024,
-           seed: int = 0, motion: Motion = STILL) -> Image.Image:
+def render(
+    tags: Tags,
+    *,
+    style: Style = Style.auto,
+    width: int = 1024,
+    height: int = 1024,
+    seed: int = 0,
+    motion: Motion = STILL,
+) -> Image.Image:
     """Draw one picture of the song. The same arguments always give the same pixels. ``motion`` is
     one instant of an animation (:mod:`m2i_engine.imaging.animate` makes them); the default is the
     still. ``style`` ``auto`` is the look ``build_prompt`` would pick for ``tags``."""
@@ -39,19 +46,20 @@ class Renderer(ImageBackend):
         images = []
         for i in range(request.num_images):
             seed = request.seed + i
-            image, meta = _draw(request.tags, request.prompt.concrete_style(request.tags), request.width,
-                                request.height, seed)
+            image, meta = _draw(
+                request.tags, request.prompt.concrete_style(request.tags), request.width, request.height, seed
+            )
             images.append(GeneratedImage(image=image, seed=seed, backend=self.name, meta=meta))
         return images
 
 
-def _draw(tags: Tags, style: Style, width: int, height: int,
-          seed: int, motion: Motion = STILL) -> tuple[Image.Image, dict[str, object]]:
+def _draw(
+    tags: Tags, style: Style, width: int, height: int, seed: int, motion: Motion = STILL
+) -> tuple[Image.Image, dict[str, object]]:
     """``style`` is concrete (resolved by the caller)."""
     if width < MIN_SIDE_PX or height < MIN_SIDE_PX:
         raise ValueError(f"image must be at least {MIN_SIDE_PX}×{MIN_SIDE_PX} px, got {width}×{height}")
     look = look_from_tags(tags)
     image, palette = paint(look, style, width, height, seed, motion=motion)
-    meta: dict[str, object] = {"style": style.value, "motif": look.motif.value,
-                               "palette": palette.hexes()}
+    meta: dict[str, object] = {"style": style.value, "motif": look.motif.value, "palette": palette.hexes()}
     return image, meta

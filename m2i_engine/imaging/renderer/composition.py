@@ -30,8 +30,9 @@ _HORIZONTAL = {Motif.landscape, Motif.waves, Motif.bands, Motif.ribbons}
 _CONFETTI = {Motif.bubbles, Motif.circles, Motif.waves}
 
 
-def paint(look: Look, style: Style, width: int, height: int,
-          seed: int, *, motion: Motion = STILL) -> tuple[Image.Image, Palette]:
+def paint(
+    look: Look, style: Style, width: int, height: int, seed: int, *, motion: Motion = STILL
+) -> tuple[Image.Image, Palette]:
     """Draw one picture. ``style`` must be concrete (not ``auto``). Returns the RGB image and the
     palette used. ``motion`` is one instant of an animation (the still by default)."""
     treatment = treatment_for(style)
@@ -55,8 +56,13 @@ def paint(look: Look, style: Style, width: int, height: int,
         else:
             draw_motif(scene)
         _sparkles(scene)
-    return finish(ink, look=look, treatment=treatment, rng=np.random.default_rng(texture_seq),
-                  glow_gain=motion.glow_gain), palette
+    return finish(
+        ink,
+        look=look,
+        treatment=treatment,
+        rng=np.random.default_rng(texture_seq),
+        glow_gain=motion.glow_gain,
+    ), palette
 
 
 def _camera(s: Scene) -> AbstractContextManager[None]:
@@ -65,8 +71,9 @@ def _camera(s: Scene) -> AbstractContextManager[None]:
     if not m.has_camera:
         return nullcontext()
     unit = s.ink.unit
-    return s.ink.transformed(about=(s.ink.width / 2, s.ink.height / 2), scale=m.zoom,
-                             shift=(m.pan_x * unit, m.pan_y * unit))
+    return s.ink.transformed(
+        about=(s.ink.width / 2, s.ink.height / 2), scale=m.zoom, shift=(m.pan_x * unit, m.pan_y * unit)
+    )
 
 
 def _ground(s: Scene) -> None:
@@ -74,13 +81,11 @@ def _ground(s: Scene) -> None:
     g0, g1 = s.palette.ground
     w, h = s.ink.width, s.ink.height
     if s.look.motif in _HORIZONTAL and s.treatment.framing != "focal":
-        shader = skia.GradientShader.MakeLinear([skia.Point(0, 0), skia.Point(0, h)],
-                                                [g0.argb(), g1.argb()])
+        shader = skia.GradientShader.MakeLinear([skia.Point(0, 0), skia.Point(0, h)], [g0.argb(), g1.argb()])
     else:
         cx = w * (0.5 + 0.2 * (s.rng.random() - 0.5))
         cy = h * (0.42 + 0.16 * (s.rng.random() - 0.5))
-        shader = skia.GradientShader.MakeRadial(skia.Point(cx, cy), 0.8 * max(w, h),
-                                                [g0.argb(), g1.argb()])
+        shader = skia.GradientShader.MakeRadial(skia.Point(cx, cy), 0.8 * max(w, h), [g0.argb(), g1.argb()])
     s.ink.ground(shader)
 
 
@@ -93,11 +98,15 @@ def _beams(s: Scene) -> None:
     for _ in range(3 + int(s.rng.integers(0, 3))):
         spread = w * (0.08 + 0.22 * s.rng.random())
         x = w * (s.rng.random() * 1.2 - 0.1)
-        path = geo.polyline(np.array([src[0] - 0.01 * w, src[0] + 0.01 * w, x + spread, x - spread]),
-                            np.array([src[1], src[1], 1.1 * h, 1.1 * h]), closed=True)
+        path = geo.polyline(
+            np.array([src[0] - 0.01 * w, src[0] + 0.01 * w, x + spread, x - spread]),
+            np.array([src[1], src[1], 1.1 * h, 1.1 * h]),
+            closed=True,
+        )
         shader = skia.GradientShader.MakeLinear(
             [skia.Point(*src), skia.Point(x, 1.1 * h)],
-            [colour.argb(0.22 + 0.12 * s.look.brightness), colour.argb(0.0)])
+            [colour.argb(0.22 + 0.12 * s.look.brightness), colour.argb(0.0)],
+        )
         s.ink.bloom(path, colour, 1.0, shader=shader)
 
 
@@ -107,8 +116,17 @@ def _focal(s: Scene) -> None:
     w, h = s.ink.width, s.ink.height
     unit = min(w, h)
     draw_motif = MOTIF_PAINTERS[s.look.motif]
-    echo = Scene(s.ink, s.look, s.palette, s.treatment, np.random.default_rng(s.rng.integers(2**32)),
-                 s.frame, s.density * 0.5, detail=False, motion=s.motion)
+    echo = Scene(
+        s.ink,
+        s.look,
+        s.palette,
+        s.treatment,
+        np.random.default_rng(s.rng.integers(2**32)),
+        s.frame,
+        s.density * 0.5,
+        detail=False,
+        motion=s.motion,
+    )
     with s.ink.faded(0.2):
         draw_motif(echo)
     shape, box = _focal_shape(s.look.motif, w / 2, h / 2, unit)
@@ -118,7 +136,8 @@ def _focal(s: Scene) -> None:
     g0, g1 = s.palette.ground
     shader = skia.GradientShader.MakeLinear(
         [skia.Point(box.centerX(), box.top()), skia.Point(box.centerX(), box.bottom())],
-        [g0.argb(), g1.argb()])
+        [g0.argb(), g1.argb()],
+    )
     s.ink.fill(shape, g0, 1.0, shader=shader, plain=True)
     inner = Scene(s.ink, s.look, s.palette, s.treatment, s.rng, box, s.density, motion=s.motion)
     with s.ink.clip(shape):
@@ -135,8 +154,9 @@ def _focal_shape(motif: Motif, cx: float, cy: float, unit: float) -> tuple[skia.
         path = skia.Path()
         path.moveTo(box.left(), box.bottom())
         path.lineTo(box.left(), box.top() + half_w)
-        path.arcTo(skia.Rect.MakeLTRB(box.left(), box.top(), box.right(), box.top() + 2 * half_w),
-                   180, 180, False)
+        path.arcTo(
+            skia.Rect.MakeLTRB(box.left(), box.top(), box.right(), box.top() + 2 * half_w), 180, 180, False
+        )
         path.lineTo(box.right(), box.bottom())
         path.close()
         return path, box
@@ -160,8 +180,9 @@ def _sparse(s: Scene) -> None:
         cx = w * (0.5 + (0.12 if s.rng.random() < 0.5 else -0.12))
         cy = h * (0.5 + (0.12 if s.rng.random() < 0.5 else -0.12))
         frame = skia.Rect.MakeXYWH(cx - side / 2, cy - side / 2, side, side)
-    inner = Scene(s.ink, s.look, s.palette, s.treatment, s.rng, frame, s.density, backdrop=False,
-                  motion=s.motion)
+    inner = Scene(
+        s.ink, s.look, s.palette, s.treatment, s.rng, frame, s.density, backdrop=False, motion=s.motion
+    )
     MOTIF_PAINTERS[s.look.motif](inner)
 
 

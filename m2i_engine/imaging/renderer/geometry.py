@@ -86,8 +86,9 @@ def wobble(rng: np.random.Generator, n: int, *, octaves: int = 3, smooth: float 
     return out / 1.8
 
 
-def radial(cx: float, cy: float, radii: np.ndarray, *, rotation: float = 0.0,
-           smooth: bool = True) -> skia.Path:
+def radial(
+    cx: float, cy: float, radii: np.ndarray, *, rotation: float = 0.0, smooth: bool = True
+) -> skia.Path:
     """A closed outline whose radius follows ``radii`` around the centre (a radial waveform)."""
     a = rotation + np.linspace(0.0, 2 * math.pi, radii.size, endpoint=False)
     xs, ys = cx + radii * np.cos(a), cy + radii * np.sin(a)

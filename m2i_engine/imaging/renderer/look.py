@@ -225,8 +225,9 @@ def key_hue(tonic_index: int) -> float:
 def motif_from_signal(tags: Tags) -> Motif:
     """Nearest motif prototype in (percussiveness, brightness, tempo, arousal, valence) space."""
     tempo = _clip((tags.tempo.bpm - 60.0) / 120.0, 0.0, 1.0)
-    point = np.array([tags.timbre.percussiveness, tags.timbre.brightness, tempo,
-                      tags.mood.arousal, tags.mood.valence])
+    point = np.array(
+        [tags.timbre.percussiveness, tags.timbre.brightness, tempo, tags.mood.arousal, tags.mood.valence]
+    )
     best, best_d = Motif.circles, np.inf
     for motif, proto in _PROTOTYPES.items():
         d = float(np.sum(_PROTOTYPE_WEIGHTS * (point - np.array(proto)) ** 2))
@@ -258,8 +259,7 @@ def rhythm_from_tags(tags: Tags) -> Rhythm:
         accents = gaps < 0.2 * period
     else:
         accents = (np.arange(window.size) % per_bar) == 0
-    return Rhythm(bpm=bpm, beats_per_bar=per_bar, positions=np.clip(positions, 0.0, 0.999),
-                  accents=accents)
+    return Rhythm(bpm=bpm, beats_per_bar=per_bar, positions=np.clip(positions, 0.0, 0.999), accents=accents)
 
 
 def energy_curve(values: list[float], energy: float) -> np.ndarray:

@@ -106,35 +106,82 @@ class _Family:
 
 _FAMILIES: dict[Motif, _Family] = {
     # classical: analogous silks on ivory, a gold accent
-    Motif.ribbons: _Family(((0, 0, 1), (32, 0.08, 0.8), (-35, -0.06, 0.9), (60, 0.12, 0.6),
-                            (-70, -0.1, 0.7)), 0.15, 0.62, "light", 85, 0.12, True),
+    Motif.ribbons: _Family(
+        ((0, 0, 1), (32, 0.08, 0.8), (-35, -0.06, 0.9), (60, 0.12, 0.6), (-70, -0.1, 0.7)),
+        0.15,
+        0.62,
+        "light",
+        85,
+        0.12,
+        True,
+    ),
     # metal: tinted steel, one hot accent in the key's colour
-    Motif.shards: _Family(((0, 0, 0.3), (10, 0.12, 0.2), (-10, -0.12, 0.35), (0, 0.22, 0.12)),
-                          0.12, 0.55, "dark", 0, 0.21),
+    Motif.shards: _Family(
+        ((0, 0, 0.3), (10, 0.12, 0.2), (-10, -0.12, 0.35), (0, 0.22, 0.12)), 0.12, 0.55, "dark", 0, 0.21
+    ),
     # jazz: Blue Note complementary pairs on cream
-    Motif.circles: _Family(((0, 0, 1), (180, -0.05, 0.9), (35, 0.1, 0.7), (200, -0.15, 0.6),
-                            (-30, 0.05, 0.8)), 0.14, 0.6, "light", 150, 0.17),
+    Motif.circles: _Family(
+        ((0, 0, 1), (180, -0.05, 0.9), (35, 0.1, 0.7), (200, -0.15, 0.6), (-30, 0.05, 0.8)),
+        0.14,
+        0.6,
+        "light",
+        150,
+        0.17,
+    ),
     # electronic/disco: neon analogous triad on near-black
-    Motif.pulses: _Family(((0, 0, 1), (60, 0.05, 1), (-60, -0.05, 1), (180, 0.1, 0.8),
-                           (120, 0, 0.9)), 0.19, 0.72, "dark", 150, 0.22),
+    Motif.pulses: _Family(
+        ((0, 0, 1), (60, 0.05, 1), (-60, -0.05, 1), (180, 0.1, 0.8), (120, 0, 0.9)),
+        0.19,
+        0.72,
+        "dark",
+        150,
+        0.22,
+    ),
     # hiphop: one bold hue in three weights, cream, a complementary accent, on deep ground
-    Motif.blocks: _Family(((0, 0, 1), (20, 0.14, 0.6), (0, 0.32, 0.15), (-25, -0.2, 0.8)),
-                          0.16, 0.6, "mid", 180, 0.19),
+    Motif.blocks: _Family(
+        ((0, 0, 1), (20, 0.14, 0.6), (0, 0.32, 0.15), (-25, -0.2, 0.8)), 0.16, 0.6, "mid", 180, 0.19
+    ),
     # reggae: red, gold and green, whatever the key
-    Motif.waves: _Family(((0, 0, 1), (40, 0.08, 1), (95, -0.05, 0.9), (-25, -0.08, 1),
-                          (130, -0.12, 0.7)), 0.17, 0.66, "light", 35, 0.17, False, (45.0, 0.55)),
+    Motif.waves: _Family(
+        ((0, 0, 1), (40, 0.08, 1), (95, -0.05, 0.9), (-25, -0.08, 1), (130, -0.12, 0.7)),
+        0.17,
+        0.66,
+        "light",
+        35,
+        0.17,
+        False,
+        (45.0, 0.55),
+    ),
     # country: earthy hills, a warm sun
-    Motif.landscape: _Family(((0, 0, 0.9), (25, 0.05, 0.75), (50, -0.05, 0.8), (-40, 0.1, 0.6),
-                              (-20, -0.1, 0.8)), 0.14, 0.6, "light", 60, 0.15, True, (80.0, 0.2)),
+    Motif.landscape: _Family(
+        ((0, 0, 0.9), (25, 0.05, 0.75), (50, -0.05, 0.8), (-40, 0.1, 0.6), (-20, -0.1, 0.8)),
+        0.14,
+        0.6,
+        "light",
+        60,
+        0.15,
+        True,
+        (80.0, 0.2),
+    ),
     # blues: deep blue smoke, an amber lamp
-    Motif.smoke: _Family(((0, 0, 1), (20, 0.08, 0.8), (-20, -0.05, 0.9), (40, 0.15, 0.5)),
-                         0.08, 0.58, "dark", 65, 0.15, True, (255.0, 0.45)),
+    Motif.smoke: _Family(
+        ((0, 0, 1), (20, 0.08, 0.8), (-20, -0.05, 0.9), (40, 0.15, 0.5)),
+        0.08,
+        0.58,
+        "dark",
+        65,
+        0.15,
+        True,
+        (255.0, 0.45),
+    ),
     # pop: a pastel rainbow
-    Motif.bubbles: _Family(((0, 0, 1), (60, 0.03, 1), (130, 0, 1), (200, 0.02, 1), (290, 0, 1)),
-                           0.14, 0.78, "light", 180, 0.19),
+    Motif.bubbles: _Family(
+        ((0, 0, 1), (60, 0.03, 1), (130, 0, 1), (200, 0.02, 1), (290, 0, 1)), 0.14, 0.78, "light", 180, 0.19
+    ),
     # rock: the key's colour, bone and near-black, a complementary flash
-    Motif.bands: _Family(((0, 0, 1), (0, 0.34, 0.15), (0, -0.3, 0.5), (25, 0.1, 0.8)),
-                         0.14, 0.56, "dark", 15, 0.21),
+    Motif.bands: _Family(
+        ((0, 0, 1), (0, 0.34, 0.15), (0, -0.3, 0.5), (25, 0.1, 0.8)), 0.14, 0.56, "dark", 15, 0.21
+    ),
 }
 
 _WARM_HUE = 60.0
@@ -159,7 +206,8 @@ def palette_for(look: Look, style: Style) -> Palette:
     ink_light = fam.ink_light + 0.09 * look.light + 0.06 * (look.brightness - 0.5)
     spread = 0.7 + 0.6 * look.contrast  # how far inks' lightness offsets reach
     ground_kind = {Style.neon: "dark", Style.watercolor: "light", Style.cinematic: "dark"}.get(
-        style, fam.ground)
+        style, fam.ground
+    )
     if style is Style.neon:
         chroma, ink_light, spread = max(chroma, 0.15) * 1.15, max(ink_light, 0.74), spread * 0.4
     elif style is Style.watercolor:
@@ -189,8 +237,14 @@ def palette_for(look: Look, style: Style) -> Palette:
         gl = 0.32 + 0.1 * look.light - 0.06 * look.contrast
         g0 = oklch(gl + 0.05, 0.06 * look.chroma, hue - 15)
         g1 = oklch(gl - 0.08, 0.05 * look.chroma, hue - 30)
-    return Palette(ground=(g0, g1), inks=inks, accent=accent, highlight=highlight,
-                   shadow=shadow, dark=ground_kind in ("dark", "mid"))
+    return Palette(
+        ground=(g0, g1),
+        inks=inks,
+        accent=accent,
+        highlight=highlight,
+        shadow=shadow,
+        dark=ground_kind in ("dark", "mid"),
+    )
 
 
 def _toward(hue: float, target: float, amount: float) -> float:

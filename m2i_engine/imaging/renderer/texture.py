@@ -17,8 +17,9 @@ from m2i_engine.imaging.renderer.look import Look
 from m2i_engine.imaging.renderer.treatment import Treatment
 
 
-def finish(ink: Ink, *, look: Look, treatment: Treatment, rng: np.random.Generator,
-           glow_gain: float = 1.0) -> Image.Image:
+def finish(
+    ink: Ink, *, look: Look, treatment: Treatment, rng: np.random.Generator, glow_gain: float = 1.0
+) -> Image.Image:
     """Flatten ``ink``'s layers and apply the style's texture. Works in 0..255 floats in place
     (each step one pass over the picture) and returns an RGB image. ``glow_gain`` scales the glow
     (an animation's beat flares; 1 for a still)."""

@@ -29,12 +29,27 @@ if TYPE_CHECKING:
     from m2i_engine.imaging.sd.failures import SDBadOutputError, SDOutOfMemoryError
     from m2i_engine.imaging.sd.runtime import sd_available
 
-__all__ = ["LoraSpec", "SDBackend", "SDBadOutputError", "SDBatcher", "SDOptions", "SDOutOfMemoryError",
-           "SDSettings", "SteeringSettings", "load_sd_backend", "sd_available"]
+__all__ = [
+    "LoraSpec",
+    "SDBackend",
+    "SDBadOutputError",
+    "SDBatcher",
+    "SDOptions",
+    "SDOutOfMemoryError",
+    "SDSettings",
+    "SteeringSettings",
+    "load_sd_backend",
+    "sd_available",
+]
 
 _LAZY = {
-    "SDBackend": "backend", "SDOptions": "backend", "SDBatcher": "batcher", "load_sd_backend": "factory",
-    "SDBadOutputError": "failures", "SDOutOfMemoryError": "failures", "sd_available": "runtime",
+    "SDBackend": "backend",
+    "SDOptions": "backend",
+    "SDBatcher": "batcher",
+    "load_sd_backend": "factory",
+    "SDBadOutputError": "failures",
+    "SDOutOfMemoryError": "failures",
+    "sd_available": "runtime",
 }
 
 

@@ -117,10 +117,19 @@ class SDBackend(ImageBackend):
 
     name = "sd"
 
-    def __init__(self, pipeline: Any, *, settings: SDSettings, profile: ModelProfile,
-                 encoder: PromptEncoder, schedulers: SchedulerBank, loras: LoraManager,
-                 steering: MusicSteering, style_loras: Mapping[Style, str] | None = None,
-                 model_name: str | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        settings: SDSettings,
+        profile: ModelProfile,
+        encoder: PromptEncoder,
+        schedulers: SchedulerBank,
+        loras: LoraManager,
+        steering: MusicSteering,
+        style_loras: Mapping[Style, str] | None = None,
+        model_name: str | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.settings = settings
         self.profile = profile
@@ -137,19 +146,31 @@ class SDBackend(ImageBackend):
         self.calls = 0
 
     @classmethod
-    def from_pipeline(cls, pipeline: Any, settings: SDSettings, *, renderer: ImageBackend | None = None,
-                      style_loras: Mapping[Style, str] | None = None,
-                      model_name: str | None = None) -> SDBackend:
+    def from_pipeline(
+        cls,
+        pipeline: Any,
+        settings: SDSettings,
+        *,
+        renderer: ImageBackend | None = None,
+        style_loras: Mapping[Style, str] | None = None,
+        model_name: str | None = None,
+    ) -> SDBackend:
         """Assemble the backend's helpers around a loaded (and prepared) diffusers pipeline."""
         profile = describe_pipeline(pipeline, settings)
         if style_loras is None:
             style_loras = {p.style: p.lora for p in PRESETS.values() if p.lora}
         loader = {"cache_dir": settings.cache_dir, "local_files_only": settings.local_files_only}
-        return cls(pipeline, settings=settings, profile=profile,
-                   encoder=PromptEncoder.from_pipeline(pipeline),
-                   schedulers=SchedulerBank(pipeline.scheduler, few_step=profile.few_step is not None),
-                   loras=LoraManager(pipeline, loader_kwargs=loader), steering=MusicSteering(renderer),
-                   style_loras=style_loras, model_name=model_name)
+        return cls(
+            pipeline,
+            settings=settings,
+            profile=profile,
+            encoder=PromptEncoder.from_pipeline(pipeline),
+            schedulers=SchedulerBank(pipeline.scheduler, few_step=profile.few_step is not None),
+            loras=LoraManager(pipeline, loader_kwargs=loader),
+            steering=MusicSteering(renderer),
+            style_loras=style_loras,
+            model_name=model_name,
+        )
 
     # --- the one entry point -----------------------------------------------------------------------
 
@@ -166,20 +187,36 @@ class SDBackend(ImageBackend):
         s, prof = self.settings, self.profile
         steering = opts.steering or s.steering
         steps = opts.steps or s.steps or prof.default_steps
-        guidance = opts.guidance if opts.guidance is not None else (
-            s.guidance if s.guidance is not None else prof.default_guidance)
+        guidance = (
+            opts.guidance
+            if opts.guidance is not None
+            else (s.guidance if s.guidance is not None else prof.default_guidance)
+        )
         scheduler = opts.scheduler or s.scheduler or prof.default_scheduler
         if scheduler is not None:
             self.schedulers.get(scheduler)  # unknown names fail here, before any work
-        width, height = plan_size(request.width, request.height, multiple=prof.size_multiple,
-                                  max_pixels=s.max_pixels or prof.native_pixels)
+        width, height = plan_size(
+            request.width,
+            request.height,
+            multiple=prof.size_multiple,
+            max_pixels=s.max_pixels or prof.native_pixels,
+        )
         guides = self.steering.guides(request, width=width, height=height, settings=steering)
         strength = steering.init_strength if any(g.init_image is not None for g in guides) else None
-        key = CallKey(width=width, height=height, steps=steps, guidance=float(guidance),
-                      scheduler=scheduler, loras=self._loras_for(request, opts), strength=strength,
-                      phrase_weighting=steering.phrase_weighting)
-        items = [Item(prompt=request.prompt, seed=request.seed + i, init_image=g.init_image)
-                 for i, g in enumerate(guides)]
+        key = CallKey(
+            width=width,
+            height=height,
+            steps=steps,
+            guidance=float(guidance),
+            scheduler=scheduler,
+            loras=self._loras_for(request, opts),
+            strength=strength,
+            phrase_weighting=steering.phrase_weighting,
+        )
+        items = [
+            Item(prompt=request.prompt, seed=request.seed + i, init_image=g.init_image)
+            for i, g in enumerate(guides)
+        ]
         return Job(request=request, key=key, items=items, guides=guides, steering=steering)
 
     def _loras_for(self, request: ImageRequest, opts: SDOptions) -> ActiveLoras:
@@ -205,7 +242,7 @@ class SDBackend(ImageBackend):
         batch = max(1, min(len(items), self.settings.max_batch))
         with self._lock:
             while len(outputs) < len(items):
-                chunk = list(items[len(outputs):len(outputs) + batch])
+                chunk = list(items[len(outputs) : len(outputs) + batch])
                 try:
                     outputs.extend(self._run_checked(key, chunk))
                 except Exception as exc:
@@ -220,15 +257,24 @@ class SDBackend(ImageBackend):
                     if smaller is None:
                         detail = f"OOM at {key.width}×{key.height}, batch 1: {exc}"
                         raise SDOutOfMemoryError(detail=detail) from exc
-                    log.warning("out of memory at %d×%d; retrying at %d×%d", key.width, key.height,
-                                smaller.width, smaller.height)
+                    log.warning(
+                        "out of memory at %d×%d; retrying at %d×%d",
+                        key.width,
+                        key.height,
+                        smaller.width,
+                        smaller.height,
+                    )
                     key = smaller
         return outputs
 
     def _shrink(self, key: CallKey) -> CallKey | None:
-        w, h = plan_size(key.width, key.height, multiple=self.profile.size_multiple,
-                         max_pixels=int(key.width * key.height * OOM_SCALE ** 2),
-                         min_side=self.settings.min_side_px)
+        w, h = plan_size(
+            key.width,
+            key.height,
+            multiple=self.profile.size_multiple,
+            max_pixels=int(key.width * key.height * OOM_SCALE**2),
+            min_side=self.settings.min_side_px,
+        )
         if (w, h) == (key.width, key.height) or w * h >= key.width * key.height:
             return None
         return dataclasses.replace(key, width=w, height=h)
@@ -248,13 +294,18 @@ class SDBackend(ImageBackend):
                 seeds[i] = retry_seeds[j]
             bad = [bad[j] for j in still_bad]
         if bad:
-            raise SDBadOutputError(detail=f"NaN/black output for seeds {[seeds[i] for i in bad]} "
-                                          f"after {self.settings.nan_retries} retries")
-        return [Output(pixels=p, seed_used=sd, size=(key.width, key.height))
-                for p, sd in zip(pixels, seeds, strict=True)]
+            raise SDBadOutputError(
+                detail=f"NaN/black output for seeds {[seeds[i] for i in bad]} "
+                f"after {self.settings.nan_retries} retries"
+            )
+        return [
+            Output(pixels=p, seed_used=sd, size=(key.width, key.height))
+            for p, sd in zip(pixels, seeds, strict=True)
+        ]
 
-    def _call(self, key: CallKey, items: list[Item],
-              seeds: list[int]) -> tuple[list[torch.Tensor], list[int]]:
+    def _call(
+        self, key: CallKey, items: list[Item], seeds: list[int]
+    ) -> tuple[list[torch.Tensor], list[int]]:
         """Encode → denoise → decode once; returns per-item pixels and the indices that are bad."""
         self.calls += 1
         self.loras.activate(key.loras)
@@ -274,14 +325,24 @@ class SDBackend(ImageBackend):
 
     def _encode(self, key: CallKey, items: list[Item]) -> dict[str, torch.Tensor]:
         needs_negative = key.guidance > 1.0 and self.pipeline.unet.config.time_cond_proj_dim is None
-        return self.encoder.encode([it.prompt for it in items], weighting=key.phrase_weighting,
-                                   negative=needs_negative).pipeline_kwargs()
+        return self.encoder.encode(
+            [it.prompt for it in items], weighting=key.phrase_weighting, negative=needs_negative
+        ).pipeline_kwargs()
 
-    def _denoise(self, key: CallKey, items: list[Item], embeds: dict[str, torch.Tensor],
-                 generators: list[torch.Generator]) -> torch.Tensor:
+    def _denoise(
+        self,
+        key: CallKey,
+        items: list[Item],
+        embeds: dict[str, torch.Tensor],
+        generators: list[torch.Generator],
+    ) -> torch.Tensor:
         scheduler = self.schedulers.get(key.scheduler)
-        kwargs: dict[str, Any] = {"guidance_scale": key.guidance, "generator": generators,
-                                  "output_type": "latent", **embeds}
+        kwargs: dict[str, Any] = {
+            "guidance_scale": key.guidance,
+            "generator": generators,
+            "output_type": "latent",
+            **embeds,
+        }
         if key.strength is None:
             pipe = self.pipeline
             kwargs.update(height=key.height, width=key.width, num_inference_steps=key.steps)
@@ -289,11 +350,12 @@ class SDBackend(ImageBackend):
             pipe = self._img2img_pipeline()
             size = (key.width, key.height)
             inits = [(it.init_image or Image.new("RGB", size, (128, 128, 128))) for it in items]
-            kwargs.update(image=[im if im.size == size else im.resize(size, Image.Resampling.LANCZOS)
-                                 for im in inits],
-                          strength=key.strength,
-                          # ``steps`` counts the denoising steps actually run, as in text-to-image
-                          num_inference_steps=max(key.steps, math.ceil(key.steps / key.strength)))
+            kwargs.update(
+                image=[im if im.size == size else im.resize(size, Image.Resampling.LANCZOS) for im in inits],
+                strength=key.strength,
+                # ``steps`` counts the denoising steps actually run, as in text-to-image
+                num_inference_steps=max(key.steps, math.ceil(key.steps / key.strength)),
+            )
         pipe.scheduler = scheduler
         with torch.inference_mode():
             return pipe(**kwargs).images
@@ -333,8 +395,9 @@ class SDBackend(ImageBackend):
         mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
         if mean is not None and std is not None:
             c = z.shape[1]
-            z = (z * torch.tensor(std, device=z.device, dtype=z.dtype).view(1, c, 1, 1) / cfg.scaling_factor
-                 + torch.tensor(mean, device=z.device, dtype=z.dtype).view(1, c, 1, 1))
+            z = z * torch.tensor(std, device=z.device, dtype=z.dtype).view(
+                1, c, 1, 1
+            ) / cfg.scaling_factor + torch.tensor(mean, device=z.device, dtype=z.dtype).view(1, c, 1, 1)
         else:
             z = z / cfg.scaling_factor
         images = vae.decode(z, return_dict=False)[0]
@@ -353,8 +416,14 @@ class SDBackend(ImageBackend):
             if image.size != (req.width, req.height):
                 image = image.resize((req.width, req.height), Image.Resampling.LANCZOS)
             image = self.steering.finish(image, guide, job.steering)
-            images.append(GeneratedImage(image=image, seed=req.seed + i, backend=self.name,
-                                         meta=self._meta(job, out, guide, req.seed + i)))
+            images.append(
+                GeneratedImage(
+                    image=image,
+                    seed=req.seed + i,
+                    backend=self.name,
+                    meta=self._meta(job, out, guide, req.seed + i),
+                )
+            )
         return images
 
     def _meta(self, job: Job, out: Output, guide: MusicGuide, seed: int) -> dict[str, object]:
@@ -367,9 +436,12 @@ class SDBackend(ImageBackend):
             "scheduler": key.scheduler or type(self.schedulers.base).__name__,
             "generated_size": list(out.size),
             "loras": [[spec.source, w] for spec, w in key.loras if w],
-            "steering": {"init": job.steering.init if key.strength is not None else "none",
-                         "init_strength": key.strength, "palette_transfer": job.steering.palette_transfer,
-                         "phrase_weighting": key.phrase_weighting},
+            "steering": {
+                "init": job.steering.init if key.strength is not None else "none",
+                "init_strength": key.strength,
+                "palette_transfer": job.steering.palette_transfer,
+                "phrase_weighting": key.phrase_weighting,
+            },
             "style": job.request.prompt.style.value,
         }
         if guide.palette:
@@ -387,11 +459,19 @@ class SDBackend(ImageBackend):
     def warmup(self) -> None:
         """One small generation so the first user doesn't pay for kernel selection / compilation."""
         prompt = Prompt(text="warm up", negative="", style=Style.cover)
-        w, h = plan_size(10**6, 10**6, multiple=self.profile.size_multiple,
-                         max_pixels=self.profile.native_pixels)
-        key = CallKey(width=w, height=h, steps=min(2, self.profile.default_steps),
-                      guidance=self.profile.default_guidance, scheduler=self.profile.default_scheduler,
-                      loras=(), strength=None, phrase_weighting=0.0)
+        w, h = plan_size(
+            10**6, 10**6, multiple=self.profile.size_multiple, max_pixels=self.profile.native_pixels
+        )
+        key = CallKey(
+            width=w,
+            height=h,
+            steps=min(2, self.profile.default_steps),
+            guidance=self.profile.default_guidance,
+            scheduler=self.profile.default_scheduler,
+            loras=(),
+            strength=None,
+            phrase_weighting=0.0,
+        )
         self.run(key, [Item(prompt=prompt, seed=0)])
         self.calls = 0
 

@@ -81,8 +81,9 @@ class SDBatcher(ImageBackend):
         job = self.backend.prepare(request, options)
         return self.backend.finish(job, self._enqueue(job).result())
 
-    async def agenerate(self, request: ImageRequest,
-                        options: SDOptions | None = None) -> list[GeneratedImage]:
+    async def agenerate(
+        self, request: ImageRequest, options: SDOptions | None = None
+    ) -> list[GeneratedImage]:
         """The asyncio form of :meth:`generate`; preparation runs off the caller's event loop."""
         job = await asyncio.to_thread(self.backend.prepare, request, options)
         outputs = await asyncio.wrap_future(self._enqueue(job))
@@ -185,5 +186,5 @@ class SDBatcher(ImageBackend):
         start = 0
         for w in batch:
             if not w.future.done():
-                w.future.set_result(outputs[start:start + w.images])
+                w.future.set_result(outputs[start : start + w.images])
             start += w.images

@@ -26,9 +26,13 @@ from m2i_engine.options import Style
 log = logging.getLogger(__name__)
 
 
-def load_sd_backend(settings: Any, *, renderer: ImageBackend | None = None,
-                    style_loras: Mapping[Style, str] | None = None,
-                    batching: bool | None = None) -> ImageBackend:
+def load_sd_backend(
+    settings: Any,
+    *,
+    renderer: ImageBackend | None = None,
+    style_loras: Mapping[Style, str] | None = None,
+    batching: bool | None = None,
+) -> ImageBackend:
     """Load the Stable Diffusion backend ``settings`` describe (an ``SDSettings`` or the app's
     ``Settings``, read from ``.sd``).
 
@@ -43,19 +47,26 @@ def load_sd_backend(settings: Any, *, renderer: ImageBackend | None = None,
         raise BackendUnavailableError(f"Stable Diffusion isn't available: {why}.", detail=why)
     from m2i_engine.imaging.sd.backend import SDBackend  # torch/diffusers: only once they are known present
     from m2i_engine.imaging.sd.batcher import SDBatcher
+
     runtime = resolve_runtime(sd)
     pipe = prepare_pipeline(load_pipeline(sd, runtime), sd, runtime)
     if renderer is None:
         from m2i_engine.imaging.renderer import Renderer
 
         renderer = Renderer()
-    backend = SDBackend.from_pipeline(pipe, sd, renderer=renderer, style_loras=style_loras,
-                                      model_name=sd.model)
+    backend = SDBackend.from_pipeline(
+        pipe, sd, renderer=renderer, style_loras=style_loras, model_name=sd.model
+    )
     backend.loras.preload(sd.loras)
     if sd.warmup and runtime.is_gpu:
         backend.warmup()
-    log.info("Stable Diffusion ready: %s (%s, %s on %s)", sd.model, backend.profile.family,
-             runtime.dtype_name, runtime.device)
+    log.info(
+        "Stable Diffusion ready: %s (%s, %s on %s)",
+        sd.model,
+        backend.profile.family,
+        runtime.dtype_name,
+        runtime.device,
+    )
     if batching if batching is not None else sd.max_batch > 1:
         return SDBatcher(backend, max_batch=sd.max_batch, window_ms=sd.batch_window_ms)
     return backend

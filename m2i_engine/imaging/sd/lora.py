@@ -92,16 +92,19 @@ class LoraManager:
         elif path.is_dir():
             source = str(path)
         elif source.startswith(("/", ".", "~")):
-            raise ModelLoadError(f"The LoRA adapter '{spec.source}' was not found.",
-                                 detail=f"no such file or folder: {path}")
+            raise ModelLoadError(
+                f"The LoRA adapter '{spec.source}' was not found.", detail=f"no such file or folder: {path}"
+            )
         kwargs = dict(self._loader_kwargs)
         if weight_name:
             kwargs["weight_name"] = weight_name
         try:
             self.pipe.load_lora_weights(source, adapter_name=name, **kwargs)
         except Exception as exc:
-            raise ModelLoadError(f"The LoRA adapter '{spec.source}' could not be loaded.",
-                                 detail=f"{type(exc).__name__}: {exc}") from exc
+            raise ModelLoadError(
+                f"The LoRA adapter '{spec.source}' could not be loaded.",
+                detail=f"{type(exc).__name__}: {exc}",
+            ) from exc
         self._loaded[name] = spec
         self._active = ()  # loading may change which adapters peft considers active
         log.info("loaded LoRA %s as %r", spec.source, name)

@@ -55,10 +55,16 @@ def describe_pipeline(pipe: Any, settings: SDSettings) -> ModelProfile:
         steps, guidance, scheduler = FEW_STEPS, 1.0, "lcm"
     else:  # turbo / lightning: trained without classifier-free guidance, trailing timesteps
         steps, guidance, scheduler = FEW_STEPS, 0.0, "turbo" if few == "turbo" else "euler"
-    return ModelProfile(family=family, vae_scale_factor=vae_scale,
-                        size_multiple=math.lcm(vae_scale * unet_down, 8),
-                        native_pixels=native_side * native_side, few_step=few, default_steps=steps,
-                        default_guidance=guidance, default_scheduler=scheduler)
+    return ModelProfile(
+        family=family,
+        vae_scale_factor=vae_scale,
+        size_multiple=math.lcm(vae_scale * unet_down, 8),
+        native_pixels=native_side * native_side,
+        few_step=few,
+        default_steps=steps,
+        default_guidance=guidance,
+        default_scheduler=scheduler,
+    )
 
 
 def few_step_kind(settings: SDSettings) -> FewStep | None:
@@ -76,8 +82,9 @@ def few_step_kind(settings: SDSettings) -> FewStep | None:
     return "turbo" if settings.few_step else None
 
 
-def plan_size(width: int, height: int, *, multiple: int, max_pixels: int,
-              min_side: int = 0) -> tuple[int, int]:
+def plan_size(
+    width: int, height: int, *, multiple: int, max_pixels: int, min_side: int = 0
+) -> tuple[int, int]:
     """The size to generate for a ``width``×``height`` request.
 
     Keeps the aspect ratio, shrinks to at most ``max_pixels`` of area, and rounds each side to

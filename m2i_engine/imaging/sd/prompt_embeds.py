@@ -61,8 +61,9 @@ class PromptEncoder:
         return cls([pipe.tokenizer], [pipe.text_encoder], xl=False)
 
     @torch.inference_mode()
-    def encode(self, prompts: Sequence[Prompt], *, weighting: float = 1.0,
-               negative: bool = True) -> EncodedPrompts:
+    def encode(
+        self, prompts: Sequence[Prompt], *, weighting: float = 1.0, negative: bool = True
+    ) -> EncodedPrompts:
         """Embeddings of ``prompts`` (and of their negatives when ``negative``), phrase weights scaled
         by ``weighting`` (0: plain prompt)."""
         texts = [p.text for p in prompts]
@@ -70,12 +71,14 @@ class PromptEncoder:
         embeds, pooled = self._encode(texts, weights)
         out = EncodedPrompts(embeds=embeds, pooled=pooled)
         if negative:
-            out.negative, out.negative_pooled = self._encode([p.negative for p in prompts],
-                                                             [[] for _ in prompts])
+            out.negative, out.negative_pooled = self._encode(
+                [p.negative for p in prompts], [[] for _ in prompts]
+            )
         return out
 
-    def _encode(self, texts: list[str],
-                spans: list[list[tuple[int, int, float]]]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _encode(
+        self, texts: list[str], spans: list[list[tuple[int, int, float]]]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         hidden: list[torch.Tensor] = []
         pooled: torch.Tensor | None = None
         for tokenizer, encoder in zip(self.tokenizers, self.text_encoders, strict=True):
@@ -94,14 +97,21 @@ class PromptEncoder:
             hidden.append(_emphasise(z, token_w.to(device=z.device, dtype=z.dtype)))
         return torch.cat(hidden, dim=-1) if len(hidden) > 1 else hidden[0], pooled
 
-    def _tokenize(self, tokenizer: Any, texts: list[str],
-                  spans: list[list[tuple[int, int, float]]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tokenize(
+        self, tokenizer: Any, texts: list[str], spans: list[list[tuple[int, int, float]]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids as the pipeline makes them, and each token's weight (1 outside weighted phrases)."""
         if any(spans) and not getattr(tokenizer, "is_fast", False):
             return _tokenize_by_segment(tokenizer, texts, spans)
         want_offsets = any(spans)
-        enc = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length,
-                        truncation=True, return_tensors="pt", return_offsets_mapping=want_offsets)
+        enc = tokenizer(
+            texts,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+            return_offsets_mapping=want_offsets,
+        )
         ids = enc.input_ids
         token_w = torch.ones(ids.shape, dtype=torch.float32)
         if want_offsets:
@@ -116,8 +126,9 @@ class PromptEncoder:
         return ids, token_w
 
 
-def _tokenize_by_segment(tokenizer: Any, texts: list[str],
-                         spans: list[list[tuple[int, int, float]]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _tokenize_by_segment(
+    tokenizer: Any, texts: list[str], spans: list[list[tuple[int, int, float]]]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For tokenizers without offsets (transformers' slow ``CLIPTokenizer``): tokenise the text in
     pieces cut at phrase boundaries. CLIP pre-tokenises at spaces and punctuation, and the phrases are
     joined by ", ", so the pieces' tokens are the whole text's tokens."""
@@ -139,7 +150,7 @@ def _tokenize_by_segment(tokenizer: Any, texts: list[str],
             piece = tokenizer(text[s0:s1], add_special_tokens=False).input_ids
             ids += piece
             weights += [w] * len(piece)
-        ids, weights = [*ids[:max_len - 1], tokenizer.eos_token_id], [*weights[:max_len - 1], 1.0]
+        ids, weights = [*ids[: max_len - 1], tokenizer.eos_token_id], [*weights[: max_len - 1], 1.0]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         all_ids.append(ids + [pad] * (max_len - len(ids)))
         all_w.append(weights + [1.0] * (max_len - len(weights)))

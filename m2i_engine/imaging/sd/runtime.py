@@ -78,8 +78,9 @@ def sd_available(settings: Any) -> tuple[bool, str]:
     ``Settings`` holding one as ``.sd``), and a sentence saying why (not). Reads no weights."""
     settings = as_sd_settings(settings)
     if not settings.model:
-        return False, ("no Stable Diffusion model is configured "
-                       "(set M2I_SD__MODEL to a diffusers folder or hub id)")
+        return False, (
+            "no Stable Diffusion model is configured (set M2I_SD__MODEL to a diffusers folder or hub id)"
+        )
     try:
         import diffusers  # noqa: F401
         import torch
@@ -98,8 +99,10 @@ def sd_available(settings: Any) -> tuple[bool, str]:
     except RuntimeError as exc:
         return False, f"device {settings.device!r} is not usable: {exc}"
     if not runtime.is_gpu and not settings.allow_cpu:
-        return False, ("no GPU found; set M2I_SD__ALLOW_CPU=true to generate on the CPU "
-                       "(about a minute or more per image)")
+        return False, (
+            "no GPU found; set M2I_SD__ALLOW_CPU=true to generate on the CPU "
+            "(about a minute or more per image)"
+        )
     return True, f"{settings.model} ({where}) on {runtime.device}, {runtime.dtype_name}"
 
 
@@ -121,15 +124,18 @@ def locate_model(settings: SDSettings) -> tuple[bool, str]:
             return False, f"{path} is not a diffusers pipeline folder (no model_index.json)"
         return True, "local folder"
     if path.exists():
-        return False, (f"{path} is a single file; convert it to a diffusers folder first "
-                       "(diffusers' convert_original_stable_diffusion_to_diffusers.py)")
+        return False, (
+            f"{path} is a single file; convert it to a diffusers folder first "
+            "(diffusers' convert_original_stable_diffusion_to_diffusers.py)"
+        )
     if model.startswith(("/", ".", "~")) or not _HUB_ID.match(model):
         return False, f"no such model folder: {path}"
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(model, "model_index.json", cache_dir=settings.cache_dir,
-                                        revision=settings.revision)
+        cached = try_to_load_from_cache(
+            model, "model_index.json", cache_dir=settings.cache_dir, revision=settings.revision
+        )
     except Exception:  # an unusual cache layout must not make a configured model "unavailable"
         cached = None
     if isinstance(cached, str):
@@ -146,9 +152,14 @@ def read_model_index(settings: SDSettings) -> dict[str, Any]:
         return dict(json.loads((path / "model_index.json").read_text()))
     from diffusers import DiffusionPipeline
 
-    return dict(DiffusionPipeline.load_config(settings.model, revision=settings.revision,
-                                              cache_dir=settings.cache_dir,
-                                              local_files_only=settings.local_files_only))
+    return dict(
+        DiffusionPipeline.load_config(
+            settings.model,
+            revision=settings.revision,
+            cache_dir=settings.cache_dir,
+            local_files_only=settings.local_files_only,
+        )
+    )
 
 
 def load_pipeline(settings: SDSettings, runtime: Runtime) -> Any:
@@ -163,23 +174,35 @@ def load_pipeline(settings: SDSettings, runtime: Runtime) -> Any:
         if family is None:
             family = "sdxl" if "text_encoder_2" in index else "sd15" if "unet" in index else None
         if family is None:
-            raise ModelLoadError(f"{settings.model} is a {class_name or 'unknown'} model; m2i drives "
-                                 "Stable Diffusion 1.x/2.x and SDXL-class pipelines.")
-        kwargs: dict[str, Any] = {_dtype_kwarg(): runtime.dtype, "revision": settings.revision,
-                                  "variant": settings.variant, "cache_dir": settings.cache_dir,
-                                  "local_files_only": settings.local_files_only}
+            raise ModelLoadError(
+                f"{settings.model} is a {class_name or 'unknown'} model; m2i drives "
+                "Stable Diffusion 1.x/2.x and SDXL-class pipelines."
+            )
+        kwargs: dict[str, Any] = {
+            _dtype_kwarg(): runtime.dtype,
+            "revision": settings.revision,
+            "variant": settings.variant,
+            "cache_dir": settings.cache_dir,
+            "local_files_only": settings.local_files_only,
+        }
         if family == "sd15":
-            pipe = StableDiffusionPipeline.from_pretrained(settings.model, safety_checker=None,
-                                                           feature_extractor=None,
-                                                           requires_safety_checker=False, **kwargs)
+            pipe = StableDiffusionPipeline.from_pretrained(
+                settings.model,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+                **kwargs,
+            )
         else:
             pipe = StableDiffusionXLPipeline.from_pretrained(settings.model, **kwargs)
         pipe.to(runtime.device)
     except ModelLoadError:
         raise
     except Exception as exc:
-        raise ModelLoadError(f"The Stable Diffusion model '{settings.model}' could not be loaded.",
-                             detail=f"{type(exc).__name__}: {exc}") from exc
+        raise ModelLoadError(
+            f"The Stable Diffusion model '{settings.model}' could not be loaded.",
+            detail=f"{type(exc).__name__}: {exc}",
+        ) from exc
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

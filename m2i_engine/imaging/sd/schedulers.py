@@ -21,8 +21,10 @@ _TABLE: dict[str, tuple[str, dict[str, Any]]] = {
     "euler_a": ("EulerAncestralDiscreteScheduler", {}),
     "dpm++": ("DPMSolverMultistepScheduler", {}),
     "dpm++_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
-    "dpm++_sde_karras": ("DPMSolverMultistepScheduler",
-                         {"use_karras_sigmas": True, "algorithm_type": "sde-dpmsolver++"}),
+    "dpm++_sde_karras": (
+        "DPMSolverMultistepScheduler",
+        {"use_karras_sigmas": True, "algorithm_type": "sde-dpmsolver++"},
+    ),
     "unipc": ("UniPCMultistepScheduler", {}),
     "lms": ("LMSDiscreteScheduler", {}),
     "heun": ("HeunDiscreteScheduler", {}),
@@ -52,7 +54,8 @@ class SchedulerBank:
         if key not in self._cache:
             if key not in _TABLE:
                 raise InvalidOptionError(
-                    f"Unknown scheduler '{name}'; choose one of {', '.join(SCHEDULER_NAMES)}.")
+                    f"Unknown scheduler '{name}'; choose one of {', '.join(SCHEDULER_NAMES)}."
+                )
             self._cache[key] = self._build(key)
         return self._cache[key]
 

@@ -50,8 +50,9 @@ class MusicSteering:
     def __init__(self, renderer: ImageBackend | None) -> None:
         self.renderer = renderer
 
-    def guides(self, request: ImageRequest, *, width: int, height: int,
-               settings: SteeringSettings) -> list[MusicGuide]:
+    def guides(
+        self, request: ImageRequest, *, width: int, height: int, settings: SteeringSettings
+    ) -> list[MusicGuide]:
         """One guide per image of ``request`` (image *i* renders with seed ``request.seed + i``) at the
         generated size; empty guides when steering is off or the renderer fails."""
         wants_render = settings.init != "none" or settings.palette_transfer > 0
@@ -68,8 +69,9 @@ class MusicSteering:
             image = render.image.convert("RGB")
             raw = render.meta.get("palette", ())
             palette = tuple(str(c) for c in raw) if isinstance(raw, list | tuple) else ()
-            out.append(MusicGuide(init_image=_init_from(image, settings.init), reference=image,
-                                  palette=palette))
+            out.append(
+                MusicGuide(init_image=_init_from(image, settings.init), reference=image, palette=palette)
+            )
         return out
 
     @staticmethod
@@ -97,9 +99,13 @@ def transfer_colours(image: Image.Image, reference: Image.Image, *, amount: floa
     src = _to_oklab(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
     ref_small = reference.convert("RGB").resize((STATS_SIDE_PX, STATS_SIDE_PX), Image.Resampling.BILINEAR)
     ref = _to_oklab(np.asarray(ref_small, dtype=np.float32) / 255.0)
-    src_small = _to_oklab(np.asarray(image.convert("RGB").resize((STATS_SIDE_PX, STATS_SIDE_PX),
-                                                                 Image.Resampling.BILINEAR),
-                                     dtype=np.float32) / 255.0)
+    src_small = _to_oklab(
+        np.asarray(
+            image.convert("RGB").resize((STATS_SIDE_PX, STATS_SIDE_PX), Image.Resampling.BILINEAR),
+            dtype=np.float32,
+        )
+        / 255.0
+    )
     mu_s, sd_s = src_small.reshape(-1, 3).mean(0), src_small.reshape(-1, 3).std(0) + 1e-4
     mu_r, sd_r = ref.reshape(-1, 3).mean(0), ref.reshape(-1, 3).std(0) + 1e-4
     moved = (src - mu_s) / sd_s * sd_r + mu_r
@@ -110,12 +116,22 @@ def transfer_colours(image: Image.Image, reference: Image.Image, *, amount: floa
 
 # --- OKLab (Björn Ottosson, 2020) ----------------------------------------------------------------
 
-_M1 = np.array([[0.4122214708, 0.5363325363, 0.0514459929],
-                [0.2119034982, 0.6806995451, 0.1073969566],
-                [0.0883024619, 0.2817188376, 0.6299787005]], dtype=np.float32)
-_M2 = np.array([[0.2104542553, 0.7936177850, -0.0040720468],
-                [1.9779984951, -2.4285922050, 0.4505937099],
-                [0.0259040371, 0.7827717662, -0.8086757660]], dtype=np.float32)
+_M1 = np.array(
+    [
+        [0.4122214708, 0.5363325363, 0.0514459929],
+        [0.2119034982, 0.6806995451, 0.1073969566],
+        [0.0883024619, 0.2817188376, 0.6299787005],
+    ],
+    dtype=np.float32,
+)
+_M2 = np.array(
+    [
+        [0.2104542553, 0.7936177850, -0.0040720468],
+        [1.9779984951, -2.4285922050, 0.4505937099],
+        [0.0259040371, 0.7827717662, -0.8086757660],
+    ],
+    dtype=np.float32,
+)
 _M1_INV = np.linalg.inv(_M1).astype(np.float32)
 _M2_INV = np.linalg.inv(_M2).astype(np.float32)
 

@@ -29,6 +29,23 @@ from m2i_engine.imaging.video.video import (
 )
 from m2i_engine.imaging.video.writer import Mp4Writer, Yuv420, video_codec
 
-__all__ = ["AUDIO_SR", "Clip", "Instant", "Mp4Writer", "Scene", "SceneCache", "Timeline", "Video",
-           "VideoTooLargeError", "Yuv420", "check_video_options", "clip_limits", "compose", "draw_scene",
-           "fit_bit_rate", "load_clip", "render_video", "video_codec"]
+__all__ = [
+    "AUDIO_SR",
+    "Clip",
+    "Instant",
+    "Mp4Writer",
+    "Scene",
+    "SceneCache",
+    "Timeline",
+    "Video",
+    "VideoTooLargeError",
+    "Yuv420",
+    "check_video_options",
+    "clip_limits",
+    "compose",
+    "draw_scene",
+    "fit_bit_rate",
+    "load_clip",
+    "render_video",
+    "video_codec",
+]

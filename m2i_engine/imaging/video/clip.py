@@ -49,14 +49,21 @@ class Clip:
         return buf.getvalue()
 
 
-def load_clip(data: bytes, *, limits: AudioLimits, start: float | None = None, length: float | None = None,
-              sample_rate: int = AUDIO_SR) -> Clip:
+def load_clip(
+    data: bytes,
+    *,
+    limits: AudioLimits,
+    start: float | None = None,
+    length: float | None = None,
+    sample_rate: int = AUDIO_SR,
+) -> Clip:
     """Decode the part of ``data`` a video shows; raises the decoder's ``InputError``\\ s, and
     ``InvalidOptionError`` for a start at or past the song's end."""
     want = min(length or MAX_VIDEO_S, MAX_VIDEO_S)
     if start is None:
-        audio = decode_audio(data, limits=limits.model_copy(update={"analysis_s": want}),
-                             target_sr=sample_rate)
+        audio = decode_audio(
+            data, limits=limits.model_copy(update={"analysis_s": want}), target_sr=sample_rate
+        )
         samples, start_s = audio.samples, float(audio.window_s[0])
     else:
         whole = limits.model_copy(update={"analysis_s": limits.max_duration_s + 60.0})
@@ -64,10 +71,16 @@ def load_clip(data: bytes, *, limits: AudioLimits, start: float | None = None, l
         song_s = audio.samples.size / sample_rate
         latest = max(song_s - limits.min_duration_s, 0.0)
         if start > latest:
-            raise InvalidOptionError(f"The clip can't start at {start:g} s: the song is only {song_s:.1f} s "
-                                     f"long (start at most {latest:.1f} s).")
+            raise InvalidOptionError(
+                f"The clip can't start at {start:g} s: the song is only {song_s:.1f} s "
+                f"long (start at most {latest:.1f} s)."
+            )
         i0 = round(start * sample_rate)
-        samples, start_s = audio.samples[i0:i0 + round(want * sample_rate)].copy(), float(start)
+        samples, start_s = audio.samples[i0 : i0 + round(want * sample_rate)].copy(), float(start)
     info = audio.info.model_copy(update={"analysed_s": round(samples.size / sample_rate, 3)})
-    return Clip(samples=np.ascontiguousarray(samples, dtype=np.float32), sample_rate=sample_rate,
-                start_s=round(start_s, 3), info=info)
+    return Clip(
+        samples=np.ascontiguousarray(samples, dtype=np.float32),
+        sample_rate=sample_rate,
+        start_s=round(start_s, 3),
+        info=info,
+    )

@@ -84,15 +84,26 @@ def scene_tags(tags: Tags, section: SongSection, label_index: int) -> Tags:
     energy = float(np.clip(tags.loudness.energy + lift, 0.0, 1.0))
     fifths = FIFTH_STEPS[label_index % len(FIFTH_STEPS)]
     tonic = PITCH_CLASSES[(tags.key.tonic_index + 7 * fifths) % 12]
-    return tags.model_copy(update={
-        "loudness": tags.loudness.model_copy(update={"energy": energy}),
-        "mood": tags.mood.model_copy(update={"arousal": arousal}),
-        "key": tags.key.model_copy(update={"tonic": tonic}),
-    })
+    return tags.model_copy(
+        update={
+            "loudness": tags.loudness.model_copy(update={"energy": energy}),
+            "mood": tags.mood.model_copy(update={"arousal": arousal}),
+            "key": tags.key.model_copy(update={"tonic": tonic}),
+        }
+    )
 
 
-def draw_scene(tags: Tags, section: SongSection, label_index: int, *, beats_per_bar: int, style: Style,
-               width: int, height: int, seed: int) -> Scene:
+def draw_scene(
+    tags: Tags,
+    section: SongSection,
+    label_index: int,
+    *,
+    beats_per_bar: int,
+    style: Style,
+    width: int,
+    height: int,
+    seed: int,
+) -> Scene:
     """Draw a label's keyframes with the renderer (``2 × beats_per_bar`` pictures)."""
     local = scene_tags(tags, section, label_index)
     look = look_from_tags(local)
@@ -107,13 +118,26 @@ def draw_scene(tags: Tags, section: SongSection, label_index: int, *, beats_per_
     rest, hit = [], []
     for i in range(beats_per_bar):
         flow = {"phase": i / beats_per_bar, "loop_bars": 1, "beats": float(i), "amount": amount}
-        rest.append(render(local, style=style, width=width, height=height, seed=seed_here,
-                           motion=Motion(**flow)))  # type: ignore[arg-type]
+        rest.append(
+            render(local, style=style, width=width, height=height, seed=seed_here, motion=Motion(**flow))
+        )  # type: ignore[arg-type]
         lit = tuple((DOWNBEAT_SHAPES if i == 0 else 1.0) if place[k] == i else 0.0 for k in range(window))
-        hit.append(render(local, style=style, width=width, height=height, seed=seed_here,
-                          motion=Motion(pulse=1.0, downbeat=DOWNBEAT_ACCENT if i == 0 else 0.0,
-                                        beat_pulses=lit, glow_gain=1.2 if i == 0 else 1.12,
-                                        **flow)))  # type: ignore[arg-type]
+        hit.append(
+            render(
+                local,
+                style=style,
+                width=width,
+                height=height,
+                seed=seed_here,
+                motion=Motion(
+                    pulse=1.0,
+                    downbeat=DOWNBEAT_ACCENT if i == 0 else 0.0,
+                    beat_pulses=lit,
+                    glow_gain=1.2 if i == 0 else 1.12,
+                    **flow,
+                ),
+            )
+        )  # type: ignore[arg-type]
     return Scene(label=section.label, rest=tuple(rest), hit=tuple(hit))
 
 
@@ -135,11 +159,22 @@ class SceneCache:
         self.draw_s = 0.0
 
     @classmethod
-    def renderer(cls, tags: Tags, *, beats_per_bar: int, style: Style, width: int, height: int,
-                 seed: int) -> SceneCache:
+    def renderer(
+        cls, tags: Tags, *, beats_per_bar: int, style: Style, width: int, height: int, seed: int
+    ) -> SceneCache:
         """Scenes drawn by the built-in renderer (:func:`draw_scene`)."""
-        return cls(lambda section, index: draw_scene(tags, section, index, beats_per_bar=beats_per_bar,
-                                                     style=style, width=width, height=height, seed=seed))
+        return cls(
+            lambda section, index: draw_scene(
+                tags,
+                section,
+                index,
+                beats_per_bar=beats_per_bar,
+                style=style,
+                width=width,
+                height=height,
+                seed=seed,
+            )
+        )
 
     def get(self, section: SongSection) -> Scene:
         label = section.label

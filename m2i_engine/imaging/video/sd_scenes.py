@@ -42,8 +42,9 @@ HIT_PROMPT = 0.6
 FLOW_SEED, HIT_SEED = 101, 202
 
 
-def pose_latents(z_a: torch.Tensor, z_b: torch.Tensor, z_c: torch.Tensor, *, beats_per_bar: int,
-                 energy: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def pose_latents(
+    z_a: torch.Tensor, z_b: torch.Tensor, z_c: torch.Tensor, *, beats_per_bar: int, energy: float
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The starting latents of the rest and hit poses for each beat of the bar (rest 0 is ``z_a``)."""
     swing = SWING_MIN + (SWING_MAX - SWING_MIN) * float(np.clip(energy, 0.0, 1.0))
     rest, hit = [], []
@@ -63,14 +64,17 @@ def sd_scene_drawer(backend: SDBackend, request: ImageRequest, *, beats_per_bar:
 
     def draw(section: SongSection, label_index: int) -> Scene:
         seed = (request.seed + SEED_STEP * label_index) & 0xFFFFFFFF
-        prompts = [section_prompt(request.prompt, section),
-                   section_prompt(request.prompt, section, energy=1.0)]
+        prompts = [
+            section_prompt(request.prompt, section),
+            section_prompt(request.prompt, section, energy=1.0),
+        ]
         with diffusion(backend, key, prompts) as diff:
             z_a, z_b, z_c = (diff.noise(s) for s in (seed, seed + FLOW_SEED, seed + HIT_SEED))
             rest, hit = pose_latents(z_a, z_b, z_c, beats_per_bar=beats_per_bar, energy=section.energy)
             mixes = [(0, 0.0)] * len(rest) + [(0, HIT_PROMPT)] * len(hit)
             images = diff.images([*rest, *hit], mixes, seed=seed, width=request.width, height=request.height)
-        return Scene(label=section.label, rest=tuple(images[:beats_per_bar]),
-                     hit=tuple(images[beats_per_bar:]))
+        return Scene(
+            label=section.label, rest=tuple(images[:beats_per_bar]), hit=tuple(images[beats_per_bar:])
+        )
 
     return draw

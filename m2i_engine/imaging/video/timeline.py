@@ -79,13 +79,22 @@ class Timeline:
         per_bar = int(np.clip(tags.tempo.beats_per_bar or 4, 2, 12))
         beats = _beat_grid(tags.tempo.beats_s, 60.0 / bpm, length_s)
         period = float(np.median(np.diff(beats))) if beats.size > 1 else 60.0 / bpm
-        sections = tuple(tags.sections) or (SongSection(start_s=0.0, end_s=length_s, label="A",
-                                                        energy=float(tags.loudness.energy)),)
+        sections = tuple(tags.sections) or (
+            SongSection(start_s=0.0, end_s=length_s, label="A", energy=float(tags.loudness.energy)),
+        )
         positions = _bar_positions(beats, tags.tempo.downbeats_s, sections, per_bar, period)
-        return cls(length_s=length_s, fps=fps, beats_per_bar=per_bar, beats_s=beats, positions=positions,
-                   sections=sections, energy_of=energy_function(tags, max(tags.audio.analysed_s, 1e-3)),
-                   attack_s=0.5 / fps, decay_s=max(DECAY_BEATS * period, 1.5 / fps),
-                   end_s=ENVELOPE_BEATS * period)
+        return cls(
+            length_s=length_s,
+            fps=fps,
+            beats_per_bar=per_bar,
+            beats_s=beats,
+            positions=positions,
+            sections=sections,
+            energy_of=energy_function(tags, max(tags.audio.analysed_s, 1e-3)),
+            attack_s=0.5 / fps,
+            decay_s=max(DECAY_BEATS * period, 1.5 / fps),
+            end_s=ENVELOPE_BEATS * period,
+        )
 
     @property
     def frames(self) -> int:
@@ -114,8 +123,9 @@ class Timeline:
             frac = float(np.clip((t_s - beats[j]) / max(nxt - beats[j], 1e-6), 0.0, 1.0))
             step = ease_out(frac)
             weight = 1.0 if position == 0 else OFFBEAT_WEIGHT
-            env = weight * float(beat_envelope(t_s - beats[j], attack_s=self.attack_s, decay_s=self.decay_s,
-                                               end_s=self.end_s))
+            env = weight * float(
+                beat_envelope(t_s - beats[j], attack_s=self.attack_s, decay_s=self.decay_s, end_s=self.end_s)
+            )
             down = env if position == 0 else 0.0
             beats_elapsed = j + frac
         section = self.section_at(t_s)
@@ -126,10 +136,19 @@ class Timeline:
         radius = DRIFT_MIN + (DRIFT_MAX - DRIFT_MIN) * energy
         pan_x, pan_y = radius * math.sin(angle), 0.5 * radius * math.sin(2 * angle)
         kick = (KICK_MIN + (KICK_MAX - KICK_MIN) * energy) * env
-        return Instant(section=section, previous=section - 1 if fading else None,
-                       fade_in=ease_out(since_cut / CROSSFADE_S) if fading else 1.0, position=position,
-                       step=step, hit=gain * env, downbeat=gain * down, energy=energy,
-                       zoom=1.0 + kick + 2.2 * DRIFT_MAX, pan_x=pan_x, pan_y=pan_y)
+        return Instant(
+            section=section,
+            previous=section - 1 if fading else None,
+            fade_in=ease_out(since_cut / CROSSFADE_S) if fading else 1.0,
+            position=position,
+            step=step,
+            hit=gain * env,
+            downbeat=gain * down,
+            energy=energy,
+            zoom=1.0 + kick + 2.2 * DRIFT_MAX,
+            pan_x=pan_x,
+            pan_y=pan_y,
+        )
 
 
 def _beat_grid(tracked: list[float], period: float, length_s: float) -> np.ndarray:
@@ -147,8 +166,9 @@ def _beat_grid(tracked: list[float], period: float, length_s: float) -> np.ndarr
     return np.concatenate([before, beats, after[after < length_s]])
 
 
-def _bar_positions(beats: np.ndarray, downbeats: list[float], sections: tuple[SongSection, ...],
-                   per_bar: int, period: float) -> np.ndarray:
+def _bar_positions(
+    beats: np.ndarray, downbeats: list[float], sections: tuple[SongSection, ...], per_bar: int, period: float
+) -> np.ndarray:
     """Each beat's place in its bar: counted from the tracked downbeats when there are any, else the
     phase that puts most section starts on a downbeat (sections begin on bars), else from beat 0."""
     idx = np.arange(beats.size)

@@ -99,20 +99,34 @@ class Video:
     def to_dict(self) -> dict[str, object]:
         """Everything but the tags, for JSON output and logs."""
         return {
-            "path": str(self.path), "width": self.width, "height": self.height, "fps": self.fps,
-            "frames": self.frames, "length_s": round(self.length_s, 3), "start_s": self.start_s,
-            "codec": self.codec, "audio_codec": self.audio_codec, "backend": self.backend,
-            "style": self.style, "motif": self.motif, "seed": self.seed, "scenes": self.scenes,
+            "path": str(self.path),
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "frames": self.frames,
+            "length_s": round(self.length_s, 3),
+            "start_s": self.start_s,
+            "codec": self.codec,
+            "audio_codec": self.audio_codec,
+            "backend": self.backend,
+            "style": self.style,
+            "motif": self.motif,
+            "seed": self.seed,
+            "scenes": self.scenes,
             "sections": [s.model_dump(mode="json") for s in self.sections],
-            "bytes": self.size_bytes, "bit_rate": self.bit_rate, "timings_ms": self.timings_ms,
+            "bytes": self.size_bytes,
+            "bit_rate": self.bit_rate,
+            "timings_ms": self.timings_ms,
         }
 
 
 def check_video_options(options: VisualizeOptions) -> None:
     """Refuse what a video can't do, before any work: it is one picture moving, not several."""
     if options.num_images > 1:
-        raise InvalidOptionError("A video is made from one picture: leave out --num-images "
-                                 f"{options.num_images} (or set it to 1) when asking for --video.")
+        raise InvalidOptionError(
+            "A video is made from one picture: leave out --num-images "
+            f"{options.num_images} (or set it to 1) when asking for --video."
+        )
 
 
 def clip_limits(limits: AudioLimits) -> AudioLimits:
@@ -123,10 +137,19 @@ def clip_limits(limits: AudioLimits) -> AudioLimits:
     return limits.model_copy(update={"analysis_s": max(limits.analysis_s, MAX_VIDEO_S + 1.0)})
 
 
-def render_video(request: ImageRequest | Tags, *, audio: np.ndarray | None, sample_rate: int, out: Path,
-                 fps: int = 30, width: int | None = None, height: int | None = None,
-                 backend: ImageBackend | None = None, length_s: float | None = None,
-                 max_bytes: int | None = None) -> Video:
+def render_video(
+    request: ImageRequest | Tags,
+    *,
+    audio: np.ndarray | None,
+    sample_rate: int,
+    out: Path,
+    fps: int = 30,
+    width: int | None = None,
+    height: int | None = None,
+    backend: ImageBackend | None = None,
+    length_s: float | None = None,
+    max_bytes: int | None = None,
+) -> Video:
     """Draw and encode the video of ``request`` (its tags' times from 0 = the clip's start; its size,
     style and seed) with ``audio`` as its sound (mono float32 at ``sample_rate``; ``None`` for a silent
     video) into ``out``. Bare tags stand for the request :func:`build_prompt` makes of them at
@@ -144,8 +167,16 @@ def render_video(request: ImageRequest | Tags, *, audio: np.ndarray | None, samp
     if length_s is None:
         length_s = audio.size / sample_rate if audio is not None else request.tags.audio.analysed_s
     t0 = time.perf_counter()
-    video = _render_once(request, audio=audio, sample_rate=sample_rate, out=out, fps=fps, backend=backend,
-                         length_s=length_s, bit_rate=None)
+    video = _render_once(
+        request,
+        audio=audio,
+        sample_rate=sample_rate,
+        out=out,
+        fps=fps,
+        backend=backend,
+        length_s=length_s,
+        bit_rate=None,
+    )
     if max_bytes is None or video.size_bytes <= max_bytes:
         return video
     rate = fit_bit_rate(max_bytes, length_s=video.length_s, audio=audio is not None)
@@ -155,11 +186,21 @@ def render_video(request: ImageRequest | Tags, *, audio: np.ndarray | None, samp
         if rate < floor:
             out.unlink(missing_ok=True)  # no file over the limit is left behind
             raise _too_large(video, max_bytes, need=_bytes_at(floor, video.length_s, audio is not None))
-        video = _render_once(request, audio=audio, sample_rate=sample_rate, out=out, fps=fps,
-                             backend=backend, length_s=length_s, bit_rate=rate)
+        video = _render_once(
+            request,
+            audio=audio,
+            sample_rate=sample_rate,
+            out=out,
+            fps=fps,
+            backend=backend,
+            length_s=length_s,
+            bit_rate=rate,
+        )
         if video.size_bytes <= max_bytes:
-            video.notes.append(f"Encoded at {rate / 1000:.0f} kbit/s to fit {max_bytes / 1e6:.1f} MB "
-                               f"(at full quality it was {first / 1e6:.1f} MB).")
+            video.notes.append(
+                f"Encoded at {rate / 1000:.0f} kbit/s to fit {max_bytes / 1e6:.1f} MB "
+                f"(at full quality it was {first / 1e6:.1f} MB)."
+            )
             video.timings_ms["total_ms"] = _ms(time.perf_counter() - t0)
             return video
         # the rate control overshot (short clips, busy pictures): aim lower by as much as it missed
@@ -188,11 +229,21 @@ def _too_large(video: Video, max_bytes: int, *, need: int) -> VideoTooLargeError
     return VideoTooLargeError(
         f"A {video.length_s:.0f}-s video at {video.width}×{video.height} can't fit in "
         f"{max_bytes / 1e6:.2f} MB: even at the lowest bit rate worth watching it needs about "
-        f"{need / 1e6:.2f} MB. Ask for a shorter --length or a smaller --size.")
+        f"{need / 1e6:.2f} MB. Ask for a shorter --length or a smaller --size."
+    )
 
 
-def _render_once(request: ImageRequest, *, audio: np.ndarray | None, sample_rate: int, out: Path, fps: int,
-                 backend: ImageBackend | None, length_s: float, bit_rate: int | None) -> Video:
+def _render_once(
+    request: ImageRequest,
+    *,
+    audio: np.ndarray | None,
+    sample_rate: int,
+    out: Path,
+    fps: int,
+    backend: ImageBackend | None,
+    length_s: float,
+    bit_rate: int | None,
+) -> Video:
     tags = request.tags
     concrete = request.prompt.concrete_style(tags)
     timeline = Timeline.from_tags(tags, length_s=length_s, fps=fps)
@@ -208,17 +259,26 @@ def _render_once(request: ImageRequest, *, audio: np.ndarray | None, sample_rate
         scenes = SceneCache(sd_scene_drawer(sd, request, beats_per_bar=timeline.beats_per_bar))
         name = "sd"
     else:
-        scenes = SceneCache.renderer(tags, beats_per_bar=timeline.beats_per_bar, style=concrete, width=width,
-                                     height=height, seed=request.seed)
+        scenes = SceneCache.renderer(
+            tags,
+            beats_per_bar=timeline.beats_per_bar,
+            style=concrete,
+            width=width,
+            height=height,
+            seed=request.seed,
+        )
         name = "renderer"
     t0 = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     # frames are composed, cropped and zoomed on a second thread a few ahead of the encoder (Pillow,
     # FFmpeg's scaler and x264 all let go of the GIL), so two cores work at once; the queue is short, so
     # memory stays flat
-    with (Mp4Writer(out, width=width, height=height, fps=fps, audio=audio, sample_rate=sample_rate,
-                    bit_rate=bit_rate) as writer,
-          ThreadPoolExecutor(1, thread_name_prefix="m2i-frames") as pool):
+    with (
+        Mp4Writer(
+            out, width=width, height=height, fps=fps, audio=audio, sample_rate=sample_rate, bit_rate=bit_rate
+        ) as writer,
+        ThreadPoolExecutor(1, thread_name_prefix="m2i-frames") as pool,
+    ):
         ahead: deque[Future[av.VideoFrame]] = deque()
         for k in range(timeline.frames):
             ahead.append(pool.submit(_frame, timeline, scenes, writer, k / fps))
@@ -229,12 +289,27 @@ def _render_once(request: ImageRequest, *, audio: np.ndarray | None, sample_rate
         frames, codec = writer.frames, writer.codec
     total = time.perf_counter() - t0
     draw_s = scenes.draw_s
-    return Video(path=out, tags=tags, width=width, height=height, fps=float(fps), frames=frames,
-                 length_s=frames / fps, start_s=0.0, codec=codec,
-                 audio_codec=AUDIO_CODEC if audio is not None else None, backend=name, style=concrete.value,
-                 motif=look_from_tags(tags).motif.value, seed=request.seed, sections=list(timeline.sections),
-                 scenes=scenes.drawn, size_bytes=out.stat().st_size, bit_rate=bit_rate,
-                 timings_ms={"scenes_ms": _ms(draw_s), "frames_ms": _ms(total - draw_s)})
+    return Video(
+        path=out,
+        tags=tags,
+        width=width,
+        height=height,
+        fps=float(fps),
+        frames=frames,
+        length_s=frames / fps,
+        start_s=0.0,
+        codec=codec,
+        audio_codec=AUDIO_CODEC if audio is not None else None,
+        backend=name,
+        style=concrete.value,
+        motif=look_from_tags(tags).motif.value,
+        seed=request.seed,
+        sections=list(timeline.sections),
+        scenes=scenes.drawn,
+        size_bytes=out.stat().st_size,
+        bit_rate=bit_rate,
+        timings_ms={"scenes_ms": _ms(draw_s), "frames_ms": _ms(total - draw_s)},
+    )
 
 
 def _frame(timeline: Timeline, scenes: SceneCache, writer: Mp4Writer, t_s: float) -> av.VideoFrame:
@@ -246,6 +321,7 @@ def compose(timeline: Timeline, scenes: SceneCache, now: Instant) -> tuple[Yuv42
     """The frame at ``now`` in the encoder's planes: the section's scene (crossfaded from the last one's
     after a cut) lifted by the beat's flash, and the camera's crop box (which the writer zooms back to
     the full size)."""
+
     def scene_frame(index: int) -> Yuv420:
         return scenes.get(timeline.sections[index]).frame_planes(now.position, now.step, now.hit)
 
@@ -279,8 +355,10 @@ def _flash_luts(level: int) -> tuple[list[int], list[int]]:
     v = np.arange(256, dtype=float)
     luma = np.minimum(16.0 + (v - 16.0) * gain + FLASH_OFFSET * a * 219.0 / 255.0, np.maximum(v, 235.0))
     chroma = 128.0 + (v - 128.0) * gain
-    return (np.clip(np.round(luma), 0, 255).astype(int).tolist(),
-            np.clip(np.round(chroma), 0, 255).astype(int).tolist())
+    return (
+        np.clip(np.round(luma), 0, 255).astype(int).tolist(),
+        np.clip(np.round(chroma), 0, 255).astype(int).tolist(),
+    )
 
 
 def _ms(seconds: float) -> float:

@@ -49,8 +49,11 @@ VIDEO_CODECS: tuple[tuple[str, dict[str, str]], ...] = (
 #: encoder time than "superfast" for a slightly smaller file at the same quality (PSNR 52.4 against
 #: 52.6 dB, worst frame 51.8 against 52.1, at 720×1280 on the benchmark's song); under a bit rate the
 #: entry above stays, as its motion search is worth more when bits are scarce
-CONSTANT_QUALITY_X264 = {"crf": "23", "preset": "ultrafast",
-                         "x264-params": "cabac=1:bframes=3:b-adapt=0:subme=1:aq-mode=1:deblock=0,0"}
+CONSTANT_QUALITY_X264 = {
+    "crf": "23",
+    "preset": "ultrafast",
+    "x264-params": "cabac=1:bframes=3:b-adapt=0:subme=1:aq-mode=1:deblock=0,0",
+}
 AUDIO_CODEC = "aac"
 AUDIO_BIT_RATE = 128_000
 #: options that only make sense in constant-quality mode, dropped when a bit rate is asked for
@@ -95,8 +98,9 @@ class Yuv420:
         if w % 2 or h % 2:
             raise ValueError(f"4:2:0 planes need even sides, got {w}×{h}")
         flat = av.VideoFrame.from_image(rgb).reformat(format="yuv420p").to_ndarray().reshape(-1)
-        return cls(Image.fromarray(flat[:w * h].reshape(h, w)),
-                   Image.fromarray(flat[w * h:].reshape(h, w // 2)))
+        return cls(
+            Image.fromarray(flat[: w * h].reshape(h, w)), Image.fromarray(flat[w * h :].reshape(h, w // 2))
+        )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -118,9 +122,11 @@ class Yuv420:
         left, top, right, bottom = crop or (0, 0, w, h)
         bw, bh = (right - left) & ~1, (bottom - top) & ~1
         cl, ct, cw, ch = left // 2, top // 2, bw // 2, bh // 2
-        parts = (self.y.crop((left, top, left + bw, top + bh)),
-                 self.uv.crop((cl, ct, cl + cw, ct + ch)),
-                 self.uv.crop((cl, h // 2 + ct, cl + cw, h // 2 + ct + ch)))
+        parts = (
+            self.y.crop((left, top, left + bw, top + bh)),
+            self.uv.crop((cl, ct, cl + cw, ct + ch)),
+            self.uv.crop((cl, h // 2 + ct, cl + cw, h // 2 + ct + ch)),
+        )
         frame = av.VideoFrame(bw, bh, "yuv420p")
         for plane, part in zip(frame.planes, parts, strict=True):
             pw, ph = part.size
@@ -134,8 +140,17 @@ class Mp4Writer:
     ``audio`` is mono float32 at ``sample_rate`` covering the clip from its first frame; sides must be
     even (4:2:0). ``bit_rate`` (video, bits/s) replaces constant quality by an average rate."""
 
-    def __init__(self, path: Path, *, width: int, height: int, fps: float, audio: np.ndarray | None,
-                 sample_rate: int, bit_rate: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        audio: np.ndarray | None,
+        sample_rate: int,
+        bit_rate: int | None = None,
+    ) -> None:
         if width % 2 or height % 2:
             raise ValueError(f"4:2:0 video needs even sides, got {width}×{height}")
         self.path = path
@@ -173,16 +188,18 @@ class Mp4Writer:
     def __enter__(self) -> Mp4Writer:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             if et is None:
                 self._finish()
         finally:
             self._out.close()
 
-    def write(self, image: Image.Image | Yuv420 | av.VideoFrame, *,
-              crop: tuple[int, int, int, int] | None = None) -> None:
+    def write(
+        self, image: Image.Image | Yuv420 | av.VideoFrame, *, crop: tuple[int, int, int, int] | None = None
+    ) -> None:
         """Encode one frame, then the sound up to its end. The frame is ``image`` (RGB, or planes) cut to
         ``crop`` (left, top, right, bottom) when given, scaled to the writer's size (:meth:`frame`), or
         a frame :meth:`frame` made already."""
@@ -193,8 +210,9 @@ class Mp4Writer:
         self.frames += 1
         self._send_audio(until=round(self.frames / self.rate * self._sr))
 
-    def frame(self, image: Image.Image | Yuv420, *,
-              crop: tuple[int, int, int, int] | None = None) -> av.VideoFrame:
+    def frame(
+        self, image: Image.Image | Yuv420, *, crop: tuple[int, int, int, int] | None = None
+    ) -> av.VideoFrame:
         """``image`` (cut to ``crop``) as the encoder takes it: yuv420p at the writer's size. Safe to
         call on another thread than :meth:`write` (one at a time): it is most of a frame's work outside
         the encoder."""
@@ -206,8 +224,9 @@ class Mp4Writer:
                 rgb = rgb.crop(crop)
             frame = av.VideoFrame.from_image(rgb)
         if frame.width != self.width or frame.height != self.height:
-            frame = self._scaler(frame).reformat(frame, width=self.width, height=self.height,
-                                                 format="yuv420p", interpolation="BILINEAR")
+            frame = self._scaler(frame).reformat(
+                frame, width=self.width, height=self.height, format="yuv420p", interpolation="BILINEAR"
+            )
         return frame
 
     def _scaler(self, frame: av.VideoFrame) -> VideoReformatter:
@@ -224,7 +243,7 @@ class Mp4Writer:
         until = min(until, self._audio.size)
         if until <= self._sent:
             return
-        chunk = self._audio[self._sent:until][None, :]
+        chunk = self._audio[self._sent : until][None, :]
         frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
         frame.sample_rate = self._sr
         frame.pts = self._sent

@@ -53,16 +53,23 @@ def draw(s: Scene) -> None:
         angle += 4.0 * hit * (1 if i % 2 else -1)
         colour = pal.accent if acc[i] else pal.ink(i % 3 + (1 if i % 2 else 0))
         with s.ink.transformed(rotate_deg=angle, about=(x + w / 2, y + h / 2)):
-            s.ink.fill(geo.rect(x + shadow_off * (1 + 2 * hit), y + shadow_off * (1 + 2 * hit), w, h),
-                       pal.shadow, 0.95)
+            s.ink.fill(
+                geo.rect(x + shadow_off * (1 + 2 * hit), y + shadow_off * (1 + 2 * hit), w, h),
+                pal.shadow,
+                0.95,
+            )
             body = geo.rect(x, y, w, h)
             s.ink.fill(body, colour, 1.0)
             s.ink.fill(geo.rect(x, y, w, h * 0.18), pal.highlight, 0.25)  # top light
             for g in range(grooves):  # cut grooves: louder songs are more worked
                 gy = y + h * (g + 1) / (grooves + 1)
-                s.ink.stroke(geo.polyline(np.array([x + 0.06 * w, x + 0.94 * w]),
-                                          np.array([gy, gy])), pal.shadow, line * 0.6, 0.6,
-                             cap="butt")
+                s.ink.stroke(
+                    geo.polyline(np.array([x + 0.06 * w, x + 0.94 * w]), np.array([gy, gy])),
+                    pal.shadow,
+                    line * 0.6,
+                    0.6,
+                    cap="butt",
+                )
             s.ink.stroke(body, pal.shadow, line, 1.0, cap="square")
     if s.backdrop:  # a bold plinth the tower stands on
         ground = s.y(0.9)

@@ -32,8 +32,9 @@ def draw(s: Scene) -> None:
         for i in range(s.count(6, lo=2, hi=10)):
             x, y = float(s.x(rng.random())), float(s.y(rng.random()))
             r = unit * (0.1 + 0.15 * rng.random())
-            s.ink.soft_disc(x, y, r, pal.ink(i).mix(pal.highlight, 0.3), 0.3 * (1.0 + 0.8 * m.pulse),
-                            hardness=0.8)
+            s.ink.soft_disc(
+                x, y, r, pal.ink(i).mix(pal.highlight, 0.3), 0.3 * (1.0 + 0.8 * m.pulse), hardness=0.8
+            )
 
     size_spread = 0.4 + 0.8 * look.dynamics
     bubbles: list[tuple[float, float, float, int, float]] = []  # x, y, r, ink, r at rest
@@ -64,8 +65,11 @@ def _bubble(s: Scene, x: float, y: float, r: float, i: int) -> None:
     s.ink.soft_disc(x + r * 0.1, y + r * 0.2, r * 1.12, pal.shadow, 0.2, hardness=0.75)
     light = skia.Point(x - r * 0.35, y - r * 0.4)
     shader = skia.GradientShader.MakeRadial(
-        light, r * 1.55, [colour.mix(pal.highlight, 0.6).argb(), colour.argb(),
-                          colour.mix(pal.shadow, 0.25).argb()], [0.0, 0.5, 1.0])
+        light,
+        r * 1.55,
+        [colour.mix(pal.highlight, 0.6).argb(), colour.argb(), colour.mix(pal.shadow, 0.25).argb()],
+        [0.0, 0.5, 1.0],
+    )
     disc = geo.circle(x, y, r)
     s.ink.fill(disc, colour, 0.97, shader=shader)
     rim = skia.Path()

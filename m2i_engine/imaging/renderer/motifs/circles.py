@@ -47,8 +47,12 @@ def draw(s: Scene) -> None:
         s.ink.fill(geo.circle(x, y, r), colour, 0.8, blend=blend)
         off = unit * 0.014 * (0.5 + rng.random())
         ang = rng.random() * 2 * math.pi
-        s.ink.stroke(geo.circle(x + off * math.cos(ang), y + off * math.sin(ang), r),
-                     pal.shadow if not pal.dark else pal.highlight, unit * 0.0035, 0.75)
+        s.ink.stroke(
+            geo.circle(x + off * math.cos(ang), y + off * math.sin(ang), r),
+            pal.shadow if not pal.dark else pal.highlight,
+            unit * 0.0035,
+            0.75,
+        )
     _brush_marks(s)
     if s.detail:
         _walking_line(s)
@@ -86,9 +90,13 @@ def _brush_marks(s: Scene) -> None:
             sel = (t >= begin) & (t <= end)
             if sel.sum() < 2:
                 continue
-            s.ink.stroke(geo.polyline(xs[sel] + nx[sel] * half[sel] * k,
-                                      ys[sel] + ny[sel] * half[sel] * k),
-                         colour, streak_w, 0.6 + 0.4 * rng.random(), cap="butt")
+            s.ink.stroke(
+                geo.polyline(xs[sel] + nx[sel] * half[sel] * k, ys[sel] + ny[sel] * half[sel] * k),
+                colour,
+                streak_w,
+                0.6 + 0.4 * rng.random(),
+                cap="butt",
+            )
 
 
 def _walking_line(s: Scene) -> None:

@@ -29,7 +29,9 @@ def draw(s: Scene) -> None:
     if s.backdrop:  # sky: the ground colour overhead, warm light at the horizon
         shader = skia.GradientShader.MakeLinear(
             [skia.Point(0, s.top), skia.Point(0, s.y(0.75))],
-            [sky_top.mix(pal.ink(3), 0.25).argb(), sky_bottom.argb(), glow.argb()], [0, 0.5, 1])
+            [sky_top.mix(pal.ink(3), 0.25).argb(), sky_bottom.argb(), glow.argb()],
+            [0, 0.5, 1],
+        )
         s.ink.fill(geo.rect(s.left, s.top, s.w, s.h), sky_top, 1.0, shader=shader, plain=True)
         sky_bottom = glow
 
@@ -75,8 +77,13 @@ def _furrows(s: Scene, xs: np.ndarray, ridge: np.ndarray, bottom: float) -> None
     for k in range(1, rows + 1):
         f = (k / (rows + 1)) ** 1.6  # rows crowd toward the ridge (perspective)
         ys = ridge + (bottom - ridge) * f + s.unit * 0.01
-        s.ink.stroke(geo.polyline(xs, ys), colour, s.unit * (0.0015 + 0.003 * f),
-                     (0.35 + 0.3 * look.energy) * (1.0 + 0.4 * s.motion.pulse), cap="butt")
+        s.ink.stroke(
+            geo.polyline(xs, ys),
+            colour,
+            s.unit * (0.0015 + 0.003 * f),
+            (0.35 + 0.3 * look.energy) * (1.0 + 0.4 * s.motion.pulse),
+            cap="butt",
+        )
 
 
 def _fence(s: Scene, xs: np.ndarray, ridge: np.ndarray) -> None:
@@ -89,8 +96,9 @@ def _fence(s: Scene, xs: np.ndarray, ridge: np.ndarray) -> None:
     tall *= 1.0 + 0.8 * np.array([s.motion.beat(i) for i in range(rhythm.count)])
     colour = pal.shadow
     for x, b, t in zip(px, base, tall, strict=True):
-        s.ink.stroke(geo.polyline(np.array([x, x]), np.array([b, b - t])), colour,
-                     unit * 0.006, 0.95, cap="butt")
+        s.ink.stroke(
+            geo.polyline(np.array([x, x]), np.array([b, b - t])), colour, unit * 0.006, 0.95, cap="butt"
+        )
     for frac in (0.45, 0.8):
         ys = base - tall.min() * frac
         s.ink.stroke(geo.spline(px, ys), colour, unit * 0.0018, 0.8)

@@ -32,8 +32,14 @@ def draw(s: Scene) -> None:
     cy = s.y(0.45 + 0.12 * (rng.random() - 0.5))
     horizon = cy + unit * 0.02
     max_r = 0.62 * math.hypot(s.w, s.h) * 0.6
-    _rings(s, cx, cy, max_r, rotation=2 * math.pi * rng.random() + 0.15 * s.motion.sway(2),
-           turn=0.12 if disco else 0.0)
+    _rings(
+        s,
+        cx,
+        cy,
+        max_r,
+        rotation=2 * math.pi * rng.random() + 0.15 * s.motion.sway(2),
+        turn=0.12 if disco else 0.0,
+    )
     if disco:
         _lights(s, cx, cy, max_r)
         _mirror_ball(s, cx, cy, unit * (0.12 + 0.04 * look.energy) * (0.85 + 0.3 * rng.random()))
@@ -43,8 +49,13 @@ def draw(s: Scene) -> None:
             _mountains(s, horizon)
             _floor(s, horizon)
         else:  # a small frame keeps only the horizon line
-            s.ink.stroke(geo.polyline(np.array([s.left, s.left + s.w]), np.array([horizon] * 2)),
-                         s.palette.highlight, unit * 0.004, 0.9, cap="butt")
+            s.ink.stroke(
+                geo.polyline(np.array([s.left, s.left + s.w]), np.array([horizon] * 2)),
+                s.palette.highlight,
+                unit * 0.004,
+                0.9,
+                cap="butt",
+            )
 
 
 def _rings(s: Scene, cx: float, cy: float, max_r: float, *, rotation: float, turn: float) -> None:
@@ -86,7 +97,8 @@ def _sun(s: Scene, cx: float, horizon: float, r: float) -> None:
     shader = skia.GradientShader.MakeLinear(
         [skia.Point(cx, top), skia.Point(cx, horizon)],
         [pal.highlight.mix(pal.ink(1), 0.3).argb(), pal.accent.argb(), pal.ink(2).argb()],
-        [0.0, 0.55, 1.0])
+        [0.0, 0.55, 1.0],
+    )
     cut = skia.Path()
     per_bar = look.rhythm.beats_per_bar
     roll = m.steps() % 1.0  # animated: the stripes step down one place per beat, a new one grows in
@@ -122,8 +134,7 @@ def _mountains(s: Scene, horizon: float) -> None:
     s.ink.fill(body, pal.shadow.mix(pal.ink(2), 0.15), 0.95, plain=True)
     s.ink.stroke(geo.polyline(xs, ys), pal.ink(2), s.unit * 0.0025, 0.9)
     for k in range(1, 4):  # contour lines down the slopes
-        s.ink.stroke(geo.polyline(xs, horizon - height * (1 - k / 4)), pal.ink(2),
-                     s.unit * 0.0012, 0.35)
+        s.ink.stroke(geo.polyline(xs, horizon - height * (1 - k / 4)), pal.ink(2), s.unit * 0.0012, 0.35)
 
 
 def _floor(s: Scene, horizon: float) -> None:
@@ -135,10 +146,14 @@ def _floor(s: Scene, horizon: float) -> None:
     if depth <= 0:
         return
     floor = geo.rect(s.left, horizon, s.w, depth + 2)
-    far, near = ((pal.ink(2).scale(0.25), pal.shadow) if pal.dark
-                 else (pal.ground[1].mix(pal.ink(2), 0.2), pal.ground[1]))
+    far, near = (
+        (pal.ink(2).scale(0.25), pal.shadow)
+        if pal.dark
+        else (pal.ground[1].mix(pal.ink(2), 0.2), pal.ground[1])
+    )
     shader = skia.GradientShader.MakeLinear(
-        [skia.Point(0, horizon), skia.Point(0, bottom)], [far.argb(), near.argb()])
+        [skia.Point(0, horizon), skia.Point(0, bottom)], [far.argb(), near.argb()]
+    )
     s.ink.fill(floor, pal.shadow, 0.92, shader=shader, plain=True)
     colour = pal.ink(2)
     vx = s.cx
@@ -146,18 +161,32 @@ def _floor(s: Scene, horizon: float) -> None:
     spread = s.w * 3.0
     for k in range(n_lines + 1):
         x_end = vx - spread / 2 + spread * k / n_lines
-        s.ink.stroke(geo.polyline(np.array([vx, x_end]), np.array([horizon, bottom + 2])),
-                     colour, s.unit * 0.0018, 0.5, cap="butt")
+        s.ink.stroke(
+            geo.polyline(np.array([vx, x_end]), np.array([horizon, bottom + 2])),
+            colour,
+            s.unit * 0.0018,
+            0.5,
+            cap="butt",
+        )
     pos = rhythm.positions if rhythm.count else np.array([0.0])
     accents = rhythm.accents if rhythm.count else np.array([True])
     for i, (p, acc) in enumerate(zip(pos, accents, strict=True)):
         y = horizon + depth * float(p) ** 1.8
         hit = 1.0 + 1.5 * m.beat(i)  # animated: the line of the beat flashes
-        s.ink.stroke(geo.polyline(np.array([s.left, s.left + s.w]), np.array([y, y])),
-                     pal.accent if acc else colour, s.unit * (0.003 if acc else 0.0015) * hit,
-                     (0.75 if acc else 0.45) * hit, cap="butt")
-    s.ink.stroke(geo.polyline(np.array([s.left, s.left + s.w]), np.array([horizon, horizon])),
-                 pal.highlight, s.unit * 0.003, 0.9, cap="butt")
+        s.ink.stroke(
+            geo.polyline(np.array([s.left, s.left + s.w]), np.array([y, y])),
+            pal.accent if acc else colour,
+            s.unit * (0.003 if acc else 0.0015) * hit,
+            (0.75 if acc else 0.45) * hit,
+            cap="butt",
+        )
+    s.ink.stroke(
+        geo.polyline(np.array([s.left, s.left + s.w]), np.array([horizon, horizon])),
+        pal.highlight,
+        s.unit * 0.003,
+        0.9,
+        cap="butt",
+    )
 
 
 def _mirror_ball(s: Scene, cx: float, cy: float, r: float) -> None:
@@ -175,8 +204,7 @@ def _mirror_ball(s: Scene, cx: float, cy: float, r: float) -> None:
             ys = np.array([cy - r * math.sin(a) for a in la])
             light = 0.5 + 0.5 * math.cos(lon[j] + 0.6) * math.cos(lat[i] - 0.5)
             k = int(np.clip(light * 4.6 + rng.random() * 1.0 - 0.6, 0, 4))
-            shades[k].addPoly([skia.Point(float(x), float(y)) for x, y in zip(xs, ys, strict=True)],
-                              True)
+            shades[k].addPoly([skia.Point(float(x), float(y)) for x, y in zip(xs, ys, strict=True)], True)
     base = pal.ink(0).mix(pal.shadow, 0.6)
     for k, path in enumerate(shades):
         colour = base.mix(pal.highlight, k / 4)
@@ -186,10 +214,11 @@ def _mirror_ball(s: Scene, cx: float, cy: float, r: float) -> None:
     s.ink.bloom(shades[4], pal.highlight, 0.9)
     # a four-point glint where the light hits
     gx, gy, g = cx - 0.35 * r, cy - 0.4 * r, 0.45 * r
-    glint = geo.polyline(np.array([gx, gx + 0.08 * g, gx + g, gx + 0.08 * g, gx, gx - 0.08 * g,
-                                   gx - g, gx - 0.08 * g]),
-                         np.array([gy - g, gy - 0.08 * g, gy, gy + 0.08 * g, gy + g, gy + 0.08 * g,
-                                   gy, gy - 0.08 * g]), closed=True)
+    glint = geo.polyline(
+        np.array([gx, gx + 0.08 * g, gx + g, gx + 0.08 * g, gx, gx - 0.08 * g, gx - g, gx - 0.08 * g]),
+        np.array([gy - g, gy - 0.08 * g, gy, gy + 0.08 * g, gy + g, gy + 0.08 * g, gy, gy - 0.08 * g]),
+        closed=True,
+    )
     if s.motion.downbeat:  # animated: the glint flares on downbeats
         flare = skia.Matrix.Scale(1.0 + 0.6 * s.motion.downbeat, 1.0 + 0.6 * s.motion.downbeat)
         flare.preTranslate(-gx, -gy)

@@ -70,13 +70,15 @@ def _ribbon(s: Scene, r: int, n: int, depth: float, rnd: np.ndarray) -> None:
     for j in range(threads):
         t = (j + 0.5) / threads - 0.5
         ys = cy + width * twist * t + ripple * np.sin(35 * u + 7 * t + 9 * rnd[1] + 2 * math.pi * m.beats)
-        s.ink.stroke(geo.polyline(xs, ys), pal.highlight, unit * 0.0011,
-                     (0.12 + 0.2 * (1 - 2 * abs(t))) * alpha)
+        s.ink.stroke(
+            geo.polyline(xs, ys), pal.highlight, unit * 0.0011, (0.12 + 0.2 * (1 - 2 * abs(t))) * alpha
+        )
     s.ink.stroke(geo.polyline(xs, top), pal.highlight.mix(front, 0.3), unit * 0.0018, 0.6 * alpha)
 
 
-def _silk_shader(s: Scene, xs: np.ndarray, twist: np.ndarray, front: RGB, back: RGB,
-                 shadow: RGB, light: RGB) -> skia.Shader:
+def _silk_shader(
+    s: Scene, xs: np.ndarray, twist: np.ndarray, front: RGB, back: RGB, shadow: RGB, light: RGB
+) -> skia.Shader:
     """Colour along the ribbon: the face that shows (front or back), lit when it faces the viewer,
     dark where it turns edge-on."""
     # evenly spaced stops: skia has a fast path for those (uneven ones cost ~5× per pixel)
@@ -88,7 +90,8 @@ def _silk_shader(s: Scene, xs: np.ndarray, twist: np.ndarray, front: RGB, back: 
         c = face.mix(shadow, 0.55 * (1 - facing) ** 2).mix(light, 0.3 * facing**4)
         colours.append(c.argb())
     return skia.GradientShader.MakeLinear(
-        [skia.Point(float(xs[0]), 0), skia.Point(float(xs[-1]), 0)], colours)
+        [skia.Point(float(xs[0]), 0), skia.Point(float(xs[-1]), 0)], colours
+    )
 
 
 def _arcs(s: Scene) -> None:
@@ -105,8 +108,15 @@ def _arcs(s: Scene) -> None:
         downbeat = i % per_bar == 0
         r = float(r0 + i * step)
         path = skia.Path()
-        path.addArc(skia.Rect.MakeLTRB(cx - r, cy - r, cx + r, cy + r), 180 + 10 * rng.random(),
-                    160 + 20 * rng.random())
+        path.addArc(
+            skia.Rect.MakeLTRB(cx - r, cy - r, cx + r, cy + r),
+            180 + 10 * rng.random(),
+            160 + 20 * rng.random(),
+        )
         flash = 1.0 + s.motion.downbeat if downbeat else 1.0 + 0.5 * s.motion.pulse
-        s.ink.stroke(path, pal.accent if downbeat else line,
-                     s.unit * (0.0035 if downbeat else 0.001) * flash, (0.55 if downbeat else 0.25) * flash)
+        s.ink.stroke(
+            path,
+            pal.accent if downbeat else line,
+            s.unit * (0.0035 if downbeat else 0.001) * flash,
+            (0.55 if downbeat else 0.25) * flash,
+        )

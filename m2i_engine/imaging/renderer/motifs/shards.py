@@ -45,8 +45,9 @@ def draw(s: Scene) -> None:
     fracs = np.sort(np.concatenate([[0.0], rng.random(n_rings - 1) * 0.9 + 0.05, [1.0]]))
     fracs = fracs**1.35  # finer near the impact
     jag = 0.06 + 0.2 * look.percussiveness
-    radii = reach[:, None] * (fracs[None, :] + jag * (rng.random((n_rays, fracs.size)) - 0.5)
-                              * (fracs[None, :] > 0))
+    radii = reach[:, None] * (
+        fracs[None, :] + jag * (rng.random((n_rays, fracs.size)) - 0.5) * (fracs[None, :] > 0)
+    )
     radii[:, 0] = 0.0
     spread = unit * (0.004 + 0.035 * look.energy) * (1.0 + 0.8 * m.pulse)
     steel = [pal.ink(i) for i in range(len(pal.inks))]
@@ -61,10 +62,16 @@ def draw(s: Scene) -> None:
             mid_a = 0.5 * (a0 + a1)
             push = spread * (k + 1) * (0.6 + 0.8 * rng.random())
             ox, oy = push * math.cos(mid_a), push * math.sin(mid_a)
-            xs = np.array([ra0 * math.cos(a0), rb0 * math.cos(a0), rb1 * math.cos(a1),
-                           ra1 * math.cos(a1)]) + cx + ox
-            ys = np.array([ra0 * math.sin(a0), rb0 * math.sin(a0), rb1 * math.sin(a1),
-                           ra1 * math.sin(a1)]) + cy + oy
+            xs = (
+                np.array([ra0 * math.cos(a0), rb0 * math.cos(a0), rb1 * math.cos(a1), ra1 * math.cos(a1)])
+                + cx
+                + ox
+            )
+            ys = (
+                np.array([ra0 * math.sin(a0), rb0 * math.sin(a0), rb1 * math.sin(a1), ra1 * math.sin(a1)])
+                + cy
+                + oy
+            )
             path = geo.polyline(xs, ys, closed=True)
             lit = rng.random()
             accent_shard = (accents[i] and k == fracs.size - 2) or rng.random() < 0.04
@@ -74,10 +81,12 @@ def draw(s: Scene) -> None:
             c_lo = face.mix(pal.shadow, 0.35 + 0.4 * (1 - lit))
             shader = skia.GradientShader.MakeLinear(
                 [skia.Point(float(xs[0]), float(ys[0])), skia.Point(float(xs[2]), float(ys[2]))],
-                [c_hi.argb(), c_lo.argb()])
+                [c_hi.argb(), c_lo.argb()],
+            )
             s.ink.fill(path, face, 0.96, shader=shader)
-            s.ink.stroke(geo.polyline(xs[1:3], ys[1:3]), pal.highlight,
-                         unit * 0.0012, 0.25 + 0.5 * lit * light_dir)
+            s.ink.stroke(
+                geo.polyline(xs[1:3], ys[1:3]), pal.highlight, unit * 0.0012, 0.25 + 0.5 * lit * light_dir
+            )
     # the cracks themselves, brightest on downbeats
     for i in range(n_rays):
         end = reach[i] * (1.15 if accents[i] else 0.9)
@@ -88,8 +97,13 @@ def draw(s: Scene) -> None:
         colour = pal.accent if accents[i] else pal.highlight
         path = geo.polyline(xs, ys)
         flash = 1.0 + 1.2 * m.beat(i)  # animated: this beat's crack flashes
-        s.ink.stroke(path, colour, unit * (0.004 if accents[i] else 0.0015) * flash,
-                     (0.85 if accents[i] else 0.4) * flash, cap="butt")
+        s.ink.stroke(
+            path,
+            colour,
+            unit * (0.004 if accents[i] else 0.0015) * flash,
+            (0.85 if accents[i] else 0.4) * flash,
+            cap="butt",
+        )
         if accents[i]:
             s.ink.bloom(path, pal.accent, 0.7 * flash, width=unit * 0.01)
     s.ink.bloom(geo.circle(cx, cy, unit * 0.06 * (1.0 + 0.5 * m.pulse)), pal.highlight, 0.8)

@@ -31,7 +31,8 @@ def draw(s: Scene) -> None:
     s.ink.light(lx, ly, unit * 0.6, pal.accent, 0.8 * (1.0 + 0.5 * s.motion.downbeat))
     if s.backdrop:
         shader = skia.GradientShader.MakeRadial(
-            skia.Point(lx, ly), unit * 0.55, [pal.accent.argb(0.35), pal.accent.argb(0.0)])
+            skia.Point(lx, ly), unit * 0.55, [pal.accent.argb(0.35), pal.accent.argb(0.0)]
+        )
         s.ink.fill(geo.circle(lx, ly, unit * 0.55), pal.accent, 1.0, shader=shader, plain=True)
     for i in range(s.count(4, lo=2, hi=7)):
         x, y = float(s.x(rng.random())), float(s.y(0.3 + 0.6 * rng.random()))
@@ -64,8 +65,9 @@ def _plume(s: Scene, x0: float, i: int, *, sheet: bool, hit: float = 0.0) -> Non
     spine = x0 + unit * (0.04 + 0.16 * sway) * rise * np.sin(2 * math.pi * (freq * rise + ph - rising))
     spine += unit * 0.05 * geo.wobble(rng, n_pts, smooth=6) * rise
     width = unit * (0.01 + (0.16 if sheet else 0.04) * rise**1.3 * (0.5 + sway)) * (1.0 + 0.3 * hit)
-    twist = np.cos(2 * math.pi * (0.6 + 0.8 * rng.random()) * rise + 2 * math.pi * rng.random()
-                   - 2 * math.pi * rising)
+    twist = np.cos(
+        2 * math.pi * (0.6 + 0.8 * rng.random()) * rise + 2 * math.pi * rng.random() - 2 * math.pi * rising
+    )
     fade = np.clip(1.2 - rise, 0, 1)
     threads = s.count(22 if sheet else 5, lo=3, hi=40)
     colour = pal.highlight.mix(pal.ink(i), 0.35) if pal.dark else pal.ink(i).mix(pal.shadow, 0.2)
@@ -74,13 +76,18 @@ def _plume(s: Scene, x0: float, i: int, *, sheet: bool, hit: float = 0.0) -> Non
     alpha *= 1.0 + 0.8 * hit
     if sheet:
         edge = width * twist * 0.5
-        body = geo.polyline(np.concatenate([spine - edge, (spine + edge)[::-1]]),
-                            np.concatenate([ys, ys[::-1]]), closed=True)
+        body = geo.polyline(
+            np.concatenate([spine - edge, (spine + edge)[::-1]]), np.concatenate([ys, ys[::-1]]), closed=True
+        )
         if pal.dark:  # smoke catches the light: its volume goes on the glow layer, blurred there
             s.ink.bloom(body, colour, (0.25 + 0.2 * look.energy) * (1.0 + 0.6 * hit))
         else:
             s.ink.fill(body, colour, (0.3 + 0.2 * look.energy) * (1.0 + 0.5 * hit))
     for t in np.linspace(-0.5, 0.5, threads):
         xs = spine + width * twist * t + unit * 0.01 * t * np.sin(9 * rise + 3 * t)
-        s.ink.stroke(geo.spline(xs, ys), colour, unit * (0.0011 + 0.0008 * look.softness),
-                     alpha * float(fade.mean() + 0.4))
+        s.ink.stroke(
+            geo.spline(xs, ys),
+            colour,
+            unit * (0.0011 + 0.0008 * look.softness),
+            alpha * float(fade.mean() + 0.4),
+        )

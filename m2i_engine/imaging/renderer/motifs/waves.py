@@ -54,7 +54,10 @@ def draw(s: Scene) -> None:
         ys = edges[k]
         colour = pal.accent if k % per_bar == per_bar - 1 else pal.ink(k)
         # washes must not pile up (they multiply), so watercolor paints each stripe on its own
-        shape = (geo.band(xs, ys, np.maximum(edges[k + 1], ys) + 1.0) if s.ink.mode == "wash"
-                 else geo.below(xs, ys, bottom))
+        shape = (
+            geo.band(xs, ys, np.maximum(edges[k + 1], ys) + 1.0)
+            if s.ink.mode == "wash"
+            else geo.below(xs, ys, bottom)
+        )
         s.ink.fill(shape, colour, 1.0)
         s.ink.stroke(geo.polyline(xs, ys), pal.highlight, unit * 0.0025, 0.25)
