@@ -62,16 +62,7 @@ class MusicnnHeadClassifier:
         self.backbone = SharedBackbone.get(
             folders, max_patches=None if cap is None else int(cap), runtime=self.runtime
         )  # type: ignore[arg-type]
-        weights = manifest.folder / manifest.file
-        self._run: Callable[[np.ndarray], np.ndarray]
-        if self.runtime == "numpy":
-            from m2i_engine.models.npnet import NumpyHead
-
-            self._run = NumpyHead(weights, self.spec.activation)
-        else:
-            model = build_head(self.spec)
-            model.load_weights(str(weights))
-            self._run = lambda rows: predict_rows(model, rows)
+        self._run = head_runner(manifest.folder / manifest.file, self.spec, self.runtime)
         self._lock = threading.Lock()
         cal = dict(extra.get("calibration") or {})
         self.temperature = float(cal.get("temperature", 1.0))
@@ -105,6 +96,18 @@ class MusicnnHeadClassifier:
             uncertain=bool(s[order[0]] < self.min_confidence),
             labels=[LabelScore(label=self.labels[i], score=float(s[i])) for i in order],
         )
+
+
+def head_runner(weights: Path, spec: HeadSpec, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A head's weights as a function ``(rows, input_dim)`` → ``(rows, n_out)`` scores, in NumPy or on
+    Keras (``runtime``): the one way every head (genre, emotion, mood, the learned style tags) is run."""
+    if runtime == "numpy":
+        from m2i_engine.models.npnet import NumpyHead
+
+        return NumpyHead(weights, spec.activation)
+    model = build_head(spec)
+    model.load_weights(str(weights))
+    return lambda rows: predict_rows(model, rows)
 
 
 def _backbone_folder(model_folder: Path, sub: str) -> Path:

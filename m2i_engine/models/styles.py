@@ -6,18 +6,25 @@ over the backbone patches; a style fires when its score reaches a per-style thre
 data (``python -m training.train_styles``), never per song, so "none" is an honest answer. Raw tags that
 mean the same (``female vocalist`` / ``female vocalists``) merge into one style, taking the larger score.
 Styles are ranked by score / threshold (how far past its own bar a word is), at most ``max_styles``.
+
+A style may instead read a *learned tag* (manifest ``learned_tags``): a small linear head on the song's
+mean backbone embedding, trained on shared songs' genres where the backbone's own tag hears too little
+(AllMusic's Electronic is mostly synth-pop and electro-rock, which the MSD tagger calls pop and rock).
+Its probability joins the tag vector under its own name (``learned:electronic``) and is thresholded
+like any tag.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
 
-from m2i_engine.models.heads import MAX_PATCHES, RUNTIMES, SharedBackbone
-from m2i_engine.models.keras_loader import _backbone_folder
+from m2i_engine.models.heads import MAX_PATCHES, RUNTIMES, HeadSpec, SharedBackbone, patch_matrix
+from m2i_engine.models.keras_loader import _backbone_folder, head_runner
 from m2i_engine.models.registry import Manifest, register_loader
 from m2i_engine.tags import Classification, LabelScore, StyleGroup, StyleTag
 
@@ -101,6 +108,33 @@ class StyleThresholds:
         ]
 
 
+@dataclass(frozen=True)
+class LearnedTag:
+    """A tag the backbone does not compute itself: ``P(positive)`` of a linear head on the song's mean
+    embedding (``HeadSpec(pool="song")``), shipped beside the styles manifest."""
+
+    name: str
+    spec: HeadSpec
+    positive: int
+    run: Any
+
+    @classmethod
+    def load(cls, d: Mapping[str, Any], folder: Path, runtime: str) -> LearnedTag:
+        spec = HeadSpec.from_dict(d["head"])
+        if spec.pool != "song" or spec.activation != "softmax" or not 0 <= int(d["positive"]) < spec.n_out:
+            raise ValueError(
+                f"learned tag {d['name']!r}: needs a song-level softmax head and a positive class"
+            )
+        weights = folder / str(d["file"])
+        if not weights.is_file():
+            raise FileNotFoundError(f"learned tag {d['name']!r}: {weights} missing")
+        return cls(str(d["name"]), spec, int(d["positive"]), head_runner(weights, spec, runtime))
+
+    def score(self, per_patch: Mapping[str, np.ndarray]) -> float:
+        rows = patch_matrix(per_patch, self.spec.inputs).mean(axis=0, keepdims=True)
+        return float(np.asarray(self.run(rows))[0, self.positive])
+
+
 class StyleTagger:
     """The styles model on the shared musicnn backbone: ``styles(features)`` → sure words, best first."""
 
@@ -121,15 +155,21 @@ class StyleTagger:
             folders, max_patches=None if cap is None else int(cap), runtime=manifest.runtime
         )  # type: ignore[arg-type]
         (tagger,) = self.backbone.taggers.values()
-        self.tag_names = tuple(tagger.labels)
+        self.learned = tuple(
+            LearnedTag.load(d, manifest.folder, manifest.runtime) for d in extra.get("learned_tags", ())
+        )
+        self.tag_names = tuple(tagger.labels) + tuple(t.name for t in self.learned)
         self.rules = StyleThresholds.from_manifest(extra, self.tag_names)
         self.labels = self.rules.labels
         if tuple(manifest.labels) != self.labels:
             raise ValueError("manifest labels differ from its styles list")
 
     def tag_means(self, features: Any) -> np.ndarray:
-        """The song's probability per backbone tag: the mean over the backbone patches."""
-        return np.asarray(self.backbone.per_patch(features)["tags"], np.float64).mean(axis=0)
+        """The song's probability per backbone tag (the mean over the backbone patches), then per learned
+        tag: the order of :attr:`tag_names`."""
+        pp = self.backbone.per_patch(features)
+        means = np.asarray(pp["tags"], np.float64).mean(axis=0)
+        return np.concatenate([means, [t.score(pp) for t in self.learned]])
 
     def predict(self, features: Any) -> Classification:
         """Every style with its score, ranked by score / threshold; ``uncertain`` when none passes."""
