@@ -16,13 +16,14 @@ import logging
 import sys
 import time
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from m2i_engine.audio.decode import read_audio_bytes
@@ -30,7 +31,13 @@ from m2i_engine.audio.sniff import HEAD_BYTES, sniff_format
 from m2i_engine.batch import run_batch
 from m2i_engine.config import Settings
 from m2i_engine.engine import AnimationResult, Engine, Progress, Stage, VideoResult, VisualizeResult
-from m2i_engine.errors import InputError, InvalidOptionError, M2IError, describe
+from m2i_engine.errors import (
+    BackendUnavailableError,
+    InputError,
+    InvalidOptionError,
+    M2IError,
+    describe,
+)
 from m2i_engine.options import AnimateOptions, Aspect, VideoOptions, VisualizeOptions, option_fields
 from m2i_engine.tags import Classification, Tags
 
@@ -303,16 +310,18 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
                 **loop.animation.to_dict(),
             }
             doc["notes"] = [*doc["notes"], *(n for n in loop.notes if n not in doc["notes"])]
+            doc["note_details"] |= loop.note_details
         if clip is not None:
             doc["video"] = clip.video.to_dict()
             doc["notes"] = [*doc["notes"], *(n for n in clip.notes if n not in doc["notes"])]
+            doc["note_details"] |= clip.note_details
         print(json.dumps(doc, indent=2))
         return 0
     _print_tags(result.tags, name)
     out.print(f"[bold]Prompt[/]    {result.prompt.text}")
     out.print(f"[bold]Negative[/]  [dim]{result.prompt.negative}[/]")
     for note in result.notes:
-        out.print(f"[yellow]Note[/]      {note}")
+        _print_note(note, result.note_details)
     for p, img in zip(paths, result.images, strict=True):
         out.print(
             f"[bold green]Image[/]     {p}  ({img.width}×{img.height}, "
@@ -471,12 +480,19 @@ def _save_animation(result: AnimationResult, first: Path) -> tuple[Path, Path]:
     return gif, mp4
 
 
+def _print_note(note: str, details: Mapping[str, str]) -> None:
+    """A note, and what lies behind it for the operator (who runs the CLI): which setting to change."""
+    out.print(f"[yellow]Note[/]      {note}")
+    if note in details:
+        out.print(f"          [dim]{escape(details[note])}[/]")
+
+
 def _print_video(clip: VideoResult, *, shown: list[str]) -> None:
     v = clip.video
     took = ", ".join(f"{k[:-3]} {ms:.0f} ms" for k, ms in v.timings_ms.items())
     rate = f", {v.bit_rate / 1000:.0f} kbit/s" if v.bit_rate else ""
     for note in (n for n in clip.notes if n not in shown):
-        out.print(f"[yellow]Note[/]      {note}")
+        _print_note(note, clip.note_details)
     out.print(
         f"[bold green]Video[/]     {v.path}  ({v.width}×{v.height}, {v.fps:g} fps, {v.length_s:.1f} s "
         f"from {v.start_s:.1f} s of the song, {v.codec} + {v.audio_codec}, {v.size_bytes / 1e6:.1f} MB"
@@ -569,6 +585,7 @@ def _result_json(result: VisualizeResult, paths: list[Path]) -> dict[str, Any]:
             for p, img in zip(paths, result.images, strict=True)
         ],
         "notes": result.notes,
+        "note_details": dict(result.note_details),
         "timings_ms": result.timings_ms,
     }
 
@@ -578,6 +595,8 @@ def _report_error(exc: M2IError, args: argparse.Namespace) -> int:
         print(json.dumps({"error": exc.to_dict()}))
     else:
         err.print(f"[bold red]Error[/] [dim]({exc.code})[/]: {exc.message}")
+        if isinstance(exc, BackendUnavailableError) and exc.detail:  # what the operator can change
+            err.print(f"       [dim]{escape(exc.detail)}[/]")
     return exc.exit_code
 
 

@@ -66,6 +66,11 @@ class Progress:
 
 ProgressCallback = Callable[[Progress], Awaitable[None] | None]
 
+#: A result's ``notes`` are sentences for anyone who sees the result, a chat user too: no setting names,
+#: paths or commands. ``note_details`` maps a note to what its operator needs besides (why Stable
+#: Diffusion is off, which setting turns it on); the CLI, the HTTP API and the logs show it, bots don't.
+NoteDetails = dict[str, str]
+
 
 @dataclass(frozen=True)
 class AnalysisResult:
@@ -83,6 +88,7 @@ class VisualizeResult:
     backend: str
     seed: int
     notes: list[str] = field(default_factory=list)
+    note_details: NoteDetails = field(default_factory=dict)
     timings_ms: Timings = field(default_factory=dict)
 
     @property
@@ -98,6 +104,7 @@ class AnimationResult:
     prompt: Prompt
     animation: Animation
     notes: list[str] = field(default_factory=list)
+    note_details: NoteDetails = field(default_factory=dict)
     timings_ms: Timings = field(default_factory=dict)
 
     @property
@@ -116,6 +123,7 @@ class VideoResult:
     video: Video
     seed: int
     notes: list[str] = field(default_factory=list)
+    note_details: NoteDetails = field(default_factory=dict)
     timings_ms: Timings = field(default_factory=dict)
 
     @property
@@ -180,7 +188,8 @@ class Engine:
         self._cache: OrderedDict[str, Tags] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Tags]] = {}
         self._start_lock = asyncio.Lock()
-        self._sd_off_reason = "no Stable Diffusion model is configured"
+        self._sd_off_reason = "no Stable Diffusion model is configured"  # for the operator
+        self._sd_off_summary = "this server has no Stable Diffusion model"  # for anyone
         self._sd_checked = "sd" in self._backends
         self._hooks_started = False
 
@@ -221,11 +230,12 @@ class Engine:
 
     async def _load_sd(self) -> None:
         """Load Stable Diffusion when a model and a device are there; otherwise say why, once."""
-        from m2i_engine.imaging.sd import load_sd_backend, sd_available
+        from m2i_engine.imaging.sd import load_sd_backend, sd_available, sd_off_summary
 
         ok, why = sd_available(self.settings.sd)
         if not ok:
             self._sd_off_reason = why
+            self._sd_off_summary = sd_off_summary(self.settings.sd)
             log.info("Stable Diffusion off: %s", why)
             return
         self._backends["sd"] = await self._run_blocking(load_sd_backend, self.settings.sd)
@@ -267,7 +277,7 @@ class Engine:
         """Tags, prompt and images for ``audio``; the same audio + options + seed repeat exactly."""
         await self.start()
         options = options or VisualizeOptions()
-        wanted, backend, notes = self._backend_for(options)
+        wanted, backend, notes, details = self._backend_for(options)
         async with self._deadline():
             analysis, seed, request = await self._request(audio, options, options.size, progress)
             t0 = time.perf_counter()
@@ -283,6 +293,7 @@ class Engine:
             backend=backend.name,
             seed=seed,
             notes=notes,
+            note_details=details,
             timings_ms={**analysis.timings_ms, "draw_ms": draw_ms},
         )
 
@@ -301,7 +312,7 @@ class Engine:
         await self.start()
         options = options or VisualizeOptions()
         animation = animation or AnimateOptions()
-        wanted, backend, notes = self._backend_for(options)
+        wanted, backend, notes, details = self._backend_for(options)
         async with self._deadline():
             analysis, _seed, request = await self._request(audio, options, animation.anim_size, progress)
             async with self._slot(progress):
@@ -319,6 +330,7 @@ class Engine:
             prompt=request.prompt,
             animation=loop,
             notes=notes,
+            note_details=details,
             timings_ms={**analysis.timings_ms, **loop.timings_ms},
         )
 
@@ -348,7 +360,7 @@ class Engine:
         video = video or VideoOptions()
         check_video_options(options)  # before any work
         await self.start()
-        wanted, backend, notes = self._backend_for(options)
+        wanted, backend, notes, details = self._backend_for(options)
         async with self._deadline():
             data = await self._read(audio)
             await _notify(progress, Progress(Stage.decoding))
@@ -401,6 +413,7 @@ class Engine:
             video=made,
             seed=seed,
             notes=[*notes, *made.notes],
+            note_details=details,
             timings_ms={"clip_ms": clip_ms, **analysis.timings_ms, **made.timings_ms},
         )
 
@@ -425,11 +438,12 @@ class Engine:
             )
         return AnalysisResult(tags, hashlib.sha256(wav).hexdigest(), cached=False, timings_ms=timings)
 
-    def _backend_for(self, options: VisualizeOptions) -> tuple[Backend, ImageBackend, list[str]]:
-        """The backend asked for (``auto`` resolved by the settings), the one that will draw, its notes."""
+    def _backend_for(self, options: VisualizeOptions) -> tuple[Backend, ImageBackend, list[str], NoteDetails]:
+        """The backend asked for (``auto`` resolved by the settings), the one that will draw, its notes
+        and their details for the operator."""
         wanted = options.backend if options.backend is not Backend.auto else Backend(self.settings.backend)
-        backend, notes = self._pick_backend(wanted)
-        return wanted, backend, notes
+        backend, notes, details = self._pick_backend(wanted)
+        return wanted, backend, notes, details
 
     async def _request(
         self, audio: AudioSource, options: VisualizeOptions, size: int, progress: ProgressCallback | None
@@ -456,7 +470,13 @@ class Engine:
         except ServiceError as exc:
             if backend.name == "renderer" or wanted is Backend.sd:
                 raise
-            log.warning("%s failed (%s); falling back to the renderer", backend.name, exc.code)
+            log.warning(
+                "%s failed (%s%s); falling back to the renderer",
+                backend.name,
+                exc.code,
+                f": {exc.detail}" if exc.detail else "",
+            )
+            # exc.detail (an exception's text) stays in the log: M2IError details are never shown
             notes.append(f"Stable Diffusion failed ({exc.message}); the built-in renderer {verb} this.")
             renderer = self._renderer()
             return await work(renderer), renderer
@@ -587,18 +607,19 @@ class Engine:
             await _notify(progress, Progress(Stage.drawing))
             return await self._run_blocking(backend.generate, request)
 
-    def _pick_backend(self, wanted: Backend) -> tuple[ImageBackend, list[str]]:
+    def _pick_backend(self, wanted: Backend) -> tuple[ImageBackend, list[str], NoteDetails]:
         if wanted is not Backend.renderer and "sd" in self._backends:
-            return self._backends["sd"], []
+            return self._backends["sd"], [], {}
         if wanted is Backend.sd:
             raise BackendUnavailableError(
-                f"Stable Diffusion isn't available on this server ({self._sd_off_reason}); "
-                "use the built-in renderer instead."
+                f"Stable Diffusion isn't available on this server ({self._sd_off_summary}); "
+                "use the built-in renderer instead.",
+                detail=self._sd_off_reason,
             )
-        notes = (
-            [] if wanted is Backend.renderer else [f"Drawn by the built-in renderer ({self._sd_off_reason})."]
-        )
-        return self._renderer(), notes
+        if wanted is Backend.renderer:
+            return self._renderer(), [], {}
+        note = f"Drawn by the built-in renderer ({self._sd_off_summary})."
+        return self._renderer(), [note], {note: self._sd_off_reason}
 
     def _renderer(self) -> ImageBackend:
         if "renderer" not in self._backends:

@@ -50,7 +50,7 @@ from bot.core import (
 from bot.core.limits import check_before_download, download_limit, looks_like_audio
 from bot.core.progress import ThrottledStatus
 from bot.core.reply import TagLine, tag_lines, utf16_len
-from m2i_engine.config import AudioLimits, Settings
+from m2i_engine.config import AudioLimits, SDSettings, Settings
 from m2i_engine.engine import Engine
 from m2i_engine.errors import (
     BusyError,
@@ -514,6 +514,28 @@ async def test_service_visualize_returns_a_reply_with_progress(service: BotServi
     stages = [s.stage for s in seen]
     assert stages[0] is BotStage.downloading and stages[-1] is BotStage.sending
     assert BotStage.analysing in stages and BotStage.drawing in stages
+
+
+async def test_chat_replies_say_how_it_was_drawn_without_operator_settings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No Stable Diffusion model: the chat says the built-in renderer drew it, in words for a chat
+    user; the setting that turns Stable Diffusion on is the operator's, so it goes to the log only."""
+    settings = Settings(workers=1, sd_model=None, sd=SDSettings(model=None))
+    async with Engine(settings) as engine:
+        bot = BotService(engine, BotSettings(image_size=256, video_size=256, video_fps=15))
+        opts = VisualizeOptions(size=256, seed=5)
+        with caplog.at_level(logging.INFO, logger="bot.core.reply"):
+            still = await bot.visualize(request(wav_song(), options=opts))
+            clip = await bot.video(request(wav_song(), options=opts, upload_limit=130_000, user=2))
+    assert isinstance(still, Reply) and isinstance(clip, VideoReply), (still, clip)
+    embed = still.embed()
+    shown = [still.text(), still.details(), embed.description, embed.footer, clip.text(), *still.notes]
+    for text in shown:
+        assert "M2I_" not in text and "diffusers" not in text, text
+    said = "Drawn by the built-in renderer (this server has no Stable Diffusion model)."
+    assert said in still.notes and said in clip.notes and said in still.text() and said in clip.text()
+    assert "M2I_SD__MODEL" in caplog.text  # the operator's hint is in the log
 
 
 @pytest.mark.parametrize("budget", [1024, 200, 60])

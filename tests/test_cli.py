@@ -80,6 +80,22 @@ def test_visualize_json_on_a_real_file(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "cover-2.png").exists()
 
 
+def test_the_operator_is_told_which_setting_turns_stable_diffusion_on(tmp_path: Path) -> None:
+    """The CLI's user runs the server: its notes keep the hint a chat never shows."""
+    no_sd = {"M2I_SD__MODEL": "", "M2I_SD_MODEL": ""}
+    r = run("visualize", "--size", "256", cwd=tmp_path, **no_sd)
+    assert r.returncode == 0, r.stderr
+    assert "Drawn by the built-in renderer (this server has no Stable Diffusion model)." in r.stdout
+    assert "M2I_SD__MODEL" in r.stdout
+    j = run("visualize", "--size", "256", "--json", cwd=tmp_path, **no_sd)
+    doc = json.loads(j.stdout)
+    [note] = doc["notes"]
+    assert "M2I_" not in note and "M2I_SD__MODEL" in doc["note_details"][note]
+    refused = run("visualize", "--size", "256", "--backend", "sd", cwd=tmp_path, **no_sd)
+    assert refused.returncode != 0 and "(backend_unavailable)" in refused.stderr
+    assert "M2I_SD__MODEL" in refused.stderr
+
+
 def test_analyze_prints_tags_only(tmp_path: Path) -> None:
     buf = io.BytesIO()
     sf.write(buf, render_song(SongSpec(bpm=140, duration_s=8)), 22_050, format="WAV")

@@ -20,7 +20,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
-from m2i_engine.config import Settings
+from m2i_engine.config import SDSettings, Settings
+from m2i_engine.engine import Engine
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.server.app import create_app
 from m2i_engine.server.cli import serve
@@ -209,6 +210,27 @@ async def test_openapi_describes_the_routes_and_every_option(client: TestClient[
         "properties"
     ]
     assert set(VisualizeOptions.model_fields) | {"audio"} <= set(props)
+
+
+async def test_notes_are_for_anyone_and_their_details_for_the_operator() -> None:
+    """No Stable Diffusion model: ``notes`` says so in words an end user may see; ``note_details``
+    keeps the operator's hint (which setting turns it on), for the picture and its video alike."""
+    s = Settings(workers=1, sd_model=None, sd=SDSettings(model=None))
+    async with Engine(s) as eng, TestClient(TestServer(create_app(s, eng, own_engine=False))) as c:
+        resp = await c.post(
+            "/v1/visualize?video=true&video_size=256&video_fps=15", data=form(song(11), size=256)
+        )
+        doc = await resp.json()
+        spec = await (await c.get("/openapi.json")).json()
+    assert resp.status == 200, doc
+    said = "Drawn by the built-in renderer (this server has no Stable Diffusion model)."
+    assert said in doc["notes"] and said in doc["video"]["notes"]
+    assert not any("M2I_" in n for n in doc["notes"])
+    assert "M2I_SD__MODEL" in doc["note_details"][said] and doc["video"]["note_details"] == {
+        said: doc["note_details"][said]
+    }
+    result = spec["components"]["schemas"]["VisualizeResult"]["properties"]
+    assert "operator" in result["note_details"]["description"]
 
 
 async def test_a_job_that_raises_gets_a_clear_error_and_the_server_goes_on(

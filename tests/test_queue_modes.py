@@ -10,8 +10,10 @@ seed, the very PNG bytes, error codes — and each request must get exactly one 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,10 +23,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from bot.core import AudioRequest, BotService, BotSettings, Reply
 from bot.core.limits import AudioMeta, Platform
-from m2i_engine.config import Settings
+from bot.core.reply import build_reply
+from m2i_engine.config import SDSettings, Settings
+from m2i_engine.engine import Engine
 from m2i_engine.logs import request_context
-from m2i_engine.options import VisualizeOptions
+from m2i_engine.options import VideoOptions, VisualizeOptions
 from m2i_engine.queue.client import QueueEngine
+from m2i_engine.queue.codec import decode_video, decode_visualize, encode_video, encode_visualize
 from m2i_engine.server.app import create_app
 from tests.queue_harness import (  # noqa: F401  (redis_server is a fixture)
     RedisServer,
@@ -124,6 +129,29 @@ async def test_the_same_scenario_gives_the_same_answers_in_both_modes(
     assert one["reroll_cached_analysis"] and many["reroll_cached_analysis"]
     assert one["reroll_differs"] and many["reroll_differs"]
     assert one["idempotent"] and many["idempotent"]
+
+
+async def test_notes_and_their_details_cross_the_queue_unchanged(tmp_path: Path) -> None:
+    """A worker's result, through the wire format, gives a front end the same notes for the chat and
+    the same operator details as one process: the same bot reply in both modes."""
+    s = Settings(workers=1, sd_model=None, sd=SDSettings(model=None))
+    opts = VisualizeOptions(size=256, seed=5)
+    async with Engine(s) as eng:
+        still = await eng.visualize(song(7), opts)
+        clip = await eng.video(song(7), opts, VideoOptions(size=256, fps=15), out=tmp_path / "v.mp4")
+    said = "Drawn by the built-in renderer (this server has no Stable Diffusion model)."
+    assert still.notes == [said] and "M2I_SD__MODEL" in still.note_details[said]
+    doc, pngs = encode_visualize(still)
+    back = decode_visualize(json.loads(json.dumps(doc)), pngs)
+    assert (back.notes, back.note_details) == (still.notes, still.note_details)
+    one = build_reply(still, options=opts, title="t", request_id="r")
+    many = build_reply(back, options=opts, title="t", request_id="r")
+    assert one.text() == many.text() and one.notes == many.notes == (said,)
+    moved = decode_video(json.loads(json.dumps(encode_video(clip, "v1"))), clip.path)
+    assert (moved.notes, moved.note_details) == (clip.notes, clip.note_details)
+    assert said in moved.notes and "M2I_SD__MODEL" in moved.note_details[said]
+    older = {k: v for k, v in doc.items() if k != "note_details"}  # a worker from before note_details
+    assert decode_visualize(older, pngs).note_details == {}
 
 
 async def test_concurrent_clients_each_get_exactly_one_result(

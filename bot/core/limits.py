@@ -107,9 +107,11 @@ TELEGRAM = Platform(
     "telegram",
     max_download_bytes=20_000_000,
     max_upload_bytes=50_000_000,  # sendVideo/sendDocument on the public Bot API
+    # said to the chat user, who can't change the server: for the operator, a self-hosted Bot API
+    # server with --local (and M2I_TELEGRAM_LOCAL_MODE=true) lifts the limit; see TelegramSettings
     too_large_hint=(
         "Telegram lets bots download files up to 20 MB: send a shorter clip, a compressed mp3 or a "
-        "voice note. (Server admins: a self-hosted Telegram Bot API server in --local mode lifts this limit.)"
+        "voice note."
     ),
     caption_limit=1024,
     message_limit=4096,

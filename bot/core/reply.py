@@ -17,6 +17,7 @@ is never less than Python's ``len``, so the same budget is also safe for Discord
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -26,6 +27,8 @@ from m2i_engine.engine import VideoResult, VisualizeResult
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt import Prompt
 from m2i_engine.tags import Classification, Tags
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "CAPTION_BUDGET",
@@ -213,7 +216,7 @@ def build_reply(
         seed=result.seed,
         backend=result.backend,
         images=images,
-        notes=tuple(result.notes),
+        notes=chat_notes(result, request_id),
         buttons=buttons,
         timings_ms=dict(result.timings_ms),
     )
@@ -283,9 +286,18 @@ def build_video_reply(result: VideoResult, *, title: str, request_id: str) -> Vi
         style=video.style,
         backend=video.backend,
         tag_lines=tag_lines(result.tags),
-        notes=tuple(result.notes),
+        notes=chat_notes(result, request_id),
         timings_ms=dict(result.timings_ms),
     )
+
+
+def chat_notes(result: VisualizeResult | VideoResult, request_id: str) -> tuple[str, ...]:
+    """The notes a chat shows: the engine's sentences for anyone. What lies behind them for the
+    operator (``note_details``: which setting turns Stable Diffusion on, …) goes to the log only — a
+    chat user can't change the server's settings."""
+    for note, detail in result.note_details.items():
+        log.info("[%s] %s (operator: %s)", request_id, note, detail)
+    return tuple(result.notes)
 
 
 def upscale_button(reply: Reply) -> ReplyButton | None:

@@ -138,6 +138,7 @@ def encode_visualize(result: VisualizeResult) -> tuple[dict[str, Any], dict[str,
         "backend": result.backend,
         "seed": result.seed,
         "notes": list(result.notes),
+        "note_details": dict(result.note_details),
         "timings_ms": result.timings_ms,
     }
     return doc, pngs
@@ -181,6 +182,7 @@ def decode_visualize(
         backend=doc["backend"],
         seed=int(doc["seed"]),
         notes=list(doc["notes"]),
+        note_details=dict(doc.get("note_details", {})),  # absent from an older worker's document
         timings_ms=dict(doc["timings_ms"]),
     )
 
@@ -246,6 +248,7 @@ def encode_video(result: VideoResult, video_id: str) -> dict[str, Any]:
         "video": meta,
         "seed": result.seed,
         "notes": list(result.notes),
+        "note_details": dict(result.note_details),
         "timings_ms": dict(result.timings_ms),
     }
 
@@ -270,6 +273,7 @@ def decode_video(doc: dict[str, Any], path: Path) -> VideoResult:
         video=video,
         seed=int(doc["seed"]),
         notes=list(doc["notes"]),
+        note_details=dict(doc.get("note_details", {})),  # absent from an older worker's document
         timings_ms=dict(doc["timings_ms"]),
     )
 

@@ -525,6 +525,7 @@ async def _result_doc(state: ApiState, job: Job, *, image_mode: str) -> dict[str
         "seed": res.seed,
         "images": images,
         "notes": list(res.notes),
+        "note_details": dict(res.note_details),
         "cached": res.analysis.cached,
         "timings_ms": {k: v for k, v in res.timings_ms.items()},
     }
@@ -532,6 +533,7 @@ async def _result_doc(state: ApiState, job: Job, *, image_mode: str) -> dict[str
     if made is not None:
         doc["video"] = {**made, "url": f"{base}/v1/videos/{made['id']}.mp4"}
         doc["notes"] += [n for n in made["notes"] if n not in doc["notes"]]
+        doc["note_details"] |= made["note_details"]
         doc["timings_ms"]["video_ms"] = made["timings_ms"]["total_ms"]
     return doc
 
@@ -608,6 +610,7 @@ async def _make_video(
         "scenes": v.scenes,
         "sections": [s.model_dump(mode="json") for s in v.sections],
         "notes": list(made.notes),
+        "note_details": dict(made.note_details),
         "timings_ms": {**made.timings_ms, "total_ms": round((time.perf_counter() - t0) * 1000, 2)},
     }
 
@@ -670,6 +673,7 @@ def _remote_status(job_id: str, remote: dict[str, Any], state: ApiState) -> dict
             backend=res["backend"],
             seed=res["seed"],
             notes=res["notes"],
+            note_details=res.get("note_details", {}),
             images=[
                 {
                     "id": im["id"],

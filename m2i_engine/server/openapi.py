@@ -288,7 +288,18 @@ def build_openapi() -> dict[str, Any]:
                         "seed": {"type": "integer"},
                         "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}},
                         "video": {"$ref": "#/components/schemas/Video"},
-                        "notes": {"type": "array", "items": {"type": "string"}},
+                        "notes": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Sentences about how the result was made, fit to show to "
+                            "anyone (no setting names or paths).",
+                        },
+                        "note_details": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                            "description": "For the operator: a note (the key) and what lies behind "
+                            "it, e.g. which setting turns Stable Diffusion on. Keep it from end users.",
+                        },
                         "cached": {"type": "boolean"},
                         "timings_ms": {"type": "object"},
                     },
@@ -316,7 +327,18 @@ def build_openapi() -> dict[str, Any]:
                         "seed": {"type": "integer"},
                         "scenes": {"type": "integer"},
                         "sections": {"type": "array", "items": {"type": "object"}},
-                        "notes": {"type": "array", "items": {"type": "string"}},
+                        "notes": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Sentences about how the result was made, fit to show to "
+                            "anyone (no setting names or paths).",
+                        },
+                        "note_details": {
+                            "type": "object",
+                            "additionalProperties": {"type": "string"},
+                            "description": "For the operator: a note (the key) and what lies behind "
+                            "it, e.g. which setting turns Stable Diffusion on. Keep it from end users.",
+                        },
                         "timings_ms": {"type": "object"},
                     },
                 },

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from m2i_engine.imaging.sd.batcher import SDBatcher
     from m2i_engine.imaging.sd.factory import load_sd_backend
     from m2i_engine.imaging.sd.failures import SDBadOutputError, SDOutOfMemoryError
-    from m2i_engine.imaging.sd.runtime import sd_available
+    from m2i_engine.imaging.sd.runtime import sd_available, sd_off_summary
 
 __all__ = [
     "LoraSpec",
@@ -40,6 +40,7 @@ __all__ = [
     "SteeringSettings",
     "load_sd_backend",
     "sd_available",
+    "sd_off_summary",
 ]
 
 _LAZY = {
@@ -50,6 +51,7 @@ _LAZY = {
     "SDBadOutputError": "failures",
     "SDOutOfMemoryError": "failures",
     "sd_available": "runtime",
+    "sd_off_summary": "runtime",
 }
 
 

@@ -106,6 +106,14 @@ def sd_available(settings: Any) -> tuple[bool, str]:
     return True, f"{settings.model} ({where}) on {runtime.device}, {runtime.dtype_name}"
 
 
+def sd_off_summary(settings: Any) -> str:
+    """Why Stable Diffusion is off, in words for anyone (a chat user too): no settings, paths or
+    commands. :func:`sd_available`'s reason is the operator's version of it."""
+    if not as_sd_settings(settings).model:
+        return "this server has no Stable Diffusion model"
+    return "Stable Diffusion isn't set up on this server"
+
+
 def as_sd_settings(settings: Any) -> SDSettings:
     if isinstance(settings, SDSettings):
         return settings
