@@ -38,7 +38,14 @@ from m2i_engine.errors import (
     M2IError,
     describe,
 )
-from m2i_engine.options import AnimateOptions, Aspect, VideoOptions, VisualizeOptions, option_fields
+from m2i_engine.options import (
+    AnimateOptions,
+    Aspect,
+    VideoOptions,
+    VisualizeOptions,
+    check_video_options,
+    option_fields,
+)
 from m2i_engine.tags import Classification, Tags
 
 
@@ -276,8 +283,6 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
     animation = animate_options_from_args(args) if args.animate else None
     video = video_options_from_args(args) if args.video else None
     if video is not None:
-        from m2i_engine.imaging.video import check_video_options
-
         check_video_options(options)  # refused before the models load
     max_bytes = round(args.video_max_mb * 1e6) if args.video_max_mb else None
     settings = _settings_with_sd(Settings(), args, explicit_sd=options.backend.value == "sd")

@@ -30,9 +30,17 @@ from m2i_engine.errors import (
     RequestTimeoutError,
     ServiceError,
 )
+from m2i_engine.files import owned_file
 from m2i_engine.imaging.base import GeneratedImage, ImageBackend, ImageRequest
 from m2i_engine.models import ModelRegistry
-from m2i_engine.options import MAX_SEED, AnimateOptions, Backend, VideoOptions, VisualizeOptions
+from m2i_engine.options import (
+    MAX_SEED,
+    AnimateOptions,
+    Backend,
+    VideoOptions,
+    VisualizeOptions,
+    check_video_options,
+)
 from m2i_engine.pipeline import Timings, analyse_audio, image_request
 from m2i_engine.prompt import Prompt
 from m2i_engine.tags import Tags
@@ -285,7 +293,7 @@ class Engine:
                 wanted, backend, notes, "drew", lambda b: self._draw(b, request, progress)
             )
             draw_ms = round((time.perf_counter() - t0) * 1000.0, 2)
-            await _notify(progress, Progress(Stage.done))
+            await notify(progress, Progress(Stage.done))
         return VisualizeResult(
             analysis=analysis,
             prompt=request.prompt,
@@ -316,7 +324,7 @@ class Engine:
         async with self._deadline():
             analysis, _seed, request = await self._request(audio, options, animation.anim_size, progress)
             async with self._slot(progress):
-                await _notify(progress, Progress(Stage.drawing))
+                await notify(progress, Progress(Stage.drawing))
                 loop, _ = await self._with_fallback(
                     wanted,
                     backend,
@@ -324,7 +332,7 @@ class Engine:
                     "animated",
                     lambda b: self._run_blocking(make_loop, request, animation, backend=b),
                 )
-            await _notify(progress, Progress(Stage.done))
+            await notify(progress, Progress(Stage.done))
         return AnimationResult(
             analysis=analysis,
             prompt=request.prompt,
@@ -351,10 +359,7 @@ class Engine:
         caller owns). ``max_bytes``: a file over it is encoded again at a lower bit rate, and a clip that
         can't fit raises ``VideoTooLargeError`` (code ``video_too_large``). Bad audio raises the same
         ``InputError``\\ s as :meth:`visualize`. The same audio + options + seed repeat exactly."""
-        import tempfile
-        from pathlib import Path
-
-        from m2i_engine.imaging.video import check_video_options, load_clip, render_video
+        from m2i_engine.imaging.video import load_clip, render_video
 
         options = options or VisualizeOptions()
         video = video or VideoOptions()
@@ -363,9 +368,11 @@ class Engine:
         wanted, backend, notes, details = self._backend_for(options)
         async with self._deadline():
             data = await self._read(audio)
-            await _notify(progress, Progress(Stage.decoding))
+            await notify(progress, Progress(Stage.decoding))
             t0 = time.perf_counter()
-            await self._admit(data)  # the decode guard first: a file that crashes decoders dies in a child
+            sha = hashlib.sha256(data).hexdigest()  # hashed once, for the hooks and the seed
+            # the decode guard first: a file that crashes decoders dies in a child
+            await self._admit(data, sha)
             clip = await self._run_blocking(
                 load_clip, data, limits=self.settings.limits, start=video.start, length=video.length
             )
@@ -373,18 +380,12 @@ class Engine:
             analysis = await self._clip_analysis(clip.wav_bytes(), clip.length_s, progress)
             tags = analysis.tags.model_copy(update={"audio": clip.info})
             analysis = AnalysisResult(tags, analysis.audio_sha256, analysis.cached, analysis.timings_ms)
-            seed = options.seed if options.seed is not None else _seed_from(hashlib.sha256(data).hexdigest())
+            seed = options.seed if options.seed is not None else _seed_from(sha)
             width, height = video.aspect.size(video.size, multiple=2)
             request = image_request(tags, options, seed=seed, width=width, height=height)
-            owned = out is None
-            if out is None:
-                fd, name = tempfile.mkstemp(prefix="m2i-video-", suffix=".mp4")
-                os.close(fd)
-                out = Path(name)
-            target = out
-            try:
+            with owned_file(out) as target:  # a file made here is removed if drawing fails
                 async with self._slot(progress):
-                    await _notify(progress, Progress(Stage.drawing))
+                    await notify(progress, Progress(Stage.drawing))
                     made, _ = await self._with_fallback(
                         wanted,
                         backend,
@@ -401,12 +402,8 @@ class Engine:
                             max_bytes=max_bytes,
                         ),
                     )
-            except BaseException:
-                if owned:
-                    target.unlink(missing_ok=True)
-                raise
             made.start_s = clip.start_s
-            await _notify(progress, Progress(Stage.done))
+            await notify(progress, Progress(Stage.done))
         return VideoResult(
             analysis=analysis,
             prompt=request.prompt,
@@ -583,7 +580,7 @@ class Engine:
         loop = asyncio.get_running_loop()
 
         def report(stage: str) -> None:
-            asyncio.run_coroutine_threadsafe(_notify(progress, Progress(Stage(stage))), loop)
+            asyncio.run_coroutine_threadsafe(notify(progress, Progress(Stage(stage))), loop)
 
         return report
 
@@ -601,10 +598,10 @@ class Engine:
     ) -> list[GeneratedImage]:
         """Draw on the CPU pool under a worker slot, or await a backend that schedules itself."""
         if backend.schedules_itself:
-            await _notify(progress, Progress(Stage.drawing))
+            await notify(progress, Progress(Stage.drawing))
             return await backend.agenerate(request)
         async with self._slot(progress):
-            await _notify(progress, Progress(Stage.drawing))
+            await notify(progress, Progress(Stage.drawing))
             return await self._run_blocking(backend.generate, request)
 
     def _pick_backend(self, wanted: Backend) -> tuple[ImageBackend, list[str], NoteDetails]:
@@ -644,7 +641,7 @@ class _Slot:
         eng._waiting.append(self.ticket)
         try:
             if eng._slots.locked():
-                await _notify(self.progress, Progress(Stage.queued, eng._waiting.index(self.ticket) + 1))
+                await notify(self.progress, Progress(Stage.queued, eng._waiting.index(self.ticket) + 1))
             await eng._slots.acquire()
         finally:
             eng._waiting.remove(self.ticket)
@@ -672,7 +669,7 @@ class _Deadline:
         return False
 
 
-async def _notify(progress: ProgressCallback | None, event: Progress) -> None:
+async def notify(progress: ProgressCallback | None, event: Progress) -> None:
     """Call a progress callback (sync or async); its failure never fails the request."""
     if progress is None:
         return

@@ -148,6 +148,15 @@ class VideoUnavailableError(ServiceError):
     default_message = "Videos aren't available on this server."
 
 
+class VideoExpiredError(ServiceError):
+    """A finished video was gone (expired, or lost with a Redis restart) before it could be read: the
+    same request would only find the same dead result, so it has to be made again."""
+
+    code = "video_expired"
+    default_message = "That video expired before it could be sent — please ask for it again."
+    http_status = 410
+
+
 def describe(exc: BaseException) -> M2IError:
     """Map any exception to an ``M2IError`` so front ends never show a raw traceback."""
     if isinstance(exc, M2IError):

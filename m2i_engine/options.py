@@ -16,6 +16,8 @@ from typing import Any
 from annotated_types import Ge, Le, MaxLen
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from m2i_engine.errors import InvalidOptionError
+
 MAX_SEED = 2**32 - 1
 
 
@@ -127,6 +129,15 @@ class VideoOptions(BaseModel):
     fps: int = Field(30, ge=8, le=30, description="Frames per second of the video.")
     aspect: Aspect = Field(Aspect.story, description="Aspect ratio of the video.")
     size: int = Field(1280, ge=256, le=1920, description="Long side of the video in pixels.")
+
+
+def check_video_options(options: VisualizeOptions) -> None:
+    """Refuse what a video can't do, before any work: it is one picture moving, not several."""
+    if options.num_images > 1:
+        raise InvalidOptionError(
+            "A video is made from one picture: leave out --num-images "
+            f"{options.num_images} (or set it to 1) when asking for --video."
+        )
 
 
 # --- reading an option model ---------------------------------------------------------------------

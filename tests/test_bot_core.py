@@ -12,6 +12,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -584,6 +585,51 @@ async def test_service_video_fits_the_upload_limit_or_says_why(service: BotServi
     none = await queue_bot.video(request(wav_song(), user=3))
     assert isinstance(none, Failure) and none.code == "video_unavailable"
     assert none.text == f"🛠 {messages.VIDEO_UNAVAILABLE}"
+
+
+class _OneVideo:
+    """An engine stand-in whose ``video`` writes a file (what a real engine hands over) or raises ``fail``."""
+
+    def __init__(self, settings: Settings, path: Path, fail: Exception | None = None) -> None:
+        self.settings, self.path, self.fail = settings, path, fail
+
+    async def video(self, *args: Any, **kwargs: Any) -> Any:
+        if self.fail is not None:
+            raise self.fail
+        self.path.write_bytes(b"\0\0\0\x18ftypmp42")
+
+        class Made:
+            path = self.path
+
+        return Made()
+
+
+async def test_a_video_the_queue_lost_is_one_chat_sentence(service: BotService, tmp_path: Path) -> None:
+    from m2i_engine.errors import VideoExpiredError
+
+    gone = VideoExpiredError(detail="video abc expired before it was read (0 of 9000 bytes)")
+    bot = BotService(_OneVideo(service.engine.settings, tmp_path / "v.mp4", gone), service.settings)  # type: ignore[arg-type]
+    out = await bot.video(request(wav_song()))
+    assert isinstance(out, Failure) and out.code == "video_expired"
+    assert out.text == f"🛠 {messages.VIDEO_EXPIRED}" and "\n" not in out.text and "abc" not in out.text
+
+
+async def test_a_video_cancelled_before_it_is_sent_leaves_no_file(
+    service: BotService, tmp_path: Path
+) -> None:
+    """Between the engine's file and the reply that reads (and removes) it, a cancellation — here while
+    saying "sending" — must not leave the MP4 behind."""
+    path = tmp_path / "made.mp4"
+    bot = BotService(_OneVideo(service.engine.settings, path), service.settings)  # type: ignore[arg-type]
+
+    def cancel_on_sending(status: Status) -> None:
+        if status.stage is BotStage.sending:
+            assert path.exists()  # the engine's file, about to be read
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await bot.video(request(wav_song()), progress=cancel_on_sending)
+    assert not path.exists()
 
 
 async def test_service_describe_gives_prompt_and_tags_without_an_image(service: BotService) -> None:

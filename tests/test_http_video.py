@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from m2i_engine.config import Settings
 from m2i_engine.engine import Engine
+from m2i_engine.errors import VideoExpiredError
 from m2i_engine.server.app import create_app
 from m2i_engine.server.images import FileVideos
 from tests.fakes.media import probe_mp4
@@ -136,6 +137,31 @@ async def test_an_engine_without_videos_says_so(engine: Engine) -> None:
         resp = await c.post(f"/v1/visualize?{SMALL}", data=form(song(1), size=256))
         err = (await resp.json())["error"]
     assert resp.status == 503 and err["code"] == "video_unavailable"
+
+
+async def test_a_video_gone_before_it_was_read_is_410_not_a_retry(engine: Engine) -> None:
+    """Queue mode: the worker's MP4 expired (or Redis lost it) before the API copied it out. A retry
+    would join the same dead result, so the answer says "gone", not "try again" (503)."""
+
+    class Expiring:  # pictures as usual, but the video's file is gone
+        settings = engine.settings
+
+        async def start(self) -> None: ...
+
+        async def close(self) -> None: ...
+
+        async def visualize(self, *args: Any, **kwargs: Any) -> Any:
+            return await engine.visualize(*args, **kwargs)
+
+        async def video(self, *args: Any, **kwargs: Any) -> Any:
+            raise VideoExpiredError(detail="video abc expired before it was read (0 of 9000 bytes)")
+
+    app = create_app(engine.settings, Expiring(), own_engine=False)  # type: ignore[arg-type]
+    async with TestClient(TestServer(app)) as c:
+        resp = await c.post(f"/v1/visualize?{SMALL}", data=form(song(1), size=256))
+        err = (await resp.json())["error"]
+    assert resp.status == 410 and err["code"] == "video_expired"
+    assert err["message"] == VideoExpiredError.default_message and "abc" not in err["message"]
 
 
 async def test_the_private_store_keeps_the_newest_videos(tmp_path: Path) -> None:

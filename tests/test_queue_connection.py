@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 
 import pytest
 
@@ -18,9 +20,19 @@ from m2i_engine.queue.connection import is_connection_error, retry_connection  #
         (redis.ConnectionError("refused"), True),
         (redis.TimeoutError("slow"), True),
         (ConnectionResetError(), True),
+        (ConnectionRefusedError(), True),
+        (BrokenPipeError(), True),
+        (TimeoutError(), True),
+        (socket.gaierror(-2, "Name or service not known"), True),
+        (OSError(errno.ENETUNREACH, "Network is unreachable"), True),
         (redis.ResponseError("LOADING Redis is loading the dataset in memory"), True),
         (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
         (ValueError("a bug"), False),
+        # not the network: retrying would never help
+        (OSError(28, "No space left on device"), False),
+        (PermissionError(13, "Permission denied"), False),
+        (FileNotFoundError(2, "No such file or directory"), False),
+        (OSError("a decoder's error"), False),
     ],
 )
 def test_what_counts_as_redis_being_away(exc: BaseException, expected: bool) -> None:

@@ -8,7 +8,10 @@ video costs a few seconds of a worker's time.
 # ruff: noqa: F811  (the redis_server fixture is imported, then named by the tests that use it)
 from __future__ import annotations
 
+import json
 import secrets
+import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +25,12 @@ from bot.core import AudioRequest, BotService, BotSettings, VideoReply
 from bot.core.limits import AudioMeta, Platform
 from m2i_engine.config import Settings
 from m2i_engine.engine import Progress, VideoResult
-from m2i_engine.errors import InputError, VideoTooLargeError
+from m2i_engine.errors import InputError, VideoExpiredError, VideoTooLargeError
 from m2i_engine.logs import request_context
 from m2i_engine.options import Backend, VideoOptions, VisualizeOptions
+from m2i_engine.queue import worker
 from m2i_engine.queue.client import QueueEngine
+from m2i_engine.queue.worker import VideoLostError, WorkerRuntime
 from m2i_engine.server.app import create_app
 from tests.fakes.media import probe_mp4
 from tests.queue_harness import (  # noqa: F401  (redis_server is a fixture)
@@ -110,6 +115,15 @@ async def test_a_worker_makes_the_same_mp4_as_one_process(engine: QueueEngine, t
     )
     # the clip's WAV is the same bytes in every process, so its analysis is cached under one key
     assert got.analysis.audio_sha256 == one.analysis.audio_sha256 and len(one.analysis.audio_sha256) == 64
+
+
+async def test_a_queued_mp4_waits_in_redis_with_an_expiry(
+    engine: QueueEngine, redis_server: RedisServer, namespace: str, tmp_path: Path
+) -> None:
+    await engine.video(song(7), OPTIONS, SMALL, out=tmp_path / "kept.mp4")
+    r = redis.Redis.from_url(redis_server.url)
+    keys = list(r.scan_iter(f"{namespace}:vid:*"))
+    assert keys and all(r.ttl(key) > 0 for key in keys)  # none kept for ever
 
 
 async def test_without_out_the_caller_gets_a_temporary_file_it_owns(engine: QueueEngine) -> None:
@@ -211,3 +225,162 @@ async def test_the_bots_send_queued_videos(engine: QueueEngine) -> None:
     assert isinstance(out, VideoReply), out
     assert out.mp4[4:8] == b"ftyp" and (out.width, out.height) == (144, 256) and out.seed == 3
     assert probe_mp4(out.mp4).audio_codec == "aac"
+
+
+# --- the worker's and the front end's halves, against the real redis-server -------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def runtime(redis_server: RedisServer) -> AsyncIterator[WorkerRuntime]:
+    """A worker's runtime on its own namespace, without a Dramatiq worker: its methods called directly."""
+    import redis.asyncio as aredis
+
+    rt = WorkerRuntime(queue_settings(redis_server.url, "u" + secrets.token_hex(4)), worker_id="unit")
+    rt.redis = aredis.Redis.from_url(redis_server.url)
+    try:
+        yield rt
+    finally:
+        await rt.redis.aclose()
+
+
+def losing_data_after(rt: WorkerRuntime, calls: int, key: str) -> None:
+    """Redis restarts without its data (``key`` is gone) right after the worker's ``calls``-th Redis call."""
+    real = rt._persist
+    seen = 0
+
+    async def persist(op: Any) -> Any:
+        nonlocal seen
+        out = await real(op)
+        seen += 1
+        if seen == calls:
+            await rt.redis.delete(key)
+        return out
+
+    rt._persist = persist  # type: ignore[method-assign]
+
+
+async def test_an_mp4_is_stored_whole_in_pieces_each_renewing_its_expiry(
+    runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "VIDEO_CHUNK", 1000)
+    mp4 = secrets.token_bytes(3500)  # a SET and three pieces
+    key = runtime.keys.video("whole")
+    await runtime._store_video(key, mp4)
+    assert await runtime.redis.get(key) == mp4
+    assert 0 < await runtime.redis.ttl(key) <= min(runtime.q.image_ttl_s, runtime.q.result_ttl_s)
+
+
+@pytest.mark.parametrize(
+    ("lost_after", "when"), [(1, "after the first piece"), (3, "mid-way"), (4, "after the last piece")]
+)
+async def test_an_mp4_redis_lost_while_it_was_stored_is_not_kept_with_a_hole(
+    runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch, lost_after: int, when: str
+) -> None:
+    """Before: the pieces after a restart made a new key without a TTL, zero-filled below them, and a
+    front end served that MP4 as it was. Now the key is deleted and the job runs again (transient)."""
+    monkeypatch.setattr(worker, "VIDEO_CHUNK", 1000)
+    key = runtime.keys.video("lost" + secrets.token_hex(4))
+    losing_data_after(runtime, lost_after, key)
+    with pytest.raises(VideoLostError) as exc:
+        await runtime._store_video(key, secrets.token_bytes(3500))
+    assert not await runtime.redis.exists(key), when
+    assert worker._is_transient(exc.value)
+
+
+class FakeVideoEngine:
+    """A worker engine whose "video" is random bytes; ``during`` runs while it renders."""
+
+    def __init__(self, during: Any = None) -> None:
+        self.during = during
+
+    async def video(self, data: bytes, options: Any, video: Any, *, out: Path, **_: Any) -> object:
+        out.write_bytes(secrets.token_bytes(2500))
+        if self.during is not None:
+            await self.during()
+        return object()
+
+
+async def run_video_job(rt: WorkerRuntime, engine: Any, job_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run one video job through ``WorkerRuntime._run`` (its audio stored, the engine faked)."""
+    monkeypatch.setattr(worker, "encode_video", lambda _result, vid: {"kind": "video", "video": {"id": vid}})
+    rt.engine = engine
+    sha = secrets.token_hex(32)
+    await rt.redis.set(rt.keys.audio(sha), b"song", ex=60)
+    payload = {
+        "job": job_id,
+        "kind": "video",
+        "sha": sha,
+        "rid": job_id,
+        "options": None,
+        "oom_step": 0,
+        "enqueued": time.time(),
+        "video": None,
+        "max_bytes": None,
+    }
+    await rt._run(payload, 0)
+
+
+async def videos_of(rt: WorkerRuntime) -> list[bytes]:
+    return [key async for key in rt.redis.scan_iter(rt.keys.video("*"))]
+
+
+async def test_a_redelivered_video_job_leaves_no_orphan_mp4(
+    runtime: WorkerRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deliveries of one job (a worker died after finishing, or a slow one was taken over): the first
+    stored result wins, and the other run's MP4 must not sit in Redis until its TTL."""
+    first = json.dumps({"kind": "video", "video": {"id": "first"}})
+    job_id = ""
+
+    async def other_run_finishes() -> None:  # the job's other delivery stores its result first
+        await runtime.redis.set(runtime.keys.result(job_id), first)
+
+    # 1. the other run finished while this one rendered: this run's MP4 is never stored
+    job_id = "job" + secrets.token_hex(4)
+    await run_video_job(runtime, FakeVideoEngine(other_run_finishes), job_id, monkeypatch)
+    assert await runtime.redis.get(runtime.keys.result(job_id)) == first.encode()
+    assert await videos_of(runtime) == []
+
+    # 2. it finished while this one stored its MP4: that MP4 is deleted once the first result is seen
+    real_store = runtime._store_video
+
+    async def store_then_lose_the_race(key: str, mp4: bytes) -> None:
+        await real_store(key, mp4)
+        assert await videos_of(runtime) == [key.encode()]
+        await other_run_finishes()
+
+    monkeypatch.setattr(runtime, "_store_video", store_then_lose_the_race)
+    job_id = "job" + secrets.token_hex(4)
+    await run_video_job(runtime, FakeVideoEngine(), job_id, monkeypatch)
+    assert await runtime.redis.get(runtime.keys.result(job_id)) == first.encode()
+    assert await videos_of(runtime) == []
+
+    # 3. no race: the one result names the one MP4 there is
+    monkeypatch.setattr(runtime, "_store_video", real_store)
+    job_id = "job" + secrets.token_hex(4)
+    await run_video_job(runtime, FakeVideoEngine(), job_id, monkeypatch)
+    doc = json.loads(await runtime.redis.get(runtime.keys.result(job_id)))
+    assert await videos_of(runtime) == [runtime.keys.video(doc["video"]["id"]).encode()]
+
+
+async def test_a_video_gone_before_it_was_read_is_expired_not_unavailable(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's MP4 expired (or was lost with Redis) before the front end read it: ``video_expired``
+    (410: asking again joins the same dead result), not ``queue_unavailable`` (503: "try again"); the
+    temporary file made for it is removed."""
+    import redis.asyncio as aredis
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    eng = QueueEngine(queue_settings(redis_server.url, "u" + secrets.token_hex(4)))
+    eng._redis = aredis.Redis.from_url(redis_server.url)
+    try:
+        cut = eng.keys.video("cut")
+        await eng._redis.set(cut, b"x" * 1000, ex=60)  # the first bytes of 5000
+        for video_id in ("gone", "cut"):
+            with pytest.raises(VideoExpiredError) as exc:
+                await eng._video_file({"video": {"id": video_id, "size_bytes": 5000}}, None)
+            assert (exc.value.code, exc.value.http_status) == ("video_expired", 410)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        await eng._redis.aclose()

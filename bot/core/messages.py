@@ -132,7 +132,8 @@ NEEDS_AUDIO_REPLY = (
     "the audio — options go in the caption."
 )
 INTERNAL = "Something went wrong on our side; please try again later."
-VIDEO_UNAVAILABLE = "Videos aren't available on this server yet — the image buttons still work."
+VIDEO_UNAVAILABLE = "Videos aren't available on this server — the image buttons still work."
+VIDEO_EXPIRED = "Your video expired before I could send it — please ask for it again."
 
 
 def video_too_large(limit_bytes: int) -> str:

@@ -31,7 +31,13 @@ from bot.core.options import parse_options
 from bot.core.reply import Reply, VideoReply, build_details_reply, build_reply, build_video_reply
 from bot.core.settings import BotSettings
 from m2i_engine.engine import Engine, Progress, Stage, VideoResult
-from m2i_engine.errors import M2IError, ServiceError, VideoTooLargeError, VideoUnavailableError
+from m2i_engine.errors import (
+    M2IError,
+    ServiceError,
+    VideoExpiredError,
+    VideoTooLargeError,
+    VideoUnavailableError,
+)
 from m2i_engine.options import VisualizeOptions
 
 __all__ = ["AudioRequest", "BotService", "DownloadFailedError", "Failure", "Status", "new_request_id"]
@@ -262,12 +268,16 @@ class BotService:
             return reply, timings
         if mode == "video":
             video = await self._video(data, options, request.max_upload_bytes, progress=on_engine)
-            timings["engine"] = (clock() - t) * 1000
-            await report(BotStage.sending)
-            t = clock()
-            clip = await asyncio.to_thread(
-                build_video_reply, video, title=title, request_id=request.request_id
-            )
+            try:
+                timings["engine"] = (clock() - t) * 1000
+                await report(BotStage.sending)
+                t = clock()
+                clip = await asyncio.to_thread(
+                    build_video_reply, video, title=title, request_id=request.request_id
+                )
+            except BaseException:  # cancelled (or failed) before the reply took the file: drop it here
+                video.path.unlink(missing_ok=True)
+                raise
             timings["read"] = (clock() - t) * 1000
             return clip, timings
         result = await self.engine.visualize(data, options, progress=on_engine)
@@ -299,6 +309,8 @@ class BotService:
                 data, options, self.settings.video_options(), max_bytes=limit, progress=progress
             )
         except M2IError as exc:
+            if exc.code == "video_expired":  # the queue lost the finished file before it was read
+                raise VideoExpiredError(messages.VIDEO_EXPIRED, detail=exc.detail or exc.message) from exc
             if exc.code != "video_too_large" or limit is None:
                 raise
             # said in chat words, not the CLI's flags

@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -50,6 +49,7 @@ from m2i_engine.engine import (
     Stage,
     VideoResult,
     VisualizeResult,
+    notify,
 )
 from m2i_engine.errors import (
     BusyError,
@@ -58,9 +58,11 @@ from m2i_engine.errors import (
     RequestTimeoutError,
     ServiceError,
     TooLargeError,
+    VideoExpiredError,
 )
+from m2i_engine.files import owned_file
 from m2i_engine.logs import job_id_var, request_id_var
-from m2i_engine.options import VideoOptions, VisualizeOptions
+from m2i_engine.options import VideoOptions, VisualizeOptions, check_video_options
 from m2i_engine.queue.broker import build_broker, job_message, queue_depth_key
 from m2i_engine.queue.codec import (
     VIDEO_CHUNK,
@@ -224,7 +226,7 @@ class QueueEngine:
             return decode_visualize(doc, pngs, self._png_fetcher)  # type: ignore[arg-type]
 
         result = await self._deadline(run(), call)
-        await _notify(progress, Progress(Stage.done))
+        await notify(progress, Progress(Stage.done))
         return result
 
     async def video(
@@ -240,8 +242,6 @@ class QueueEngine:
         """:meth:`Engine.video <m2i_engine.engine.Engine.video>` run by a worker: the MP4 comes back through
         Redis and is written to ``out`` (default: a new temporary file the caller owns). A worker keeps
         every video under :data:`~m2i_engine.queue.codec.MAX_VIDEO_BYTES` (``max_bytes`` lower still)."""
-        from m2i_engine.imaging.video import check_video_options
-
         options = options or VisualizeOptions()
         video = video or VideoOptions()
         check_video_options(options)  # before any work, as the local engine does
@@ -255,7 +255,7 @@ class QueueEngine:
             return await self._video_file(doc, out)
 
         result = await self._deadline(run(), call)
-        await _notify(progress, Progress(Stage.done))
+        await notify(progress, Progress(Stage.done))
         return result
 
     # --- extras for the HTTP API and metrics -----------------------------------------------------
@@ -432,7 +432,7 @@ class QueueEngine:
         try:
             position = await retry_connection(lambda: self._submit(payload, data), what="submitting a job")
             if position is not None:
-                await _notify(progress, Progress(Stage.queued, position))
+                await notify(progress, Progress(Stage.queued, position))
             return await self._wait(payload, data, waiter, fresh=position is not None)
         finally:
             waiters = self._waiters.get(job_id, [])
@@ -442,18 +442,12 @@ class QueueEngine:
                 self._waiters.pop(job_id, None)
 
     async def _video_file(self, doc: dict[str, Any], out: Path | None) -> VideoResult:
-        """Write the MP4 a worker stored for ``doc`` to ``out`` (or a new temporary file), piece by piece."""
-        import tempfile
-
+        """Write the MP4 a worker stored for ``doc`` to ``out`` (or a new temporary file), piece by piece.
+        An MP4 that is gone or cut short (expired, or lost with a Redis restart) is a
+        :class:`~m2i_engine.errors.VideoExpiredError`: asking again would join the same dead result."""
         meta = doc["video"]
         key, size = self.keys.video(meta["id"]), int(meta["size_bytes"])
-        owned = out is None
-        if out is None:
-            fd, name = tempfile.mkstemp(prefix="m2i-video-", suffix=".mp4")
-            os.close(fd)
-            out = Path(name)
-        target = out
-        try:
+        with owned_file(out) as target:
             target.parent.mkdir(parents=True, exist_ok=True)
             written = 0
             f = await asyncio.to_thread(target.open, "wb")
@@ -470,13 +464,9 @@ class QueueEngine:
             finally:
                 await asyncio.to_thread(f.close)
             if written != size:
-                raise QueueUnavailableError(
+                raise VideoExpiredError(
                     detail=f"video {meta['id']} expired before it was read ({written} of {size} bytes)"
                 )
-        except BaseException:
-            if owned:
-                target.unlink(missing_ok=True)
-            raise
         return decode_video(doc, target)
 
     async def _submit(self, payload: dict[str, Any], data: bytes) -> int | None:
@@ -590,7 +580,7 @@ class QueueEngine:
                     for w in list(waiters):
                         if event.get("stage"):
                             with contextlib.suppress(ValueError):
-                                await _notify(w.progress, Progress(Stage(event["stage"])))
+                                await notify(w.progress, Progress(Stage(event["stage"])))
                         if event.get("done"):
                             w.wake.set()
             except asyncio.CancelledError:
@@ -603,14 +593,3 @@ class QueueEngine:
                     await pubsub.aclose()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-
-async def _notify(progress: ProgressCallback | None, event: Progress) -> None:
-    if progress is None:
-        return
-    try:
-        res = progress(event)
-        if asyncio.iscoroutine(res) or isinstance(res, asyncio.Future):
-            await res
-    except Exception:
-        log.exception("progress callback failed")

@@ -4,13 +4,18 @@ front ends (:mod:`m2i_engine.queue.client`) and the workers (:mod:`m2i_engine.qu
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: a bare OSError with one of these is the network, not the operation
+_NETWORK_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN})
 
 
 async def retry_connection(op: Callable[[], Awaitable[T]], *, what: str) -> T:
@@ -33,13 +38,25 @@ async def retry_connection(op: Callable[[], Awaitable[T]], *, what: str) -> T:
 
 def is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` means Redis (or the broker's connection to it) is unreachable for now, so the
-    operation may be tried again, rather than a fault of the operation itself."""
+    operation may be tried again, rather than a fault of the operation itself.
+
+    Only network failures count: redis-py's and Dramatiq's connection errors, Redis still loading its
+    data, and the socket's own (refused, reset, broken pipe, timed out, a name that doesn't resolve, a
+    network that is down). Not every ``OSError``: a full disk, a permission refused or a decoder's
+    error would be retried for ever and never get better."""
     import redis
 
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | OSError):
+    # the builtins take in ConnectionRefused/Reset/AbortedError, BrokenPipeError and socket.timeout
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(exc, socket.gaierror):
+        return True
+    if type(exc) is OSError and exc.errno in _NETWORK_ERRNOS:  # connect() on an unreachable network
         return True
     if isinstance(exc, redis.ResponseError) and "LOADING" in str(exc):
         return True
-    from dramatiq.errors import ConnectionError as DqConnectionError
+    from dramatiq import errors as dq
 
-    return isinstance(exc, DqConnectionError)
+    # BrokerConnectionError since Dramatiq 2 (its old name, ConnectionError, warns when read)
+    broker_error = getattr(dq, "BrokerConnectionError", None) or dq.ConnectionError
+    return isinstance(exc, broker_error)

@@ -6,8 +6,9 @@ meet in the engine and the Stable Diffusion micro-batcher can group them into on
 
 Per job: skip it if a result exists (a redelivery after a crash), count the delivery (a job that
 killed its worker ``max_deliveries`` times is failed as poison), run the engine, store images (or a
-video's MP4) and the result (first result wins), publish ``done``. Out of GPU memory re-queues the job
-smaller, for any worker; input errors and bugs become a clear error for the client; Redis trouble is retried.
+video's MP4, checked whole, with its expiry on every piece) and the result (first result wins; a later
+run's MP4 is dropped), publish ``done``. Out of GPU memory re-queues the job smaller, for any worker;
+input errors and bugs become a clear error for the client; Redis trouble is retried.
 On SIGTERM the worker stops fetching, finishes running jobs for up to ``shutdown_timeout_s`` and
 hands back the rest.
 """
@@ -32,6 +33,7 @@ from typing import Any
 from m2i_engine.config import Settings
 from m2i_engine.engine import Progress, Stage
 from m2i_engine.errors import M2IError, ServiceError, VideoTooLargeError, describe
+from m2i_engine.files import owned_file
 from m2i_engine.logs import request_context
 from m2i_engine.options import VideoOptions, VisualizeOptions
 from m2i_engine.queue.broker import ACTOR_NAME, QUEUE, build_broker, job_message
@@ -72,6 +74,14 @@ class JobCrashedError(ServiceError):
 class AudioExpiredError(ServiceError):
     code = "audio_expired"
     default_message = "The upload expired before a worker could take it — please send it again."
+
+
+class VideoLostError(ServiceError):
+    """Redis lost part of an MP4 while a worker stored it (it restarted without its data): transient,
+    so the job runs again rather than hand out a file with a hole in it."""
+
+    code = "video_lost"
+    default_message = "m2i's job queue lost your video while saving it — please try again in a minute."
 
 
 class RedisTags:
@@ -224,9 +234,21 @@ class WorkerRuntime:
             return await pipe.execute()
 
         await self._persist(save)
+        video_key: str | None = None
         if mp4 is not None:
-            await self._store_video(doc["video"]["id"], mp4)
-        await self._store(job_id, doc)
+            video_key = k.video(doc["video"]["id"])
+            if await self._persist(lambda: r.exists(k.result(job_id))):
+                # another delivery finished this job while this one ran: its result (and MP4) stand
+                log.info("job %s already has its result: this run's video is dropped", job_id)
+                return
+            try:
+                await self._store_video(video_key, mp4)
+            except VideoLostError as exc:
+                await self._failed(payload, None, exc, retries)
+                return
+        if not await self._store(job_id, doc) and video_key is not None:
+            # the first result names another run's MP4: this one would only wait out its TTL
+            await self._persist(lambda: r.delete(video_key))
 
     async def _video(
         self,
@@ -237,45 +259,62 @@ class WorkerRuntime:
     ) -> tuple[dict[str, Any], bytes]:
         """The engine's video of ``data`` (its document and MP4 bytes), held under ``MAX_VIDEO_BYTES``."""
         import secrets
-        import tempfile
 
         assert self.engine is not None
         video = VideoOptions.model_validate(payload["video"]) if payload.get("video") else None
         asked = payload.get("max_bytes")
         limit = min(int(asked), MAX_VIDEO_BYTES) if asked else MAX_VIDEO_BYTES
-        fd, name = tempfile.mkstemp(prefix="m2i-video-", suffix=".mp4")
-        os.close(fd)
-        path = Path(name)
-        try:
+        with owned_file(keep=False) as path:  # a scratch file: the bytes go to Redis
             result = await self.engine.video(
                 data, options, video, out=path, max_bytes=limit, progress=progress
             )
             mp4 = await asyncio.to_thread(path.read_bytes)
-        finally:
-            path.unlink(missing_ok=True)
         if len(mp4) > limit:  # the encoder fits a file under the limit or refuses; this is a safety net
             raise VideoTooLargeError(detail=f"{len(mp4)} bytes over the limit of {limit}")
         # an id of its own per run: two runs of one job never write into each other's value
         return encode_video(result, secrets.token_hex(16)), mp4
 
-    async def _store_video(self, video_id: str, mp4: bytes) -> None:
-        """Store an MP4 in pieces (each call well inside the socket timeout, each one safe to retry), for
-        as long as the result that names it."""
+    async def _store_video(self, key: str, mp4: bytes) -> None:
+        """Store an MP4 under ``key`` in pieces (each call well inside the socket timeout, each one safe
+        to retry), for as long as the result that names it.
+
+        Every piece renews the expiry, and each checks (in the same transaction) that the pieces before
+        it are still there: a Redis that restarted without its data in between would otherwise get a key
+        without a TTL, zero-filled below the offset — an MP4 with a hole that a front end serves as it
+        is. A lost piece deletes the key and raises :class:`VideoLostError` (transient: the job runs
+        again); so does a length short of the MP4's at the end."""
         r, q = self.redis, self.q
-        key = self.keys.video(video_id)
         ttl = min(q.image_ttl_s, q.result_ttl_s)
         view = memoryview(mp4)
         await self._persist(lambda: r.set(key, bytes(view[:VIDEO_CHUNK]), ex=ttl))
+
+        async def piece(at: int) -> int:
+            pipe = r.pipeline(transaction=True)
+            pipe.strlen(key)
+            pipe.setrange(key, at, bytes(view[at : at + VIDEO_CHUNK]))
+            pipe.expire(key, ttl)
+            before, _, _ = await pipe.execute()
+            return int(before)
+
         for at in range(VIDEO_CHUNK, len(mp4), VIDEO_CHUNK):
-            await self._persist(partial(r.setrange, key, at, bytes(view[at : at + VIDEO_CHUNK])))
+            # at least ``at`` bytes before: this piece (or a retry of it whose answer was lost) comes next
+            before = await self._persist(partial(piece, at))
+            if before < at:
+                await self._persist(lambda: r.delete(key))
+                raise VideoLostError(detail=f"{key}: {before} of the first {at} bytes left before a piece")
+        stored = int(await self._persist(lambda: r.strlen(key)))
+        if stored != len(mp4):
+            await self._persist(lambda: r.delete(key))
+            raise VideoLostError(detail=f"{key}: {stored} of {len(mp4)} bytes stored")
 
     async def _persist(self, op: Callable[[], Any]) -> Any:
         """Run a Redis operation until it succeeds: finished work is not thrown away because Redis
         restarted meanwhile (the job's time limit bounds the wait)."""
         return await retry_connection(op, what="running a job")
 
-    async def _store(self, job_id: str, doc: dict[str, Any]) -> None:
-        """Store the job's one result (the first one wins) and tell the waiting front ends."""
+    async def _store(self, job_id: str, doc: dict[str, Any]) -> bool:
+        """Store the job's one result (the first one wins) and tell the waiting front ends; whether this
+        result was the first."""
         r, k, q = self.redis, self.keys, self.q
         first = await self._persist(
             lambda: r.set(k.result(job_id), json.dumps(doc), ex=q.result_ttl_s, nx=True)
@@ -287,6 +326,7 @@ class WorkerRuntime:
             log.info("job %s %s%s", job_id, state, f" ({doc['error']['code']})" if "error" in doc else "")
         else:
             log.info("job %s finished again after a redelivery; the first result stands", job_id)
+        return bool(first)
 
     async def _failed(
         self, payload: dict[str, Any], options: VisualizeOptions | None, exc: Exception, retries: int
@@ -340,7 +380,7 @@ class WorkerRuntime:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return is_connection_error(exc) or getattr(exc, "code", None) == "busy"
+    return is_connection_error(exc) or isinstance(exc, VideoLostError) or getattr(exc, "code", None) == "busy"
 
 
 def _gpu_memory() -> int | None:

@@ -43,7 +43,7 @@ from m2i_engine.errors import (
 from m2i_engine.frontend import EngineLike
 from m2i_engine.imaging.base import GeneratedImage
 from m2i_engine.logs import clean_request_id, new_request_id, request_context, request_id_var
-from m2i_engine.options import VideoOptions, VisualizeOptions
+from m2i_engine.options import VideoOptions, VisualizeOptions, check_video_options
 from m2i_engine.server.errors import (
     BadRequestError,
     MethodNotAllowedError,
@@ -404,8 +404,6 @@ async def _submit(request: web.Request, kind: str) -> web.StreamResponse:
     options = parse_options(fields, query, allowed=kind == "visualize")
     engine = state.engine
     if video is not None:
-        from m2i_engine.imaging.video import check_video_options
-
         check_video_options(options)  # before any work, like every other bad option
         if getattr(engine, "video", None) is None:
             raise VideoUnavailableError()

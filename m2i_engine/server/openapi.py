@@ -63,6 +63,10 @@ def build_openapi() -> dict[str, Any]:
         "400": _error("Malformed request (missing audio, bad multipart, duplicate or over-long field)."),
         "401": _error("Missing or wrong bearer token."),
         "408": _error("The upload did not arrive in time."),
+        "410": _error(
+            "video_expired: the video was made but was gone before it was read (expired, or lost by the "
+            "job queue); ask again with a new Idempotency-Key (or none)."
+        ),
         "413": _error("The upload is larger than the limit, or the video can't fit video_max_bytes."),
         "415": _error("Wrong content type, or the file isn't audio."),
         "422": _error("Audio that can't be used (corrupt, too long/short, silent) or an invalid option."),
