@@ -2,7 +2,7 @@
 
 Which songs a model has seen decides what a check shows:
 
-- The shipped **genre** head (v2) was trained on the labelled songs of all three collections (GTZAN,
+- The shipped **genre** head (v3) was trained on the labelled songs of all three collections (GTZAN,
   Emotify classical/rock/pop, mer4q single-class clips — see its manifest). Correct genres for them
   only show that the serving path (decode → 22.05 kHz → musicnn → head → calibration) reproduces the
   training features end to end; generalisation to unseen artists and collections is measured in
@@ -85,7 +85,7 @@ def test_serving_path_reproduces_training_on_gtzan_training_songs(
 
 
 def test_emotify_classical_and_rock_are_told_apart(shared_data: Path, registry: ModelRegistry) -> None:
-    """Serving path on Emotify tracks 1-4 (classical) and 101-104 (rock), training songs of the v2 head;
+    """Serving path on Emotify tracks 1-4 (classical) and 101-104 (rock), training songs of the v3 head;
     'classical-ish' is classical or jazz (the two the collections confuse most)."""
     audio = shared_data / "emotify" / "audio"
     classical = [_scores(registry.classify("genre", _Song(audio / f"{i}.opus"))) for i in range(1, 5)]
