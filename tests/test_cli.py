@@ -13,6 +13,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from m2i_engine.config import SDSettings
+from m2i_engine.imaging.sd.runtime import sd_off_summary
 from m2i_engine.synth import SongSpec, render_song
 
 
@@ -83,14 +85,16 @@ def test_visualize_json_on_a_real_file(tmp_path: Path) -> None:
 def test_the_operator_is_told_which_setting_turns_stable_diffusion_on(tmp_path: Path) -> None:
     """The CLI's user runs the server: its notes keep the hint a chat never shows."""
     no_sd = {"M2I_SD__MODEL": "", "M2I_SD_MODEL": ""}
+    said = f"Drawn by the built-in renderer ({sd_off_summary(SDSettings(model=None))})."
+    assert "M2I_" not in said and "Stable Diffusion" in said  # the sentence for anyone names no setting
     r = run("visualize", "--size", "256", cwd=tmp_path, **no_sd)
     assert r.returncode == 0, r.stderr
-    assert "Drawn by the built-in renderer (this server has no Stable Diffusion model)." in r.stdout
+    assert said in r.stdout
     assert "M2I_SD__MODEL" in r.stdout
     j = run("visualize", "--size", "256", "--json", cwd=tmp_path, **no_sd)
     doc = json.loads(j.stdout)
     [note] = doc["notes"]
-    assert "M2I_" not in note and "M2I_SD__MODEL" in doc["note_details"][note]
+    assert note == said and "M2I_" not in note and "M2I_SD__MODEL" in doc["note_details"][note]
     refused = run("visualize", "--size", "256", "--backend", "sd", cwd=tmp_path, **no_sd)
     assert refused.returncode != 0 and "(backend_unavailable)" in refused.stderr
     assert "M2I_SD__MODEL" in refused.stderr

@@ -22,6 +22,7 @@ from PIL import Image
 
 from m2i_engine.config import SDSettings, Settings
 from m2i_engine.engine import Engine
+from m2i_engine.imaging.sd.runtime import sd_off_summary
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.server.app import create_app
 from m2i_engine.server.cli import serve
@@ -223,7 +224,8 @@ async def test_notes_are_for_anyone_and_their_details_for_the_operator() -> None
         doc = await resp.json()
         spec = await (await c.get("/openapi.json")).json()
     assert resp.status == 200, doc
-    said = "Drawn by the built-in renderer (this server has no Stable Diffusion model)."
+    said = f"Drawn by the built-in renderer ({sd_off_summary(s.sd)})."
+    assert "M2I_" not in said and "Stable Diffusion" in said  # the sentence for anyone names no setting
     assert said in doc["notes"] and said in doc["video"]["notes"]
     assert not any("M2I_" in n for n in doc["notes"])
     assert "M2I_SD__MODEL" in doc["note_details"][said] and doc["video"]["note_details"] == {

@@ -4,7 +4,10 @@ the arrows that must not exist.
 - the config layer (``m2i_engine.config``) is the bottom of the settings tree: it owns every settings
   model and imports nothing from the front ends (queue, server, bots) or from imaging;
 - the prompt layer (``m2i_engine.prompt``) turns tags into words and knows nothing of image backends;
-- the engine never imports the bots (they are front ends on top of it).
+- the engine never imports the bots (they are front ends on top of it);
+- the engine's parts (imaging, models, analysis, audio, prompt, tags, options) import neither the engine
+  nor what sits on it (serving, queue, server, CLI, front ends);
+- the engine imports neither the queue, the HTTP server nor serving; the queue never imports the server.
 """
 
 from __future__ import annotations
@@ -16,6 +19,26 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "m2i_engine"
 
+#: the engine's parts: what a request is analysed, tagged and drawn with
+PARTS = (
+    "m2i_engine.imaging",
+    "m2i_engine.models",
+    "m2i_engine.analysis",
+    "m2i_engine.audio",
+    "m2i_engine.prompt",
+    "m2i_engine.tags",
+    "m2i_engine.options",
+)
+#: the engine and everything on top of it
+FRONT = (
+    "m2i_engine.engine",
+    "m2i_engine.serving",
+    "m2i_engine.queue",
+    "m2i_engine.server",
+    "m2i_engine.cli",
+    "m2i_engine.frontend",
+)
+
 #: (modules under this name, names they must not import, why)
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
@@ -25,6 +48,16 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ),
     ("m2i_engine.prompt", ("m2i_engine.imaging",), "prompts are built before (and without) any backend"),
     ("m2i_engine", ("bot",), "the bots are front ends over the engine"),
+    *(
+        (layer, FRONT, "the engine's parts sit under the engine and its front ends, never on them")
+        for layer in PARTS
+    ),
+    (
+        "m2i_engine.engine",
+        ("m2i_engine.queue", "m2i_engine.server", "m2i_engine.serving"),
+        "the engine runs a request in this process; the queue, the HTTP server and serving are on top of it",
+    ),
+    ("m2i_engine.queue", ("m2i_engine.server",), "the queue is the server's back end, not the other way"),
 )
 
 

@@ -245,6 +245,8 @@ def test_shipped_model_loads_and_answers(
         ({"file": "missing.weights.h5"}, FileNotFoundError, "missing"),
         ({"positive": 2}, ValueError, "positive class"),
         ({"head": {"pool": "patches"}}, ValueError, "song-level"),
+        ({"weights_sha256": "0" * 64}, ValueError, "sha256"),
+        ({"name": ""}, ValueError, "needs a name"),
     ],
 )
 def test_a_bad_learned_tag_is_refused(

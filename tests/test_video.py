@@ -240,7 +240,7 @@ def test_timeline_beats_cover_the_clip_and_scenes_stay_bounded() -> None:
         from PIL import Image
 
         im = Image.new("RGB", (4, 4))
-        return Scene(label=section.label, rest=(im,), hit=(im,))
+        return Scene.from_rgb(section.label, (im,), (im,))
 
     cache = SceneCache(draw)
     for label in "ABCDEA":

@@ -72,7 +72,9 @@ class GeneratedImage:
             with self._lock:
                 if self._image is None:
                     assert self._png is not None
-                    self._image = Image.open(io.BytesIO(self._png))
+                    img = Image.open(io.BytesIO(self._png))
+                    img.load()  # decode now, under the lock: Image.open reads only the header
+                    self._image = img
         return self._image
 
     @property

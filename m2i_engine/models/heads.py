@@ -19,6 +19,7 @@ Offers
 - :class:`HeadSpec` — a head's configuration, stored in the model's manifest.
 - :func:`build_head` — the Keras model of a spec.
 - :func:`patch_matrix` — a head's input rows from per-patch backbone outputs.
+- :func:`head_rows` — the rows a head scores: the patch rows, or their song mean (``pool="song"``).
 - :func:`select_patches` — which patches of a song are used (same rule as ``MusicnnTagger.per_patch``).
 - :class:`SharedBackbone` — one backbone pass per song, shared by the heads.
 """
@@ -129,6 +130,12 @@ def patch_matrix(per_patch: Mapping[str, np.ndarray], inputs: Sequence[str]) -> 
     return np.concatenate(
         [np.asarray(per_patch[name], np.float32).reshape(len(per_patch[name]), -1) for name in inputs], axis=1
     )
+
+
+def head_rows(per_patch: Mapping[str, np.ndarray], spec: HeadSpec) -> np.ndarray:
+    """The rows ``spec``'s head scores: one per patch, or (``pool="song"``) the song's mean row alone."""
+    rows = patch_matrix(per_patch, spec.inputs)
+    return rows.mean(axis=0, keepdims=True) if spec.pool == "song" else rows
 
 
 def select_patches(n_patches: int, max_patches: int | None) -> np.ndarray:

@@ -25,7 +25,7 @@ from m2i_engine.models.heads import (
     HeadSpec,
     SharedBackbone,
     build_head,
-    patch_matrix,
+    head_rows,
     predict_rows,
 )
 from m2i_engine.models.registry import Manifest, register_loader
@@ -63,7 +63,6 @@ class MusicnnHeadClassifier:
             folders, max_patches=None if cap is None else int(cap), runtime=self.runtime
         )  # type: ignore[arg-type]
         self._run = head_runner(manifest.folder / manifest.file, self.spec, self.runtime)
-        self._lock = threading.Lock()
         cal = dict(extra.get("calibration") or {})
         self.temperature = float(cal.get("temperature", 1.0))
         self.min_confidence = float(cal.get("min_confidence", 0.0))
@@ -72,9 +71,7 @@ class MusicnnHeadClassifier:
 
     def scores(self, features: Any) -> np.ndarray:
         """The song's calibrated score per label (head outputs averaged over the backbone patches)."""
-        rows = patch_matrix(self.backbone.per_patch(features), self.spec.inputs)
-        if self.spec.pool == "song":
-            rows = rows.mean(axis=0, keepdims=True)
+        rows = head_rows(self.backbone.per_patch(features), self.spec)
         s = np.clip(self.head(rows).mean(axis=0), 0.0, 1.0)
         if self.temperature != 1.0 and self.spec.activation == "softmax":
             z = np.log(np.clip(s, 1e-9, 1.0)) / self.temperature
@@ -84,8 +81,7 @@ class MusicnnHeadClassifier:
 
     def head(self, rows: np.ndarray) -> np.ndarray:
         """The head alone on ``(patches, input_dim)`` rows: ``(patches, labels)`` scores."""
-        with self._lock:
-            return self._run(rows)
+        return self._run(rows)
 
     def predict(self, features: Any) -> Classification:
         s = self.scores(features)
@@ -100,14 +96,23 @@ class MusicnnHeadClassifier:
 
 def head_runner(weights: Path, spec: HeadSpec, runtime: str) -> Callable[[np.ndarray], np.ndarray]:
     """A head's weights as a function ``(rows, input_dim)`` → ``(rows, n_out)`` scores, in NumPy or on
-    Keras (``runtime``): the one way every head (genre, emotion, mood, the learned style tags) is run."""
+    Keras (``runtime``): the one way every head (genre, emotion, mood, the learned style tags) is run.
+
+    Safe to call from several threads: a NumPy head is a pure function of its weights, and a Keras
+    (torch/TensorFlow) model, which is not safe to share across threads, runs under its own lock."""
     if runtime == "numpy":
         from m2i_engine.models.npnet import NumpyHead
 
         return NumpyHead(weights, spec.activation)
     model = build_head(spec)
     model.load_weights(str(weights))
-    return lambda rows: predict_rows(model, rows)
+    lock = threading.Lock()
+
+    def run(rows: np.ndarray) -> np.ndarray:
+        with lock:
+            return predict_rows(model, rows)
+
+    return run
 
 
 def _backbone_folder(model_folder: Path, sub: str) -> Path:

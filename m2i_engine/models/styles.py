@@ -16,6 +16,7 @@ like any tag.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, get_args
 
 import numpy as np
 
-from m2i_engine.models.heads import MAX_PATCHES, RUNTIMES, HeadSpec, SharedBackbone, patch_matrix
+from m2i_engine.models.heads import MAX_PATCHES, RUNTIMES, HeadSpec, SharedBackbone, head_rows
 from m2i_engine.models.keras_loader import _backbone_folder, head_runner
 from m2i_engine.models.registry import Manifest, register_loader
 from m2i_engine.tags import Classification, LabelScore, StyleGroup, StyleTag
@@ -120,19 +121,28 @@ class LearnedTag:
 
     @classmethod
     def load(cls, d: Mapping[str, Any], folder: Path, runtime: str) -> LearnedTag:
+        """One ``learned_tags`` entry of the manifest; its weights must match ``weights_sha256`` when the
+        entry gives one (a head retrained without its manifest is refused, not silently served)."""
+        name = d.get("name")
         spec = HeadSpec.from_dict(d["head"])
         if spec.pool != "song" or spec.activation != "softmax" or not 0 <= int(d["positive"]) < spec.n_out:
-            raise ValueError(
-                f"learned tag {d['name']!r}: needs a song-level softmax head and a positive class"
-            )
+            raise ValueError(f"learned tag {name!r}: needs a song-level softmax head and a positive class")
+        if not name:
+            raise ValueError("a learned tag needs a name")
         weights = folder / str(d["file"])
         if not weights.is_file():
-            raise FileNotFoundError(f"learned tag {d['name']!r}: {weights} missing")
-        return cls(str(d["name"]), spec, int(d["positive"]), head_runner(weights, spec, runtime))
+            raise FileNotFoundError(f"learned tag {name!r}: {weights} missing")
+        want = d.get("weights_sha256")
+        if want is not None:
+            got = hashlib.sha256(weights.read_bytes()).hexdigest()
+            if got != str(want).lower():
+                raise ValueError(
+                    f"learned tag {name!r}: {weights.name} has sha256 {got}, the manifest says {want}"
+                )
+        return cls(str(name), spec, int(d["positive"]), head_runner(weights, spec, runtime))
 
     def score(self, per_patch: Mapping[str, np.ndarray]) -> float:
-        rows = patch_matrix(per_patch, self.spec.inputs).mean(axis=0, keepdims=True)
-        return float(np.asarray(self.run(rows))[0, self.positive])
+        return float(np.asarray(self.run(head_rows(per_patch, self.spec)))[0, self.positive])
 
 
 class StyleTagger:

@@ -14,10 +14,9 @@ its energy — so a returning chorus comes back as the same scene.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,32 +45,25 @@ CACHE_SCENES = 3
 
 @dataclass(frozen=True)
 class Scene:
-    """A section label's keyframes: ``rest[i]`` and ``hit[i]`` for beat ``i`` of the bar."""
+    """A section label's keyframes in the encoder's planes: ``rest[i]`` and ``hit[i]`` for beat ``i`` of
+    the bar. Made from the drawn RGB pictures by :meth:`from_rgb`, which converts them once and keeps
+    only the planes (half the bytes; nothing reads the RGB afterwards)."""
 
     label: str
-    rest: tuple[Image.Image, ...]
-    hit: tuple[Image.Image, ...]
+    rest: tuple[Yuv420, ...]
+    hit: tuple[Yuv420, ...]
 
-    def frame(self, position: int, step: float, hit: float) -> Image.Image:
+    @classmethod
+    def from_rgb(cls, label: str, rest: Sequence[Image.Image], hit: Sequence[Image.Image]) -> Scene:
+        return cls(label, tuple(map(Yuv420.from_rgb, rest)), tuple(map(Yuv420.from_rgb, hit)))
+
+    def frame_planes(self, position: int, step: float, hit: float) -> Yuv420:
         """The scene at beat ``position`` of the bar, ``step`` (0..1) of the way to the next beat's
         pose, with the beat's hit pose blended in by ``hit`` (0..1)."""
         n = len(self.rest)
         p = position % n
-        base = self.rest[p] if step <= 0.01 else Image.blend(self.rest[p], self.rest[(p + 1) % n], step)
-        return base if hit <= 0.01 else Image.blend(base, self.hit[p], min(hit, 1.0))
-
-    @functools.cached_property
-    def planes(self) -> tuple[tuple[Yuv420, ...], tuple[Yuv420, ...]]:
-        """The rest and hit keyframes in the encoder's planes, converted once."""
-        return tuple(map(Yuv420.from_rgb, self.rest)), tuple(map(Yuv420.from_rgb, self.hit))
-
-    def frame_planes(self, position: int, step: float, hit: float) -> Yuv420:
-        """:meth:`frame` composed in the encoder's planes (what a video's frames are made of)."""
-        rest, hits = self.planes
-        n = len(rest)
-        p = position % n
-        base = rest[p] if step <= 0.01 else Yuv420.blend(rest[p], rest[(p + 1) % n], step)
-        return base if hit <= 0.01 else Yuv420.blend(base, hits[p], min(hit, 1.0))
+        base = self.rest[p] if step <= 0.01 else Yuv420.blend(self.rest[p], self.rest[(p + 1) % n], step)
+        return base if hit <= 0.01 else Yuv420.blend(base, self.hit[p], min(hit, 1.0))
 
 
 def scene_tags(tags: Tags, section: SongSection, label_index: int) -> Tags:
@@ -138,7 +130,7 @@ def draw_scene(
                 ),
             )
         )  # type: ignore[arg-type]
-    return Scene(label=section.label, rest=tuple(rest), hit=tuple(hit))
+    return Scene.from_rgb(section.label, rest, hit)
 
 
 #: draws the scene of a section whose label is the ``index``-th the clip shows

@@ -73,8 +73,6 @@ def sd_scene_drawer(backend: SDBackend, request: ImageRequest, *, beats_per_bar:
             rest, hit = pose_latents(z_a, z_b, z_c, beats_per_bar=beats_per_bar, energy=section.energy)
             mixes = [(0, 0.0)] * len(rest) + [(0, HIT_PROMPT)] * len(hit)
             images = diff.images([*rest, *hit], mixes, seed=seed, width=request.width, height=request.height)
-        return Scene(
-            label=section.label, rest=tuple(images[:beats_per_bar]), hit=tuple(images[beats_per_bar:])
-        )
+        return Scene.from_rgb(section.label, images[:beats_per_bar], images[beats_per_bar:])
 
     return draw

@@ -348,12 +348,19 @@ def camera_box(size: tuple[int, int], *, zoom: float, pan_x: float, pan_y: float
 @functools.cache
 def _flash_luts(level: int) -> tuple[list[int], list[int]]:
     """A brightness lift for a beat of height ``level / 32`` — each RGB channel times ``1 + gain`` plus
-    an offset — as it acts on limited-range luma (16..235) and chroma (centred on 128). Luma stops at
-    white (235) as RGB stops at 255."""
+    an offset, then clipped at 255, as the RGB frames were — as it acts on limited-range luma (16..235)
+    and chroma (centred on 128).
+
+    The lift is linear, so on the planes it is exactly the unclipped RGB lift; the clip at 255 is left
+    to the conversion back to RGB (every decoder clamps each channel), which clips just the channels
+    RGB clipped. So luma may rise past white (235, up to 253 at a full flash; 8-bit headroom the
+    encoder keeps): stopping it at 235 while the chroma still grew made bright tints over-saturated
+    (cream 255,255,200 flashed to 255,255,204 instead of RGB's 255,255,218), and a chroma table cannot
+    see the luma to make up for it. Only where 4:2:0 chroma spans a clipped edge do the two differ."""
     a = level / 32.0
     gain = 1.0 + FLASH_GAIN * a
     v = np.arange(256, dtype=float)
-    luma = np.minimum(16.0 + (v - 16.0) * gain + FLASH_OFFSET * a * 219.0 / 255.0, np.maximum(v, 235.0))
+    luma = 16.0 + (v - 16.0) * gain + FLASH_OFFSET * a * 219.0 / 255.0
     chroma = 128.0 + (v - 128.0) * gain
     return (
         np.clip(np.round(luma), 0, 255).astype(int).tolist(),
