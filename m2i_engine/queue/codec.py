@@ -20,7 +20,6 @@ from PIL import Image
 from m2i_engine.engine import AnalysisResult, VideoResult, VisualizeResult
 from m2i_engine.errors import M2IError, ServiceError
 from m2i_engine.imaging.base import GeneratedImage
-from m2i_engine.imaging.png import png_id
 from m2i_engine.options import Style
 from m2i_engine.prompt import Prompt
 from m2i_engine.tags import SongSection, Tags
@@ -66,10 +65,6 @@ class Keys:
         return f"{self.ns}:workers"
 
 
-def image_id(png: bytes) -> str:
-    return png_id(png)
-
-
 class ImageExpiredError(ServiceError):
     code = "image_expired"
     default_message = "That picture has expired — please make it again."
@@ -92,7 +87,7 @@ def _refetch(fetch: Callable[[], bytes | None], iid: str) -> Callable[[], bytes]
 def _json_safe(meta: dict[str, object]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in meta.items():
-        if k in ("png", "image_id"):
+        if k == "image_id":
             continue
         try:
             json.dumps(v)

@@ -21,7 +21,6 @@ from m2i_engine.imaging.video.scenes import Scene, SceneCache, draw_scene
 from m2i_engine.imaging.video.timeline import Instant, Timeline
 from m2i_engine.imaging.video.video import (
     Video,
-    check_video_options,
     clip_limits,
     compose,
     fit_bit_rate,
@@ -40,7 +39,6 @@ __all__ = [
     "Video",
     "VideoTooLargeError",
     "Yuv420",
-    "check_video_options",
     "clip_limits",
     "compose",
     "draw_scene",

@@ -29,13 +29,12 @@ import av
 import numpy as np
 
 from m2i_engine.config import AudioLimits
-from m2i_engine.errors import InvalidOptionError, VideoTooLargeError
+from m2i_engine.errors import VideoTooLargeError
 from m2i_engine.imaging.base import ImageBackend, ImageRequest
 from m2i_engine.imaging.renderer import look_from_tags
 from m2i_engine.imaging.video.scenes import SceneCache
 from m2i_engine.imaging.video.timeline import Instant, Timeline
 from m2i_engine.imaging.video.writer import AUDIO_BIT_RATE, AUDIO_CODEC, Mp4Writer, Yuv420
-from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt import build_prompt
 from m2i_engine.tags import SongSection, Tags
 
@@ -118,15 +117,6 @@ class Video:
             "bit_rate": self.bit_rate,
             "timings_ms": self.timings_ms,
         }
-
-
-def check_video_options(options: VisualizeOptions) -> None:
-    """Refuse what a video can't do, before any work: it is one picture moving, not several."""
-    if options.num_images > 1:
-        raise InvalidOptionError(
-            "A video is made from one picture: leave out --num-images "
-            f"{options.num_images} (or set it to 1) when asking for --video."
-        )
 
 
 def clip_limits(limits: AudioLimits) -> AudioLimits:
