@@ -25,7 +25,13 @@ with the loader they use (NumPy runtime by default).
    Beside them, labelled, the chosen model under song-level CV that ignores artists (optimistic).
 3. The shipped model: the same selection by 5-fold artist-grouped CV on all songs, trained on all →
    ``m2i_engine/models/weights/mood/``; its NumPy run is checked against scikit-learn's probabilities.
-4. ``training/reports/mood.md`` and ``mood_confusion.png``.
+4. Across collections: the shipped recipe and the plain-LR baseline, both trained on all of mer4q, score
+   Emotify (other songs, other listeners, never trained on): Pearson r of their valence and arousal with
+   the Emotify listeners' own GEMS fractions placed on the circumplex by the engine's fixed GEMS→V/A
+   table (:data:`m2i_engine.models.emotion.GEMS_VALENCE_AROUSAL`), and how often the arousal sign agrees.
+   Emotify asks which emotions music *induces*, not a quadrant, so this is a check of direction, not a
+   second accuracy.
+5. ``training/reports/mood.md`` and ``mood_confusion.png``.
 """
 
 from __future__ import annotations
@@ -306,6 +312,46 @@ def ship(data: MoodData, cap: int | None) -> dict[str, Any]:
     return out
 
 
+def across_collections(data: MoodData, cand: LRCandidate, cap: int | None) -> dict[str, Any]:
+    """Trained on all mer4q, scored on Emotify against its listeners' GEMS fractions on the circumplex."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from m2i_engine.models.emotion import GEMS_VALENCE_AROUSAL
+    from training.common import GEMS, emotify_songs
+
+    emo = load_patchset("emotify")
+    songs = emotify_songs()
+    table = np.array([GEMS_VALENCE_AROUSAL[g] for g in GEMS])
+    frac = np.array([s.emotions for s in songs])
+    target = (frac @ table) / frac.sum(axis=1, keepdims=True)  # listeners' V/A, the engine's mapping
+    ids = np.arange(len(songs))
+
+    def song_va(model: Any, inputs: Sequence[str], pooled: bool) -> np.ndarray:
+        out = np.zeros((len(songs), len(LABELS)))
+        for i in ids:
+            x = emo.rows(emo.patches_of([int(i)], cap), inputs)
+            out[i] = model.predict_proba(x.mean(0, keepdims=True) if pooled else x).mean(0)
+        return valence_arousal(out)
+
+    all_ids = np.arange(len(data.y))
+    x = np.stack([data.patches.rows(data.patches.patches_of([i], cap), EMBED).mean(0) for i in all_ids])
+    plain = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, data.y)
+    preds = {
+        "ours": song_va(fit(data, cand, all_ids), cand.inputs, False),
+        "pooled_lr": song_va(plain, EMBED, True),
+    }
+    out: dict[str, Any] = {"n": len(songs), "candidate": cand.label}
+    for name, va in preds.items():
+        out[name] = {
+            "valence_r": float(np.corrcoef(va[:, 0], target[:, 0])[0, 1]),
+            "arousal_r": float(np.corrcoef(va[:, 1], target[:, 1])[0, 1]),
+            "arousal_sign": float(np.mean((va[:, 1] >= 0) == (target[:, 1] >= 0))),
+        }
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- report
 
 NAMES = {
@@ -315,7 +361,7 @@ NAMES = {
 }
 
 
-def report(cv: dict[str, Any], final: dict[str, Any] | None) -> Any:
+def report(cv: dict[str, Any], final: dict[str, Any] | None, across: dict[str, Any] | None = None) -> Any:
     from training.common import fmt_ms
     from training.report import _plt
 
@@ -366,6 +412,25 @@ def report(cv: dict[str, Any], final: dict[str, Any] | None) -> Any:
         "inputs, separate valence/arousal sign models.",
         "",
     ]
+    if across is not None:
+        lines += [
+            "## Across collections: Emotify, never trained on",
+            "",
+            f"Both trained on all {len(cv['true'])} mer4q clips, scored on Emotify's {across['n']} excerpts "
+            "(other artists, other listeners) against those listeners' own GEMS fractions placed on the "
+            "circumplex by the engine's fixed GEMS→V/A table. Emotify asks which emotions music induces, "
+            "not a quadrant: read it as whether the model's direction holds on another collection.",
+            "",
+            "| model (same training songs) | valence r | arousal r | arousal sign agrees |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name in ("ours", "pooled_lr"):
+            a = across[name]
+            lines.append(
+                f"| {NAMES[name]} | {a['valence_r']:.2f} | {a['arousal_r']:.2f} | "
+                f"{100 * a['arousal_sign']:.1f} % |"
+            )
+        lines.append("")
     lines += ["## Folds (ours)", "", "| fold | test songs | chosen | seconds |", "| --- | --- | --- | --- |"]
     lines += [f"| {f['fold']} | {f['n_test']} | {f['chosen']} | {f['seconds']} |" for f in cv["folds"]]
     assert all(f["test_artists_seen_in_training"] == 0 for f in cv["folds"])
@@ -427,8 +492,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with stopwatch(timings, "ship"):
             final = ship(data, cap)
         print("shipped:", final["chosen"])
+    with stopwatch(timings, "across_collections"):
+        chosen = select(data, np.arange(len(data.y)), cap, k=5)[0]
+        across = across_collections(data, chosen, cap)
+    write_result("mood_across", across)
+    print("emotify:", {k: across[k] for k in ("ours", "pooled_lr")})
     print("timings (s):", timings)
-    print("report:", report(cv, final))
+    print("report:", report(cv, final, across))
     return 0
 
 
