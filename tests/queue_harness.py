@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import shutil
@@ -331,6 +332,19 @@ def alive_workers(redis_url: str, namespace: str) -> dict[str, Any]:
         if now - info["seen"] < 2.0:
             out[wid.decode()] = info
     return out
+
+
+@contextlib.contextmanager
+def running_workers(n: int, redis_url: str, namespace: str, tmp: Path) -> Iterator[list[WorkerProc]]:
+    """``n`` ready workers on ``namespace`` (their logs and media under ``tmp``), stopped afterwards: the
+    module fixture of every test file that runs real worker processes."""
+    env = queue_env(redis_url, namespace, tmp)
+    procs = start_workers(n, env, tmp, namespace=namespace, redis_url=redis_url)
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()
 
 
 def start_workers(

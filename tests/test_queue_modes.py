@@ -39,6 +39,7 @@ from tests.queue_harness import (  # noqa: F401  (redis_server is a fixture)
     queue_env,
     queue_settings,
     redis_server,
+    running_workers,
     song,
     start_workers,
 )
@@ -57,12 +58,8 @@ def workers(
     namespace: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[WorkerProc]]:
-    tmp = tmp_path_factory.mktemp("modes")
-    env = queue_env(redis_server.url, namespace, tmp)
-    procs = start_workers(2, env, tmp, namespace=namespace, redis_url=redis_server.url)
-    yield procs
-    for p in procs:
-        p.stop()
+    with running_workers(2, redis_server.url, namespace, tmp_path_factory.mktemp("modes")) as procs:
+        yield procs
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
