@@ -165,20 +165,29 @@ def select(data: MoodData, songs: np.ndarray, cap: int | None, *, k: int) -> tup
     return GRID[best], table
 
 
-def pooled_lr_baseline(
-    data: MoodData, folds: Sequence[tuple[np.ndarray, np.ndarray]], cap: int | None
-) -> np.ndarray:
-    """Plain logistic regression (scikit-learn defaults) on each song's mean embedding: V/A per song."""
+def pooled_rows(patches: PatchSet, n_songs: int, cap: int | None) -> np.ndarray:
+    """Each song's mean embedding (:data:`EMBED`) over its (capped) patches: the plain baseline's input."""
+    return np.stack([patches.rows(patches.patches_of([i], cap), EMBED).mean(0) for i in range(n_songs)])
+
+
+def plain_lr(x: np.ndarray, y: np.ndarray) -> Any:
+    """The baseline learner: standardised logistic regression with scikit-learn's defaults."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, y)
+
+
+def pooled_lr_baseline(
+    data: MoodData, folds: Sequence[tuple[np.ndarray, np.ndarray]], cap: int | None
+) -> np.ndarray:
+    """Plain logistic regression (scikit-learn defaults) on each song's mean embedding: V/A per song."""
     n = len(data.y)
-    x = np.stack([data.patches.rows(data.patches.patches_of([i], cap), EMBED).mean(0) for i in range(n)])
+    x = pooled_rows(data.patches, n, cap)
     probs = np.zeros((n, len(LABELS)))
     for tr, te in folds:
-        m = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x[tr], data.y[tr])
-        probs[te] = m.predict_proba(x[te])
+        probs[te] = plain_lr(x[tr], data.y[tr]).predict_proba(x[te])
     return valence_arousal(probs)
 
 
@@ -266,13 +275,20 @@ def nested_cv(data: MoodData, cap: int | None) -> dict[str, Any]:
     return out
 
 
-def ship(data: MoodData, cap: int | None) -> dict[str, Any]:
+def final_model(data: MoodData, cap: int | None) -> tuple[LRCandidate, list[dict], Any]:
+    """The shipped recipe: the candidate 5-fold artist-grouped CV picks on all songs, its table, and that
+    candidate trained on all songs (what ``ship`` writes and ``across_collections`` scores)."""
+    chosen, table = select(data, np.arange(len(data.y)), cap, k=5)
+    return chosen, table, fit(data, chosen, np.arange(len(data.y)))
+
+
+def ship(
+    data: MoodData, cap: int | None, chosen: LRCandidate, table: list[dict], model: Any
+) -> dict[str, Any]:
     from m2i_engine.models.npnet import NumpyHead
     from training.cv import lr_to_head, write_head
 
     all_ids = np.arange(len(data.y))
-    chosen, table = select(data, all_ids, cap, k=5)
-    model = fit(data, chosen, all_ids)
     spec = HeadSpec(inputs=chosen.inputs, n_out=len(LABELS), activation="softmax")
     manifest = {
         "task": "mood",
@@ -312,12 +328,9 @@ def ship(data: MoodData, cap: int | None) -> dict[str, Any]:
     return out
 
 
-def across_collections(data: MoodData, cand: LRCandidate, cap: int | None) -> dict[str, Any]:
-    """Trained on all mer4q, scored on Emotify against its listeners' GEMS fractions on the circumplex."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+def across_collections(data: MoodData, cand: LRCandidate, model: Any, cap: int | None) -> dict[str, Any]:
+    """``model`` (``cand`` trained on all mer4q) and the plain baseline trained on the same songs, scored
+    on Emotify against its listeners' GEMS fractions on the circumplex."""
     from m2i_engine.models.emotion import GEMS_VALENCE_AROUSAL
     from training.common import GEMS, emotify_songs
 
@@ -335,11 +348,9 @@ def across_collections(data: MoodData, cand: LRCandidate, cap: int | None) -> di
             out[i] = model.predict_proba(x.mean(0, keepdims=True) if pooled else x).mean(0)
         return valence_arousal(out)
 
-    all_ids = np.arange(len(data.y))
-    x = np.stack([data.patches.rows(data.patches.patches_of([i], cap), EMBED).mean(0) for i in all_ids])
-    plain = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, data.y)
+    plain = plain_lr(pooled_rows(data.patches, len(data.y), cap), data.y)
     preds = {
-        "ours": song_va(fit(data, cand, all_ids), cand.inputs, False),
+        "ours": song_va(model, cand.inputs, False),
         "pooled_lr": song_va(plain, EMBED, True),
     }
     out: dict[str, Any] = {"n": len(songs), "candidate": cand.label}
@@ -487,14 +498,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         cv = nested_cv(data, cap)
     for name in NAMES:
         print(name, {k: round(v, 3) for k, v in cv["pooled"][name].items()})
+    with stopwatch(timings, "final_model"):
+        chosen, table, model = final_model(data, cap)
     final = None
     if not args.no_ship:
         with stopwatch(timings, "ship"):
-            final = ship(data, cap)
+            final = ship(data, cap, chosen, table, model)
         print("shipped:", final["chosen"])
     with stopwatch(timings, "across_collections"):
-        chosen = select(data, np.arange(len(data.y)), cap, k=5)[0]
-        across = across_collections(data, chosen, cap)
+        across = across_collections(data, chosen, model, cap)
     write_result("mood_across", across)
     print("emotify:", {k: across[k] for k in ("ours", "pooled_lr")})
     print("timings (s):", timings)
