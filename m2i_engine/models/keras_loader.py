@@ -51,17 +51,8 @@ class MusicnnHeadClassifier:
         self.spec = HeadSpec.from_dict(extra["head"])
         if self.spec.n_out != len(self.labels):
             raise ValueError(f"head has {self.spec.n_out} outputs for {len(self.labels)} labels")
-        folders = {
-            name: _backbone_folder(manifest.folder, sub)
-            for name, sub in dict(extra.get("backbones", {"msd": "musicnn_msd"})).items()
-        }
-        cap = extra.get("max_patches", MAX_PATCHES)
-        if manifest.runtime not in RUNTIMES:
-            raise ValueError(f"unknown model runtime {manifest.runtime!r} (one of {', '.join(RUNTIMES)})")
         self.runtime = manifest.runtime
-        self.backbone = SharedBackbone.get(
-            folders, max_patches=None if cap is None else int(cap), runtime=self.runtime
-        )  # type: ignore[arg-type]
+        self.backbone = shared_backbone(manifest)
         self._run = head_runner(manifest.folder / manifest.file, self.spec, self.runtime)
         cal = dict(extra.get("calibration") or {})
         self.temperature = float(cal.get("temperature", 1.0))
@@ -113,6 +104,21 @@ def head_runner(weights: Path, spec: HeadSpec, runtime: str) -> Callable[[np.nda
             return predict_rows(model, rows)
 
     return run
+
+
+def shared_backbone(manifest: Manifest) -> SharedBackbone:
+    """The process-wide backbone a model's manifest names (``backbones``, ``max_patches``, its runtime):
+    every head and the styles model that agree on them share one musicnn pass per song."""
+    folders = {
+        name: _backbone_folder(manifest.folder, sub)
+        for name, sub in dict(manifest.extra.get("backbones", {"msd": "musicnn_msd"})).items()
+    }
+    if manifest.runtime not in RUNTIMES:
+        raise ValueError(f"unknown model runtime {manifest.runtime!r} (one of {', '.join(RUNTIMES)})")
+    cap = manifest.extra.get("max_patches", MAX_PATCHES)
+    return SharedBackbone.get(
+        folders, max_patches=None if cap is None else int(cap), runtime=manifest.runtime
+    )  # type: ignore[arg-type]
 
 
 def _backbone_folder(model_folder: Path, sub: str) -> Path:

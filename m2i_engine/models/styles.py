@@ -24,8 +24,8 @@ from typing import Any, get_args
 
 import numpy as np
 
-from m2i_engine.models.heads import MAX_PATCHES, RUNTIMES, HeadSpec, SharedBackbone, head_rows
-from m2i_engine.models.keras_loader import _backbone_folder, head_runner
+from m2i_engine.models.heads import HeadSpec, head_rows
+from m2i_engine.models.keras_loader import head_runner, shared_backbone
 from m2i_engine.models.registry import Manifest, register_loader
 from m2i_engine.tags import Classification, LabelScore, StyleGroup, StyleTag
 
@@ -152,18 +152,9 @@ class StyleTagger:
         extra = manifest.extra
         self.name = manifest.id
         self.task = manifest.task
-        folders = {
-            name: _backbone_folder(manifest.folder, sub)
-            for name, sub in dict(extra.get("backbones", {"msd": "musicnn_msd"})).items()
-        }
-        if len(folders) != 1:
+        self.backbone = shared_backbone(manifest)
+        if len(self.backbone.taggers) != 1:
             raise ValueError("the styles model reads exactly one backbone's tags")
-        if manifest.runtime not in RUNTIMES:
-            raise ValueError(f"unknown model runtime {manifest.runtime!r} (one of {', '.join(RUNTIMES)})")
-        cap = extra.get("max_patches", MAX_PATCHES)
-        self.backbone = SharedBackbone.get(
-            folders, max_patches=None if cap is None else int(cap), runtime=manifest.runtime
-        )  # type: ignore[arg-type]
         (tagger,) = self.backbone.taggers.values()
         self.learned = tuple(
             LearnedTag.load(d, manifest.folder, manifest.runtime) for d in extra.get("learned_tags", ())
