@@ -22,6 +22,21 @@ def test_confident_genre_and_emotions_are_put_into_words() -> None:
     assert EMOTION_WORDS["power"] in p.text and EMOTION_WORDS["tension"] in p.text
 
 
+@pytest.mark.parametrize(
+    ("emotion", "kept", "dropped"),
+    [
+        ({"joyful_activation": 0.35, "calmness": 0.26}, "joyful_activation", "calmness"),
+        ({"sadness": 0.5, "power": 0.3}, "sadness", "power"),
+    ],
+)
+def test_a_runner_up_emotion_of_the_opposite_arousal_is_left_out(
+    emotion: dict[str, float], kept: str, dropped: str
+) -> None:
+    p = build_prompt(make_tags(genre={"pop": 0.9}, emotion=emotion))
+    assert EMOTION_WORDS[kept] in p.text
+    assert EMOTION_WORDS[dropped] not in p.text
+
+
 def test_unsure_labels_are_left_out_rather_than_asserted() -> None:
     p = build_prompt(make_tags(genre={"country": 0.1, "pop": 0.09}, emotion={"nostalgia": 0.1}))
     assert GENRE_IMAGERY["country"] not in p.text

@@ -7,10 +7,11 @@ and options always give the same prompt, so a user's re-roll changes the seed, n
 
 from __future__ import annotations
 
+from m2i_engine.models.emotion import GEMS_VALENCE_AROUSAL
 from m2i_engine.options import VisualizeOptions
 from m2i_engine.prompt.model import Prompt
 from m2i_engine.prompt.styles import BASE_NEGATIVE, preset, resolve_style
-from m2i_engine.tags import SongSection, Tags
+from m2i_engine.tags import LabelScore, SongSection, Tags
 
 #: a classifier label is only put into words above this score
 MIN_LABEL_SCORE = 0.2
@@ -86,6 +87,23 @@ EMOTION_WORDS: dict[str, str] = {
 }
 
 
+def emotion_labels(tags: Tags) -> list[LabelScore]:
+    """The (at most two) emotions the prompt puts into words, best first.
+
+    The runner-up is left out when it pulls the other way on arousal (joyful activation beside
+    calmness, power beside sadness): "joyful, exuberant, calm, serene" asks the image for two moods
+    and gets neither. Arousal signs are the circumplex placement the mood fallback uses.
+    """
+    if tags.emotion.status != "ok":
+        return []
+    sure = [ls for ls in tags.emotion.labels[:2] if ls.score >= MIN_LABEL_SCORE and ls.label in EMOTION_WORDS]
+    if len(sure) == 2:
+        first, second = (GEMS_VALENCE_AROUSAL.get(ls.label, (0.0, 0.0))[1] for ls in sure)
+        if first * second < 0:
+            sure = sure[:1]
+    return sure
+
+
 def mood_words(valence: float, arousal: float) -> str:
     """Words for a point of the valence/arousal plane (used when no emotion model answered)."""
     if arousal >= 0.25:
@@ -142,10 +160,8 @@ def build_prompt(tags: Tags, options: VisualizeOptions | None = None) -> Prompt:
     if options.prompt:
         phrases.append((options.prompt, 1.2))
 
-    if tags.emotion.status == "ok":
-        for ls in tags.emotion.labels[:2]:
-            if ls.score >= MIN_LABEL_SCORE and ls.label in EMOTION_WORDS:
-                phrases.append((EMOTION_WORDS[ls.label], _weight(ls.score)))
+    for ls in emotion_labels(tags):
+        phrases.append((EMOTION_WORDS[ls.label], _weight(ls.score)))
     if not any(w in EMOTION_WORDS.values() for w, _ in phrases):
         phrases.append((mood_words(tags.mood.valence, tags.mood.arousal), 0.8))
 
