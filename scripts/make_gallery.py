@@ -65,8 +65,12 @@ def songs(data_dir: Path) -> dict[str, bytes]:
 def caption(name: str, res: VisualizeResult) -> str:
     t = res.tags
     parts = [f"**{name}**", f"{t.tempo.bpm:.0f} BPM", t.key.name, f"energy {t.loudness.energy:.2f}"]
-    if t.genre.top:
-        parts.append(f"{t.genre.top.display} {t.genre.top.score:.2f}")
+    if sure := t.genre.confident_top:
+        parts.append(f"{sure.display} {sure.score:.2f}")
+    elif t.genre.top:  # the model is unsure: say so, as the replies do, and show what it did hear
+        parts.append(f"genre uncertain (closest {t.genre.top.display} {t.genre.top.score:.2f})")
+    if t.styles:
+        parts.append(", ".join(s.label for s in t.styles[:3]))
     if t.emotion.top:
         parts.append(f"{t.emotion.top.display} {t.emotion.top.score:.2f}")
     parts.append(f"style {res.prompt.style.value}")
