@@ -66,6 +66,7 @@ from m2i_engine.options import VideoOptions, VisualizeOptions, check_video_optio
 from m2i_engine.queue.broker import build_broker, job_message, queue_depth_key
 from m2i_engine.queue.codec import (
     VIDEO_CHUNK,
+    VIDEO_READ_GRACE_S,
     Keys,
     decode_analysis,
     decode_video,
@@ -467,6 +468,10 @@ class QueueEngine:
                 raise VideoExpiredError(
                     detail=f"video {meta['id']} expired before it was read ({written} of {size} bytes)"
                 )
+        # delivered: keep it only for a retry's sake (LT: never lengthen an expiry that is shorter)
+        await retry_connection(
+            partial(self._redis.expire, key, VIDEO_READ_GRACE_S, lt=True), what="releasing a video"
+        )
         return decode_video(doc, target)
 
     async def _submit(self, payload: dict[str, Any], data: bytes) -> int | None:

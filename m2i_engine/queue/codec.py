@@ -205,6 +205,10 @@ def _prompt_of(p: dict[str, Any]) -> Prompt:
 MAX_VIDEO_BYTES = 100 * 2**20
 #: an MP4 travels through Redis in pieces this big (each one Redis call inside the socket timeout)
 VIDEO_CHUNK = 8 * 2**20
+#: once a front end has read an MP4 whole, Redis keeps it this much longer, not the result's hour: a
+#: retry of the same job id (another API replica, a client's idempotent retry) still finds it, and an
+#: MP4 of up to 100 MB no longer sits in Redis's memory for an hour after it was delivered
+VIDEO_READ_GRACE_S = 600
 
 #: the Video fields a video document carries (all but its path and tags, which the front end has)
 _VIDEO_FIELDS = (
