@@ -317,7 +317,7 @@ def _cmd_visualize(args: argparse.Namespace) -> int:
             doc["notes"] = [*doc["notes"], *(n for n in loop.notes if n not in doc["notes"])]
             doc["note_details"] |= loop.note_details
         if clip is not None:
-            doc["video"] = clip.video.to_dict()
+            doc["video"] = {"path": str(clip.video.path), **clip.video.to_dict()}
             doc["notes"] = [*doc["notes"], *(n for n in clip.notes if n not in doc["notes"])]
             doc["note_details"] |= clip.note_details
         print(json.dumps(doc, indent=2))

@@ -49,6 +49,8 @@ async def test_video_true_links_an_mp4_served_like_images(client: TestClient[Any
     assert (video["codec"], video["audio_codec"], video["content_type"]) == ("libx264", "aac", "video/mp4")
     assert abs(video["length_s"] - 4.0) < 0.2 and video["start_s"] == 0.0 and video["seed"] == 4
     assert video["bit_rate"] is None and video["sections"] and doc["timings_ms"]["video_ms"] > 0
+    # the API describes a video as the CLI does (Video.to_dict), with a link for the path
+    assert video["frames"] > 0 and video["style"] == doc["style"] and video["motif"] and video["scenes"] >= 1
 
     got = await client.get(video["url"])
     mp4 = await got.read()

@@ -146,6 +146,7 @@ async def test_notes_and_their_details_cross_the_queue_unchanged(tmp_path: Path)
     assert one.text() == many.text() and one.notes == many.notes == (said,)
     moved = decode_video(json.loads(json.dumps(encode_video(clip, "v1"))), clip.path)
     assert (moved.notes, moved.note_details) == (clip.notes, clip.note_details)
+    assert moved.video == clip.video  # every field of the Video crosses the queue, new ones too
     assert said in moved.notes and "M2I_SD__MODEL" in moved.note_details[said]
     older = {k: v for k, v in doc.items() if k != "note_details"}  # a worker from before note_details
     assert decode_visualize(older, pngs).note_details == {}

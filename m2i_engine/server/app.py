@@ -590,23 +590,12 @@ async def _make_video(
         video_id = await state.videos.put(made.path)
     finally:
         made.path.unlink(missing_ok=True)  # moved in, or not to be kept
-    v = made.video
     return {
         "id": video_id,
         "content_type": "video/mp4",
-        "bytes": v.size_bytes,
-        "width": v.width,
-        "height": v.height,
-        "fps": v.fps,
-        "length_s": round(v.length_s, 3),
-        "start_s": round(v.start_s, 3),
-        "codec": v.codec,
-        "audio_codec": v.audio_codec,
-        "bit_rate": v.bit_rate,
-        "backend": v.backend,
+        **made.video.to_dict(),
+        # the result's own notes and timings (the video's are a part of them)
         "seed": made.seed,
-        "scenes": v.scenes,
-        "sections": [s.model_dump(mode="json") for s in v.sections],
         "notes": list(made.notes),
         "note_details": dict(made.note_details),
         "timings_ms": {**made.timings_ms, "total_ms": round((time.perf_counter() - t0) * 1000, 2)},

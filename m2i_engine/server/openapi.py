@@ -327,7 +327,13 @@ def build_openapi() -> dict[str, Any]:
                             "type": ["integer", "null"],
                             "description": "The video bit rate a byte limit forced; null: constant quality.",
                         },
+                        "frames": {"type": "integer"},
                         "backend": {"type": "string"},
+                        "style": {
+                            "type": "string",
+                            "description": "The look it was drawn in (auto resolved).",
+                        },
+                        "motif": {"type": "string", "description": "The renderer's motif for the song."},
                         "seed": {"type": "integer"},
                         "scenes": {"type": "integer"},
                         "sections": {"type": "array", "items": {"type": "object"}},

@@ -96,15 +96,16 @@ class Video:
         return self.path.read_bytes()
 
     def to_dict(self) -> dict[str, object]:
-        """Everything but the tags, for JSON output and logs."""
+        """How the video was made, for JSON (the CLI's, the HTTP API's) and logs: everything but the
+        file's path and the tags, which each front end gives its own way (a path, a URL; the result's
+        tags)."""
         return {
-            "path": str(self.path),
             "width": self.width,
             "height": self.height,
             "fps": self.fps,
             "frames": self.frames,
             "length_s": round(self.length_s, 3),
-            "start_s": self.start_s,
+            "start_s": round(self.start_s, 3),
             "codec": self.codec,
             "audio_codec": self.audio_codec,
             "backend": self.backend,
@@ -115,7 +116,8 @@ class Video:
             "sections": [s.model_dump(mode="json") for s in self.sections],
             "bytes": self.size_bytes,
             "bit_rate": self.bit_rate,
-            "timings_ms": self.timings_ms,
+            "notes": list(self.notes),
+            "timings_ms": dict(self.timings_ms),
         }
 
 
