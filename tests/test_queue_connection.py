@@ -11,7 +11,7 @@ import pytest
 redis = pytest.importorskip("redis")
 
 from m2i_engine.queue import client, worker  # noqa: E402
-from m2i_engine.queue.connection import is_connection_error, retry_connection  # noqa: E402
+from m2i_engine.queue.connection import Backoff, is_connection_error, retry_connection  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -75,4 +75,26 @@ def test_other_errors_are_raised_at_once() -> None:
 
 def test_front_ends_and_workers_share_the_one_policy() -> None:
     assert client.retry_connection is retry_connection is worker.retry_connection
-    assert client.is_connection_error is is_connection_error is worker.is_connection_error
+    assert worker.is_connection_error is is_connection_error
+    assert client.Backoff is Backoff  # the front end's event subscription backs off the same way
+
+
+def test_a_backoff_doubles_to_its_cap_and_starts_again_after_a_success(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+
+    async def no_wait(s: float) -> None:
+        waits.append(s)
+
+    monkeypatch.setattr(asyncio, "sleep", no_wait)
+    b = Backoff()
+
+    async def go() -> None:
+        for _ in range(7):
+            await b.wait()
+        b.reset()
+        await b.wait()
+
+    asyncio.run(go())
+    assert waits == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 0.1]

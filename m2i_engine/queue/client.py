@@ -73,7 +73,7 @@ from m2i_engine.queue.codec import (
     decode_visualize,
     raise_error,
 )
-from m2i_engine.queue.connection import is_connection_error, retry_connection
+from m2i_engine.queue.connection import Backoff, retry_connection
 from m2i_engine.serving import result_cache_key
 
 log = logging.getLogger(__name__)
@@ -524,21 +524,18 @@ class QueueEngine:
         r, k = self._redis, self.keys
         job_id = payload["job"]
         since = time.monotonic()
+
+        def look() -> Awaitable[list[Any]]:  # the result, whether the job exists, and its state
+            pipe = r.pipeline(transaction=False)
+            pipe.get(k.result(job_id))
+            pipe.exists(k.job(job_id))
+            pipe.hget(k.job(job_id), "state")
+            return pipe.execute()
+
         if fresh:
             await self._sleep(waiter)
         while True:
-            try:
-                pipe = r.pipeline(transaction=False)
-                pipe.get(k.result(job_id))
-                pipe.exists(k.job(job_id))
-                pipe.hget(k.job(job_id), "state")
-                raw, exists, state = await pipe.execute()
-            except Exception as exc:
-                if not is_connection_error(exc):
-                    raise
-                log.warning("queue unreachable while waiting for job %s: %s", job_id, exc)
-                await asyncio.sleep(0.5)
-                continue
+            raw, exists, state = await retry_connection(look, what=f"waiting for job {job_id}")
             if raw is not None:
                 doc = json.loads(raw)
                 if "error" in doc:
@@ -564,12 +561,12 @@ class QueueEngine:
 
     async def _listen(self) -> None:
         """One subscription per process relays every job's events to the local waiters."""
-        delay = 0.1
+        backoff = Backoff()
         while not self._closing:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(self.keys.events_pattern())
-                delay = 0.1
+                backoff.reset()
                 for ws in list(self._waiters.values()):  # missed events while away: re-check results
                     for w in ws:
                         w.wake.set()
@@ -596,5 +593,4 @@ class QueueEngine:
                 log.warning("event subscription lost (%s); reconnecting", type(exc).__name__)
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await backoff.wait()

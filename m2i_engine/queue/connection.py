@@ -18,11 +18,30 @@ T = TypeVar("T")
 _NETWORK_ERRNOS = frozenset({errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN})
 
 
+class Backoff:
+    """How long to wait before trying Redis again: 0.1 s, doubling to 2 s; :meth:`reset` once through.
+
+    One policy for every retry, the single operations of :func:`retry_connection` and the front end's
+    long-lived event subscription alike."""
+
+    FIRST_S, MOST_S = 0.1, 2.0
+
+    def __init__(self) -> None:
+        self.delay = self.FIRST_S
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.MOST_S)
+
+    def reset(self) -> None:
+        self.delay = self.FIRST_S
+
+
 async def retry_connection(op: Callable[[], Awaitable[T]], *, what: str) -> T:
     """Run a Redis operation until it gets through: connection failures (Redis restarting, a network
-    blip) are retried with backoff from 0.1 s doubling to 2 s, anything else is raised. The caller's
-    deadline (a request's, or a job's time limit) bounds the whole. Shared by front ends and workers."""
-    delay = 0.1
+    blip) are retried with :class:`Backoff`, anything else is raised. The caller's deadline (a
+    request's, or a job's time limit) bounds the whole. Shared by front ends and workers."""
+    backoff = Backoff()
     while True:
         try:
             return await op()
@@ -30,10 +49,9 @@ async def retry_connection(op: Callable[[], Awaitable[T]], *, what: str) -> T:
             if not is_connection_error(exc):
                 raise
             log.warning(
-                "Redis unreachable while %s (%s); retrying in %.1f s", what, type(exc).__name__, delay
+                "Redis unreachable while %s (%s); retrying in %.1f s", what, type(exc).__name__, backoff.delay
             )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            await backoff.wait()
 
 
 def is_connection_error(exc: BaseException) -> bool:
