@@ -51,10 +51,10 @@ def analyse_audio(
     with timed(timings, "signal_ms"):
         sig = analyze_signal(y=audio.samples, sr=audio.sample_rate_hz)
     with timed(timings, "models_ms"):
-        genre = models.classify("genre", sig.features)
+        styles = models.styles(sig.features)
+        genre = models.classify("genre", sig.features, styles=styles)  # electronic raises its floor
         emotion = models.classify("emotion", sig.features)
         quadrants = models.classify("mood", sig.features)
-        styles = models.styles(sig.features)
     learned_mood = mood_from_quadrants(quadrants)
     with timed(timings, "tempo_decision_ms"):
         # which octave of the tracked pulse a listener taps, now that mood and genre are known

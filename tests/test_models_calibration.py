@@ -20,7 +20,7 @@ pytest.importorskip("keras", reason="keras not installed (pip install -e '.[trai
 from m2i_engine.models import ModelRegistry, mood_from_quadrants
 from m2i_engine.models.heads import HeadSpec, build_head, patch_matrix
 from m2i_engine.models.registry import default_model_dir
-from m2i_engine.tags import Classification, LabelScore
+from m2i_engine.tags import Classification, LabelScore, StyleTag
 
 LABELS = ["a", "b", "c"]
 
@@ -99,6 +99,37 @@ def test_temperature_flattens_scores_and_the_floor_marks_uncertain(tmp_path: Pat
         )
     )
     assert not below.classify("genre", f).uncertain
+
+
+def test_a_style_with_its_own_floor_makes_a_middling_genre_uncertain(tmp_path: Path) -> None:
+    f = _Features(_song(1))
+    top = ModelRegistry.load(_model_dir(tmp_path / "plain", pool="song", calibration=None)).classify(
+        "genre", f
+    )
+    assert top.top is not None
+    reg = ModelRegistry.load(
+        _model_dir(
+            tmp_path / "styled",
+            pool="song",
+            calibration={"min_confidence": 0.0, "style_floors": {"electronic": top.top.score + 0.01}},
+        )
+    )
+    electronic, dance = (
+        StyleTag(label="electronic", group="style", score=0.8),
+        StyleTag(label="dance", group="style", score=0.7),
+    )
+    assert not reg.classify("genre", f).uncertain  # no styles: the plain floor
+    assert not reg.classify("genre", f, styles=[dance]).uncertain  # a word without a floor of its own
+    got = reg.classify("genre", f, styles=[dance, electronic])
+    assert got.uncertain and got.labels == top.labels  # the same scores, only called unsure
+    lower = ModelRegistry.load(
+        _model_dir(
+            tmp_path / "lower",
+            pool="song",
+            calibration={"min_confidence": 0.0, "style_floors": {"electronic": top.top.score - 0.01}},
+        )
+    )
+    assert not lower.classify("genre", f, styles=[electronic]).uncertain  # sure enough even so
 
 
 def test_song_pooling_scores_the_mean_embedding(tmp_path: Path) -> None:

@@ -129,3 +129,29 @@ def test_unseen_gtzan_classical_is_calmer_than_metal_for_the_mood_model(
         assert all(m is not None and m.source == "emotion_model" for m in moods)
         arousal[g] = float(np.mean([m.arousal for m in moods if m is not None]))
     assert arousal["classical"] < 0 < arousal["metal"]
+
+
+def test_electronic_music_is_called_genre_uncertain_and_rock_is_not(
+    shared_data: Path, registry: ModelRegistry
+) -> None:
+    """Emotify's electronic excerpts (201-212; GTZAN's ten classes have no word for them) against its rock
+    ones (101-112), through the engine's order: styles first, then the genre held to the electronic floor.
+
+    Both sets trained the models (the electronic detector's positives, the genre head's rock songs) and
+    the electronic floor was chosen on them, so this checks that serving does what the report measured,
+    not how it generalises (``training/reports/genre.md``: out of fold, 91 % of the music no class fits
+    against 23 % of the labelled songs)."""
+    audio = shared_data / "emotify" / "audio"
+
+    def reading(i: int) -> tuple[bool, bool]:
+        song = _Song(audio / f"{i}.opus")
+        styles = registry.styles(song)
+        return registry.classify("genre", song, styles=styles).uncertain, registry.classify(
+            "genre", song
+        ).uncertain
+
+    electronic = np.array([reading(i) for i in range(201, 213)])
+    rock = np.array([reading(i) for i in range(101, 113)])
+    assert electronic[:, 0].sum() >= 10 and rock[:, 0].sum() <= 4  # measured: 12 of 12, 3 of 12
+    # the styles are what does it: on the confidence floor alone far fewer electronic excerpts are flagged
+    assert electronic[:, 0].sum() >= electronic[:, 1].sum() + 3

@@ -39,7 +39,9 @@ Calibration: a temperature fitted to out-of-fold predictions (5-fold grouped CV 
 set-only clips train in the folds that test none of their artist's songs), scored
 by ECE and a reliability diagram, cross-fitted; then the confidence floor below which the engine says
 "genre uncertain", set to separate music that fits none of the ten classes (Emotify's electronic songs,
-mer4q clips AllMusic files only under Electronic) from the training songs.
+mer4q clips AllMusic files only under Electronic) from the training songs; and, that floor kept, a higher
+one for songs whose styles include *electronic* (a word none of the ten classes covers), chosen the same
+way on the styles each song gets out of fold from the styles trainer's own CV.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ POP_ROCK = ("pop", "rock", "metal")
 N_CLASSES = len(GTZAN_GENRES)
 #: classes only GTZAN has: with GTZAN held out nothing can learn them, so that evaluation leaves them out
 ONLY_GTZAN = [GTZAN_GENRES.index("disco"), GTZAN_GENRES.index("metal")]
+#: the style word whose presence raises the confidence floor (GTZAN's ten classes have none for it)
+STYLE_FLOOR_WORD = "electronic"
 #: at most this share of the (out-of-fold) training songs may be called uncertain: the floor's bound
 MAX_FLAGGED = 0.25
 
@@ -544,8 +548,32 @@ def calibration(pool: Pool, cand: GenreCandidate) -> dict[str, Any]:
     grid = [c for c in np.round(np.arange(0.2, 0.95, 0.01), 2) if np.mean(top_in < c) <= MAX_FLAGGED]
     bal = [(np.mean(top_out < c) + np.mean(top_in >= c)) / 2 for c in grid]
     floor = float(grid[int(np.argmax(bal))])
-    conf = top_in >= floor
+    # then, that floor kept, a higher one for songs whose styles say electronic (GTZAN's ten classes have
+    # no word for it): the same criterion and bound, on the styles each song gets out of fold
+    fires_in, fires_out = (style_fires(pool, STYLE_FLOOR_WORD)[ids] for ids in (lab, nofit))
+
+    def flagged(top: np.ndarray, fires: np.ndarray, style_floor: float) -> np.ndarray:
+        return (top < floor) | (fires & (top < style_floor))
+
+    grid_s = [
+        c
+        for c in np.round(np.arange(floor, 0.995, 0.01), 2)
+        if np.mean(flagged(top_in, fires_in, c)) <= MAX_FLAGGED
+    ]
+    bal_s = [
+        (np.mean(flagged(top_out, fires_out, c)) + np.mean(~flagged(top_in, fires_in, c))) / 2 for c in grid_s
+    ]
+    style_floor = float(grid_s[int(np.argmax(bal_s))])
     hit = oof.argmax(1) == y
+
+    def summary(flag_in: np.ndarray, flag_out: np.ndarray) -> dict[str, Any]:
+        return {
+            "nofit_flagged": float(np.mean(flag_out)),
+            "labelled_flagged": float(np.mean(flag_in)),
+            "acc_confident": float(hit[~flag_in].mean()),
+            "acc_flagged": float(hit[flag_in].mean()) if flag_in.any() else None,
+        }
+
     return {
         "temperature": t_all,
         "ece_before": before,
@@ -553,14 +581,29 @@ def calibration(pool: Pool, cand: GenreCandidate) -> dict[str, Any]:
         "reliability_before": rel_before,
         "reliability_after": rel_after,
         "min_confidence": floor,
-        "nofit_flagged": float(np.mean(top_out < floor)),
-        "labelled_flagged": float(np.mean(~conf)),
+        "style_floors": {STYLE_FLOOR_WORD: style_floor},
+        # the rule the engine applies (both floors), and the confidence floor alone beside it
+        **summary(flagged(top_in, fires_in, style_floor), flagged(top_out, fires_out, style_floor)),
+        "floor_only": summary(top_in < floor, top_out < floor),
+        "style_fires": {"labelled": float(fires_in.mean()), "nofit": float(fires_out.mean())},
         "acc_all": float(hit.mean()),
-        "acc_confident": float(hit[conf].mean()),
-        "acc_flagged": float(hit[~conf].mean()) if (~conf).any() else None,
         "n_nofit": len(nofit),
         "nofit_closest": np.bincount(nofit_p.argmax(1), minlength=N_CLASSES).tolist(),
     }
+
+
+def style_fires(pool: Pool, word: str) -> np.ndarray:
+    """Per song of ``pool``: whether ``word`` is among the styles the styles trainer gives it out of fold
+    (thresholds and detector fit without the song's fold: :func:`training.train_styles.out_of_fold`)."""
+    from training import train_styles
+
+    sp = train_styles.load_pool()
+    styles, _, _ = train_styles.out_of_fold(sp, train_styles.folds(sp))
+    at = {(s.dataset, s.track): i for i, s in enumerate(sp.songs)}
+    order = [at[(s.dataset, s.track)] for ds in ("gtzan", "emotify", "mer4q") for s in songs(ds)]
+    if len(order) != len(pool.collection):
+        raise RuntimeError("the styles pool and the genre pool hold different songs")
+    return np.array([word in styles[i] for i in order])
 
 
 # ----------------------------------------------------------------------------------------------- ship
@@ -607,8 +650,9 @@ def ship(pool: Pool, cap: int | None) -> dict[str, Any]:
         "calibration": {
             "temperature": round(cal["temperature"], 4),
             "min_confidence": cal["min_confidence"],
+            "style_floors": cal["style_floors"],
             "rule": "scores = softmax(log p / temperature); uncertain when the top score is below "
-            "min_confidence",
+            "min_confidence, or below style_floors[w] when the song's styles include the word w",
         },
         "training": {
             "data": data,

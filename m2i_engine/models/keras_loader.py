@@ -13,7 +13,7 @@ TensorFlow with ``KERAS_BACKEND=tensorflow``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from m2i_engine.models.heads import (
     predict_rows,
 )
 from m2i_engine.models.registry import Manifest, register_loader
-from m2i_engine.tags import Classification, LabelScore
+from m2i_engine.tags import Classification, LabelScore, StyleTag
 
 FORMAT = "keras-musicnn-head"
 
@@ -40,7 +40,9 @@ class MusicnnHeadClassifier:
     Genre scores are class probabilities (softmax, summing to 1); emotion scores are predicted listener
     fractions per GEMS emotion (independent sigmoids, each in 0..1). A manifest ``calibration``
     (``temperature``, ``min_confidence``) tempers softmax scores (``softmax(log p / T)``, fitted on
-    held-out songs) and marks the answer ``uncertain`` when the best tempered score is below the floor.
+    held-out songs) and marks the answer ``uncertain`` when the best tempered score is below the floor;
+    its ``style_floors`` (style word → floor) hold a song whose styles include the word to a higher one
+    (:meth:`given_styles`: GTZAN's ten genres have no word for electronic music).
     """
 
     def __init__(self, manifest: Manifest) -> None:
@@ -57,6 +59,7 @@ class MusicnnHeadClassifier:
         cal = dict(extra.get("calibration") or {})
         self.temperature = float(cal.get("temperature", 1.0))
         self.min_confidence = float(cal.get("min_confidence", 0.0))
+        self.style_floors = {str(w): float(f) for w, f in (cal.get("style_floors") or {}).items()}
         if self.temperature <= 0:
             raise ValueError(f"calibration temperature must be > 0, not {self.temperature}")
 
@@ -69,6 +72,14 @@ class MusicnnHeadClassifier:
             z = np.exp(z - z.max())
             s = z / z.sum()
         return s
+
+    def given_styles(self, c: Classification, styles: Sequence[StyleTag]) -> Classification:
+        """``c`` once the song's styles are known: ``uncertain`` too when a style with its own floor is
+        among them and the best score is below that floor."""
+        floors = [self.style_floors[s.label] for s in styles if s.label in self.style_floors]
+        if c.uncertain or c.top is None or not floors or c.top.score >= max(floors):
+            return c
+        return c.model_copy(update={"uncertain": True})
 
     def head(self, rows: np.ndarray) -> np.ndarray:
         """The head alone on ``(patches, input_dim)`` rows: ``(patches, labels)`` scores."""

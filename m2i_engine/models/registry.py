@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from m2i_engine.tags import Classification, StyleTag
 
@@ -32,6 +32,14 @@ class Classifier(Protocol):
     labels: tuple[str, ...]
 
     def predict(self, features: Any) -> Classification: ...
+
+
+@runtime_checkable
+class StyleAware(Protocol):
+    """A classifier whose answer also depends on the song's styles (the genre head: a song that sounds
+    electronic is held to a higher confidence floor, its ten classes having no word for it)."""
+
+    def given_styles(self, c: Classification, styles: Sequence[StyleTag]) -> Classification: ...
 
 
 @dataclass(frozen=True)
@@ -118,12 +126,14 @@ class ModelRegistry:
                 reg.problems[task] = f"{type(exc).__name__}: {exc}"
         return reg
 
-    def classify(self, task: str, features: Any) -> Classification:
+    def classify(self, task: str, features: Any, *, styles: Sequence[StyleTag] = ()) -> Classification:
+        """``task``'s answer for the song; ``styles``, when already known, for models that weigh them."""
         clf = self.classifiers.get(task)
         if clf is None:
             return Classification(status="error" if task in self.problems else "model_missing")
         try:
-            return clf.predict(features)
+            c = clf.predict(features)
+            return clf.given_styles(c, styles) if isinstance(clf, StyleAware) else c
         except Exception as exc:
             log.exception("%s model %s failed", task, clf.name)
             self.problems[task] = f"{type(exc).__name__}: {exc}"
