@@ -32,15 +32,16 @@ from m2i_engine.testing import make_tags
 SR = 22_050
 
 
-def constant_model(logits: tuple[float, float, float]) -> OctaveModel:
-    """A decision that ignores the song: fixed preferences for ½, 1 and 2× the tracked tempo."""
+def constant_model(logits: dict[float, float]) -> OctaveModel:
+    """A decision that ignores the song: fixed preferences for some levels of the tracked tempo (the
+    others far below them)."""
     n = len(SIGNAL_FEATURES)
     return OctaveModel(
         features=SIGNAL_FEATURES,
         mean=np.zeros(n),
         scale=np.ones(n),
-        coef=np.zeros((3, n)),
-        intercept=np.asarray(logits, dtype=np.float64),
+        coef=np.zeros((len(FACTORS), n)),
+        intercept=np.array([logits.get(f, -30.0) for f in FACTORS]),
     )
 
 
@@ -59,8 +60,8 @@ def test_weights_round_trip_and_bad_shapes_are_refused(tmp_path: Path) -> None:
         features=SIGNAL_FEATURES,
         mean=rng.normal(size=n),
         scale=rng.uniform(0.5, 2, n),
-        coef=rng.normal(size=(3, n)),
-        intercept=rng.normal(size=3),
+        coef=rng.normal(size=(len(FACTORS), n)),
+        intercept=rng.normal(size=len(FACTORS)),
     )
     path = tmp_path / "octave.json"
     path.write_text(json.dumps(model.to_dict()))
@@ -68,7 +69,7 @@ def test_weights_round_trip_and_bad_shapes_are_refused(tmp_path: Path) -> None:
     feats = {f: float(v) for f, v in zip(SIGNAL_FEATURES, rng.normal(size=n), strict=True)}
     assert np.allclose(back.probabilities(feats), model.probabilities(feats))
     assert np.isclose(model.probabilities(feats).sum(), 1.0)
-    broken = model.to_dict() | {"coef": [[0.0] * (n - 1)] * 3}
+    broken = model.to_dict() | {"coef": [[0.0] * (n - 1)] * len(FACTORS)}
     with pytest.raises(ValueError, match="shapes"):
         OctaveModel.from_dict(broken)
     with pytest.raises(ValueError, match="factors"):
@@ -94,16 +95,27 @@ def test_the_shipped_weights_load_and_read_features_the_engine_computes(house_12
 def test_halving_decodes_the_beats_again_at_the_new_tempo(house_120: tuple) -> None:
     ev, tempo, timbre = house_120
     assert tempo.bpm == pytest.approx(120.0, rel=0.04)
-    halved = decide_tempo(ev, tempo, timbre=timbre, model=constant_model((6.0, 0.0, -6.0)))
+    halved = decide_tempo(ev, tempo, timbre=timbre, model=constant_model({0.5: 6.0, 1.0: 0.0, 2.0: -6.0}))
     assert halved.bpm == pytest.approx(tempo.bpm / 2, rel=1e-3)
     assert float(np.median(np.diff(halved.beats_s))) == pytest.approx(60.0 / halved.bpm, rel=0.04)
     assert halved.alternatives == []  # the runner-up (×1) had about 0.25 % of the vote
     assert 0.0 < halved.confidence <= 1.0
 
 
+@pytest.mark.parametrize("factor", [0.75, 4 / 3])
+def test_a_4_3_level_decodes_the_beats_again_at_the_new_tempo(house_120: tuple, factor: float) -> None:
+    """A 120-BPM song as if the tracker had locked at 120 / factor (the dotted beat, or across it): the
+    decision's level brings back 120, and beats decoded there, not the tracker's."""
+    ev, tempo, timbre = house_120
+    locked = tempo.model_copy(update={"bpm": round(tempo.bpm / factor, 2)})
+    moved = decide_tempo(ev, locked, timbre=timbre, model=constant_model({factor: 6.0, 1.0: 0.0}))
+    assert moved.bpm == pytest.approx(tempo.bpm, rel=1e-3)
+    assert float(np.median(np.diff(moved.beats_s))) == pytest.approx(60.0 / tempo.bpm, rel=0.04)
+
+
 def test_a_close_decision_names_the_other_feel(house_120: tuple) -> None:
     ev, tempo, timbre = house_120
-    close = decide_tempo(ev, tempo, timbre=timbre, model=constant_model((-9.0, 0.3, 0.0)))
+    close = decide_tempo(ev, tempo, timbre=timbre, model=constant_model({0.5: -9.0, 1.0: 0.3, 2.0: 0.0}))
     assert close.bpm == pytest.approx(tempo.bpm)
     assert close.beats_s == tempo.beats_s
     (alt,) = close.alternatives
@@ -115,7 +127,9 @@ def test_a_close_decision_names_the_other_feel(house_120: tuple) -> None:
 def test_levels_outside_what_people_tap_are_never_chosen(house_120: tuple) -> None:
     ev, tempo, timbre = house_120
     fast = tempo.model_copy(update={"bpm": 180.0})
-    out = decide_tempo(ev, fast, timbre=timbre, model=constant_model((-5.0, 0.0, 5.0)))  # 360 BPM: refused
+    out = decide_tempo(
+        ev, fast, timbre=timbre, model=constant_model({0.5: -5.0, 1.0: 0.0, 2.0: 5.0})
+    )  # 360 BPM: refused
     assert out.bpm == pytest.approx(180.0)
 
 
@@ -129,8 +143,9 @@ def test_the_engine_reports_the_tapped_tempo_with_beats_that_follow_it(style: st
     assert tags.tempo.bpm == pytest.approx(bpm, rel=0.04)
     assert float(np.median(np.diff(tags.tempo.beats_s))) == pytest.approx(60.0 / tags.tempo.bpm, rel=0.04)
     assert "tempo_decision_ms" in timings
+    levels = {a / b for a in FACTORS for b in FACTORS}  # the runner-up is another level of the same pulse
     for alt in tags.tempo.alternatives:
-        assert any(alt.bpm == pytest.approx(tags.tempo.bpm * f, rel=0.01) for f in (0.5, 2.0, 0.25, 4.0))
+        assert any(alt.bpm == pytest.approx(tags.tempo.bpm * f, rel=0.01) for f in levels)
 
 
 def test_replies_mention_the_other_feel_only_when_the_decision_was_close() -> None:
@@ -151,5 +166,5 @@ def test_replies_mention_the_other_feel_only_when_the_decision_was_close() -> No
     assert "alternatives" in json.loads(close.model_dump_json())["tempo"]
 
 
-def test_factors_are_the_octaves() -> None:
-    assert FACTORS == (0.5, 1.0, 2.0)
+def test_factors_are_the_octaves_and_the_4_3_pair() -> None:
+    assert FACTORS == (0.5, 0.75, 1.0, 4 / 3, 2.0)

@@ -1,12 +1,14 @@
-"""Which octave of the tracked tempo a listener taps: a small trained decision after the tracker.
+"""Which level of the tracked tempo a listener taps: a small trained decision after the tracker.
 
 The tracker's pulse is right up to a factor of two on nearly every song; what it gets wrong is the
-level (a 70-BPM ballad read at 140, a 200-BPM punk song at 100). Which level people tap depends on
-more than periodicity: on how dense and how percussive the onsets are, on how strong the beats between
-our beats are, and on the song's energy and genre. :class:`OctaveModel` is a multinomial logistic
-regression over the factors ½, 1 and 2 of the tracker's tempo, on features of the song that m2i has
-already measured (:func:`octave_features`), trained by ``python -m training.train_tempo`` on annotated
-GTZAN excerpts and synthetic songs of known tempo, and shipped as JSON beside this module.
+level (a 70-BPM ballad read at 140, a 200-BPM punk song at 100) and, now and then, the grouping: a
+pop song at 80 BPM whose sixteenths fall 3 + 3 + 2 is tracked at the dotted-eighth pulse, 107. Which
+level people tap depends on more than periodicity: on how dense and how percussive the onsets are, on
+how strong the beats between our beats are (halves, thirds, quarters), and on the song's energy and
+genre. :class:`OctaveModel` is a multinomial logistic regression over the factors ½, ¾, 1, 4⁄3 and 2
+of the tracker's tempo, on features of the song that m2i has already measured
+(:func:`octave_features`), trained by ``python -m training.train_tempo`` on annotated GTZAN excerpts
+and synthetic songs of known tempo, and shipped as JSON beside this module.
 
 :func:`decide_tempo` applies it: the most probable factor wins, the beats are decoded again at the
 chosen tempo, the runner-up is kept as ``Tempo.alternatives`` and the confidence is the tracker's
@@ -29,8 +31,9 @@ from m2i_engine.tags import Classification, Mood, Tempo, TempoAlternative, Timbr
 
 log = logging.getLogger(__name__)
 
-#: the levels the decision chooses between, relative to the tracker's tempo
-FACTORS: tuple[float, ...] = (0.5, 1.0, 2.0)
+#: the levels the decision chooses between, relative to the tracker's tempo: the octaves, and the 4:3
+#: pair for a pulse tracked at the dotted beat (¾) or at three of four beats' span (4⁄3)
+FACTORS: tuple[float, ...] = (0.5, 0.75, 1.0, 4 / 3, 2.0)
 #: the weights shipped with the package
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "tempo_octave.json"
 #: a runner-up at least this probable is worth telling the user about
@@ -53,6 +56,10 @@ SIGNAL_FEATURES: tuple[str, ...] = (
     "low_double",
     "high_half",
     "high_double",
+    "salience_three_quarters",
+    "salience_four_thirds",
+    "triplets",
+    "sixteenths",
 )
 MOOD_FEATURES: tuple[str, ...] = ("arousal", "valence")
 #: the genre model's labels (GTZAN's ten), read as features when the genre model answers
@@ -103,6 +110,11 @@ def octave_features(
         "periodicity": float(np.clip(np.mean(_acf_at(ev, bpm)) / 0.4, 0.0, 1.5)),
         # how far the pulse-level rule moved the tracker above its comb peak (0, log2 1.5 or 1)
         "raised": float(np.log2(bpm / ev.peak_bpm)),
+        # the 4:3 levels, and the onsets inside each beat that tell a dotted pulse from a straight one
+        "salience_three_quarters": float(np.log((ev.salience_at(bpm * 0.75) + eps) / here)),
+        "salience_four_thirds": float(np.log((ev.salience_at(bpm * 4 / 3) + eps) / here)),
+        "triplets": float(min(ev.subdivision_ratio(tempo.beats_s, (1 / 3, 2 / 3)), 2.0)),
+        "sixteenths": float(min(ev.subdivision_ratio(tempo.beats_s, (0.25, 0.75)), 2.0)),
         "arousal": float(mood.arousal) if mood is not None and mood.source == "emotion_model" else 0.0,
         "valence": float(mood.valence) if mood is not None and mood.source == "emotion_model" else 0.0,
     }
@@ -195,7 +207,7 @@ def decide_tempo(
     genre: Classification | None = None,
     model: OctaveModel | None = None,
 ) -> Tempo:
-    """The tempo a listener taps: the tracker's, halved or doubled where the decision says so.
+    """The tempo a listener taps: the tracker's, or the level of it the decision says (½, ¾, 4⁄3, 2×).
 
     Beats are decoded again at the chosen tempo (so beats and BPM agree); the runner-up level is
     listed in ``alternatives`` when it is at least :data:`ALTERNATIVE_MIN_SCORE` probable.
