@@ -598,7 +598,7 @@ def style_fires(pool: Pool, word: str) -> np.ndarray:
     from training import train_styles
 
     sp = train_styles.load_pool()
-    styles, _, _ = train_styles.out_of_fold(sp, train_styles.folds(sp))
+    styles, _, _, _ = train_styles.out_of_fold(sp, train_styles.folds(sp))
     at = {(s.dataset, s.track): i for i, s in enumerate(sp.songs)}
     order = [at[(s.dataset, s.track)] for ds in ("gtzan", "emotify", "mer4q") for s in songs(ds)]
     if len(order) != len(pool.collection):
