@@ -239,6 +239,42 @@ def test_shipped_model_loads_and_answers(
         assert s.score >= rule["threshold"]
 
 
+def test_a_learned_tag_may_read_the_50_tags(tmp_path: Path, shipped: dict[str, Any], features: Any) -> None:
+    """The trainer may choose a detector on the song's mean tag probabilities (``DETECTOR_GRID``): the
+    engine serves it with the scores of the logistic regression it was made from."""
+    import os
+    import shutil
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # as the trainer runs it
+    pytest.importorskip("keras")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from training.cv import lr_to_head
+
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 1, (200, len(TAG_NAMES)))
+    lr = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, (x[:, 4] > 0.5).astype(int))
+    spec = HeadSpec(inputs=("tags",), n_out=2, activation="softmax", pool="song")
+    folder = tmp_path / "styles"
+    shutil.copytree(SHIPPED, folder)
+    lr_to_head(lr, spec).save_weights(str(folder / "tags_head.weights.h5"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    entry = manifest["learned_tags"][0]
+    entry.update(
+        file="tags_head.weights.h5",
+        head=spec.to_dict(),
+        weights_sha256=hashlib.sha256((folder / "tags_head.weights.h5").read_bytes()).hexdigest(),
+    )
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    model = load_style_tagger(Manifest.read(folder))
+    song = NumpyMusicnn.load(BACKBONE).per_patch(features.y, features.sr, max_patches=6)["tags"].mean(axis=0)
+    want = float(lr.predict_proba(song[None].astype(np.float64))[0, 1])
+    got = model.predict(features).score_of("electronic")  # the word reads that learned tag alone
+    assert got == pytest.approx(want, abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
