@@ -7,6 +7,22 @@ from typing import Any
 from m2i_engine import __version__
 from m2i_engine.options import VideoOptions, VisualizeOptions
 
+#: a result's notes and their operator details, as an image result and a video describe them
+_NOTES: dict[str, Any] = {
+    "notes": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Sentences about how the result was made, fit to show to anyone (no setting "
+        "names or paths).",
+    },
+    "note_details": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "description": "For the operator: a note (the key) and what lies behind it, e.g. which setting "
+        "turns Stable Diffusion on. Keep it from end users.",
+    },
+}
+
 
 def _error(desc: str) -> dict[str, Any]:
     schema = {"$ref": "#/components/schemas/Error"}
@@ -292,18 +308,7 @@ def build_openapi() -> dict[str, Any]:
                         "seed": {"type": "integer"},
                         "images": {"type": "array", "items": {"$ref": "#/components/schemas/Image"}},
                         "video": {"$ref": "#/components/schemas/Video"},
-                        "notes": {
-                            "type": "array",
-                            "items": {"type": "string"},
-                            "description": "Sentences about how the result was made, fit to show to "
-                            "anyone (no setting names or paths).",
-                        },
-                        "note_details": {
-                            "type": "object",
-                            "additionalProperties": {"type": "string"},
-                            "description": "For the operator: a note (the key) and what lies behind "
-                            "it, e.g. which setting turns Stable Diffusion on. Keep it from end users.",
-                        },
+                        **_NOTES,
                         "cached": {"type": "boolean"},
                         "timings_ms": {"type": "object"},
                     },
@@ -337,18 +342,7 @@ def build_openapi() -> dict[str, Any]:
                         "seed": {"type": "integer"},
                         "scenes": {"type": "integer"},
                         "sections": {"type": "array", "items": {"type": "object"}},
-                        "notes": {
-                            "type": "array",
-                            "items": {"type": "string"},
-                            "description": "Sentences about how the result was made, fit to show to "
-                            "anyone (no setting names or paths).",
-                        },
-                        "note_details": {
-                            "type": "object",
-                            "additionalProperties": {"type": "string"},
-                            "description": "For the operator: a note (the key) and what lies behind "
-                            "it, e.g. which setting turns Stable Diffusion on. Keep it from end users.",
-                        },
+                        **_NOTES,
                         "timings_ms": {"type": "object"},
                     },
                 },
