@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from m2i_engine.models.emotion import GEMS, GEMS_VALENCE_AROUSAL  # the engine's order and circumplex
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,17 +30,6 @@ REPORTS = Path(__file__).resolve().parent / "reports"
 RESULTS = REPORTS / "results"
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
-GEMS = (
-    "amazement",
-    "solemnity",
-    "tenderness",
-    "nostalgia",
-    "calmness",
-    "power",
-    "joyful_activation",
-    "tension",
-    "sadness",
-)
 EMOTIFY_GENRES = ("classical", "rock", "electronic", "pop")
 #: Emotify genres that are also GTZAN classes (used as extra genre training data, see train_genre).
 OVERLAP_GENRES = ("classical", "rock", "pop")
@@ -245,8 +236,6 @@ def emotion_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, dict[str
 
 def valence_arousal(fractions: np.ndarray) -> np.ndarray:
     """``(songs, 2)`` valence/arousal: fraction-weighted GEMS positions, as ``mood_from_emotions`` does."""
-    from m2i_engine.models.emotion import GEMS_VALENCE_AROUSAL
-
     pos = np.array([GEMS_VALENCE_AROUSAL[e] for e in GEMS], np.float64)
     f = np.clip(np.asarray(fractions, np.float64), 0.0, None)
     return (f @ pos) / np.maximum(f.sum(axis=1, keepdims=True), 1e-9)
