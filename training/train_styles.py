@@ -139,6 +139,18 @@ TUNED: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "rnb": {"mer4q": (("R&B",), ())},
 }
 
+#: style words of one family, as several collections' genres read them (sets: the order says nothing)
+ROCK_FAMILY = (
+    "rock",
+    "classic rock",
+    "hard rock",
+    "alternative rock",
+    "indie rock",
+    "progressive rock",
+    "punk",
+)
+METAL_FAMILY = ("metal", "heavy metal")
+POP_FAMILY = ("pop", "indie pop")
 #: a collection's genre → the style words that name it: (exact word, the word's family incl. sub-genres)
 GENRE_WORDS: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "gtzan": {
@@ -146,58 +158,17 @@ GENRE_WORDS: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "country": (("country",), ("country",)),
         "hiphop": (("hip-hop",), ("hip-hop", "rnb")),
         "jazz": (("jazz",), ("jazz",)),
-        "metal": (("metal",), ("metal", "heavy metal", "hard rock")),
-        "pop": (("pop",), ("pop", "indie pop")),
-        "rock": (
-            ("rock",),
-            (
-                "rock",
-                "classic rock",
-                "hard rock",
-                "alternative rock",
-                "indie rock",
-                "progressive rock",
-                "punk",
-            ),
-        ),
+        "metal": (("metal",), (*METAL_FAMILY, "hard rock")),
+        "pop": (("pop",), POP_FAMILY),
+        "rock": (("rock",), ROCK_FAMILY),
     },
     "emotify": {
-        "rock": (
-            ("rock",),
-            (
-                "rock",
-                "classic rock",
-                "hard rock",
-                "alternative rock",
-                "indie rock",
-                "progressive rock",
-                "punk",
-                "metal",
-                "heavy metal",
-            ),
-        ),
-        "pop": (("pop",), ("pop", "indie pop")),
+        "rock": (("rock",), (*ROCK_FAMILY, *METAL_FAMILY)),  # Emotify's rock takes in its metal
+        "pop": (("pop",), POP_FAMILY),
         "electronic": (("electronic",), ELECTRONIC_FAMILY),
     },
     "mer4q": {
-        "Pop/Rock": (
-            ("pop", "rock"),
-            (
-                "pop",
-                "rock",
-                "indie pop",
-                "classic rock",
-                "hard rock",
-                "alternative rock",
-                "indie rock",
-                "progressive rock",
-                "punk",
-                "metal",
-                "heavy metal",
-                "alternative",
-                "indie",
-            ),
-        ),
+        "Pop/Rock": (("pop", "rock"), (*POP_FAMILY, *ROCK_FAMILY, *METAL_FAMILY, "alternative", "indie")),
         "Electronic": (("electronic",), ELECTRONIC_FAMILY),
         "Jazz": (("jazz",), ("jazz",)),
         "Blues": (("blues",), ("blues",)),
