@@ -48,6 +48,7 @@ from m2i_engine.analysis.tempo_octave import (
     ALL_FEATURES,
     DEFAULT_WEIGHTS,
     FACTORS,
+    FOUR_THIRDS_FEATURES,
     MOOD_FEATURES,
     SIGNAL_FEATURES,
     OctaveModel,
@@ -73,8 +74,7 @@ STYLE_RANGES: dict[str, tuple[float, float]] = {
     "rock": (95.0, 185.0),
     "dnb": (155.0, 185.0),
 }
-#: the features of the 4:3 levels; without them (and those levels) the decision is the previous recipe
-FOUR_THIRDS_FEATURES = ("salience_three_quarters", "salience_four_thirds", "triplets", "sixteenths")
+#: without the 4:3 levels and their features the decision is the previous recipe
 OCTAVES_ONLY = "signal, octaves only (previous recipe)"
 INPUT_SETS: dict[str, tuple[str, ...]] = {
     "signal": SIGNAL_FEATURES,

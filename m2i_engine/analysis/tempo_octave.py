@@ -41,6 +41,13 @@ ALTERNATIVE_MIN_SCORE = 0.2
 #: the tempi a listener taps; candidates outside are not offered
 TAP_MIN_BPM, TAP_MAX_BPM = 40.0, 250.0
 
+#: what tells the 4:3 levels apart: the pulse's salience there, and triplet and sixteenth onsets
+FOUR_THIRDS_FEATURES: tuple[str, ...] = (
+    "salience_three_quarters",
+    "salience_four_thirds",
+    "triplets",
+    "sixteenths",
+)
 SIGNAL_FEATURES: tuple[str, ...] = (
     "log2_bpm",
     "salience_half",
@@ -56,10 +63,7 @@ SIGNAL_FEATURES: tuple[str, ...] = (
     "low_double",
     "high_half",
     "high_double",
-    "salience_three_quarters",
-    "salience_four_thirds",
-    "triplets",
-    "sixteenths",
+    *FOUR_THIRDS_FEATURES,
 )
 MOOD_FEATURES: tuple[str, ...] = ("arousal", "valence")
 #: the genre model's labels (GTZAN's ten), read as features when the genre model answers
