@@ -22,6 +22,7 @@ Also callable as ``main(argv)`` (the tests train a tiny adapter this way). See d
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -384,6 +385,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         device,
     )
 
+    validate = functools.partial(  # the prompt's pictures at a step, the same way each time
+        run_validation,
+        c,
+        args.validation_prompt,
+        folder=args.output / "validation",
+        device=device,
+        dtype=weight_dtype,
+        resolution=args.resolution,
+        steps=args.validation_inference_steps,
+        seed=args.seed,
+    )
     step, loss_ema, started = 0, math.nan, time.perf_counter()
     bar = tqdm(total=args.steps, desc="lora", disable=args.quiet, unit="step")
     batches = _forever(loader)
@@ -410,17 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 info={**info, "steps": step, "loss_ema": loss_ema},
             )
         if args.validation_prompt and args.validate_every and step % args.validate_every == 0:
-            run_validation(
-                c,
-                args.validation_prompt,
-                folder=args.output / "validation",
-                step=step,
-                device=device,
-                dtype=weight_dtype,
-                resolution=args.resolution,
-                steps=args.validation_inference_steps,
-                seed=args.seed,
-            )
+            validate(step=step)
     bar.close()
     path = save_adapter(
         c.unet,
@@ -434,17 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     )
     if args.validation_prompt and not (args.validate_every and step % args.validate_every == 0):
-        run_validation(
-            c,
-            args.validation_prompt,
-            folder=args.output / "validation",
-            step=step,
-            device=device,
-            dtype=weight_dtype,
-            resolution=args.resolution,
-            steps=args.validation_inference_steps,
-            seed=args.seed,
-        )
+        validate(step=step)
     log.info("saved %s (loss %.4f)", path, loss_ema)
     return 0
 

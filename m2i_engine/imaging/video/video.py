@@ -159,7 +159,8 @@ def render_video(
     if length_s is None:
         length_s = audio.size / sample_rate if audio is not None else request.tags.audio.analysed_s
     t0 = time.perf_counter()
-    video = _render_once(
+    render = functools.partial(
+        _render_once,
         request,
         audio=audio,
         sample_rate=sample_rate,
@@ -167,8 +168,8 @@ def render_video(
         fps=fps,
         backend=backend,
         length_s=length_s,
-        bit_rate=None,
     )
+    video = render(bit_rate=None)
     if max_bytes is None or video.size_bytes <= max_bytes:
         return video
     rate = fit_bit_rate(max_bytes, length_s=video.length_s, audio=audio is not None)
@@ -178,16 +179,7 @@ def render_video(
         if rate < floor:
             out.unlink(missing_ok=True)  # no file over the limit is left behind
             raise _too_large(video, max_bytes, need=_bytes_at(floor, video.length_s, audio is not None))
-        video = _render_once(
-            request,
-            audio=audio,
-            sample_rate=sample_rate,
-            out=out,
-            fps=fps,
-            backend=backend,
-            length_s=length_s,
-            bit_rate=rate,
-        )
+        video = render(bit_rate=rate)
         if video.size_bytes <= max_bytes:
             video.notes.append(
                 f"Encoded at {rate / 1000:.0f} kbit/s to fit {max_bytes / 1e6:.1f} MB "
