@@ -549,7 +549,7 @@ def _print_tags(tags: Tags, name: str) -> None:
         table.add_row(*row)
     table.add_row("Emotion", _classification_text(tags.emotion, "emotion"))
     m = tags.mood
-    src = "from the mood model" if m.source == "emotion_model" else "estimated from the signal"
+    src = tags.mood_origin()
     lean = "leaning " if min(abs(m.valence), abs(m.arousal)) <= 0.2 else ""  # near an axis
     table.add_row(
         "Mood",

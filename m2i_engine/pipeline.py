@@ -55,6 +55,7 @@ def analyse_audio(
         genre = models.classify("genre", sig.features, styles=styles)  # electronic raises its floor
         emotion = models.classify("emotion", sig.features)
         quadrants = models.classify("mood", sig.features)
+        familiarity = models.familiarity(sig.features)
     learned_mood = mood_from_quadrants(quadrants)
     with timed(timings, "tempo_decision_ms"):
         # which octave of the tracked pulse a listener taps, now that mood and genre are known
@@ -65,12 +66,15 @@ def analyse_audio(
                 sig.tempo_evidence, sig.tempo, timbre=sig.timbre, mood=learned_mood, genre=genre
             )
         )
-    # the model trained on listeners' valence/arousal first, the GEMS hand mapping, then the signal rule
-    mood = (
-        learned_mood
-        or mood_from_emotions(emotion)
-        or signal_mood(tempo=tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre)
+    # the model trained on listeners' valence/arousal first, the GEMS hand mapping, then the signal rule;
+    # a song unlike all the models learned from (a synthesised demo, speech, a tone) gets the signal rule
+    # and no genre: the heads' answers on it are confident and meaningless
+    unfamiliar = familiarity is not None and not familiarity.familiar
+    mood = (None if unfamiliar else learned_mood or mood_from_emotions(emotion)) or signal_mood(
+        tempo=tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre
     )
+    if unfamiliar and genre.status == "ok":
+        genre = genre.model_copy(update={"uncertain": True})
     tags = Tags(
         audio=audio.info,
         tempo=tempo,
@@ -83,6 +87,7 @@ def analyse_audio(
         styles=styles,
         energy_curve=sig.energy_curve,
         sections=sig.sections,
+        familiarity=familiarity,
     )
     return tags, timings
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -144,6 +144,24 @@ class Mood(BaseModel):
         return QUADRANT_NAMES[self.quadrant]
 
 
+class Familiarity(BaseModel):
+    """How much the song sounds like the recorded music the models learned from
+    (:mod:`m2i_engine.models.familiarity`): beyond ``limit`` their answers are not to be trusted."""
+
+    distance: float = Field(
+        ge=0.0, description="Distance of the song's mean musicnn embedding from the training songs'."
+    )
+    limit: float = Field(
+        gt=0.0, description="Beyond this distance the song is unfamiliar (set on songs the fit never saw)."
+    )
+    model: str | None = Field(None, description="Name and version of the familiarity model.")
+
+    @computed_field(description="distance <= limit: the models' answers are meant for this song.")  # type: ignore[prop-decorator]
+    @property
+    def familiar(self) -> bool:
+        return self.distance <= self.limit
+
+
 class AudioInfo(BaseModel):
     container: str
     codec: str
@@ -192,3 +210,21 @@ class Tags(BaseModel):
         default_factory=list,
         description="The song's sections in order, covering the analysed audio; empty when not analysed.",
     )
+    familiarity: Familiarity | None = Field(
+        None,
+        description="How much the song sounds like the music the models learned from; when unfamiliar, "
+        "the mood comes from the signal and the genre is uncertain. None without the familiarity model.",
+    )
+
+    @property
+    def unfamiliar(self) -> bool:
+        """True when the familiarity model says the song is unlike every song the models learned from."""
+        return self.familiarity is not None and not self.familiarity.familiar
+
+    def mood_origin(self) -> str:
+        """Where the mood came from, as a person reads it (the same words in every front end)."""
+        if self.mood.source == "emotion_model":
+            return "from the mood model"
+        if self.unfamiliar:
+            return "estimated from the signal: it sounds unlike the music the models learned from"
+        return "estimated from the signal"

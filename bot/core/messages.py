@@ -254,11 +254,7 @@ def tempo_text(bpm: float, *, beats_per_bar: int | None = None, also_bpm: float 
     return f"{bpm:.0f} BPM{metre}{also}"
 
 
-#: where a song's valence/arousal came from (:attr:`m2i_engine.tags.Mood.source`)
-MOOD_SOURCES: dict[str, str] = {"emotion_model": "from the mood model", "signal": "estimated from the signal"}
-
-
-def mood_text(valence: float, arousal: float, *, quadrant: str, quadrant_name: str, source: str) -> str:
+def mood_text(valence: float, arousal: float, *, quadrant: str, quadrant_name: str, origin: str) -> str:
     """E.g. "bright, energetic · happy, excited (Q1) · valence +0.41, arousal +0.35 (from the mood model)".
 
     Near an axis (either value within ±0.2) the quadrant is only "leaning": the signs still pick it.
@@ -268,7 +264,7 @@ def mood_text(valence: float, arousal: float, *, quadrant: str, quadrant_name: s
     lean = "leaning " if min(abs(valence), abs(arousal)) <= 0.2 else ""
     return (
         f"{v}, {a} · {lean}{quadrant_name} ({quadrant}) · valence {valence:+.2f}, arousal {arousal:+.2f} "
-        f"({MOOD_SOURCES.get(source, source)})"
+        f"({origin})"
     )
 
 

@@ -354,7 +354,11 @@ def tag_lines(tags: Tags) -> tuple[TagLine, ...]:
             "mood",
             L["mood"],
             messages.mood_text(
-                m.valence, m.arousal, quadrant=m.quadrant, quadrant_name=m.quadrant_name, source=m.source
+                m.valence,
+                m.arousal,
+                quadrant=m.quadrant,
+                quadrant_name=m.quadrant_name,
+                origin=tags.mood_origin(),
             ),
         ),
     )

@@ -16,13 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from m2i_engine.tags import Classification, StyleTag
+from m2i_engine.tags import Classification, Familiarity, StyleTag
 
 log = logging.getLogger(__name__)
 
 #: the model folders the registry looks for: "mood" is the valence/arousal (quadrant) model, "styles"
-#: the backbone's tag words with calibrated thresholds
-TASKS = ("genre", "emotion", "mood", "styles")
+#: the backbone's tag words with calibrated thresholds, "familiarity" whether a song sounds like the
+#: music the others learned from
+TASKS = ("genre", "emotion", "mood", "styles", "familiarity")
 
 
 class Classifier(Protocol):
@@ -151,12 +152,29 @@ class ModelRegistry:
             self.problems["styles"] = f"{type(exc).__name__}: {exc}"
             return []
 
+    def familiarity(self, features: Any) -> Familiarity | None:
+        """How much the song sounds like the training music; ``None`` without the model or on failure
+        (then nothing is overruled)."""
+        model = self.classifiers.get("familiarity")
+        if model is None:
+            return None
+        try:
+            return model.assess(features)  # type: ignore[attr-defined, no-any-return]
+        except Exception as exc:
+            log.exception("familiarity model %s failed", model.name)
+            self.problems["familiarity"] = f"{type(exc).__name__}: {exc}"
+            return None
+
 
 def _import_builtin_loaders() -> None:
     """Import the modules that register loaders; they may need optional extras (keras)."""
     import importlib
 
-    for mod in ("m2i_engine.models.keras_loader", "m2i_engine.models.styles"):
+    for mod in (
+        "m2i_engine.models.keras_loader",
+        "m2i_engine.models.styles",
+        "m2i_engine.models.familiarity",
+    ):
         try:
             importlib.import_module(mod)
         except ImportError as exc:

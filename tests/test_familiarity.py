@@ -1,0 +1,124 @@
+"""The familiarity model: audio unlike the music the heads learned from gets the signal's mood and no genre.
+
+The built-in demo (a synthesised house track) used to read "calm, relaxed", arousal −0.94, from the mood
+model; synthesised audio lies far from every training song (``training/reports/familiarity.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from m2i_engine.config import AudioLimits
+from m2i_engine.models import ModelRegistry
+from m2i_engine.models.registry import Manifest, default_model_dir
+from m2i_engine.pipeline import analyse_audio
+from m2i_engine.synth import demo_song
+
+
+def _wav(y: np.ndarray, sr: int = 22_050) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def demo_bytes() -> bytes:
+    return _wav(demo_song())
+
+
+@pytest.fixture(scope="module")
+def shipped() -> ModelRegistry:
+    reg = ModelRegistry.load()
+    assert "familiarity" in reg.classifiers, reg.problems
+    return reg
+
+
+def _models_without(tmp_path: Path, *drop: str) -> Path:
+    root = tmp_path / "models"
+    for task in ("genre", "emotion", "mood", "styles", "familiarity"):
+        if task not in drop:
+            shutil.copytree(default_model_dir() / task, root / task)
+    return root
+
+
+def test_the_synthesised_demo_is_unfamiliar_so_its_mood_comes_from_the_signal(
+    demo_bytes: bytes, shipped: ModelRegistry
+) -> None:
+    tags, _ = analyse_audio(demo_bytes, limits=AudioLimits(), models=shipped)
+    fam = tags.familiarity
+    assert fam is not None and fam.model and not fam.familiar
+    assert fam.distance > fam.limit > 0
+    assert tags.unfamiliar
+    assert tags.mood.source == "signal"
+    assert tags.genre.status == "ok" and tags.genre.uncertain
+    assert "unlike the music the models learned from" in tags.mood_origin()
+    # a 124-BPM house track at this energy is not "calm": the signal rule does not call it so
+    assert tags.mood.arousal > -0.5
+
+
+def test_without_the_familiarity_model_nothing_is_overruled(tmp_path: Path, demo_bytes: bytes) -> None:
+    reg = ModelRegistry.load(_models_without(tmp_path, "familiarity"))
+    assert "familiarity" not in reg.classifiers and "familiarity" not in reg.problems
+    tags, _ = analyse_audio(demo_bytes, limits=AudioLimits(), models=reg)
+    assert tags.familiarity is None and not tags.unfamiliar
+    assert tags.mood.source == "emotion_model"
+    assert tags.mood_origin() == "from the mood model"
+
+
+def test_a_tampered_familiarity_file_is_reported_and_the_song_still_analysed(
+    tmp_path: Path, demo_bytes: bytes
+) -> None:
+    root = _models_without(tmp_path)
+    npz = root / "familiarity" / "familiarity.npz"
+    npz.write_bytes(npz.read_bytes()[:-8] + b"\0" * 8)
+    reg = ModelRegistry.load(root)
+    assert "sha256" in reg.problems["familiarity"]
+    tags, _ = analyse_audio(demo_bytes, limits=AudioLimits(), models=reg)
+    assert tags.familiarity is None and tags.mood.source == "emotion_model"
+
+
+def test_distance_is_mahalanobis_under_the_shipped_precision(tmp_path: Path) -> None:
+    """A model folder with identity precision at the origin: the distance is the Euclidean norm; with a
+    diagonal precision, each axis counts by its own spread."""
+    from m2i_engine.models.familiarity import FamiliarityModel
+
+    folder = tmp_path / "familiarity"
+    folder.mkdir()
+    buf = io.BytesIO()
+    np.savez(buf, location=np.zeros(3, np.float32), precision=np.diag([1.0, 4.0, 0.25]).astype(np.float32))
+    (folder / "f.npz").write_bytes(buf.getvalue())
+    manifest = {
+        "task": "familiarity",
+        "name": "toy",
+        "version": "1",
+        "labels": ["familiar"],
+        "format": "musicnn-familiarity",
+        "file": "f.npz",
+        "weights_sha256": hashlib.sha256(buf.getvalue()).hexdigest(),
+        "limit": 2.0,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    model = FamiliarityModel(Manifest.read(folder))
+    assert model.distance(np.array([3.0, 0.0, 0.0])) == pytest.approx(3.0)
+    assert model.distance(np.array([0.0, 1.0, 2.0])) == pytest.approx(np.sqrt(4.0 + 1.0))
+    manifest["limit"] = 0
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="limit"):
+        FamiliarityModel(Manifest.read(folder))
+
+
+def test_the_replies_give_the_reason(demo_bytes: bytes, shipped: ModelRegistry) -> None:
+    """The CLI and the chat replies read the mood's origin from one place."""
+    from bot.core import reply
+
+    tags, _ = analyse_audio(demo_bytes, limits=AudioLimits(), models=shipped)
+    line = next(t for t in reply.tag_lines(tags) if t.key == "mood")
+    assert "unlike the music the models learned from" in line.value
