@@ -253,6 +253,34 @@ def emotion_fold_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, di
     return scores
 
 
+def bootstrap_ci(
+    hits: np.ndarray,
+    groups: np.ndarray | None = None,
+    *,
+    n: int = 2000,
+    level: float = 0.95,
+    seed: int = SEED,
+) -> tuple[float, float]:
+    """A percentile bootstrap interval of the mean of ``hits`` (0/1 per song).
+
+    With ``groups`` (the artist of each song) whole groups are resampled, so an artist with twelve songs
+    counts as one draw: songs of one artist are not independent, and a song-level bootstrap would call a
+    score that rests on a few artists more certain than it is.
+    """
+    hits = np.asarray(hits, np.float64)
+    if hits.size == 0:
+        raise ValueError("no songs to bootstrap")
+    if groups is None:
+        groups = np.arange(len(hits))
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    sums, counts = np.bincount(g, hits), np.bincount(g)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(sums), size=(n, len(sums)))
+    means = sums[draws].sum(1) / counts[draws].sum(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and (population) standard deviation over folds, ignoring NaN."""
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)

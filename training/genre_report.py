@@ -45,6 +45,32 @@ def _style_floor_lines(cal: dict[str, Any]) -> list[str]:
     ]
 
 
+def _ceiling_lines(study: dict[str, Any] | None) -> list[str]:
+    """What :mod:`training.genre_ceiling` found: the shipped recipe's intervals and whether any variant of
+    head, pooling, input or learner on the same backbone reaches the goal."""
+    if not study:
+        return []
+    rows = study["rows"]
+    ship = next(r for r in rows if r["key"] == "shipped")
+    m, g = ship["mer4q_artists"], ship["gtzan_held_out"]
+    reach = [
+        r
+        for r in rows
+        if r["mer4q_artists"]["acc"] >= study["goal"] and r["gtzan_held_out"]["acc"] >= study["goal"]
+    ]
+    best = max(rows, key=lambda r: r["mer4q_artists"]["acc"])
+    return [
+        f"- How sure these numbers are, and whether another head on the same backbone would do: "
+        f"[genre_ceiling.md](genre_ceiling.md). The shipped recipe's 95 % bootstrap interval is "
+        f"{100 * m['ci'][0]:.0f}–{100 * m['ci'][1]:.0f} % on mer4q (artists resampled) and "
+        f"{100 * g['ci'][0]:.0f}–{100 * g['ci'][1]:.0f} % on GTZAN held out; of {len(rows) - 1} other "
+        f"variants in the same folds (inputs, pooling, an MLP, augmentation, a second backbone, "
+        "hand-made signal descriptors, ensembles) the best on mer4q reaches "
+        f"{100 * best['mer4q_artists']['acc']:.1f} %, and "
+        + (f"{len(reach)} reach the goal on both." if reach else "none reaches the goal on both."),
+    ]
+
+
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f} %"
 
@@ -65,7 +91,8 @@ def report() -> Any:
         "Made by `python -m training.train_genre` (the protocol is in its docstring). Every row but the "
         "last is on songs whose artist (mer4q) or whole collection (GTZAN, Emotify) the model never "
         "trained on. Song accuracy = the argmax of the mean over the engine's 6 patches. Each baseline "
-        "ran in the same script and folds; '—' where it does not apply (v1 was trained on GTZAN).",
+        "ran in the same script and folds; '—' where it does not apply (v1 was trained on GTZAN). In "
+        "brackets: the 95 % bootstrap interval of ours (mer4q: artists resampled, not songs).",
         "",
         "Ours picks, by an inner artist-grouped CV on each evaluation's training songs only, among two "
         "learners of the same linear softmax head (x inputs with/without the 50 tags x L2 C 0.001/0.01): "
@@ -82,6 +109,9 @@ def report() -> Any:
     for name, title in TITLES.items():
         r = res[name]
         cells = [_pct((r["models"].get(k) or {}).get("acc")) for k in MODELS]
+        if "ci" in r["models"]["ours"]:
+            lo, hi = r["models"]["ours"]["ci"]
+            cells[0] += f" [{100 * lo:.0f}–{100 * hi:.0f}]"
         lines.append(f"| {title} | {r['models']['ours']['n']} | " + " | ".join(cells) + " |")
         if name == "mer4q_artists":
             cells = [_pct((r["models"].get(k) or {}).get("exact")) for k in MODELS]
@@ -121,6 +151,7 @@ def report() -> Any:
         f"nearest honest number, GTZAN with the whole collection held out, is **{g_acc:.3f}** on its 8 "
         f"shared classes — {'met' if g_acc >= 0.80 else 'missed'}. The in-collection GTZAN CV "
         f"({res['gtzan_song_cv']['models']['ours']['acc']:.3f}) is optimistic (shared artists).",
+        *_ceiling_lines(_load("genre_ceiling")),
         "",
     ]
     if final:

@@ -62,6 +62,7 @@ from training.common import (
     REPO,
     SEED,
     artist_folds,
+    bootstrap_ci,
     songs,
     stopwatch,
     write_result,
@@ -183,6 +184,14 @@ class Pool:
     def signature(self, ids: np.ndarray) -> np.ndarray:
         """Each song's allowed set as a string (one class name for a clean song)."""
         return np.array(["+".join(np.array(GTZAN_GENRES)[self.allowed[i]]) for i in ids])
+
+    def add_song_features(self, name: str, x: np.ndarray) -> tuple[str]:
+        """Register a song-level matrix (one row per pool song) as the input ``(name,)`` of a candidate:
+        for studies of inputs the engine's heads do not compute (:mod:`training.genre_ceiling`)."""
+        if len(x) != len(self.collection):
+            raise ValueError(f"{name}: {len(x)} rows for {len(self.collection)} songs")
+        self._song_x[(name,)] = np.asarray(x)
+        return (name,)
 
     def song_x(self, ids: np.ndarray, inputs: Sequence[str]) -> np.ndarray:
         """Each song's mean embedding over the engine's patches (at most 6, evenly spread)."""
@@ -377,13 +386,16 @@ def v1_head(pool: Pool, test: np.ndarray) -> np.ndarray:
 
 
 def score(pool: Pool, ids: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """``acc``: the answer is one of the song's classes (its AllMusic genres as a set, for mer4q);
+    """``acc``: the answer is one of the song's classes (its AllMusic genres as a set, for mer4q), with
+    ``ci`` its 95 % bootstrap interval;
     ``exact``/``per_class``: the training-clean single-class songs; ``pop_rock_set_acc``: Pop/Rock-only."""
     pred = probs.argmax(1)
     lab = pool.label[ids]
     allowed = pool.allowed[ids]
     out: dict[str, Any] = {"n": len(ids)}
-    out["acc"] = float(np.mean(allowed[np.arange(len(ids)), pred]))
+    hits = allowed[np.arange(len(ids)), pred]
+    out["acc"] = float(np.mean(hits))
+    out["ci"] = list(bootstrap_ci(hits, pool.group[ids]))  # artists resampled (mer4q), songs elsewhere
     has = lab >= 0
     if has.any():
         out["exact"] = float(np.mean(pred[has] == lab[has]))
@@ -446,19 +458,18 @@ MODELS = {
 }
 
 
-def evaluations(pool: Pool) -> dict[str, Any]:
-    from tqdm import tqdm
-
+def evaluation_plan(pool: Pool) -> dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """Each evaluation's splits, ``[(train, test, GTZAN-only train)]`` song ids (the same for every study
+    of these songs, e.g. :mod:`training.genre_ceiling`)."""
     # training songs are every song with an allowed set (each learner takes the rows it can use);
     # mer4q's mixed and Pop/Rock-only clips are training songs only where their artist is
     g, e, m = (pool.with_set([c]) for c in ("gtzan", "emotify", "mer4q"))
-    res = {}
     splits = []
     for _tr, te in grouped_folds(pool, m, 5):
         test = m[te]
         train = np.concatenate([g, e, np.setdiff1d(m, test)])
         splits.append((train, test, g))
-    plan = {
+    return {
         "mer4q_artists": splits,
         "gtzan_held_out": [
             (np.concatenate([e, m]), g[~np.isin(pool.label[g], ONLY_GTZAN)], np.array([], int))
@@ -468,7 +479,13 @@ def evaluations(pool: Pool) -> dict[str, Any]:
             (np.concatenate([g[tr], e, m]), g[te], g[tr]) for tr, te in grouped_folds(pool, g, 5)
         ],
     }
-    for name, sp in tqdm(plan.items(), desc="genre evaluations", unit="eval"):
+
+
+def evaluations(pool: Pool) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    res = {}
+    for name, sp in tqdm(evaluation_plan(pool).items(), desc="genre evaluations", unit="eval"):
         t0 = time.perf_counter()
         res[name] = evaluation(pool, name, sp)
         res[name]["seconds"] = round(time.perf_counter() - t0, 1)
