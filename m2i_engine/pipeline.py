@@ -68,13 +68,13 @@ def analyse_audio(
         )
     # the model trained on listeners' valence/arousal first, the GEMS hand mapping, then the signal rule;
     # a song unlike all the models learned from (a synthesised demo, speech, a tone) gets the signal rule
-    # and no genre: the heads' answers on it are confident and meaningless
+    # and the heads' genre and emotion are only "closest": their answers on it are confident and meaningless
     unfamiliar = familiarity is not None and not familiarity.familiar
     mood = (None if unfamiliar else learned_mood or mood_from_emotions(emotion)) or signal_mood(
         tempo=tempo, key=sig.key, loudness=sig.loudness, timbre=sig.timbre
     )
-    if unfamiliar and genre.status == "ok":
-        genre = genre.model_copy(update={"uncertain": True})
+    if unfamiliar:
+        genre, emotion = (c.model_copy(update={"uncertain": c.status == "ok"}) for c in (genre, emotion))
     tags = Tags(
         audio=audio.info,
         tempo=tempo,

@@ -35,8 +35,9 @@ class Classification(BaseModel):
     model: str | None = Field(None, description="Name and version of the model that answered.")
     uncertain: bool = Field(
         False,
-        description="True when the calibrated top score is below the model's confidence floor: "
-        "no label fits well, and the first labels are only the closest ones.",
+        description="True when the calibrated top score is below the model's confidence floor, or the "
+        "song is unlike the music the models learned from (``familiarity``): no label fits well, and the "
+        "first labels are only the closest ones.",
     )
 
     @property
@@ -213,7 +214,7 @@ class Tags(BaseModel):
     familiarity: Familiarity | None = Field(
         None,
         description="How much the song sounds like the music the models learned from; when unfamiliar, "
-        "the mood comes from the signal and the genre is uncertain. None without the familiarity model.",
+        "the mood comes from the signal, genre and emotion are uncertain. None without that model.",
     )
 
     @property

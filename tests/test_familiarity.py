@@ -59,9 +59,18 @@ def test_the_synthesised_demo_is_unfamiliar_so_its_mood_comes_from_the_signal(
     assert tags.unfamiliar
     assert tags.mood.source == "signal"
     assert tags.genre.status == "ok" and tags.genre.uncertain
+    assert tags.emotion.status == "ok" and tags.emotion.uncertain
     assert "unlike the music the models learned from" in tags.mood_origin()
     # a 124-BPM house track at this energy is not "calm": the signal rule does not call it so
     assert tags.mood.arousal > -0.5
+    # the prompt's mood words come from that mood, not from the emotion head's answer
+    from m2i_engine.prompt import build_prompt
+    from m2i_engine.prompt.builder import EMOTION_WORDS, emotion_labels, mood_words
+
+    text = build_prompt(tags).text
+    assert emotion_labels(tags) == []
+    assert mood_words(tags.mood.valence, tags.mood.arousal) in text
+    assert not any(words in text for words in EMOTION_WORDS.values())
 
 
 def test_without_the_familiarity_model_nothing_is_overruled(tmp_path: Path, demo_bytes: bytes) -> None:
@@ -70,6 +79,7 @@ def test_without_the_familiarity_model_nothing_is_overruled(tmp_path: Path, demo
     tags, _ = analyse_audio(demo_bytes, limits=AudioLimits(), models=reg)
     assert tags.familiarity is None and not tags.unfamiliar
     assert tags.mood.source == "emotion_model"
+    assert not tags.emotion.uncertain
     assert tags.mood_origin() == "from the mood model"
 
 

@@ -197,7 +197,7 @@ def report(res: dict[str, Any]) -> str:
         *(f"| {name} | **{f(ours)}** | {f(base)} |" for name, f in rows),
         "",
         "Beyond the limit the engine takes the mood from the signal rule (`source: signal`, with the "
-        "reason in every reply) and calls the genre uncertain: on such audio the heads answer "
+        "reason in every reply) and calls genre and emotion uncertain: on such audio the heads answer "
         "confidently and meaninglessly (the built-in demo, a synthesised house track, read 'calm, "
         "relaxed', arousal −0.94).",
         "",

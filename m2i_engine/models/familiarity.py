@@ -6,7 +6,7 @@ meaninglessly: the built-in house demo read "calm, relaxed" with arousal −0.94
 far the song's mean musicnn embedding lies from the training songs (a Mahalanobis distance under a shrunk
 covariance, on the same backbone pass the heads use, so it costs no extra musicnn run) and compares it
 with a limit set on songs the fit never saw (``python -m training.train_familiarity``). Beyond the limit
-the engine takes the mood from the signal and calls the genre uncertain.
+the engine takes the mood from the signal and calls genre and emotion uncertain.
 
 A model folder holds ``manifest.json`` (``format: musicnn-familiarity``: the backbone, the patch cap, the
 embedding it reads, the limit) and ``familiarity.npz`` (``location`` and ``precision``).

@@ -94,7 +94,7 @@ def emotion_labels(tags: Tags) -> list[LabelScore]:
     calmness, power beside sadness): "joyful, exuberant, calm, serene" asks the image for two moods
     and gets neither. Arousal signs are the circumplex placement the mood fallback uses.
     """
-    if tags.emotion.status != "ok":
+    if tags.emotion.status != "ok" or tags.emotion.uncertain:  # an unfamiliar song: the mood words speak
         return []
     sure = [ls for ls in tags.emotion.labels[:2] if ls.score >= MIN_LABEL_SCORE and ls.label in EMOTION_WORDS]
     if len(sure) == 2:
