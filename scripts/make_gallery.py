@@ -71,8 +71,10 @@ def caption(name: str, res: VisualizeResult) -> str:
         parts.append(f"genre uncertain (closest {t.genre.top.display} {t.genre.top.score:.2f})")
     if t.styles:
         parts.append(", ".join(s.label for s in t.styles[:3]))
-    if t.emotion.top:
-        parts.append(f"{t.emotion.top.display} {t.emotion.top.score:.2f}")
+    if sure := t.emotion.confident_top:
+        parts.append(f"{sure.display} {sure.score:.2f}")
+    if t.unfamiliar:  # unlike the training music: the mood comes from the signal, as the replies say
+        parts.append(f"unfamiliar: mood {t.mood.quadrant_name} from the signal")
     parts.append(f"style {res.prompt.style.value}")
     return " · ".join(parts)
 
