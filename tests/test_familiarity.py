@@ -160,3 +160,19 @@ def test_a_spoken_voice_note_is_unfamiliar(shipped: ModelRegistry, tmp_path: Pat
     tags, _ = analyse_audio(note, limits=AudioLimits(), models=shipped)
     assert tags.unfamiliar and tags.mood.source == "signal"
     assert tags.genre.uncertain and tags.emotion.uncertain
+
+
+def test_familiarity_survives_the_queue_and_reads_the_same_in_json(
+    demo_bytes: bytes, shipped: ModelRegistry
+) -> None:
+    """Queue mode hands tags from a worker to the API and the bots as JSON: the verdict must arrive whole
+    (and ``familiar`` is in the JSON a client reads, not only a Python property)."""
+    from m2i_engine.engine import AnalysisResult
+    from m2i_engine.queue.codec import decode_analysis, encode_analysis
+
+    tags, timings = analyse_audio(demo_bytes, limits=AudioLimits(), models=shipped)
+    doc = json.loads(json.dumps(encode_analysis(AnalysisResult(tags, "0" * 64, False, timings))))
+    assert doc["analysis"]["tags"]["familiarity"]["familiar"] is False
+    back = decode_analysis(doc).tags
+    assert back == tags
+    assert back.unfamiliar and back.mood_origin() == tags.mood_origin()
