@@ -5,8 +5,10 @@ them — a synthesised demo, a spoken voice note, a test tone — the heads stil
 meaninglessly: the built-in house demo read "calm, relaxed" with arousal −0.94. This model measures how
 far the song's mean musicnn embedding lies from the training songs (a Mahalanobis distance under a shrunk
 covariance, on the same backbone pass the heads use, so it costs no extra musicnn run) and compares it
-with a limit set on songs the fit never saw (``python -m training.train_familiarity``). Beyond the limit
-the engine takes the mood from the signal and calls genre and emotion uncertain.
+with a limit set on songs the fit never saw (``python -m training.train_familiarity``), one for each
+number of patches below the engine's cap: a short clip's mean is noisier and lies farther from
+everything. Beyond the limit the engine takes the mood from the signal and calls genre and emotion
+uncertain.
 
 A model folder holds ``manifest.json`` (``format: musicnn-familiarity``: the backbone, the patch cap, the
 embedding it reads, the limit) and ``familiarity.npz`` (``location`` and ``precision``).
@@ -35,8 +37,10 @@ class FamiliarityModel:
         self.labels = manifest.labels
         self.input = str(extra.get("input", "penultimate"))
         self.limit = float(extra["limit"])
-        if self.limit <= 0:
-            raise ValueError(f"familiarity limit must be > 0, not {self.limit}")
+        #: a clip the backbone sees as fewer patches has a noisier mean, so its own (larger) limit
+        self.limits = {int(n): float(v) for n, v in (extra.get("limits_by_patches") or {}).items()}
+        if min([self.limit, *self.limits.values()]) <= 0:
+            raise ValueError(f"familiarity limits must be > 0, not {self.limit} / {self.limits}")
         path = manifest.folder / manifest.file
         blob = path.read_bytes()
         want = extra.get("weights_sha256")
@@ -58,7 +62,8 @@ class FamiliarityModel:
     def assess(self, features: Any) -> Familiarity:
         rows = np.asarray(self.backbone.per_patch(features)[self.input], np.float64)
         dist = self.distance(rows.reshape(len(rows), -1).mean(axis=0))
-        return Familiarity(distance=round(dist, 2), limit=round(self.limit, 2), model=self.name)
+        limit = self.limits.get(len(rows), self.limit)
+        return Familiarity(distance=round(dist, 2), limit=round(limit, 2), model=self.name)
 
 
 @register_loader(FORMAT)
