@@ -16,13 +16,13 @@ embedding it reads, the limit) and ``familiarity.npz`` (``location`` and ``preci
 
 from __future__ import annotations
 
-import hashlib
+import io
 from typing import Any
 
 import numpy as np
 
 from m2i_engine.models.keras_loader import shared_backbone
-from m2i_engine.models.registry import Manifest, register_loader
+from m2i_engine.models.registry import Manifest, register_loader, verified_bytes
 from m2i_engine.tags import Familiarity
 
 FORMAT = "musicnn-familiarity"
@@ -41,12 +41,8 @@ class FamiliarityModel:
         self.limits = {int(n): float(v) for n, v in (extra.get("limits_by_patches") or {}).items()}
         if min([self.limit, *self.limits.values()]) <= 0:
             raise ValueError(f"familiarity limits must be > 0, not {self.limit} / {self.limits}")
-        path = manifest.folder / manifest.file
-        blob = path.read_bytes()
-        want = extra.get("weights_sha256")
-        if want and hashlib.sha256(blob).hexdigest() != want:
-            raise ValueError(f"{path.name} does not match its manifest's sha256")
-        with np.load(path, allow_pickle=False) as z:
+        blob = verified_bytes(manifest.folder / manifest.file, extra.get("weights_sha256"), "familiarity")
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
             self.location = np.asarray(z["location"], np.float64)
             self.precision = np.asarray(z["precision"], np.float64)
         d = len(self.location)

@@ -8,6 +8,7 @@ the output states plainly that it is not installed instead of inventing a label.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -89,6 +90,17 @@ def register_loader(fmt: str) -> Callable[[Loader], Loader]:
         return fn
 
     return deco
+
+
+def verified_bytes(path: Path, want: object, what: str) -> bytes:
+    """``path``'s bytes, refused unless they match ``want`` (a manifest's ``weights_sha256``) when one is
+    given: weights retrained or swapped without their manifest are not silently served."""
+    blob = path.read_bytes()
+    if want is not None:
+        got = hashlib.sha256(blob).hexdigest()
+        if got != str(want).lower():
+            raise ValueError(f"{what}: {path.name} has sha256 {got}, the manifest says {want}")
+    return blob
 
 
 def default_model_dir() -> Path:

@@ -16,7 +16,6 @@ like any tag.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 
 from m2i_engine.models.heads import HeadSpec, head_rows
 from m2i_engine.models.keras_loader import head_runner, shared_backbone
-from m2i_engine.models.registry import Manifest, register_loader
+from m2i_engine.models.registry import Manifest, register_loader, verified_bytes
 from m2i_engine.tags import Classification, LabelScore, StyleGroup, StyleTag
 
 FORMAT = "musicnn-tag-thresholds"
@@ -132,13 +131,7 @@ class LearnedTag:
         weights = folder / str(d["file"])
         if not weights.is_file():
             raise FileNotFoundError(f"learned tag {name!r}: {weights} missing")
-        want = d.get("weights_sha256")
-        if want is not None:
-            got = hashlib.sha256(weights.read_bytes()).hexdigest()
-            if got != str(want).lower():
-                raise ValueError(
-                    f"learned tag {name!r}: {weights.name} has sha256 {got}, the manifest says {want}"
-                )
+        verified_bytes(weights, d.get("weights_sha256"), f"learned tag {name!r}")
         return cls(str(name), spec, int(d["positive"]), head_runner(weights, spec, runtime))
 
     def score(self, per_patch: Mapping[str, np.ndarray]) -> float:
