@@ -6,8 +6,8 @@ The shipped genre model (:mod:`training.train_genre`) misses its goal of 0.80 on
 This study asks whether another head, pooling, input or learner on the same backbone would reach it, or
 whether the backbone is the limit. Every row runs on ``train_genre``'s own evaluation splits (mer4q in 5
 artist-grouped folds with GTZAN and Emotify training; GTZAN held out as a whole collection; Emotify held
-out), is scored as ``train_genre`` scores (right when the answer is among the song's allowed classes), and
-carries a 95 % bootstrap interval (artists resampled for mer4q, songs elsewhere: :func:`bootstrap_ci`).
+out), is scored by ``train_genre.score`` (right when the answer is among the song's allowed classes), with
+a 95 % bootstrap interval (artists resampled for mer4q, songs elsewhere: ``training.common.bootstrap_ci``).
 
 Hyper-parameters are fixed per row, not selected: the table is a map of what the backbone allows, and its
 best cell is the maximum of many noisy cells (optimistic). The shipped recipe and a plain logistic
@@ -30,7 +30,7 @@ import numpy as np
 
 from m2i_engine.models.heads import MAX_PATCHES
 from training import train_genre as tg
-from training.common import CACHE, REPORTS, SEED, bootstrap_ci, songs, write_result
+from training.common import CACHE, REPORTS, SEED, songs, write_result
 from training.cv import EMBED, load_patchset
 
 #: the evaluations of :func:`training.train_genre.evaluation_plan` this study runs (not the in-collection one)
@@ -189,13 +189,6 @@ class SetMLP:
             return np.mean([torch.softmax(net(xs), 1).numpy() for net in self.nets], axis=0)
 
 
-def _set_rows(pool: tg.Pool, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The training songs with an allowed set and their weights (every allowed set weighs the same)."""
-    ids = train[pool.allowed[train].any(1)]
-    _, inv, cnt = np.unique(pool.signature(ids), return_inverse=True, return_counts=True)
-    return ids, 1.0 / cnt[inv]
-
-
 Learner = Callable[[tg.Pool, np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -207,7 +200,7 @@ def set_lr(inputs: tuple[str, ...], C: float) -> Learner:
 
 def set_mlp(inputs: tuple[str, ...]) -> Learner:
     def run(pool: tg.Pool, tr: np.ndarray, te: np.ndarray) -> np.ndarray:
-        ids, w = _set_rows(pool, tr)
+        ids, w = tg.set_rows(pool, tr)
         model = SetMLP().fit(pool.song_x(ids, inputs), pool.allowed[ids], w)
         return model.predict_proba(pool.song_x(te, inputs))
 
@@ -220,7 +213,7 @@ def set_lr_views(C: float, views: int = 4) -> Learner:
 
     def run(pool: tg.Pool, tr: np.ndarray, te: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng(SEED)
-        ids, w = _set_rows(pool, tr)
+        ids, w = tg.set_rows(pool, tr)
         xs, sets, ws = [], [], []
         base = pool.song_x(ids, EMBED)
         for k, (i, wi) in enumerate(zip(ids, w, strict=True)):
@@ -239,11 +232,6 @@ def set_lr_views(C: float, views: int = 4) -> Learner:
         return out
 
     return run
-
-
-def plain_lr(pool: tg.Pool, tr: np.ndarray, te: np.ndarray) -> np.ndarray:
-    """Baseline: ``train_genre``'s plain logistic regression (scikit-learn defaults, clean labels)."""
-    return tg.pooled_lr(pool, tr, te)
 
 
 def geometric_mean(*probs: np.ndarray) -> np.ndarray:
@@ -275,7 +263,7 @@ def rows(pool: tg.Pool) -> list[Row]:
     emb_sig = add("emb_signal", np.hstack([pool.song_x(np.arange(len(sig)), EMBED), sig]))
     return [
         Row("shipped", "shipped recipe: set-label LR · embedding (1706) · C 0.01", set_lr(EMBED, 0.01)),
-        Row("plain_lr", "baseline: plain LR (scikit-learn defaults, clean labels) · embedding", plain_lr),
+        Row("plain_lr", "baseline: plain LR (scikit-learn defaults, clean labels) · embedding", tg.pooled_lr),
         Row("c0.1", "set-label LR · embedding · C 0.1 (weaker L2)", set_lr(EMBED, 0.1)),
         Row("tags", "set-label LR · the backbone's 50 tags only · C 1", set_lr(("tags",), 1.0)),
         Row("penultimate", "set-label LR · penultimate (200) only · C 0.1", set_lr(("penultimate",), 0.1)),
@@ -319,13 +307,11 @@ def study(pool: tg.Pool) -> dict[str, Any]:
 
 
 def score_row(pool: tg.Pool, tests: dict[str, np.ndarray], probs: dict[str, np.ndarray]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, ids in tests.items():
-        hits = pool.allowed[ids, probs[name].argmax(1)]
-        # artists are the unit of resampling where they are known (mer4q); elsewhere each song is its own
-        lo, hi = bootstrap_ci(hits, pool.group[ids])
-        out[name] = {"acc": float(hits.mean()), "ci": [lo, hi]}
-    return out
+    """Each evaluation's accuracy and its bootstrap interval, as ``train_genre`` scores its models."""
+    return {
+        name: {k: v for k, v in tg.score(pool, ids, probs[name]).items() if k in ("acc", "ci")}
+        for name, ids in tests.items()
+    }
 
 
 def _line(r: dict[str, Any]) -> str:

@@ -316,9 +316,16 @@ def fit(pool: Pool, cand: GenreCandidate, train: np.ndarray) -> Any:
         y = pool.label[ids]
         w = 1.0 / np.bincount(y, minlength=N_CLASSES)[y]
         return fit_patch_lr(pool.song_x(ids, cand.inputs), y, w, C=cand.C, tol=1e-3)
+    ids, w = set_rows(pool, train)
+    return fit_set_lr(pool.song_x(ids, cand.inputs), pool.allowed[ids], w, C=cand.C)
+
+
+def set_rows(pool: Pool, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The set-label learners' rows: the training songs with an allowed set, and their weights (every
+    allowed set weighs the same)."""
     ids = train[pool.allowed[train].any(1)]
     _, inv, cnt = np.unique(pool.signature(ids), return_inverse=True, return_counts=True)
-    return fit_set_lr(pool.song_x(ids, cand.inputs), pool.allowed[ids], 1.0 / cnt[inv], C=cand.C)
+    return ids, 1.0 / cnt[inv]
 
 
 def predict(model: Any, pool: Pool, cand: GenreCandidate, ids: np.ndarray) -> np.ndarray:
