@@ -209,17 +209,21 @@ def measure(
         lim = limit_for(x[tr], col[tr], grp[tr], plain=plain)
         held[c] = float(np.mean(Gauge(x[tr], plain=plain)(x[~tr]) > lim))
     gauge = Gauge(x, plain=plain)
+    d = gauge(probe_x)
     return {
         "limit": limit,
         "held_out_collection_flagged": held,
-        "probes_flagged": float(np.mean(gauge(probe_x) > limit)),
-        "probes_flagged_by_kind": {
-            kind: float(np.mean((gauge(probe_x) > limit)[np.array([_kind(n) == kind for n in names])]))
-            for kind in sorted({_kind(n) for n in names})
-        },
-        "probe_distance": gauge(probe_x).round(2).tolist(),
+        "probes_flagged": float(np.mean(d > limit)),
+        "probes_flagged_by_kind": flagged_by_kind(d > limit, names),
+        "probe_distance": d.round(2).tolist(),
         "training_distance_median": float(np.median(gauge(x))),
     }
+
+
+def flagged_by_kind(flags: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """The share of each kind of probe (:func:`_kind`) that ``flags`` calls unfamiliar."""
+    kinds = np.array([_kind(n) for n in names])
+    return {k: float(np.mean(flags[kinds == k])) for k in sorted(set(kinds))}
 
 
 def signal_quadrants(pool: Pool) -> np.ndarray:
@@ -437,12 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     gauge = Gauge(x)
     res["short"]["probes_flagged_by_kind"] = {
-        str(n): {
-            kind: float(
-                np.mean((gauge(px) > res["short"]["limits"][str(n)])[[_kind(a) == kind for a in audio]])
-            )
-            for kind in sorted({_kind(a) for a in audio})
-        }
+        str(n): flagged_by_kind(gauge(px) > res["short"]["limits"][str(n)], list(audio))
         for n, px in probe_short.items()
     }
     if not args.no_ship:
