@@ -53,11 +53,9 @@ def _ceiling_lines(study: dict[str, Any] | None) -> list[str]:
     rows = study["rows"]
     ship = next(r for r in rows if r["key"] == "shipped")
     m, g = ship["mer4q_artists"], ship["gtzan_held_out"]
-    reach = [
-        r
-        for r in rows
-        if r["mer4q_artists"]["acc"] >= study["goal"] and r["gtzan_held_out"]["acc"] >= study["goal"]
-    ]
+    from training.genre_ceiling import reaching
+
+    reach = reaching(study)
     best = max(rows, key=lambda r: r["mer4q_artists"]["acc"])
     return [
         f"- How sure these numbers are, and whether another head on the same backbone would do: "
